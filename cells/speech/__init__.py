@@ -1,0 +1,1 @@
+"""Offline speech engines shipped in PyPI wheels (eSpeak NG, PocketSphinx)."""

@@ -1,0 +1,35 @@
+"""AutoSpeak media core: the per-frame audio work of a phone call, implemented in Rust.
+
+G.711 codecs, low-lag streaming resampling, voice activity detection, an adaptive jitter
+buffer, and fused per-message paths for Twilio Media Streams.
+"""
+
+from media_core._native import (
+    InboundFrame,
+    InboundPath,
+    MediaError,
+    OutboundPath,
+    Resampler,
+    Vad,
+    VadEvent,
+    VadResult,
+    alaw_decode,
+    alaw_encode,
+    ulaw_decode,
+    ulaw_encode,
+)
+
+__all__ = [
+    "InboundFrame",
+    "InboundPath",
+    "MediaError",
+    "OutboundPath",
+    "Resampler",
+    "Vad",
+    "VadEvent",
+    "VadResult",
+    "alaw_decode",
+    "alaw_encode",
+    "ulaw_decode",
+    "ulaw_encode",
+]

@@ -1,0 +1,264 @@
+//! Voice activity detection: earshot's neural detector (16 ms frames at 16 kHz) for the
+//! per-frame speech probability, and a hysteresis state machine on top that turns
+//! probabilities into speech-start and speech-end events.
+//!
+//! 8 kHz telephone audio is upsampled with our own low-lag resampler first.
+
+use crate::error::MediaError;
+use crate::resample::Resampler;
+use earshot::Detector;
+
+/// Samples per detector frame at 16 kHz.
+pub const FRAME_SAMPLES: usize = 256;
+pub const FRAME_MS: f64 = 16.0;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VadConfig {
+    /// Probability at or above which a frame counts as speech.
+    pub threshold: f32,
+    /// Probability below which a frame counts as silence (hysteresis; below `threshold`).
+    pub release_threshold: f32,
+    /// Speech must last this long before a start event is emitted.
+    pub min_speech_ms: f64,
+    /// Silence must last this long before an end event is emitted.
+    pub min_silence_ms: f64,
+}
+
+impl Default for VadConfig {
+    fn default() -> Self {
+        Self { threshold: 0.5, release_threshold: 0.35, min_speech_ms: 64.0, min_silence_ms: 256.0 }
+    }
+}
+
+impl VadConfig {
+    pub fn validate(&self) -> Result<(), MediaError> {
+        let unit = 0.0..=1.0;
+        if !unit.contains(&self.threshold) || !unit.contains(&self.release_threshold) {
+            return Err(MediaError::InvalidParameter("thresholds must lie in [0, 1]".into()));
+        }
+        if self.release_threshold > self.threshold {
+            return Err(MediaError::InvalidParameter("release_threshold must not exceed threshold".into()));
+        }
+        for (name, v) in [("min_speech_ms", self.min_speech_ms), ("min_silence_ms", self.min_silence_ms)] {
+            if !v.is_finite() || !(0.0..=60_000.0).contains(&v) {
+                return Err(MediaError::InvalidParameter(format!("{name} must lie in [0, 60000]")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum VadEventKind {
+    SpeechStart,
+    SpeechEnd,
+}
+
+/// An event with the stream time (ms since the first sample) at which speech began or ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VadEvent {
+    pub kind: VadEventKind,
+    pub time_ms: f64,
+}
+
+/// What one call to [`Vad::process`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VadOutput {
+    /// Probability of each detector frame completed by this call.
+    pub probabilities: Vec<f32>,
+    pub events: Vec<VadEvent>,
+    /// Whether the state machine is inside speech after this call.
+    pub speaking: bool,
+}
+
+/// Turns per-frame probabilities into start/end events (pure; separate from the detector so
+/// that it can be tested on its own).
+#[derive(Debug, Clone)]
+pub struct Endpointer {
+    config: VadConfig,
+    speaking: bool,
+    /// Consecutive frames contradicting the current state, and when that run began.
+    run_frames: u32,
+    run_start_ms: f64,
+    frames_seen: u64,
+}
+
+impl Endpointer {
+    pub fn new(config: VadConfig) -> Self {
+        Self { config, speaking: false, run_frames: 0, run_start_ms: 0.0, frames_seen: 0 }
+    }
+
+    pub fn speaking(&self) -> bool {
+        self.speaking
+    }
+
+    pub fn reset(&mut self) {
+        *self = Self::new(self.config);
+    }
+
+    pub fn push(&mut self, probability: f32) -> Option<VadEvent> {
+        let start_ms = self.frames_seen as f64 * FRAME_MS;
+        self.frames_seen += 1;
+        let contradicts = if self.speaking {
+            probability < self.config.release_threshold
+        } else {
+            probability >= self.config.threshold
+        };
+        if !contradicts {
+            self.run_frames = 0;
+            return None;
+        }
+        if self.run_frames == 0 {
+            self.run_start_ms = start_ms;
+        }
+        self.run_frames += 1;
+        let needed = if self.speaking { self.config.min_silence_ms } else { self.config.min_speech_ms };
+        if self.run_frames as f64 * FRAME_MS < needed.max(FRAME_MS) {
+            return None;
+        }
+        self.speaking = !self.speaking;
+        self.run_frames = 0;
+        let kind = if self.speaking { VadEventKind::SpeechStart } else { VadEventKind::SpeechEnd };
+        Some(VadEvent { kind, time_ms: self.run_start_ms })
+    }
+}
+
+pub struct Vad {
+    sample_rate: u32,
+    upsampler: Option<Resampler>,
+    detector: Box<Detector>,
+    pending: Vec<i16>,
+    endpointer: Endpointer,
+    last_probability: f32,
+}
+
+impl Vad {
+    pub fn new(sample_rate: u32, config: VadConfig) -> Result<Self, MediaError> {
+        config.validate()?;
+        let upsampler = match sample_rate {
+            16_000 => None,
+            8_000 => Some(Resampler::new(8_000, 16_000)?),
+            other => return Err(MediaError::UnsupportedVadRate(other)),
+        };
+        Ok(Self {
+            sample_rate,
+            upsampler,
+            detector: Detector::default_boxed(),
+            pending: Vec::with_capacity(FRAME_SAMPLES * 2),
+            endpointer: Endpointer::new(config),
+            last_probability: 0.0,
+        })
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    pub fn config(&self) -> VadConfig {
+        self.endpointer.config
+    }
+
+    pub fn last_probability(&self) -> f32 {
+        self.last_probability
+    }
+
+    pub fn speaking(&self) -> bool {
+        self.endpointer.speaking()
+    }
+
+    pub fn reset(&mut self) {
+        self.detector.reset();
+        self.pending.clear();
+        self.endpointer.reset();
+        self.last_probability = 0.0;
+        if let Some(r) = &mut self.upsampler {
+            r.reset();
+        }
+    }
+
+    /// Feeds PCM at the VAD's sample rate; any chunk size.
+    pub fn process(&mut self, pcm: &[i16]) -> VadOutput {
+        let mut out = VadOutput::default();
+        self.process_into(pcm, &mut out);
+        out
+    }
+
+    pub fn process_into(&mut self, pcm: &[i16], out: &mut VadOutput) {
+        match &mut self.upsampler {
+            Some(r) => r.process_i16(pcm, &mut self.pending),
+            None => self.pending.extend_from_slice(pcm),
+        }
+        let frames = self.pending.len() / FRAME_SAMPLES;
+        for f in 0..frames {
+            let frame = &self.pending[f * FRAME_SAMPLES..(f + 1) * FRAME_SAMPLES];
+            let p = self.detector.predict_i16(frame).clamp(0.0, 1.0);
+            self.last_probability = p;
+            out.probabilities.push(p);
+            if let Some(ev) = self.endpointer.push(p) {
+                out.events.push(ev);
+            }
+        }
+        self.pending.drain(..frames * FRAME_SAMPLES);
+        out.speaking = self.endpointer.speaking();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep() -> Endpointer {
+        Endpointer::new(VadConfig { min_speech_ms: 48.0, min_silence_ms: 96.0, ..Default::default() })
+    }
+
+    #[test]
+    fn short_blips_do_not_start_speech() {
+        let mut e = ep();
+        let events: Vec<_> = [0.9, 0.9, 0.1, 0.9, 0.1].iter().filter_map(|&p| e.push(p)).collect();
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn start_and_end_are_stamped_at_the_run_start() {
+        let mut e = ep();
+        let probs = [0.0, 0.0, 0.8, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1];
+        let events: Vec<_> = probs.iter().filter_map(|&p| e.push(p)).collect();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0], VadEvent { kind: VadEventKind::SpeechStart, time_ms: 32.0 });
+        assert_eq!(events[1], VadEvent { kind: VadEventKind::SpeechEnd, time_ms: 96.0 });
+    }
+
+    #[test]
+    fn hysteresis_keeps_speech_through_middling_frames() {
+        let mut e = ep();
+        for _ in 0..4 {
+            e.push(0.9);
+        }
+        assert!(e.speaking());
+        for _ in 0..20 {
+            assert!(e.push(0.4).is_none());
+        }
+        assert!(e.speaking());
+    }
+
+    #[test]
+    fn silence_gives_low_probability_and_odd_chunks_are_fine() {
+        let mut v = Vad::new(8000, VadConfig::default()).unwrap();
+        let mut total = 0;
+        for n in [1usize, 7, 160, 333, 0, 1000] {
+            total += v.process(&vec![0i16; n]).probabilities.len();
+        }
+        assert!(total > 0);
+        assert!(v.last_probability() < 0.5);
+        assert!(!v.speaking());
+    }
+
+    #[test]
+    fn bad_config_is_rejected() {
+        assert!(Vad::new(44_100, VadConfig::default()).is_err());
+        let bad = VadConfig { threshold: 0.3, release_threshold: 0.6, ..Default::default() };
+        assert!(Vad::new(16_000, bad).is_err());
+        let nan = VadConfig { min_speech_ms: f64::NAN, ..Default::default() };
+        assert!(Vad::new(16_000, nan).is_err());
+    }
+}
