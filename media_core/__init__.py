@@ -7,6 +7,8 @@ buffer, and fused per-message paths for Twilio Media Streams.
 from media_core._native import (
     InboundFrame,
     InboundPath,
+    JitterBuffer,
+    JitterStats,
     MediaError,
     OutboundPath,
     Resampler,
@@ -22,6 +24,8 @@ from media_core._native import (
 __all__ = [
     "InboundFrame",
     "InboundPath",
+    "JitterBuffer",
+    "JitterStats",
     "MediaError",
     "OutboundPath",
     "Resampler",

@@ -102,8 +102,14 @@ pub struct Resampler {
     bank: Vec<f32>,
     /// Input history (`branch_len - 1` samples) followed by samples not yet consumed.
     buf: Vec<f32>,
-    /// Position of the next output, in units of 1/`up` input samples from the start of `buf`.
-    pos: u64,
+    /// Position of the next output: the newest input sample it needs (index into `buf`) and
+    /// its polyphase branch. Stepped by `down / up` and `down % up`, with no division.
+    newest: usize,
+    phase: u32,
+    step_whole: usize,
+    step_frac: u32,
+    /// Input arrived since the last reset, so `flush` has a tail to emit.
+    fed: bool,
     delay_s: f64,
     identity: bool,
 }
@@ -129,7 +135,11 @@ impl Resampler {
                 branch_len: 1,
                 bank: vec![1.0],
                 buf: Vec::new(),
-                pos: 0,
+                newest: 0,
+                phase: 0,
+                step_whole: 1,
+                step_frac: 0,
+                fed: false,
                 delay_s: 0.0,
                 identity: true,
             });
@@ -157,7 +167,11 @@ impl Resampler {
             branch_len,
             bank,
             buf: Vec::new(),
-            pos: 0,
+            newest: 0,
+            phase: 0,
+            step_whole: (down / up) as usize,
+            step_frac: down % up,
+            fed: false,
             delay_s,
             identity: false,
         };
@@ -187,7 +201,9 @@ impl Resampler {
     pub fn reset(&mut self) {
         self.buf.clear();
         self.buf.resize(self.branch_len - 1, 0.0);
-        self.pos = (self.branch_len as u64 - 1) * self.up as u64;
+        self.newest = self.branch_len - 1;
+        self.phase = 0;
+        self.fed = false;
     }
 
     /// Upper bound of the outputs produced for `n` more inputs (for preallocation).
@@ -201,30 +217,31 @@ impl Resampler {
             out.extend_from_slice(input);
             return;
         }
+        self.fed |= !input.is_empty();
         self.buf.extend_from_slice(input);
         out.reserve(self.max_output_len(0));
-        let up = self.up as u64;
         let k = self.branch_len;
-        loop {
-            let newest = (self.pos / up) as usize;
-            if newest >= self.buf.len() {
-                break;
-            }
-            let phase = (self.pos % up) as usize;
-            let window = &self.buf[newest + 1 - k..=newest];
+        while self.newest < self.buf.len() {
+            let phase = self.phase as usize;
+            let window = &self.buf[self.newest + 1 - k..=self.newest];
             let branch = &self.bank[phase * k..(phase + 1) * k];
             out.push(dot(window, branch));
-            self.pos += self.down as u64;
+            self.newest += self.step_whole;
+            self.phase += self.step_frac;
+            if self.phase >= self.up {
+                self.phase -= self.up;
+                self.newest += 1;
+            }
         }
         // Keep only the history the next output still needs.
-        let first_needed = ((self.pos / up) as usize + 1).saturating_sub(k).min(self.buf.len());
+        let first_needed = (self.newest + 1).saturating_sub(k).min(self.buf.len());
         self.buf.drain(..first_needed);
-        self.pos -= first_needed as u64 * up;
+        self.newest -= first_needed;
     }
 
     /// Emits the filter's tail (the last `delay` of the stream) and resets for a new stream.
     pub fn flush_f32(&mut self, out: &mut Vec<f32>) {
-        if !self.identity {
+        if !self.identity && self.fed {
             let zeros = vec![0f32; self.branch_len - 1];
             self.process_f32(&zeros, out);
         }
@@ -336,6 +353,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn upsampling_images_are_down() {
+        for (a, b) in PAIRS.into_iter().filter(|(a, b)| a < b) {
+            let pass_edge = a as f64 / 2.0 * (1.0 - HALF_TRANSITION);
+            let mut f = 300.0;
+            while f <= pass_edge {
+                let mut r = Resampler::new(a, b).unwrap();
+                let y = run(&mut r, &tone(a, f, a as usize, 10000.0));
+                let skip = b as usize / 20;
+                let image = a as f64 - f;
+                let level = amplitude(&y[skip..y.len() - skip], b, image) / 10000.0;
+                let db = 20.0 * level.max(1e-12).log10();
+                assert!(db < -70.0, "{a}->{b}: {f} Hz images to {image} Hz at {db:.1} dB");
+                f += 311.0;
+            }
+        }
+    }
+
+    #[test]
+    fn flush_without_input_emits_nothing() {
+        let mut r = Resampler::new(8000, 16000).unwrap();
+        let mut out = Vec::new();
+        r.flush_f32(&mut out);
+        assert!(out.is_empty());
+        r.process_f32(&[1.0; 10], &mut out);
+        r.flush_f32(&mut out);
+        let n = out.len();
+        r.flush_f32(&mut out);
+        assert_eq!(out.len(), n, "a second flush has nothing left to emit");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::arrays::{bytes_like, i16_array, pcm_i16};
+use super::arrays::{binary, i16_array, pcm_i16};
 use crate::g711;
 use numpy::PyArray1;
 
@@ -26,7 +26,7 @@ fn alaw_encode<'py>(py: Python<'py>, pcm: &Bound<'py, PyAny>) -> PyResult<Bound<
 /// Decodes G.711 mu-law bytes to int16 PCM.
 #[pyfunction]
 fn ulaw_decode<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i16>>> {
-    let data = bytes_like(data)?;
+    let data = binary(data)?;
     let mut out = Vec::with_capacity(data.len());
     g711::ulaw_decode_into(&data, &mut out);
     Ok(i16_array(py, out))
@@ -35,7 +35,7 @@ fn ulaw_decode<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound
 /// Decodes G.711 A-law bytes to int16 PCM.
 #[pyfunction]
 fn alaw_decode<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i16>>> {
-    let data = bytes_like(data)?;
+    let data = binary(data)?;
     let mut out = Vec::with_capacity(data.len());
     g711::alaw_decode_into(&data, &mut out);
     Ok(i16_array(py, out))

@@ -1,0 +1,130 @@
+"""One agent reply: dialogue (LLM or local policy) -> sentence chunks -> TTS -> paced playout.
+
+Each sentence goes to TTS as soon as the chunker releases it, and each TTS chunk goes to the
+outbound path as soon as it arrives, so the caller hears the first words while the rest is
+still being produced. Tool calls run between dialogue rounds; their results go back into the
+history in the OpenAI message convention (assistant with tool_calls, then one tool message per
+call), which both the local policy and real LLMs read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import aclosing
+from typing import Any, Protocol
+
+import media_core
+from cells.call.playout import Playout
+from cells.call.timeline import TurnTiming
+from cells.providers.base import LlmProvider, Message, TextDelta, ToolCall, ToolSpec, TtsProvider
+
+log = logging.getLogger(__name__)
+
+# Tools the call loop carries out itself instead of a tool adapter.
+CALL_CONTROL_TOOLS = frozenset({"transfer_to_human", "end_call"})
+
+
+class ToolBox(Protocol):
+    def specs(self) -> Sequence[ToolSpec]: ...
+    async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class Chunker(Protocol):
+    def push(self, text: str) -> list[str]: ...
+    def flush(self) -> list[str]: ...
+
+
+class Speaker:
+    """Speaks text through TTS into the playout, one segment per sentence."""
+
+    def __init__(self, tts: TtsProvider, outbound: media_core.OutboundPath, playout: Playout,
+                 voice_id: str | None) -> None:
+        self.tts = tts
+        self.outbound = outbound
+        self.playout = playout
+        self.voice_id = voice_id
+
+    async def say(self, text: str, timing: TurnTiming | None = None,
+                  clock: Callable[[], float] | None = None) -> None:
+        if not text.strip():
+            return
+        segment = self.playout.begin_segment(text)
+        async with aclosing(self.tts.synthesize(text, self.voice_id)) as chunks:
+            async for chunk in chunks:
+                if timing is not None and clock is not None:
+                    timing.mark("first_tts_audio", clock())
+                self.playout.add_frames(segment, self.outbound.push(chunk.pcm))
+        self.playout.add_frames(segment, self.outbound.flush())
+        self.playout.end_segment(segment)
+
+
+class Reply:
+    """Runs dialogue rounds until the agent has nothing more to say or do."""
+
+    def __init__(
+        self,
+        llm: LlmProvider,
+        tools: ToolBox,
+        speaker: Speaker,
+        chunker_factory: Callable[[], Chunker],
+        history: list[Message],
+        timing: TurnTiming,
+        clock: Callable[[], float],
+        on_control: Callable[[ToolCall], Awaitable[dict[str, Any]]],
+        emit: Callable[[str, dict[str, Any]], None],
+        max_rounds: int = 4,
+    ) -> None:
+        self.llm = llm
+        self.tools = tools
+        self.speaker = speaker
+        self.chunker_factory = chunker_factory
+        self.history = history
+        self.timing = timing
+        self.clock = clock
+        self.on_control = on_control
+        self.emit = emit
+        self.max_rounds = max_rounds
+
+    async def run(self) -> None:
+        for _ in range(self.max_rounds):
+            text, calls = await self._round()
+            self.history.append(Message("assistant", text, tool_calls=tuple(calls)))
+            self.timing.agent_text = (self.timing.agent_text + " " + text).strip()
+            if not calls:
+                return
+            for call in calls:
+                result = await self._run_tool(call)
+                self.history.append(Message("tool", json.dumps(result), tool_call_id=call.id))
+
+    async def _round(self) -> tuple[str, list[ToolCall]]:
+        chunker = self.chunker_factory()
+        spoken: list[str] = []
+        calls: list[ToolCall] = []
+        stream = self.llm.complete(list(self.history), self.tools.specs())
+        async with aclosing(stream) as items:
+            async for item in items:
+                if isinstance(item, TextDelta):
+                    self.timing.mark("first_token", self.clock())
+                    for sentence in chunker.push(item.text):
+                        spoken.append(sentence)
+                        await self.speaker.say(sentence, self.timing, self.clock)
+                elif isinstance(item, ToolCall):
+                    calls.append(item)
+        for sentence in chunker.flush():
+            spoken.append(sentence)
+            await self.speaker.say(sentence, self.timing, self.clock)
+        return " ".join(spoken), calls
+
+    async def _run_tool(self, call: ToolCall) -> dict[str, Any]:
+        self.emit("tool_call", {"name": call.name, "arguments": call.arguments})
+        if call.name in CALL_CONTROL_TOOLS:
+            return await self.on_control(call)
+        try:
+            result = await self.tools.call(call.name, call.arguments)
+        except Exception as exc:  # a failing tool must not end the call; the dialogue hears the error
+            log.warning("tool %s failed: %s", call.name, exc)
+            result = {"ok": False, "error": str(exc)}
+        self.emit("tool_result", {"name": call.name, "result": result})
+        return result

@@ -1,0 +1,339 @@
+"""A live call: carrier media in, turn-taking, barge-in, agent replies out.
+
+Inbound media goes through the fused Rust path (one call per message: PCM at the STT rate and
+VAD events), then into the STT feed; the endpointer decides when the caller's turn is over on
+the audio clock. A reply runs as one task (dialogue -> TTS -> playout) that a barge-in cancels;
+the history then keeps only what the caller heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import media_core
+from cells.call.endpointing import Endpointer, EndpointingConfig
+from cells.call.playout import Playout
+from cells.call.reply import Chunker, Reply, Speaker, ToolBox
+from cells.call.timeline import TurnTiming
+from cells.providers.base import FrameFeed, LlmProvider, Message, SttProvider, ToolCall, TtsProvider
+
+log = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    async def send(self, text: str) -> None: ...
+    async def close(self, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class CallConfig:
+    disclosure: str = "Hi, this call is answered by an AI assistant and may be recorded. How can I help you?"
+    disclosure_interruptible: bool = False  # compliance: the caller hears the whole disclosure
+    voice_id: str | None = None
+    system_prompt: str = ""
+    barge_in_min_ms: float = 180.0  # speech this long over the agent interrupts it
+    reprompt_after_s: float = 7.0
+    reprompt_text: str = "Are you still there?"
+    silence_goodbye_text: str = "I haven't heard anything, so I'll end the call now. Goodbye."
+    reprompts_before_goodbye: int = 1
+    max_call_s: float = 600.0
+    max_call_text: str = "We've reached the time limit for this call. Thank you for calling, goodbye."
+    apology_text: str = "I'm sorry, I'm having trouble right now."
+    transfer_number: str | None = None
+    dtmf_idle_s: float = 2.0
+    endpointing: EndpointingConfig = field(default_factory=EndpointingConfig)
+    vad_min_silence_ms: float = 160.0
+
+
+@dataclass
+class CallState:
+    stream_ms: float = 0.0  # caller audio received so far
+    speech_started_ms: float | None = None
+    last_activity: float = 0.0
+    reprompts: int = 0
+    ended: bool = False
+    disposition: str = "in_progress"
+    dtmf: str = ""
+    dtmf_at: float = 0.0
+    bad_messages: int = 0
+
+
+class CallSession:
+    def __init__(
+        self,
+        config: CallConfig,
+        *,
+        stt: SttProvider,
+        llm: LlmProvider,
+        tts: TtsProvider,
+        tools: ToolBox,
+        chunker_factory: Callable[[], Chunker],
+        transport: Transport,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        on_control: Callable[[str, ToolCall], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.stt, self.llm, self.tts, self.tools = stt, llm, tts, tools
+        self.chunker_factory = chunker_factory
+        self.transport = transport
+        self.clock = clock
+        self._on_event = on_event
+        self._on_control = on_control
+        self.state = CallState(last_activity=clock())
+        self.history: list[Message] = []
+        if config.system_prompt:
+            self.history.append(Message("system", config.system_prompt))
+        self.turns: list[TurnTiming] = []
+        self.endpointer = Endpointer(config.endpointing)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._reply: asyncio.Task[None] | None = None
+        self._turn_start = 0
+        self._interruptible = True
+        self._discard_final = False
+        self.call_sid = ""
+        self.stream_sid = ""
+        self._pending: TurnTiming | None = None
+        self._speech_end_wall: float | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self, stream_sid: str, call_sid: str) -> None:
+        self.call_sid, self.stream_sid = call_sid, stream_sid
+        self.inbound = media_core.InboundPath(
+            stt_rate=self.stt.sample_rate, min_silence_ms=self.config.vad_min_silence_ms
+        )
+        self.outbound = media_core.OutboundPath(stream_sid, tts_rate=self.tts.sample_rate)
+        self.playout = Playout(self.transport.send, stream_sid, clock=self.clock)
+        self.speaker = Speaker(self.tts, self.outbound, self.playout, self.config.voice_id)
+        self.feed = FrameFeed()
+        self.started_at = self.clock()
+        for coro in (self.playout.run(), self._stt_loop(), self._watchdog()):
+            self._tasks.append(asyncio.create_task(coro))
+        self.emit("call_started", {"call_sid": call_sid, "stream_sid": stream_sid})
+        self._interruptible = self.config.disclosure_interruptible
+        self._start_reply(self._say_disclosure())
+
+    async def _say_disclosure(self) -> None:
+        await self.speaker.say(self.config.disclosure)
+        self.history.append(Message("assistant", self.config.disclosure))
+
+    async def stop(self, disposition: str = "caller_hung_up") -> None:
+        """Ends the call: caller hang-up, carrier `stop`, or our own goodbye."""
+        if self.state.ended:
+            return
+        self.state.ended = True
+        self.state.disposition = disposition
+        self.feed.close()
+        for task in [*self._tasks, self._reply]:
+            if task is not None and not task.done():
+                task.cancel()
+        await asyncio.gather(*[t for t in [*self._tasks, self._reply] if t], return_exceptions=True)
+        self.emit("call_ended", {"disposition": disposition, "turns": len(self.turns)})
+
+    async def hang_up(self, text: str | None, disposition: str) -> None:
+        if text:
+            self._interruptible = False
+            await self.speaker.say(text)
+            self.history.append(Message("assistant", text))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.playout.wait_heard(), timeout=15.0)
+        await self.transport.close(disposition)
+        self._spawn(self.stop(disposition))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Fire-and-forget work that must not be garbage-collected while it runs."""
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        if self._on_event is not None:
+            self._on_event(kind, data)
+
+    # -- carrier events ------------------------------------------------------------------------
+    def on_media(self, raw: str | bytes) -> None:
+        try:
+            frame = self.inbound.push_message(raw)
+        except media_core.MediaError as exc:
+            self.state.bad_messages += 1
+            log.warning("call %s: dropped a malformed media message: %s", self.call_sid, exc)
+            return
+        if frame is None or frame.track not in ("inbound", ""):
+            return
+        self.state.stream_ms += 1000.0 * len(frame.pcm) / self.inbound.stt_rate
+        if not self.state.ended:
+            self.feed.push(frame.pcm)
+        for ev in frame.events:
+            self._on_vad(ev)
+        self._check_barge_in(frame.speaking)
+        if self.endpointer.poll(self.state.stream_ms):
+            self._end_turn()
+
+    def _on_vad(self, ev: media_core.VadEvent) -> None:
+        now = self.clock()
+        self.state.last_activity = now
+        if ev.kind == "start":
+            self.state.speech_started_ms = ev.time_ms
+            self.endpointer.on_speech_start(ev.time_ms)
+        else:
+            self.endpointer.on_speech_end(ev.time_ms)
+            back = (self.state.stream_ms - ev.time_ms) / 1000.0
+            self._speech_end_wall = now - back
+
+    def _check_barge_in(self, speaking: bool) -> None:
+        if not (speaking and self._agent_busy() and self._interruptible):
+            return
+        started = self.state.speech_started_ms
+        if started is not None and self.state.stream_ms - started >= self.config.barge_in_min_ms:
+            self.barge_in()
+
+    def _agent_busy(self) -> bool:
+        return self.playout.speaking or (self._reply is not None and not self._reply.done())
+
+    def barge_in(self) -> None:
+        heard = self.playout.clear()
+        self.outbound.clear()
+        if self._reply is not None and not self._reply.done():
+            self._reply.cancel()
+        for i in range(self._turn_start, len(self.history)):
+            if self.history[i].role == "assistant":
+                self.history[i] = dataclasses.replace(self.history[i], content="")
+        if heard:
+            self.history.append(Message("assistant", heard))
+        if self.turns:
+            self.turns[-1].interrupted = True
+            self.turns[-1].agent_text = heard
+        self._spawn(self.transport.send(json.dumps({"event": "clear", "streamSid": self.stream_sid})))
+        self.emit("barge_in", {"heard": heard})
+
+    def on_mark(self, name: str) -> None:
+        self.playout.on_mark(name)
+        if not self.playout.speaking:
+            self.state.last_activity = self.clock()
+            self._interruptible = True
+
+    def on_dtmf(self, digit: str) -> None:
+        self.state.dtmf_at = self.clock()
+        self.state.last_activity = self.state.dtmf_at
+        if self._agent_busy() and self._interruptible:
+            self.barge_in()
+        if digit == "#":
+            self._flush_dtmf()
+        else:
+            self.state.dtmf += digit
+
+    def _flush_dtmf(self) -> None:
+        digits, self.state.dtmf = self.state.dtmf, ""
+        if digits:
+            self._begin_turn(f"keypad {' '.join(digits)}", TurnTiming(len(self.turns)))
+
+    # -- turns ---------------------------------------------------------------------------------
+    def _end_turn(self) -> None:
+        timing = TurnTiming(len(self.turns), speech_end=self._speech_end_wall)
+        timing.mark("turn_end", self.clock())
+        self.endpointer.reset()
+        self.state.speech_started_ms = None
+        # Speech over the agent that was too short to interrupt it is a backchannel ("mm-hmm").
+        self._discard_final = self._agent_busy()
+        self._pending = timing
+        self.feed.end_of_turn()
+
+    async def _stt_loop(self) -> None:
+        async for t in self.stt.stream(self.feed):
+            if not t.is_final:
+                self.endpointer.on_partial(t.text)
+                continue
+            timing = self._pending or TurnTiming(len(self.turns))
+            self._pending = None
+            timing.mark("stt_final", self.clock())
+            if self._discard_final or not t.text.strip():
+                self._discard_final = False
+                self.emit("transcript", {"text": t.text, "ignored": True})
+                continue
+            self._begin_turn(t.text, timing)
+
+    def _begin_turn(self, text: str, timing: TurnTiming) -> None:
+        if self._agent_busy():
+            self.barge_in()
+        timing.caller_text = text
+        self.turns.append(timing)
+        self.state.reprompts = 0
+        self.emit("transcript", {"text": text, "turn": timing.index})
+        self.history.append(Message("user", text))
+        self._turn_start = len(self.history)
+        self.playout.reset_turn()
+        self.playout.on_first_frame = lambda at: timing.mark("first_frame_sent", at)
+        reply = Reply(self.llm, self.tools, self.speaker, self.chunker_factory, self.history, timing,
+                      self.clock, self._control, self.emit)
+        self._start_reply(reply.run())
+
+    def _start_reply(self, coro: Awaitable[None]) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a failing provider must not leave dead air
+                log.exception("call %s: reply failed", self.call_sid)
+                self.emit("provider_error", {"error": str(exc)})
+                await self._apologise()
+
+        self._reply = asyncio.create_task(guarded())
+
+    async def _apologise(self) -> None:
+        try:
+            await self.speaker.say(self.config.apology_text)
+        except Exception:
+            log.exception("call %s: could not even apologise", self.call_sid)
+        if self.config.transfer_number:
+            await self._control(ToolCall("apology", "transfer_to_human", {}))
+        else:
+            await self.hang_up(None, "provider_failure")
+
+    async def _control(self, call: ToolCall) -> dict[str, Any]:
+        """transfer_to_human and end_call: done by the call loop after the current audio plays."""
+        self._spawn(self._after_playout(call))
+        return {"ok": True, "status": "scheduled"}
+
+    async def _after_playout(self, call: ToolCall) -> None:
+        if self._reply is not None and self._reply is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reply
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.playout.wait_heard(), timeout=15.0)
+        if self._on_control is not None:
+            await self._on_control(call.name, call)
+        disposition = "transferred" if call.name == "transfer_to_human" else "completed"
+        await self.hang_up(None, disposition)
+
+    # -- timers --------------------------------------------------------------------------------
+    async def _watchdog(self) -> None:
+        while not self.state.ended:
+            await asyncio.sleep(0.2)
+            now = self.clock()
+            if now - self.started_at > self.config.max_call_s:
+                self._interruptible = False
+                await self.hang_up(self.config.max_call_text, "max_duration")
+                return
+            if self.state.dtmf and now - self.state.dtmf_at > self.config.dtmf_idle_s:
+                self._flush_dtmf()
+            if self._agent_busy() or self.endpointer.in_turn:
+                self.state.last_activity = now
+                continue
+            if now - self.state.last_activity < self.config.reprompt_after_s:
+                continue
+            if self.state.reprompts >= self.config.reprompts_before_goodbye:
+                await self.hang_up(self.config.silence_goodbye_text, "silence")
+                return
+            self.state.reprompts += 1
+            self.state.last_activity = now
+            self._start_reply(self.speaker.say(self.config.reprompt_text))

@@ -1,0 +1,42 @@
+"""Per-turn timestamps of every stage, so latency can be shown where it goes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+STAGES = ("speech_end", "turn_end", "stt_final", "first_token", "first_tts_audio", "first_frame_sent")
+
+
+@dataclass
+class TurnTiming:
+    """Monotonic clock seconds; None where the stage did not happen (e.g. barge-in)."""
+
+    index: int
+    caller_text: str = ""
+    agent_text: str = ""
+    speech_end: float | None = None  # the caller stopped speaking (VAD, back-dated to the audio)
+    turn_end: float | None = None  # the endpointer decided the turn was over
+    stt_final: float | None = None
+    first_token: float | None = None
+    first_tts_audio: float | None = None
+    first_frame_sent: float | None = None
+    interrupted: bool = False
+    providers: dict[str, str] = field(default_factory=dict)
+
+    def mark(self, stage: str, at: float) -> None:
+        if getattr(self, stage) is None:
+            setattr(self, stage, at)
+
+    def stage_ms(self) -> dict[str, float | None]:
+        """Milliseconds from the caller's end of speech to each later stage."""
+        base = self.speech_end
+        out: dict[str, float | None] = {}
+        for stage in STAGES[1:]:
+            t = getattr(self, stage)
+            out[stage] = None if base is None or t is None else round((t - base) * 1000, 1)
+        return out
+
+    def as_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["ms_after_speech_end"] = self.stage_ms()
+        return d

@@ -1,0 +1,63 @@
+"""The `autospeak` console script: one front for every job of the platform."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+
+def _bench_media(args: argparse.Namespace) -> int:
+    from evals.vad import bench as vad_bench
+    from loadtest.media import fused_bench, jitter_bench, resample_bench
+
+    sections: dict[str, Callable[[], str]] = {
+        "resample": resample_bench.report,
+        "fused": fused_bench.report,
+        "jitter": jitter_bench.report,
+        "vad": lambda: vad_bench.report(quick=args.quick),
+    }
+    chosen = args.only or list(sections)
+    for name in chosen:
+        started = time.perf_counter()
+        print(f"== {name}: measuring ...", file=sys.stderr, flush=True)
+        text = sections[name]()
+        print(text, flush=True)
+        print(f"== {name}: done in {time.perf_counter() - started:.1f} s\n", file=sys.stderr, flush=True)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cells.media_demo import run_demo
+
+    return run_demo(seed=args.seed, loss=args.loss)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autospeak", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run a generated phone call through the media core and print figures")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated network")
+    demo.add_argument("--loss", type=float, default=0.03, help="mean packet loss of the simulated network")
+    demo.set_defaults(func=_demo)
+
+    bench = sub.add_parser("bench", help="benchmarks that print figures against named references")
+    bench_sub = bench.add_subparsers(dest="target", required=True)
+    media = bench_sub.add_parser("media", help="media core vs soxr, audioop, webrtcvad, Silero")
+    media.add_argument(
+        "--only", action="append", choices=["resample", "fused", "jitter", "vad"], help="run only these"
+    )
+    media.add_argument("--quick", action="store_true", help="smaller VAD evaluation set")
+    media.set_defaults(func=_bench_media)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

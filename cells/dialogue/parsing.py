@@ -1,0 +1,315 @@
+"""Dates and times from spoken-form ASR text, relative to a reference 'now'.
+
+Each parser returns the value and the token span it used, so `extract_slots` (in slots.py) can keep
+a date word like "fifth" from being read again as a time or a phone digit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, time, timedelta
+
+from cells.dialogue.clinic import WEEKDAYS
+from cells.dialogue.spoken import HOMOPHONES, UNITS, parse_cardinal, parse_ordinal, tokenize
+
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+          "october", "november", "december")
+_WEEKDAY_ALIASES = {"tues": "tuesday", "thurs": "thursday", "wednesdays": "wednesday", "mondays": "monday",
+                    "tuesdays": "tuesday", "thursdays": "thursday", "fridays": "friday",
+                    "saturdays": "saturday", "sundays": "sunday"}
+# An ordinal followed by one of these is a choice among offered slots, not a day of the month.
+_NOT_A_DAY_AFTER = {"one", "option", "slot", "available", "time", "thing", "opening", "appointment", "two"}
+_TIME_ANCHORS = {"at", "around", "about", "by", "for", "say", "from", "after", "before", "till", "until",
+                 "like", "maybe", "how", "make", "is", "or", "earlier", "later", "instead", "then", "be",
+                 "to", "try", "prefer", "rather", "want", "do"}
+_ONE_AS_PRONOUN_AFTER = {"that", "the", "this", "first", "second", "third", "last", "other", "earlier",
+                         "later", "either", "no", "any", "which", "a", "every", "each", "another"}
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int  # exclusive
+
+
+@dataclass(frozen=True)
+class TimeRequest:
+    """What the caller said about the time: an exact time, a part of day, or a bound."""
+
+    at: time | None = None
+    preference: str | None = None  # "morning" | "afternoon" | "evening" | "after HH:MM" | "before HH:MM"
+
+    def as_argument(self) -> str | None:
+        if self.at is not None:
+            return self.at.strftime("%H:%M")
+        return self.preference
+
+
+# --- dates --------------------------------------------------------------------------------------------
+
+
+def _next_weekday(today: date, weekday: int, *, next_week: bool) -> date:
+    ahead = (weekday - today.weekday()) % 7 or 7
+    result = today + timedelta(days=ahead)
+    # "next friday" said on a Monday means the Friday of next week, not this week's.
+    if next_week and result.isocalendar()[1] == today.isocalendar()[1]:
+        result += timedelta(days=7)
+    return result
+
+
+def _add_month(d: date, months: int) -> tuple[int, int]:
+    m = d.month - 1 + months
+    return d.year + m // 12, m % 12 + 1
+
+
+def _day_of_month(today: date, day: int, weekday: int | None) -> date | None:
+    """The next date with this day of month (and weekday, if given) on or after today."""
+    candidates = []
+    for k in range(0, 13):
+        y, m = _add_month(today, k)
+        try:
+            d = date(y, m, day)
+        except ValueError:
+            continue
+        if d >= today:
+            candidates.append(d)
+    if weekday is not None:
+        # Only a near match counts: a far one more likely means the day or the weekday was misheard.
+        for d in candidates[:3]:
+            if d.weekday() == weekday:
+                return d
+    return candidates[0] if candidates else None
+
+
+def _month_day(today: date, month: int, day: int) -> date | None:
+    for year in (today.year, today.year + 1):
+        try:
+            d = date(year, month, day)
+        except ValueError:
+            return None
+        if d >= today:
+            return d
+    return None
+
+
+def _month_at(tokens: list[str], i: int) -> int | None:
+    if i < len(tokens) and tokens[i] in MONTHS:
+        return MONTHS.index(tokens[i]) + 1
+    return None
+
+
+def _day_number(tokens: list[str], i: int) -> tuple[int, int] | None:
+    """A day of month as an ordinal or a cardinal ('fifth', 'five', '5th', '5')."""
+    return parse_ordinal(tokens, i) or parse_cardinal(tokens, i, max_value=31)
+
+
+def find_date(tokens: list[str], today: date, expecting: bool = False) -> tuple[date, Span] | None:
+    """The first date expression in tokens. `expecting` lets a bare ordinal ('the fifth') count."""
+    n = len(tokens)
+    for i, tok in enumerate(tokens):
+        tok = _WEEKDAY_ALIASES.get(tok, tok)
+        if tok in ("today", "tonight"):
+            return today, Span(i, i + 1)
+        if tok == "tomorrow":
+            if i >= 3 and tokens[i - 3:i] == ["the", "day", "after"]:
+                return today + timedelta(days=2), Span(i - 3, i + 1)
+            return today + timedelta(days=1), Span(i, i + 1)
+        if tok == "week" and i >= 1 and tokens[i - 1] == "next":
+            return _next_weekday(today, 0, next_week=False), Span(i - 1, i + 1)
+        if tok in WEEKDAYS and not (i and tokens[i - 1] == "not"):  # "wednesday not tuesday"
+            wd = WEEKDAYS.index(tok)
+            start = i - 1 if i >= 1 and tokens[i - 1] in ("next", "this", "coming") else i
+            # "tuesday the fifth", "tuesday march fifth", "tuesday fifth"
+            j = i + 1
+            if j < n and tokens[j] == "the":
+                j += 1
+            month = _month_at(tokens, j)
+            if month is not None and (day := _day_number(tokens, j + 1)):
+                if (d := _month_day(today, month, day[0])) is not None:
+                    return d, Span(start, day[1])
+            if (day := parse_ordinal(tokens, j)) and not _is_choice(tokens, day[1]):
+                if (d := _day_of_month(today, day[0], wd)) is not None:
+                    return d, Span(start, day[1])
+            next_week = start < i and tokens[start] == "next"
+            return _next_weekday(today, wd, next_week=next_week), Span(start, i + 1)
+        month = _month_at(tokens, i)
+        if month is not None:
+            j = i + 1 + (1 if i + 1 < n and tokens[i + 1] == "the" else 0)
+            if (day := _day_number(tokens, j)) and (d := _month_day(today, month, day[0])):
+                return d, Span(i, day[1])
+        if (day := parse_ordinal(tokens, i)) and not _is_choice(tokens, day[1]):
+            # "fifth of march", "the fifth march"
+            j = day[1] + (1 if day[1] < n and tokens[day[1]] == "of" else 0)
+            month = _month_at(tokens, j)
+            if month is not None and (d := _month_day(today, month, day[0])):
+                return d, Span(i - (1 if i and tokens[i - 1] == "the" else 0), j + 1)
+            preceded = i >= 1 and tokens[i - 1] in ("the", "on")
+            if preceded or (expecting and tok != "second"):  # "hold on a second" is no date
+                if (d := _day_of_month(today, day[0], None)) is not None:
+                    return d, Span(i - (1 if preceded else 0), day[1])
+    return None
+
+
+def _is_choice(tokens: list[str], after: int) -> bool:
+    return after < len(tokens) and tokens[after] in _NOT_A_DAY_AFTER
+
+
+def parse_date(text: str, today: date, expecting: bool = False) -> date | None:
+    found = find_date(tokenize(text), today, expecting)
+    return found[0] if found else None
+
+
+# --- times --------------------------------------------------------------------------------------------
+
+_PART_OF_DAY = {"morning": "morning", "afternoon": "afternoon", "evening": "evening", "tonight": "evening",
+                "lunch": "afternoon", "lunchtime": "afternoon"}
+
+
+def _hour_at(tokens: list[str], i: int) -> tuple[int, int] | None:
+    if i < len(tokens) and tokens[i] in ("to", "too", "for", "won", "ate", "tree"):
+        return UNITS[HOMOPHONES[tokens[i]]], i + 1
+    got = parse_cardinal(tokens, i, max_value=24)
+    return got
+
+
+def _minutes_at(tokens: list[str], i: int) -> tuple[int, int] | None:
+    if i >= len(tokens):
+        return None
+    if tokens[i] in ("oh", "o") and (u := parse_cardinal(tokens, i + 1, max_value=9)):
+        return u[0], u[1]
+    if tokens[i] == "hundred":
+        return 0, i + 1
+    got = parse_cardinal(tokens, i, max_value=59)
+    if got and (got[0] >= 10 or (tokens[i].isdigit() and len(tokens[i]) == 2)):
+        return got
+    return None
+
+
+def _meridiem_at(tokens: list[str], i: int) -> tuple[str | None, int]:
+    n = len(tokens)
+    if i < n and tokens[i] == "oclock":
+        i += 1
+    if i < n and tokens[i] in ("am", "pm"):
+        return tokens[i], i + 1
+    if tokens[i:i + 3] == ["in", "the", "morning"]:
+        return "am", i + 3
+    if tokens[i:i + 3] in (["in", "the", "afternoon"], ["in", "the", "evening"]):
+        return "pm", i + 3
+    if i < n and tokens[i] in ("tonight",):
+        return "pm", i + 1
+    return None, i
+
+
+def _resolve_hour(hour: int, meridiem: str | None, part: str | None) -> int:
+    if meridiem == "pm" and hour < 12:
+        return hour + 12
+    if meridiem == "am":
+        return 0 if hour == 12 else hour
+    if hour >= 12:
+        return hour
+    if part in ("afternoon", "evening"):
+        return hour + 12
+    # A dental clinic sees no one at 3 a.m.: small bare hours are afternoon hours.
+    return hour + 12 if 1 <= hour <= 7 else hour
+
+
+def _clock_at(tokens: list[str], i: int, part: str | None,
+              expecting: bool) -> tuple[time, Span] | None:
+    """An explicit clock time starting at tokens[i]."""
+    n = len(tokens)
+    tok = tokens[i]
+    if tok in ("noon", "midday"):
+        return time(12, 0), Span(i, i + 1)
+    if ":" in tok:
+        h, _, m = tok.partition(":")
+        if h.isdigit() and m.isdigit() and int(h) <= 23 and int(m) <= 59:
+            meridiem, end = _meridiem_at(tokens, i + 1)
+            return time(_resolve_hour(int(h), meridiem, part), int(m)), Span(i, end)
+        return None
+    if tok.isdigit() and len(tok) in (3, 4) and int(tok[-2:]) < 60 and int(tok[:-2]) <= 23:
+        meridiem, end = _meridiem_at(tokens, i + 1)
+        return time(_resolve_hour(int(tok[:-2]), meridiem, part), int(tok[-2:])), Span(i, end)
+    # "half past nine", "quarter to ten", "ten past two", "twenty to three"
+    offset: int | None = None
+    j = i
+    if tok == "half":
+        offset, j = 30, i + 1
+    elif tok == "quarter":
+        offset, j = 15, i + 1
+    elif (c := parse_cardinal(tokens, i, max_value=30)) and c[1] < n and tokens[c[1]] in ("past", "after"):
+        offset, j = c[0], c[1]
+    elif (c := parse_cardinal(tokens, i, max_value=25)) and c[1] < n and tokens[c[1]] in ("to", "till"):
+        offset, j = c[0], c[1]
+    if offset is not None and j < n and tokens[j] in ("past", "after", "to", "till", "of"):
+        sign = 1 if tokens[j] in ("past", "after") else -1
+        if tokens[j] == "of" and tok != "quarter":
+            return None
+        if (h := parse_cardinal(tokens, j + 1, max_value=12)) is None:
+            return None
+        meridiem, end = _meridiem_at(tokens, h[1])
+        hour = _resolve_hour(h[0], meridiem, part)
+        total = hour * 60 + sign * offset
+        return time(total // 60 % 24, total % 60), Span(i, end)
+    hour = _hour_at(tokens, i)
+    if hour is None:
+        return None
+    if tok == "one" and i >= 1 and tokens[i - 1] in _ONE_AS_PRONOUN_AFTER:
+        return None  # "that one", "the first one" pick an offer; they are no time
+    if tok in ("to", "too", "for", "won", "ate", "tree"):
+        # Homophones count only where a time must be: "at to", "to p m".
+        after = tokens[i + 1] if i + 1 < n else ""
+        if not ((i >= 1 and tokens[i - 1] == "at") or after in ("am", "pm", "oclock")):
+            return None
+    minute, j = 0, hour[1]
+    explicit = False
+    if (m := _minutes_at(tokens, j)) is not None:
+        minute, j, explicit = m[0], m[1], True
+    meridiem, end = _meridiem_at(tokens, j)
+    if end > j:
+        explicit = True
+    anchored = i >= 1 and tokens[i - 1] in _TIME_ANCHORS
+    if not (explicit or anchored or expecting):
+        return None
+    if hour[0] > 12 and meridiem is not None and hour[0] != 12:
+        meridiem = None  # "fourteen hundred p m" is still 14:00
+    if hour[0] == 0 and not explicit:
+        return None
+    return time(_resolve_hour(hour[0], meridiem, part) % 24, minute), Span(i, end)
+
+
+def find_time(tokens: list[str], expecting: bool = False,
+              masked: set[int] | None = None) -> tuple[TimeRequest, list[Span]] | None:
+    """A clock time and/or a part of day ('tomorrow morning', 'after three', 'nine thirty')."""
+    masked = masked or set()
+    part: str | None = None
+    spans: list[Span] = []
+    for i, tok in enumerate(tokens):
+        if i not in masked and tok in _PART_OF_DAY and not (i and tokens[i - 1] == "good"):
+            part = _PART_OF_DAY[tok]
+            spans.append(Span(i, i + 1))
+            break
+    for i in range(len(tokens)):
+        if i in masked:
+            continue
+        found = _clock_at(tokens, i, part, expecting)
+        if found is None or any(k in masked for k in range(found[1].start, found[1].end)):
+            continue
+        at, span = found
+        bound = tokens[i - 1] if i >= 1 and tokens[i - 1] in ("after", "before") else None
+        if bound is None and i >= 2 and tokens[i - 2] in ("after", "before") and tokens[i - 1] == "like":
+            bound = tokens[i - 2]
+        spans.append(span)
+        if bound:
+            return TimeRequest(preference=f"{bound} {at.strftime('%H:%M')}"), spans
+        return TimeRequest(at=at, preference=part), spans
+    if part is not None:
+        return TimeRequest(preference=part), spans
+    for i, tok in enumerate(tokens):
+        if tok == "early" and i not in masked:
+            return TimeRequest(preference="morning"), [Span(i, i + 1)]
+    return None
+
+
+def parse_time(text: str, expecting: bool = False) -> TimeRequest | None:
+    found = find_time(tokenize(text), expecting)
+    return found[0] if found else None

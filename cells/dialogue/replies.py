@@ -1,0 +1,69 @@
+"""What the Reception agent says: dates, times and summaries phrased for the phone (and for eSpeak)."""
+
+from __future__ import annotations
+
+from datetime import date, time
+
+from cells.dialogue.clinic import WEEKDAYS, ClinicConfig, say_time, spoken_hours
+
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+           "October", "November", "December")
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 11 <= n % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def say_date(d: date | str, today: date | None = None) -> str:
+    """'Tuesday, March 5th'; always the full date, so a misheard weekday or day gets noticed."""
+    d = date.fromisoformat(d) if isinstance(d, str) else d
+    return f"{WEEKDAYS[d.weekday()].capitalize()}, {_MONTHS[d.month - 1]} {ordinal(d.day)}"
+
+
+def say_hhmm(hhmm: str) -> str:
+    return say_time(time.fromisoformat(hhmm))
+
+
+def say_list(items: list[str], joiner: str = "or") -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + f" {joiner} " + items[-1]
+
+
+def say_slots(slots: list[str]) -> str:
+    return say_list([say_hhmm(s) for s in slots])
+
+
+def service_name(clinic: ClinicConfig, key: str | None) -> str:
+    s = clinic.service(key) if key else None
+    return s.name if s else "appointment"
+
+
+def services_sentence(clinic: ClinicConfig) -> str:
+    plural = {"check-up and cleaning": "check-ups and cleanings", "filling": "fillings",
+              "consultation": "consultations"}
+    names = [plural.get(s.name, s.name) for s in clinic.services]
+    return f"We offer {say_list(names, 'and')}."
+
+
+def price_sentence(clinic: ClinicConfig, key: str | None) -> str:
+    if key and (s := clinic.service(key)):
+        return (f"A {s.name} is {s.price} {clinic.currency} and takes about {s.minutes} minutes."
+                if s.key != "emergency" else
+                f"An emergency visit is {s.price} {clinic.currency}, and we see urgent cases the same day.")
+    prices = [f"a {s.name} is {s.price}" for s in clinic.services[:3]]
+    return f"For example, {say_list(prices, 'and')} {clinic.currency}."
+
+
+def hours_sentence(clinic: ClinicConfig, day: date | None = None) -> str:
+    return spoken_hours(clinic, day.weekday() if day else None)
+
+
+def location_sentence(clinic: ClinicConfig) -> str:
+    return f"We're at {clinic.address}."
+
+
+def booking_phrase(clinic: ClinicConfig, service: str | None, day: str, hhmm: str, today: date) -> str:
+    """'your check-up and cleaning on Tuesday, March 5th at 9:30 a.m.'"""
+    return f"{service_name(clinic, service)} on {say_date(day, today)} at {say_hhmm(hhmm)}"

@@ -1,0 +1,160 @@
+"""Spoken-form English as a speech recogniser writes it: tokens, number words, phone numbers.
+
+ASR text arrives lowercase, without punctuation, with numbers as words ("nine thirty",
+"five five five two one"). Everything here works on a token list so that the date, time and
+phone parsers can share positions and avoid claiming the same words twice.
+"""
+
+from __future__ import annotations
+
+import re
+
+UNITS = {
+    "zero": 0, "oh": 0, "o": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+    "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
+    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}
+TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+        "eighty": 80, "ninety": 90}
+ORDINAL_UNITS = {
+    "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
+    "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12, "thirteenth": 13, "fourteenth": 14,
+    "fifteenth": 15, "sixteenth": 16, "seventeenth": 17, "eighteenth": 18, "nineteenth": 19,
+    "twentieth": 20, "thirtieth": 30,
+}
+# Words a recogniser often writes instead of a digit word when the caller says the number.
+HOMOPHONES = {"won": "one", "to": "two", "too": "two", "for": "four", "fore": "four", "ate": "eight",
+              "tree": "three", "sex": "six", "nein": "nine"}
+
+_ORDINAL_DIGITS = re.compile(r"^(\d{1,2})(st|nd|rd|th)$")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercase words; 'a.m.' -> 'am', "o'clock" -> 'oclock', '9:30' kept whole, apostrophes dropped."""
+    t = text.lower()
+    t = re.sub(r"\b([ap])\.\s?m\b\.?", r"\1m", t)
+    t = re.sub(r"\bo'?\s?clock\b", "oclock", t)
+    t = t.replace("'", "").replace("\u2019", "")
+    t = re.sub(r"(\d)\.(\d)", r"\1:\2", t)  # "9.30" said as a time is written with a dot sometimes
+    t = re.sub(r"[^a-z0-9:\s]", " ", t)
+    tokens = t.split()
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        # "a m" / "p m" from the recogniser become one token, only after a number ("i am" stays).
+        after_number = bool(out) and is_number_word(out[-1])
+        if tok in ("a", "p") and i + 1 < len(tokens) and tokens[i + 1] == "m" and after_number:
+            out.append(tok + "m")
+            i += 2
+            continue
+        if re.fullmatch(r"\d{1,2}(am|pm)", tok):
+            out.extend([tok[:-2], tok[-2:]])
+        else:
+            out.append(tok)
+        i += 1
+    return out
+
+
+def is_number_word(tok: str) -> bool:
+    return tok in UNITS or tok in TENS or tok.isdigit() or bool(re.fullmatch(r"\d{1,2}:\d\d", tok))
+
+
+def parse_cardinal(tokens: list[str], i: int, max_value: int = 99) -> tuple[int, int] | None:
+    """A cardinal 0..99 starting at tokens[i] ("twenty five", "7"); returns (value, next index)."""
+    if i >= len(tokens):
+        return None
+    tok = tokens[i]
+    if tok.isdigit() and len(tok) <= 2:
+        value, j = int(tok), i + 1
+    elif tok in TENS:
+        value, j = TENS[tok], i + 1
+        unit = tokens[j] if j < len(tokens) else ""
+        if unit in UNITS and 1 <= UNITS[unit] <= 9 and unit not in ("o", "oh"):
+            value += UNITS[tokens[j]]
+            j += 1
+    elif tok in UNITS and tok not in ("o", "oh"):
+        value, j = UNITS[tok], i + 1
+    else:
+        return None
+    return (value, j) if value <= max_value else None
+
+
+def parse_ordinal(tokens: list[str], i: int) -> tuple[int, int] | None:
+    """An ordinal day 1..31 at tokens[i]: 'fifth', 'twenty first', '5th'; returns (value, next index)."""
+    if i >= len(tokens):
+        return None
+    tok = tokens[i]
+    m = _ORDINAL_DIGITS.match(tok)
+    if m:
+        return int(m.group(1)), i + 1
+    if tok in ORDINAL_UNITS:
+        return ORDINAL_UNITS[tok], i + 1
+    if tok in ("twenty", "thirty") and i + 1 < len(tokens) and tokens[i + 1] in ORDINAL_UNITS:
+        unit = ORDINAL_UNITS[tokens[i + 1]]
+        if 1 <= unit <= 9:
+            return TENS[tok] + unit, i + 2
+    return None
+
+
+def _digit_of(tok: str) -> int | None:
+    if tok not in ("to", "for"):  # too common as real words inside a spoken number
+        tok = HOMOPHONES.get(tok, tok)
+    if tok in UNITS and UNITS[tok] <= 9:
+        return UNITS[tok]
+    return None
+
+
+def parse_phone(text: str, min_digits: int = 7) -> str | None:
+    """Digits of a spoken phone number: 'five five five two one eight seven', 'oh', 'double five'.
+
+    Only the longest run of digit-like words counts, so 'my number is ... thanks' works, and a run
+    shorter than min_digits is not a phone number.
+    """
+    tokens = tokenize(text)
+    best = ""
+    run = ""
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        piece: str | None = None
+        step = 1
+        if tok in ("double", "triple") and i + 1 < len(tokens) and _digit_of(tokens[i + 1]) is not None:
+            piece = str(_digit_of(tokens[i + 1])) * (2 if tok == "double" else 3)
+            step = 2
+        elif tok.isdigit():
+            piece = tok
+        elif tok in TENS:
+            value = TENS[tok]
+            if i + 1 < len(tokens) and (u := _digit_of(tokens[i + 1])) is not None and u > 0:
+                value += u
+                step = 2
+            piece = str(value)
+        elif tok == "hundred" and run:
+            piece = "00"
+        elif (d := _digit_of(tok)) is not None:
+            piece = str(d)
+        elif tok in UNITS:  # ten .. nineteen said as a pair of digits
+            piece = str(UNITS[tok])
+        elif tok in ("dash", "and", "uh", "um") and run:
+            i += 1
+            continue
+        if piece is None:
+            if len(run) > len(best):
+                best = run
+            run = ""
+        else:
+            run += piece
+        i += step
+    if len(run) > len(best):
+        best = run
+    return best if len(best) >= min_digits else None
+
+
+def say_digits(digits: str) -> str:
+    """Phone digits grouped for read-back: '5552187' -> '555 2187'."""
+    if len(digits) == 7:
+        return f"{digits[:3]} {digits[3:]}"
+    if len(digits) == 10:
+        return f"{digits[:3]} {digits[3:6]} {digits[6:]}"
+    return " ".join(digits[i:i + 3] for i in range(0, len(digits), 3))

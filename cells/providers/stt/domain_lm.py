@@ -1,0 +1,333 @@
+"""A trigram language model built from an agent's domain, for PocketSphinx.
+
+Open-vocabulary recognition of phone audio with the generic LM is poor; a small LM over what callers of
+this agent actually say (its services and names, dates, times, digits, confirmations, booking verbs) is
+far more accurate. A small share of general conversational English keeps off-script callers from being
+forced into domain phrases. Words missing from the CMU dictionary are dropped (no g2p) and reported.
+
+The model is Witten-Bell smoothed and written as ARPA text with back-off weights; Witten-Bell copes with
+the fractional counts that weighting the general corpus produces.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+TEENS = ["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+         "nineteen"]
+TENS = ["", "", "twenty", "thirty", "forty", "fifty"]
+ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+            "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth",
+            "eighteenth", "nineteenth", "twentieth"]
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+          "november", "december"]
+
+CONFIRMATIONS = [
+    "yes", "yes please", "yeah", "yep", "sure", "okay", "ok", "that's right", "that's correct", "correct",
+    "sounds good", "that works", "perfect", "great", "no", "no thanks", "no thank you", "nope", "not really",
+    "that's wrong", "cancel", "cancel that", "never mind", "i'm not sure", "hold on", "wait", "sorry",
+    "can you repeat that", "thank you", "thanks", "goodbye", "bye", "hello", "hi",
+]
+
+# Carrier phrases around the slots. {service} {name} {date} {time} {digits} are filled from the domain.
+TEMPLATES = [
+    "i'd like to book {service_np}", "i would like to book {service_np} on {date}",
+    "i'd like to book {service_np} on {date} at {time}", "can i book {service_np} for {date}",
+    "i want to make an appointment for {service_np}", "i need an appointment on {date} at {time}",
+    "do you have anything on {date}", "do you have anything {date} at {time}",
+    "is {time} on {date} available", "what about {date} at {time}", "{date} at {time}", "{date} {time}",
+    "at {time}", "on {date}", "{date} please", "{time} please", "{time} works for me", "{date} works for me",
+    "can i move my appointment to {date}", "i need to move my appointment to {date} at {time}",
+    "i'd like to reschedule my {service} appointment", "can i reschedule to {date} at {time}",
+    "i need to cancel my appointment", "i want to cancel my appointment on {date}",
+    "please cancel my {service} on {date}", "cancel my appointment with {name}",
+    "i'd like to see {name}", "can i see {name} on {date}", "is {name} available on {date}",
+    "my name is {name}", "this is {name}", "it's {name}", "i'm a patient of {name}",
+    "my number is {digits}", "my phone number is {digits}", "you can reach me at {digits}", "it's {digits}",
+    "{digits}", "how much is {service_np}", "do you do {service}", "i'm calling about {service_np}",
+    "yes {date} at {time} is fine", "no not {date}", "the earliest you have", "anything in the morning",
+    "anything in the afternoon", "what times do you have", "what days are you open",
+    "i'm calling to confirm my appointment", "i'd like to leave a message",
+    "can i speak to someone", "i'm a new patient", "i have an appointment on {date}",
+]
+
+# Off-script but ordinary things callers say, in the register of a phone call.
+GENERAL = """\
+hello how are you
+i'm fine thanks how are you
+good morning
+good afternoon
+i have a question
+i was wondering if you could help me
+could you help me with something
+i'm not sure what i need
+let me check my calendar
+give me a second
+hang on a minute
+sorry i didn't catch that
+could you say that again
+could you speak a little slower
+what did you say
+i can't hear you very well
+the line is bad
+i'll call back later
+i'll have to think about it
+let me ask my wife
+let me ask my husband
+that's fine
+that's okay
+that sounds good to me
+i don't know
+i don't think so
+i think so
+maybe next week
+maybe later
+what's your address
+where are you located
+how do i get there
+is there parking
+do you take insurance
+how much does it cost
+how long will it take
+what time do you close
+what time do you open
+are you open on the weekend
+i'm running late
+i'm stuck in traffic
+i'll be there in ten minutes
+my tooth hurts
+i have a toothache
+it's an emergency
+i lost a filling
+my gums are bleeding
+can i talk to a person
+can i talk to a real person
+i want to speak to the manager
+is this a recording
+are you a robot
+thank you so much for your help
+have a nice day
+you too
+see you then
+that's all
+nothing else thanks
+i need to check with my work
+what do you recommend
+can you send me a text
+can you send me an email
+can you call me back
+what was your name again
+how do you spell that
+i said yes
+i said no
+not that one
+the other one
+the first one
+the second one
+""".splitlines()
+
+
+@dataclass
+class Domain:
+    """What an agent's callers talk about, as the agent configuration states it."""
+
+    services: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    extra_phrases: list[str] = field(default_factory=list)
+
+
+def _number(n: int) -> str:
+    if n < 10:
+        return ONES[n]
+    if n < 20:
+        return TEENS[n - 10]
+    tens, ones = divmod(n, 10)
+    return TENS[tens] + ("" if ones == 0 else " " + ONES[ones])
+
+
+def _ordinal(n: int) -> str:
+    if n <= 20:
+        return ORDINALS[n - 1]
+    tens, ones = divmod(n, 10)
+    return TENS[tens] + " " + ORDINALS[ones - 1] if ones else TENS[tens][:-1] + "ieth"
+
+
+def date_phrases() -> list[str]:
+    days = ["today", "tomorrow", "the day after tomorrow", "this week", "next week", "monday morning",
+            "friday afternoon"]
+    for d in WEEKDAYS:
+        days += [d, f"next {d}", f"this {d}", f"{d} morning", f"{d} afternoon"]
+    for n in range(1, 32):
+        days.append(f"the {_ordinal(n)}")
+    for m in MONTHS:
+        days += [f"{m} {_ordinal(n)}" for n in (1, 2, 3, 5, 10, 12, 15, 20, 21, 22, 25, 28, 30)]
+        days.append(f"the {_ordinal(14)} of {m}")
+    return days
+
+
+def time_phrases() -> list[str]:
+    times = ["noon", "midday", "twelve noon", "midnight", "the morning", "the afternoon", "lunchtime"]
+    minutes = ["", "o'clock", "fifteen", "thirty", "forty five", "oh five", "ten", "twenty", "forty", "fifty"]
+    for h in range(1, 13):
+        for m in minutes:
+            base = f"{_number(h)} {m}".strip()
+            times += [base, f"{base} a m", f"{base} p m"]
+        times += [f"{_number(h)} in the morning", f"{_number(h)} in the afternoon",
+                  f"half past {_number(h)}", f"quarter past {_number(h)}", f"quarter to {_number(h)}"]
+    return times
+
+
+def digit_phrases(count: int, rng: random.Random) -> list[str]:
+    out = []
+    for _ in range(count):
+        digits = [rng.choice([*ONES, "oh"]) for _ in range(rng.choice((4, 7, 10)))]
+        out.append(" ".join(digits))
+    return out
+
+
+def normalise(text: str) -> str:
+    text = text.lower().replace("a.m.", "a m").replace("p.m.", "p m").replace("dr.", "doctor")
+    return " ".join(re.findall(r"[a-z]+(?:'[a-z]+)?", text))
+
+
+def domain_sentences(domain: Domain, per_template: int = 40, seed: int = 0) -> list[str]:
+    """The domain corpus: every slot value on its own, plus each template filled `per_template` times."""
+    rng = random.Random(seed)
+    services = [normalise(s) for s in domain.services] or ["an appointment"]
+    # Services are said bare ("my cleaning appointment") or as a noun phrase ("book a cleaning").
+    service_np = [p for s in services for p in (s, f"{'an' if s[0] in 'aeiou' else 'a'} {s}", f"my {s}")]
+    slots = {
+        "service": services,
+        "service_np": service_np,
+        "name": [normalise(n) for n in domain.names] or ["the doctor"],
+        "date": date_phrases(),
+        "time": time_phrases(),
+        "digits": digit_phrases(60, rng),
+    }
+    out = [v for values in slots.values() for v in values]
+    out += CONFIRMATIONS + [normalise(p) for p in domain.extra_phrases]
+    for template in TEMPLATES:
+        keys = re.findall(r"\{(\w+)\}", template)
+        for _ in range(per_template if keys else 3):
+            out.append(template.format(**{k: rng.choice(slots[k]) for k in keys}))
+    return [s for s in (normalise(s) for s in out) if s]
+
+
+@lru_cache(maxsize=4)
+def load_dictionary(path: str) -> dict[str, list[str]]:
+    """CMU-format dictionary: word -> its pronunciation lines (alternates are "word(2)")."""
+    entries: dict[str, list[str]] = defaultdict(list)
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            head = line.split(" ", 1)[0]
+            entries[head.split("(", 1)[0]].append(line.rstrip("\n"))
+    return dict(entries)
+
+
+@dataclass
+class DomainLm:
+    arpa: str
+    dictionary: str  # the pronunciation lines of the LM's vocabulary only (small and fast to load)
+    vocabulary: list[str]
+    dropped_words: list[str]  # not in the pronunciation dictionary
+    sentences: int
+
+    def write(self, directory: Path) -> tuple[Path, Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        lm_path, dict_path = directory / "domain.lm", directory / "domain.dict"
+        lm_path.write_text(self.arpa, encoding="utf-8")
+        dict_path.write_text(self.dictionary, encoding="utf-8")
+        return lm_path, dict_path
+
+
+def build_domain_lm(domain: Domain, dictionary_path: str, general_weight: float = 0.15,
+                    extra_corpus: Sequence[str] = ()) -> DomainLm:
+    """`general_weight` is the share of count mass given to the general conversational corpus."""
+    pron = load_dictionary(dictionary_path)
+    dropped: set[str] = set()
+
+    def keep(sentences: Iterable[str]) -> list[list[str]]:
+        out = []
+        for s in sentences:
+            words = normalise(s).split()
+            dropped.update(w for w in words if w not in pron)
+            words = [w for w in words if w in pron]
+            if words:
+                out.append(words)
+        return out
+
+    domain_corpus = keep(domain_sentences(domain) + list(extra_corpus))
+    general_corpus = keep(GENERAL)
+    d_tokens = sum(len(s) for s in domain_corpus)
+    g_tokens = sum(len(s) for s in general_corpus)
+    scale = general_weight / (1 - general_weight) * d_tokens / max(g_tokens, 1)
+    counts = _count([(s, 1.0) for s in domain_corpus] + [(s, scale) for s in general_corpus])
+    vocab = sorted({w for s in domain_corpus + general_corpus for w in s})
+    lines = [line for w in vocab for line in pron[w]]
+    return DomainLm(arpa=_arpa(counts, vocab), dictionary="\n".join(lines) + "\n", vocabulary=vocab,
+                    dropped_words=sorted(dropped), sentences=len(domain_corpus) + len(general_corpus))
+
+
+Counts = list[dict[tuple[str, ...], float]]
+
+
+def _count(weighted: Iterable[tuple[list[str], float]]) -> Counts:
+    counts: Counts = [defaultdict(float) for _ in range(3)]
+    for words, weight in weighted:
+        seq = ["<s>", *words, "</s>"]
+        for n in range(1, 4):
+            for i in range(len(seq) - n + 1):
+                gram = tuple(seq[i:i + n])
+                if gram != ("<s>",):
+                    counts[n - 1][gram] += weight
+    return counts
+
+
+def _arpa(counts: Counts, vocab: list[str]) -> str:
+    """Witten-Bell interpolated trigram as ARPA: p(w|h) = (c(hw) + T(h) p(w|h')) / (c(h) + T(h)) for seen
+    hw, back-off weight T(h) / (c(h) + T(h)) for h, where T(h) is the number of word types after h."""
+    words = [*vocab, "</s>"]
+    uni_total = sum(counts[0].values())
+    p1 = {w: (counts[0].get((w,), 0.0) + 1.0 / len(words)) / (uni_total + 1.0) for w in words}
+    probs: list[dict[tuple[str, ...], float]] = [{(w,): p for w, p in p1.items()}, {}, {}]
+    bows: list[dict[tuple[str, ...], float]] = [{}, {}]
+    for n in (2, 3):
+        ctx_total: dict[tuple[str, ...], float] = defaultdict(float)
+        ctx_types: dict[tuple[str, ...], int] = defaultdict(int)
+        for gram, c in counts[n - 1].items():
+            ctx_total[gram[:-1]] += c
+            ctx_types[gram[:-1]] += 1
+        for gram, c in counts[n - 1].items():
+            h = gram[:-1]
+            lower = _backed_off(probs, bows, gram[1:])
+            probs[n - 1][gram] = (c + ctx_types[h] * lower) / (ctx_total[h] + ctx_types[h])
+        for h, total in ctx_total.items():
+            bows[n - 2][h] = ctx_types[h] / (total + ctx_types[h])
+    probs[0][("<s>",)] = 0.0
+    out = ["\\data\\"] + [f"ngram {n}={len(probs[n - 1])}" for n in (1, 2, 3)]
+    for n in (1, 2, 3):
+        out.append(f"\n\\{n}-grams:")
+        for gram, p in sorted(probs[n - 1].items()):
+            lp = -99.0 if p <= 0 else math.log10(p)
+            bow = bows[n - 1].get(gram) if n < 3 else None
+            out.append(f"{lp:.6f} {' '.join(gram)}" + (f" {math.log10(bow):.6f}" if bow else ""))
+    out.append("\n\\end\\\n")
+    return "\n".join(out)
+
+
+def _backed_off(probs: list[dict[tuple[str, ...], float]], bows: list[dict[tuple[str, ...], float]],
+                gram: tuple[str, ...]) -> float:
+    """p(gram[-1] | gram[:-1]) from the model built so far (orders below len(gram) + 1)."""
+    if gram in probs[len(gram) - 1]:
+        return probs[len(gram) - 1][gram]
+    bow = bows[len(gram) - 2].get(gram[:-1], 1.0)
+    return bow * _backed_off(probs, bows, gram[1:])

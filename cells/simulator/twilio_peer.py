@@ -1,0 +1,175 @@
+"""The carrier side of a call, as Twilio does it: a signed voice webhook, then a Media Streams
+WebSocket that sends the caller's audio as 20 ms mu-law frames in real time (silence included)
+and plays the agent's audio back at real-time speed, echoing marks as playback reaches them
+and dropping queued audio on `clear`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections import deque
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+from twilio.request_validator import RequestValidator
+from websockets.asyncio.client import ClientConnection, connect
+
+import media_core
+
+FRAME_S = 0.020
+FRAME_BYTES = 160
+SILENCE = b"\xff" * FRAME_BYTES
+
+
+@dataclass
+class StreamTarget:
+    url: str
+    parameters: dict[str, str]
+    action: str | None
+
+
+def parse_twiml(xml: str) -> StreamTarget:
+    root = ET.fromstring(xml)
+    connect_el = root.find("Connect")
+    stream = connect_el.find("Stream") if connect_el is not None else None
+    if connect_el is None or stream is None or not stream.get("url"):
+        raise ValueError(f"TwiML has no <Connect><Stream url>: {xml[:300]}")
+    params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+    return StreamTarget(stream.get("url", ""), params, connect_el.get("action"))
+
+
+@dataclass
+class Playback:
+    """What the caller's phone plays: agent audio at real-time speed, marks echoed on arrival."""
+
+    queue: deque[tuple[str, bytes | str]] = field(default_factory=deque)
+    recording: bytearray = field(default_factory=bytearray)
+    # (wall time, bytes offset in recording) of each frame of agent audio played (non-silent).
+    audio_frames_at: list[float] = field(default_factory=list)
+    marks_played: list[str] = field(default_factory=list)
+    marks_cleared: list[str] = field(default_factory=list)
+    clears: int = 0
+    arrivals: list[float] = field(default_factory=list)  # wall time of each agent media message
+
+    @property
+    def busy(self) -> bool:
+        return any(kind == "media" for kind, _ in self.queue)
+
+
+class TwilioPeer:
+    def __init__(self, base_url: str, auth_token: str, *, account_sid: str = "AC" + "0" * 32,
+                 from_number: str = "+15005550006", to_number: str = "+15005550001") -> None:
+        self.base_url = base_url.rstrip("/")
+        self.validator = RequestValidator(auth_token)
+        self.account_sid = account_sid
+        self.from_number, self.to_number = from_number, to_number
+        self.call_sid = "CA" + uuid.uuid4().hex
+        self.stream_sid = "MZ" + uuid.uuid4().hex
+        self.playback = Playback()
+        self.ws: ClientConnection | None = None
+        self._seq = 0
+        self._chunk = 0
+        self._started = 0.0
+        self.closed_by_agent = asyncio.Event()
+        self.close_reason = ""
+
+    def _signed(self, url: str, params: dict[str, str]) -> dict[str, str]:
+        return {"X-Twilio-Signature": self.validator.compute_signature(url, params)}
+
+    async def ring(self, path: str = "/twilio/voice") -> StreamTarget:
+        url = self.base_url + path
+        form = {"CallSid": self.call_sid, "AccountSid": self.account_sid, "From": self.from_number,
+                "To": self.to_number, "Direction": "inbound", "CallStatus": "ringing",
+                "ApiVersion": "2010-04-01"}
+        async with httpx.AsyncClient(timeout=10) as client:
+            resp = await client.post(url, data=form, headers=self._signed(url, form))
+        resp.raise_for_status()
+        return parse_twiml(resp.text)
+
+    async def open_stream(self, target: StreamTarget) -> None:
+        self.ws = await connect(target.url, additional_headers=self._signed(target.url, {}),
+                                max_size=2**20)
+        await self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        await self._send({
+            "event": "start", "sequenceNumber": self._next_seq(), "streamSid": self.stream_sid,
+            "start": {"accountSid": self.account_sid, "streamSid": self.stream_sid, "callSid": self.call_sid,
+                      "tracks": ["inbound"], "customParameters": target.parameters,
+                      "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}},
+        })
+        self._started = time.monotonic()
+
+    def _next_seq(self) -> str:
+        self._seq += 1
+        return str(self._seq)
+
+    async def _send(self, msg: dict[str, object]) -> None:
+        assert self.ws is not None
+        await self.ws.send(json.dumps(msg))
+
+    async def send_frame(self, ulaw: bytes) -> None:
+        self._chunk += 1
+        ts = int((time.monotonic() - self._started) * 1000)
+        await self._send({"event": "media", "sequenceNumber": self._next_seq(), "streamSid": self.stream_sid,
+                          "media": {"track": "inbound", "chunk": str(self._chunk), "timestamp": str(ts),
+                                    "payload": base64.b64encode(ulaw).decode()}})
+
+    async def send_dtmf(self, digit: str) -> None:
+        await self._send({"event": "dtmf", "streamSid": self.stream_sid, "sequenceNumber": self._next_seq(),
+                          "dtmf": {"track": "inbound_track", "digit": digit}})
+
+    async def hang_up(self) -> None:
+        if self.ws is None:
+            return
+        await self._send({"event": "stop", "sequenceNumber": self._next_seq(), "streamSid": self.stream_sid,
+                          "stop": {"accountSid": self.account_sid, "callSid": self.call_sid}})
+        await self.ws.close()
+
+    async def receive_loop(self) -> None:
+        """Queues what the agent sends; `clear` drops queued audio and echoes its marks at once."""
+        assert self.ws is not None
+        try:
+            async for raw in self.ws:
+                msg = json.loads(raw)
+                event = msg.get("event")
+                if event == "media":
+                    self.playback.arrivals.append(time.monotonic())
+                    self.playback.queue.append(("media", base64.b64decode(msg["media"]["payload"])))
+                elif event == "mark":
+                    self.playback.queue.append(("mark", msg["mark"]["name"]))
+                elif event == "clear":
+                    self.playback.clears += 1
+                    for kind, item in list(self.playback.queue):
+                        if kind == "mark":
+                            self.playback.marks_cleared.append(str(item))
+                            await self._send({"event": "mark", "streamSid": self.stream_sid,
+                                              "sequenceNumber": self._next_seq(), "mark": {"name": item}})
+                    self.playback.queue.clear()
+        except Exception as exc:  # the agent side closed the socket: the call is over
+            self.close_reason = str(exc)
+        finally:
+            self.closed_by_agent.set()
+
+    async def play_tick(self) -> None:
+        """Plays one 20 ms frame of agent audio (or silence) and echoes marks reached."""
+        q = self.playback.queue
+        while q and q[0][0] == "mark":
+            name = str(q.popleft()[1])
+            self.playback.marks_played.append(name)
+            if self.ws is not None and not self.closed_by_agent.is_set():
+                await self._send({"event": "mark", "streamSid": self.stream_sid,
+                                  "sequenceNumber": self._next_seq(), "mark": {"name": name}})
+        if q and q[0][0] == "media":
+            frame = bytes(q.popleft()[1])
+            self.playback.audio_frames_at.append(time.monotonic())
+        else:
+            frame = SILENCE
+        self.playback.recording += frame
+
+    def agent_audio(self) -> np.ndarray:
+        return media_core.ulaw_decode(bytes(self.playback.recording))

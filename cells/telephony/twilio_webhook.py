@@ -1,0 +1,248 @@
+"""Twilio's voice webhooks on the control API: answer a call by pointing its media stream at a worker.
+
+POST {prefix}/voice         a call arrives (or an outbound call we placed is answered)
+POST {prefix}/stream-ended  the `<Connect action>`: the stream ended while the call is still up
+POST {prefix}/status        call status callbacks
+
+Every request must carry a valid X-Twilio-Signature over the public URL Twilio called (configured, since
+behind a proxy our Host differs) and the form parameters. The answer is always TwiML: callers hear a
+polite message when their number is unknown or no worker is free, never an HTTP 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from quart import Blueprint, Response, abort, request
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from cells.telephony.call_token import CallTokenAuthority
+
+log = logging.getLogger(__name__)
+MAX_FORM_BYTES = 64 * 1024
+_CALL_ENDED = {"completed", "busy", "failed", "no-answer", "canceled"}
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    auth_token: str = field(repr=False)  # the Twilio auth token that signs webhooks
+    public_base_url: str = ""  # what Twilio calls in front of this app's root, e.g. https://eu.example.com
+    url_prefix: str = "/twilio"
+    token_parameter: str = "call_token"  # the <Parameter> name the worker reads the token from
+    slot_timeout_s: float = 5.0  # Twilio gives a webhook 15 s; answer well before that
+    max_stream_resumes: int = 2
+    allow_insecure_streams: bool = False  # ws:// stream URLs, for local development only
+    reject_unknown_numbers: bool = False  # <Reject> (not billed) instead of a spoken message
+    unknown_number_message: str = "Sorry, this number is not in service. Goodbye."
+    busy_message: str = "Sorry, all our agents are busy right now. Please call again in a few minutes."
+    say_language: str = "en-US"
+
+    def url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+        base = self.public_base_url.rstrip("/") + path
+        return base + ("?" + urllib.parse.urlencode(query) if query else "")
+
+
+@dataclass(frozen=True)
+class NumberRoute:
+    """Who answers a dialled number."""
+
+    tenant_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class SlotRequest:
+    call_id: str
+    call_sid: str
+    tenant_id: str
+    agent_id: str
+    from_number: str
+    to_number: str
+    direction: str
+    resume: bool  # the call's earlier stream ended: a worker should resume it from the saved state
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    stream_url: str  # the worker's wss:// media stream URL
+    worker_id: str | None = None  # the token's audience; the stream URL when not given
+
+    @property
+    def audience(self) -> str:
+        return self.worker_id or self.stream_url
+
+
+LookupNumber = Callable[[str], Awaitable[NumberRoute | None] | NumberRoute | None]
+RequestSlot = Callable[[SlotRequest], Awaitable[WorkerSlot | str | None]]
+StatusSink = Callable[[dict[str, str]], Awaitable[None]]
+ShouldResume = Callable[[str, dict[str, str]], Awaitable[bool]]
+
+
+def say_twiml(message: str, *, language: str = "en-US") -> str:
+    response = VoiceResponse()
+    response.say(message, language=language)
+    response.hangup()
+    return str(response)
+
+
+def connect_stream_twiml(stream_url: str, *, action_url: str, parameters: Mapping[str, str]) -> str:
+    """`<Connect action><Stream url><Parameter/>...`: Twilio opens the media WebSocket to `stream_url`
+    and requests `action_url` when the stream ends while the call is still up."""
+    response = VoiceResponse()
+    connect = Connect(action=action_url, method="POST")
+    stream = connect.stream(url=stream_url)
+    for name, value in parameters.items():
+        stream.parameter(name=name, value=value)
+    response.append(connect)
+    return str(response)
+
+
+def _twiml(xml: str) -> Response:
+    return Response(xml, status=200, content_type="text/xml; charset=utf-8")
+
+
+def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthority,
+                           lookup_number: LookupNumber, request_slot: RequestSlot,
+                           on_status: StatusSink | None = None, should_resume: ShouldResume | None = None,
+                           name: str = "twilio_voice") -> Blueprint:
+    """The webhook routes. `lookup_number` maps our dialled number to a NumberRoute (or None);
+    `request_slot` reserves a worker and returns its stream URL (or None when none is free);
+    `should_resume(call_sid, form)` decides whether a call whose stream ended gets a new one (default:
+    hang up, so a worker that closes its stream on purpose never causes a reconnect loop)."""
+    if not settings.public_base_url.startswith(("https://", "http://")):
+        raise ValueError("WebhookSettings.public_base_url must be the absolute URL Twilio calls")
+    validator = RequestValidator(settings.auth_token)
+    bp = Blueprint(name, __name__, url_prefix=settings.url_prefix)
+
+    async def signed_form() -> dict[str, str] | None:
+        if (request.content_length or 0) > MAX_FORM_BYTES:
+            abort(413)
+        form = await request.form
+        query = request.query_string.decode("latin-1")
+        url = settings.public_base_url.rstrip("/") + request.path + (f"?{query}" if query else "")
+        algorithm = _signature_algorithm(request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
+        signature = request.headers.get("X-Twilio-Signature", "")
+        extra = (algorithm,) if algorithm else ()  # older SDKs take no algorithm argument
+        if not signature or not validator.validate(url, form, signature, *extra):
+            log.warning("rejected a Twilio webhook with a bad signature: %s %s", request.method, request.path)
+            return None
+        return {k: form.get(k, "") for k in form}
+
+    def unknown_number() -> Response:
+        if settings.reject_unknown_numbers:
+            response = VoiceResponse()
+            response.reject()
+            return _twiml(str(response))
+        return _twiml(say_twiml(settings.unknown_number_message, language=settings.say_language))
+
+    async def connect(form: dict[str, str], call_id: str, attempt: int) -> Response:
+        call_sid = form.get("CallSid", "")
+        direction = form.get("Direction", "inbound")
+        our_number = form.get("From" if direction.startswith("outbound") else "To", "")
+        try:
+            route = lookup_number(our_number)
+            if inspect.isawaitable(route):
+                route = await route
+        except Exception:
+            log.exception("number lookup failed for call %s", call_sid)
+            return _twiml(say_twiml(settings.busy_message, language=settings.say_language))
+        if route is None:
+            log.info("call %s to unknown number %s", call_sid, our_number)
+            return unknown_number()
+        slot = await reserve(SlotRequest(call_id=call_id, call_sid=call_sid, tenant_id=route.tenant_id,
+                                         agent_id=route.agent_id, from_number=form.get("From", ""),
+                                         to_number=form.get("To", ""), direction=direction,
+                                         resume=attempt > 0))
+        if slot is None:
+            return _twiml(say_twiml(settings.busy_message, language=settings.say_language))
+        token = tokens.mint(call_id=call_id, tenant_id=route.tenant_id, agent_id=route.agent_id,
+                            audience=slot.audience, call_sid=call_sid)
+        action = settings.url(f"{settings.url_prefix}/stream-ended",
+                              {"attempt": str(attempt + 1), "call_id": call_id})
+        log.info("call %s (%s) -> worker %s, attempt %d", call_id, call_sid, slot.audience, attempt)
+        return _twiml(connect_stream_twiml(slot.stream_url, action_url=action,
+                                           parameters={settings.token_parameter: token}))
+
+    async def reserve(req: SlotRequest) -> WorkerSlot | None:
+        try:
+            async with asyncio.timeout(settings.slot_timeout_s):
+                slot = await request_slot(req)
+        except TimeoutError:
+            log.warning("no worker answered in %.1f s for call %s", settings.slot_timeout_s, req.call_id)
+            return None
+        except Exception:
+            log.exception("worker slot request failed for call %s", req.call_id)
+            return None
+        if slot is None:
+            log.warning("no free worker for call %s", req.call_id)
+            return None
+        slot = WorkerSlot(slot) if isinstance(slot, str) else slot
+        schemes = ("wss://", "ws://") if settings.allow_insecure_streams else ("wss://",)
+        if not slot.stream_url.startswith(schemes):
+            log.error("worker %s offered a stream URL Twilio cannot use: %s", slot.audience, slot.stream_url)
+            return None
+        return slot
+
+    @bp.post("/voice")
+    async def voice() -> Response:
+        form = await signed_form()
+        if form is None:
+            return Response("invalid Twilio signature", status=403)
+        if not form.get("CallSid"):
+            return Response("CallSid is required", status=400)
+        # An outbound call we placed carries our call id in the voice URL; inbound calls use the CallSid.
+        return await connect(form, request.args.get("call_id") or form["CallSid"], attempt=0)
+
+    @bp.post("/stream-ended")
+    async def stream_ended() -> Response:
+        form = await signed_form()
+        if form is None:
+            return Response("invalid Twilio signature", status=403)
+        call_sid = form.get("CallSid", "")
+        if form.get("CallStatus") in _CALL_ENDED:
+            return _twiml(str(VoiceResponse()))
+        try:
+            attempt = int(request.args.get("attempt", "1"))
+        except ValueError:
+            attempt = settings.max_stream_resumes + 1
+        resume = False
+        if should_resume is not None and attempt <= settings.max_stream_resumes:
+            try:
+                resume = await should_resume(call_sid, form)
+            except Exception:
+                log.exception("should_resume failed for call %s", call_sid)
+        if not resume:
+            log.info("stream of call %s ended; hanging up", call_sid)
+            response = VoiceResponse()
+            response.hangup()
+            return _twiml(str(response))
+        return await connect(form, request.args.get("call_id") or call_sid, attempt=attempt)
+
+    @bp.post("/status")
+    async def status() -> Response:
+        form = await signed_form()
+        if form is None:
+            return Response("invalid Twilio signature", status=403)
+        if on_status is not None:
+            try:
+                await on_status(form)
+            except Exception:
+                log.exception("status callback handler failed for call %s", form.get("CallSid", ""))
+        return Response("", status=204)
+
+    return bp
+
+
+def _signature_algorithm(settings_header: str | None) -> str | None:
+    # Newer twilio SDKs know signatures made with a shared key (HMAC-SHA256); older ones only SHA1.
+    try:
+        from twilio.request_validator import get_signature_algorithm
+    except ImportError:
+        return None
+    return get_signature_algorithm(settings_header)

@@ -1,0 +1,150 @@
+"""Tools an agent can call: the ToolAdapter interface and a registry.
+
+A tool is a name, a description, a JSON-schema for its arguments, whether it changes the world
+(`mutating`), and an async `call(args) -> dict`. The registry hands out the same tools as
+`ToolSpec`s (our LlmProvider interface) and as OpenAI-style schemas (for a real LLM endpoint).
+
+Mutating tools (bookings, payments) run only with `confirmed=True`: the caller of `ToolRegistry.call`
+must be the deterministic confirmation gate (see DESIGN.md, Interfaces); the registry refuses otherwise.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from cells.providers.base import Message, ToolCall, ToolSpec
+
+
+class ToolError(Exception):
+    """A tool refused the request; becomes {"ok": false, "error": code, "message": ...} for the dialogue."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def as_result(self) -> dict[str, Any]:
+        return {"ok": False, "error": self.code, "message": self.message, **self.details}
+
+
+class ToolAdapter(ABC):
+    name: str
+    description: str
+    parameters: dict[str, Any]  # JSON schema of the arguments object
+    mutating: bool = False
+
+    @abstractmethod
+    async def call(self, args: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(self.name, self.description, self.parameters)
+
+    def openai_schema(self) -> dict[str, Any]:
+        fn = {"name": self.name, "description": self.description, "parameters": self.parameters}
+        return {"type": "function", "function": fn}
+
+
+class FunctionTool(ToolAdapter):
+    """A tool backed by a plain (sync or async) function taking the arguments as keywords."""
+
+    def __init__(self, name: str, description: str, parameters: dict[str, Any],
+                 fn: Callable[..., dict[str, Any] | Awaitable[dict[str, Any]]], *,
+                 mutating: bool = False) -> None:
+        self.name = name
+        self.description = description
+        self.parameters = parameters
+        self.mutating = mutating
+        self._fn = fn
+
+    async def call(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            result = self._fn(**args)
+            if inspect.isawaitable(result):
+                result = await result
+        except ToolError as e:
+            return e.as_result()
+        return result  # type: ignore[return-value]
+
+
+def _check_args(tool: ToolAdapter, args: Mapping[str, Any]) -> None:
+    props = tool.parameters.get("properties", {})
+    missing = [k for k in tool.parameters.get("required", []) if args.get(k) in (None, "")]
+    if missing:
+        raise ToolError("missing_argument", f"{tool.name} needs {', '.join(missing)}", missing=missing)
+    unknown = [k for k in args if props and k not in props]
+    if unknown:
+        raise ToolError("unknown_argument", f"{tool.name} does not take {', '.join(unknown)}")
+
+
+class ToolRegistry:
+    def __init__(self, tools: Iterable[ToolAdapter] = ()) -> None:
+        self._tools: dict[str, ToolAdapter] = {}
+        for tool in tools:
+            self.register(tool)
+
+    def register(self, tool: ToolAdapter) -> None:
+        if tool.name in self._tools:
+            raise ValueError(f"tool {tool.name!r} registered twice")
+        self._tools[tool.name] = tool
+
+    def get(self, name: str) -> ToolAdapter | None:
+        return self._tools.get(name)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def is_mutating(self, name: str) -> bool:
+        tool = self._tools.get(name)
+        return bool(tool and tool.mutating)
+
+    def specs(self) -> list[ToolSpec]:
+        return [t.spec() for t in self._tools.values()]
+
+    def openai_schemas(self) -> list[dict[str, Any]]:
+        return [t.openai_schema() for t in self._tools.values()]
+
+    async def call(self, name: str, args: Mapping[str, Any], *, confirmed: bool = False) -> dict[str, Any]:
+        """Runs a tool; failures come back as an error result rather than an exception, for the dialogue."""
+        tool = self._tools.get(name)
+        try:
+            if tool is None:
+                raise ToolError("unknown_tool", f"no tool named {name!r}")
+            if tool.mutating and not confirmed:
+                raise ToolError("confirmation_required",
+                                f"{name} changes data and needs the caller's yes first")
+            _check_args(tool, args)
+            return await tool.call(args)
+        except ToolError as e:
+            return e.as_result()
+
+    async def run(self, call: ToolCall, *, confirmed: bool = False) -> Message:
+        """Runs a ToolCall and wraps the result as the role "tool" message that answers it."""
+        result = await self.call(call.name, call.arguments, confirmed=confirmed)
+        return Message(role="tool", content=json.dumps(result), tool_call_id=call.id)
+
+
+class TransferToHuman(ToolAdapter):
+    """Asks the call session to hand the caller to a person; the session acts on the recorded request."""
+
+    name = "transfer_to_human"
+    description = "Transfer the caller to a human member of staff."
+
+    def __init__(self, on_transfer: Callable[[str], Any] | None = None) -> None:
+        self.parameters = {"type": "object", "properties": {"reason": {"type": "string"}}, "required": []}
+        self.requests: list[str] = []
+        self._on_transfer = on_transfer
+
+    async def call(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        reason = str(args.get("reason", ""))
+        self.requests.append(reason)
+        if self._on_transfer is not None:
+            out = self._on_transfer(reason)
+            if inspect.isawaitable(out):
+                await out
+        return {"ok": True, "status": "transferring"}

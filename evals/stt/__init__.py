@@ -1,0 +1,1 @@
+"""Speech recognition evaluation: word error rate and the embedded-STT bench on telephone audio."""

@@ -1,0 +1,1 @@
+"""Call-level load and latency benchmarks of the media plane."""
