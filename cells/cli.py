@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def _bench_media(args: argparse.Namespace) -> int:
@@ -34,6 +35,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(seed=args.seed, loss=args.loss)
 
 
+def _call(args: argparse.Namespace) -> int:
+    from cells.simulator.run import main as run_call
+
+    return run_call(script=args.script, data_dir=args.data_dir, base_url=args.url)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autospeak", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed of the simulated network")
     demo.add_argument("--loss", type=float, default=0.03, help="mean packet loss of the simulated network")
     demo.set_defaults(func=_demo)
+
+    call = sub.add_parser("call", help="call an embedded worker as Twilio does, with a scripted caller")
+    call.add_argument("--script", default="booking", help="booking, hours or barge-in")
+    call.add_argument("--data-dir", type=Path, default=None, help="where the call's files go")
+    call.add_argument("--url", default=None, help="call a worker already running at this URL")
+    call.set_defaults(func=_call)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures against named references")
     bench_sub = bench.add_subparsers(dest="target", required=True)

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -103,6 +104,10 @@ class CallSession:
         self.call_sid = ""
         self.stream_sid = ""
         self._pending: TurnTiming | None = None
+        self._stt_open = False
+        # ~400 ms of audio before the VAD's start event (it fires after 64 ms of speech, and soft
+        # onsets begin earlier still).
+        self._preroll: deque[Any] = deque(maxlen=20)
         self._speech_end_wall: float | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -133,10 +138,14 @@ class CallSession:
         self.state.ended = True
         self.state.disposition = disposition
         self.feed.close()
-        for task in [*self._tasks, self._reply]:
-            if task is not None and not task.done():
-                task.cancel()
-        await asyncio.gather(*[t for t in [*self._tasks, self._reply] if t], return_exceptions=True)
+        me = asyncio.current_task()
+        tasks = [t for t in [*self._tasks, self._reply, *self._background] if t and t is not me]
+        for task in tasks:
+            task.cancel()
+        _, pending = await asyncio.wait(tasks, timeout=5.0) if tasks else (set(), set())
+        if pending:  # a provider that ignores cancellation must not keep the call record open
+            log.warning("call %s: %d tasks still running at hang-up: %s", self.call_sid, len(pending),
+                        [t.get_coro() for t in pending])
         self.emit("call_ended", {"disposition": disposition, "turns": len(self.turns)})
 
     async def hang_up(self, text: str | None, disposition: str) -> None:
@@ -156,6 +165,7 @@ class CallSession:
         task.add_done_callback(self._background.discard)
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
+        log.info("call %s: %s %s", self.call_sid, kind, data)
         if self._on_event is not None:
             self._on_event(kind, data)
 
@@ -170,13 +180,28 @@ class CallSession:
         if frame is None or frame.track not in ("inbound", ""):
             return
         self.state.stream_ms += 1000.0 * len(frame.pcm) / self.inbound.stt_rate
-        if not self.state.ended:
-            self.feed.push(frame.pcm)
         for ev in frame.events:
             self._on_vad(ev)
+        self._feed_stt(frame.pcm)
         self._check_barge_in(frame.speaking)
         if self.endpointer.poll(self.state.stream_ms):
             self._end_turn()
+
+    def _feed_stt(self, pcm: Any) -> None:
+        """The recogniser hears each turn from a little before the VAD's start to its end, not the
+        line noise in between: long noise stretches skew its channel adaptation and invite
+        insertions, and decoding them wastes CPU."""
+        if self.state.ended:
+            return
+        if self._stt_open:
+            self.feed.push(pcm)
+            return
+        self._preroll.append(pcm)
+        if self.endpointer.in_turn:
+            self._stt_open = True
+            for chunk in self._preroll:
+                self.feed.push(chunk)
+            self._preroll.clear()
 
     def _on_vad(self, ev: media_core.VadEvent) -> None:
         now = self.clock()
@@ -246,6 +271,7 @@ class CallSession:
         self._discard_final = self._agent_busy()
         self._pending = timing
         self.feed.end_of_turn()
+        self._stt_open = False
 
     async def _stt_loop(self) -> None:
         async for t in self.stt.stream(self.feed):

@@ -26,12 +26,23 @@ KINDS = ("stt", "llm", "tts", "voice_cloner", "telephony")
 # (kind, name) -> "module:factory". The factory is called with the merged options as keyword arguments.
 _TABLE: dict[tuple[str, str], str] = {
     ("stt", "pocketsphinx"): "cells.providers.stt.pocketsphinx_stt:PocketsphinxStt.from_options",
+    ("stt", "speechmatics"): "cells.providers.stt.speechmatics_rt:SpeechmaticsRtStt",
+    ("stt", "openai"): "cells.providers.stt.openai_stt:OpenAIStt",
+    ("stt", "fallback"): "cells.providers.fallback:FallbackStt.from_options",
+    ("llm", "reception_policy"): "cells.dialogue.reception_policy:ReceptionPolicy.from_options",
+    ("llm", "openai_compat"): "cells.providers.llm.openai_compat:OpenAICompatLlm",
+    ("llm", "router"): "cells.providers.llm.router:LlmRouter.from_options",
+    ("llm", "fallback"): "cells.providers.fallback:FallbackLlm.from_options",
     ("tts", "espeak"): "cells.providers.tts.espeak_tts:EspeakTts",
+    ("tts", "playht"): "cells.providers.tts.playht:PlayHtTts",
+    ("tts", "openai"): "cells.providers.tts.openai_tts:OpenAITts",
+    ("tts", "fallback"): "cells.providers.fallback:FallbackTts.from_options",
 }
 
 DEFAULTS: dict[str, Any] = {
     "stt": {"provider": "pocketsphinx", "options": {}},
     "tts": {"provider": "espeak", "options": {}},
+    "llm": {"provider": "reception_policy", "options": {}},
 }
 
 

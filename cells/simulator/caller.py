@@ -21,6 +21,7 @@ import media_core
 from cells.simulator.twilio_peer import FRAME_BYTES, FRAME_S, TwilioPeer
 
 AGENT_DONE_GAP_S = 0.7  # no agent audio for this long after it spoke = its turn is over
+NO_REPLY_S = 8.0  # a caller who hears nothing this long after speaking says the next line anyway
 NOISE_RMS = 25.0  # line noise while the caller is silent (~ -62 dBFS)
 
 
@@ -95,7 +96,7 @@ class ScriptedCaller:
     def _agent_quiet_since(self) -> float:
         pb = self.peer.playback
         last = pb.audio_frames_at[-1] if pb.audio_frames_at else 0.0
-        return float("inf") if pb.busy else time.monotonic() - last
+        return 0.0 if pb.busy else time.monotonic() - last
 
     async def run(self, hang_up_after_s: float = 1.0) -> CallResult:
         receiver = asyncio.create_task(self.peer.receive_loop())
@@ -126,8 +127,10 @@ class ScriptedCaller:
                             ready = (agent_started_for_line is not None
                                      and now - agent_started_for_line >= line.barge_in_after_ms / 1000)
                         else:
-                            ready = bool(pb.audio_frames_at) and self._agent_quiet_since() >= max(
-                                AGENT_DONE_GAP_S, line.pause_ms / 1000)
+                            replied = bool(pb.audio_frames_at) and pb.audio_frames_at[-1] > line_since
+                            ready = (replied and self._agent_quiet_since() >= max(
+                                AGENT_DONE_GAP_S, line.pause_ms / 1000)) or (
+                                line_idx > 0 and not pb.busy and now - line_since >= NO_REPLY_S)
                         if ready:
                             pos = 0
                             turn = TurnResult(line.text or line.dtmf, speech_start=now,
@@ -144,7 +147,10 @@ class ScriptedCaller:
                             turn.speech_end = time.monotonic()
                             line_idx, pos, agent_started_for_line = line_idx + 1, -1, None
                             line_since = time.monotonic()
-                elif done_at is None and self._agent_quiet_since() >= AGENT_DONE_GAP_S:
+                elif done_at is None and (
+                        (pb.audio_frames_at and pb.audio_frames_at[-1] > line_since
+                         and self._agent_quiet_since() >= AGENT_DONE_GAP_S)
+                        or (not pb.busy and now - line_since >= NO_REPLY_S)):
                     done_at = now
                 elif done_at is not None and now - done_at >= hang_up_after_s:
                     break

@@ -130,8 +130,12 @@ pub struct Vad {
     pending: Vec<i16>,
     endpointer: Endpointer,
     noise_gate: NoiseGate,
+    closed_frames: u32,
     last_probability: f32,
 }
+
+/// Frames the detector keeps running after the noise gate closes.
+const WARM_FRAMES: u32 = 4;
 
 /// Scales the detector's probability down while the line holds nothing but its noise floor.
 /// The network alone takes steady band-limited hiss on 8 kHz phone lines for speech; speech
@@ -215,6 +219,7 @@ impl Vad {
             pending: Vec::with_capacity(FRAME_SAMPLES * 2),
             endpointer: Endpointer::new(config),
             noise_gate: NoiseGate::new(),
+            closed_frames: 0,
             last_probability: 0.0,
         })
     }
@@ -240,6 +245,7 @@ impl Vad {
         self.pending.clear();
         self.endpointer.reset();
         self.noise_gate = NoiseGate::new();
+        self.closed_frames = 0;
         self.last_probability = 0.0;
         if let Some(r) = &mut self.upsampler {
             r.reset();
@@ -262,7 +268,20 @@ impl Vad {
         for f in 0..frames {
             let frame = &self.pending[f * FRAME_SAMPLES..(f + 1) * FRAME_SAMPLES];
             let gate = self.noise_gate.push(frame);
-            let p = self.detector.predict_i16(frame).clamp(0.0, 1.0) * gate;
+            // A closed gate forces the probability to 0 whatever the network says, so skip the
+            // network: most frames of a call (the caller listening) cost only the gate. The
+            // network keeps running for `WARM_FRAMES` after the gate closes so that its context
+            // is fresh when speech resumes after a short pause.
+            if gate > 0.0 {
+                self.closed_frames = 0;
+            } else {
+                self.closed_frames = self.closed_frames.saturating_add(1);
+            }
+            let p = if self.closed_frames > WARM_FRAMES {
+                0.0
+            } else {
+                self.detector.predict_i16(frame).clamp(0.0, 1.0) * gate
+            };
             self.last_probability = p;
             out.probabilities.push(p);
             if let Some(ev) = self.endpointer.push(p) {

@@ -126,31 +126,24 @@ class PocketsphinxStt:
 
     async def stream(self, frames: AsyncIterator[Frame]) -> AsyncIterator[Transcript]:
         turn = _Turn(await _run(self._acquire), self.partial_interval_ms)
-        pending: concurrent.futures.Future[Any] | None = None
-
-        async def call(fn: Callable[..., _T], *args: Any) -> _T:
-            nonlocal pending
-            pending = _EXECUTOR.submit(fn, *args)
-            return await asyncio.wrap_future(pending)
-
         try:
             async for item in frames:
                 if isinstance(item, EndOfTurn):
-                    yield await call(turn.finish)
+                    yield await _run(turn.finish)
                     continue
-                partial = await call(turn.feed, item)
+                partial = await _run(turn.feed, item)
                 if partial is not None:
                     yield partial
             if turn.open:
-                yield await call(turn.finish)
+                yield await _run(turn.finish)
         finally:
             # The used decoder is dropped (a worker may still be inside it if we were cancelled); a fresh
             # spare replaces it off the event loop.
             _EXECUTOR.submit(self._add_spare)
 
 
-async def _run(fn: Callable[[], _T]) -> _T:
-    return await asyncio.wrap_future(_EXECUTOR.submit(fn))
+async def _run(fn: Callable[..., _T], *args: Any) -> _T:
+    return await asyncio.wrap_future(_EXECUTOR.submit(fn, *args))
 
 
 class _Turn:

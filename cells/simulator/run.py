@@ -1,0 +1,191 @@
+"""`autospeak call`: start an embedded worker, call it as Twilio would with a scripted caller,
+then print the conversation with per-turn latency and write a JSON report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import wave
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+import media_core
+from cells.providers.base import FrameFeed
+from cells.simulator.caller import CallResult, ScriptedCaller
+from cells.simulator.scripts import SCRIPTS
+from cells.simulator.twilio_peer import TwilioPeer
+from cells.speech.espeak import EspeakEngine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def embedded_worker(data_dir: Path, auth_token: str, port: int | None = None):  # type: ignore[no-untyped-def]
+    """A worker process on a free loopback port; yields its base URL."""
+    port = port or free_port()
+    env = {**os.environ, "TWILIO_AUTH_TOKEN": auth_token}
+    log = open(data_dir / "worker.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "cells.worker", "--port", str(port), "--data-dir",
+                             str(data_dir)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {proc.returncode}; see {data_dir / 'worker.log'}")
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("worker did not become healthy within 60 s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def agent_utterances(pcm8k: np.ndarray, min_gap_s: float = 0.5) -> list[tuple[float, np.ndarray]]:
+    """Splits the recorded agent audio on silences: (start s, audio) per utterance."""
+    frame = 160
+    n = len(pcm8k) // frame
+    loud = np.abs(pcm8k[: n * frame].reshape(n, frame).astype(np.int32)).max(axis=1) > 300
+    out: list[tuple[float, np.ndarray]] = []
+    start, quiet = None, 0
+    for i, on in enumerate(loud):
+        if on:
+            start = i if start is None else start
+            quiet = 0
+        elif start is not None:
+            quiet += 1
+            if quiet * 0.02 >= min_gap_s:
+                out.append((start * 0.02, pcm8k[start * frame:(i - quiet + 1) * frame]))
+                start, quiet = None, 0
+    if start is not None:
+        out.append((start * 0.02, pcm8k[start * frame:]))
+    return out
+
+
+async def transcribe(utterances: list[np.ndarray]) -> list[str]:
+    """What a listener's recogniser makes of the agent's audio (generic model, no domain)."""
+    from cells.providers.stt.pocketsphinx_stt import PocketsphinxStt
+
+    stt = PocketsphinxStt()
+    texts: list[str] = []
+    for audio in utterances:
+        feed = FrameFeed()
+        r = media_core.Resampler(8000, 16000)
+        feed.push(np.concatenate([r.process(audio), r.flush()]))
+        feed.close()
+        finals = [t.text async for t in stt.stream(feed) if t.is_final]
+        texts.append(" ".join(finals).strip())
+    return texts
+
+
+def write_wav(path: Path, pcm: np.ndarray, rate: int = 8000) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.astype(np.int16).tobytes())
+
+
+async def run_call(base_url: str, auth_token: str, script: str, data_dir: Path) -> dict[str, Any]:
+    peer = TwilioPeer(base_url, auth_token)
+    target = await peer.ring()
+    await peer.open_stream(target)
+    caller = ScriptedCaller(peer, SCRIPTS[script], engine=EspeakEngine())
+    result = await caller.run()
+    return build_report(peer, result, data_dir, script)
+
+
+def build_report(peer: TwilioPeer, result: CallResult, data_dir: Path, script: str) -> dict[str, Any]:
+    write_wav(data_dir / f"{peer.call_sid}-agent.wav", result.agent_audio)
+    record_path = data_dir / "calls" / f"{peer.call_sid}.json"
+    deadline = time.monotonic() + 15
+    while not record_path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    worker = json.loads(record_path.read_text()) if record_path.exists() else {}
+    latencies = [t.latency_ms for t in result.turns if t.latency_ms is not None and not t.barge_in]
+    return {
+        "script": script, "call_sid": peer.call_sid, "duration_s": round(result.duration_s, 2),
+        "ended_by_agent": result.ended_by_agent, "clears": result.clears,
+        "marks_played": len(result.marks_played), "marks_cleared": len(result.marks_cleared),
+        "turns": [{**asdict(t), "latency_ms": t.latency_ms} for t in result.turns],
+        "latency_ms": {"p50": _pct(latencies, 50), "p95": _pct(latencies, 95), "n": len(latencies)},
+        "worker": worker,
+    }
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def print_report(report: dict[str, Any], heard: list[str]) -> None:
+    worker = report.get("worker", {})
+    print(f"Call {report['call_sid']} ({report['script']}), {report['duration_s']} s, "
+          f"disposition: {worker.get('disposition', '?')}\n")
+    agent_lines = [m["content"] for m in worker.get("history", []) if m["role"] == "assistant" and m["content"]]
+    caller_turns = report["turns"]
+    for i in range(max(len(agent_lines), len(caller_turns))):
+        if i < len(agent_lines):
+            print(f"  agent : {agent_lines[i]}")
+            if i < len(heard):
+                print(f"          (caller's recogniser heard: {heard[i] or '-'})")
+        if i < len(caller_turns):
+            t = caller_turns[i]
+            lat = f"{t['latency_ms']:.0f} ms" if t["latency_ms"] is not None else "-"
+            tag = " [barge-in]" if t["barge_in"] else ""
+            print(f"  caller: {t['line']}{tag}   -> agent audio after {lat}")
+    stt = [t.get("caller_text", "") for t in worker.get("turns", [])]
+    if stt:
+        print("\n  what the agent's recogniser heard from the caller:")
+        for text in stt:
+            print(f"    - {text}")
+    lat = report["latency_ms"]
+    print(f"\nVoice-to-voice latency (caller's end of speech -> first agent audio): "
+          f"p50 {lat['p50']} ms, p95 {lat['p95']} ms over {lat['n']} turns")
+
+
+def main(script: str = "booking", data_dir: Path | None = None, base_url: str | None = None) -> int:
+    data_dir = data_dir or Path("data") / "calls-demo"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = os.environ.get("TWILIO_AUTH_TOKEN") or secrets.token_hex(16)
+    print(f"Starting an embedded worker (data in {data_dir}) ...", flush=True)
+    if base_url:
+        report = asyncio.run(run_call(base_url, token, script, data_dir))
+    else:
+        with embedded_worker(data_dir, token) as url:
+            print(f"Calling {url} as Twilio would; the caller speaks in real time ...", flush=True)
+            report = asyncio.run(run_call(url, token, script, data_dir))
+    pcm = media_core.ulaw_decode(media_core.ulaw_encode(np.zeros(0, np.int16)))
+    with wave.open(str(data_dir / f"{report['call_sid']}-agent.wav"), "rb") as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+    heard = asyncio.run(transcribe([a for _, a in agent_utterances(pcm)]))
+    report["agent_heard"] = heard
+    out = data_dir / f"{report['call_sid']}-report.json"
+    out.write_text(json.dumps(report, indent=1, default=str))
+    print_report(report, heard)
+    print(f"\nReport: {out}\nAgent audio: {data_dir / (report['call_sid'] + '-agent.wav')}")
+    return 0
