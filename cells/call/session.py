@@ -314,10 +314,14 @@ class CallSession:
                 await self._apologise()
 
         self._reply = asyncio.create_task(guarded())
+        # A reply cancelled before it started would leave its coroutine never awaited.
+        close = getattr(coro, "close", None)
+        self._reply.add_done_callback(lambda t: close() if t.cancelled() and close else None)
 
     async def _apologise(self) -> None:
         try:
             await self.speaker.say(self.config.apology_text)
+            self.history.append(Message("assistant", self.config.apology_text))
         except Exception:
             log.exception("call %s: could not even apologise", self.call_sid)
         if self.config.transfer_number:

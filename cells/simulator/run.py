@@ -146,7 +146,8 @@ def print_report(report: dict[str, Any], heard: list[str]) -> None:
     worker = report.get("worker", {})
     print(f"Call {report['call_sid']} ({report['script']}), {report['duration_s']} s, "
           f"disposition: {worker.get('disposition', '?')}\n")
-    agent_lines = [m["content"] for m in worker.get("history", []) if m["role"] == "assistant" and m["content"]]
+    agent_lines = [m["content"] for m in worker.get("history", [])
+                   if m["role"] == "assistant" and m["content"]]
     caller_turns = report["turns"]
     for i in range(max(len(agent_lines), len(caller_turns))):
         if i < len(agent_lines):

@@ -1,0 +1,151 @@
+"""The call loop with instant providers and real caller audio: turn-taking, barge-in, silence,
+DTMF, provider failure, bad carrier messages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from call_harness import Phone, noise_frames, speech_frames, stream, wait_for
+
+from cells.call.session import CallConfig, CallSession
+from cells.dialogue.chunker import SentenceChunker
+from cells.providers.base import Message, ProviderUnavailable, TextDelta, ToolCall, ToolSpec
+from loadtest.calls.instant import InstantLlm, InstantStt, InstantTts, NoTools
+
+LONG_REPLY = " ".join(f"This is sentence number {n} of a long answer." for n in range(1, 13))
+
+
+def make_session(phone: Phone, *, stt_lines: Sequence[str] = ("hello",), llm: Any = None,
+                 **config: Any) -> CallSession:
+    cfg = CallConfig(disclosure="Hi.", **config)
+    session = CallSession(cfg, stt=InstantStt(stt_lines), llm=llm or InstantLlm(), tts=InstantTts(),
+                          tools=NoTools(), chunker_factory=SentenceChunker, transport=phone)
+    phone.session = session
+    return session
+
+
+async def start(session: CallSession, phone: Phone) -> int:
+    await session.start("MZtest", "CAtest")
+    return await wait_for(lambda: phone.count("mark") >= 1 and not session.playout.speaking, 5, session)
+
+
+def test_a_turn_gets_a_reply_with_every_stage_timed() -> None:
+    async def run() -> CallSession:
+        phone = Phone()
+        session = make_session(phone, stt_lines=["I would like to book a cleaning"])
+        seq = await start(session, phone)
+        seq = await stream(session, speech_frames("I would like to book a cleaning please."), seq)
+        await wait_for(lambda: session.turns and not session._agent_busy(), 8, session, seq)
+        await session.stop()
+        return session
+
+    session = asyncio.run(run())
+    assert len(session.turns) == 1
+    turn = session.turns[0]
+    assert turn.caller_text == "I would like to book a cleaning"
+    stamps = [turn.speech_end, turn.turn_end, turn.stt_final, turn.first_token, turn.first_tts_audio,
+              turn.first_frame_sent]
+    assert all(s is not None for s in stamps), turn
+    assert stamps == sorted(stamps), "stages must happen in pipeline order"
+    assert session.history[-1] == Message("assistant", "Sure. I can help with that right away.")
+
+
+def test_barge_in_clears_audio_and_keeps_only_what_was_heard() -> None:
+    async def run() -> tuple[CallSession, Phone]:
+        phone = Phone()
+        session = make_session(phone, stt_lines=["tell me everything", "stop"], llm=InstantLlm(LONG_REPLY))
+        seq = await start(session, phone)
+        seq = await stream(session, speech_frames("Tell me everything about your clinic."), seq)
+        seq = await wait_for(lambda: session.playout.stats.frames_sent > 150, 10, session, seq)
+        seq = await stream(session, speech_frames("Stop, stop, I have a question."), seq)
+        await wait_for(lambda: len(session.turns) >= 2, 8, session, seq)
+        await session.stop()
+        return session, phone
+
+    session, phone = asyncio.run(run())
+    assert phone.count("clear") >= 1
+    assert session.turns[0].interrupted
+    heard = [m.content for m in session.history if m.role == "assistant" and m.content]
+    said = heard[-1] if session.history[-1].role != "assistant" else heard[-2]
+    assert said and LONG_REPLY.startswith(said), said
+    assert len(said) < len(LONG_REPLY) / 2, "the caller interrupted early in the reply"
+
+
+def test_silence_reprompts_then_says_goodbye_and_hangs_up() -> None:
+    async def run() -> tuple[CallSession, Phone]:
+        phone = Phone()
+        session = make_session(phone, reprompt_after_s=1.0, reprompt_text="Still there?")
+        seq = await start(session, phone)
+        await wait_for(lambda: phone.closed is not None, 15, session, seq)
+        await session.stop()
+        return session, phone
+
+    session, phone = asyncio.run(run())
+    assert phone.closed == "silence"
+    said = [m.content for m in session.history if m.role == "assistant"]
+    assert said[-1] == CallConfig().silence_goodbye_text
+    assert session.state.disposition == "silence"
+
+
+def test_keypad_digits_become_a_turn() -> None:
+    async def run() -> CallSession:
+        phone = Phone()
+        session = make_session(phone)
+        seq = await start(session, phone)
+        for digit in "12#":
+            session.on_dtmf(digit)
+        await wait_for(lambda: bool(session.turns), 3, session, seq)
+        await session.stop()
+        return session
+
+    session = asyncio.run(run())
+    assert session.turns[0].caller_text == "keypad 1 2"
+
+
+class DeadLlm:
+    async def complete(self, messages: Sequence[Message],
+                       tools: Sequence[ToolSpec] = ()) -> AsyncIterator[TextDelta | ToolCall]:
+        raise ProviderUnavailable("upstream 503", provider="dead")
+        yield TextDelta("")  # pragma: no cover - makes this an async generator
+
+
+def test_a_dead_provider_gets_an_apology_then_a_transfer_not_dead_air() -> None:
+    transfers: list[str] = []
+
+    async def run() -> tuple[CallSession, Phone]:
+        phone = Phone()
+        session = make_session(phone, llm=DeadLlm(), transfer_number="+15005550009")
+
+        async def control(name: str, call: ToolCall) -> None:
+            transfers.append(name)
+
+        session._on_control = control
+        seq = await start(session, phone)
+        seq = await stream(session, speech_frames("Hello, can you hear me?"), seq)
+        await wait_for(lambda: phone.closed is not None, 10, session, seq)
+        await session.stop()
+        return session, phone
+
+    session, phone = asyncio.run(run())
+    assert transfers == ["transfer_to_human"]
+    assert phone.closed == "transferred"
+    assert session.history[-1] == Message("assistant", CallConfig().apology_text)
+
+
+def test_malformed_carrier_messages_are_dropped_and_the_call_goes_on() -> None:
+    async def run() -> CallSession:
+        phone = Phone()
+        session = make_session(phone, stt_lines=["hello there"])
+        seq = await start(session, phone)
+        for bad in ("not json", '{"event":"media"}', '{"event":"media","media":{"payload":"%%%"}}', "[]"):
+            session.on_media(bad)
+        seq = await stream(session, noise_frames(0.2) + speech_frames("Hello there, good morning."), seq)
+        await wait_for(lambda: bool(session.turns) and not session._agent_busy(), 8, session, seq)
+        await session.stop()
+        return session
+
+    session = asyncio.run(run())
+    assert session.state.bad_messages == 4
+    assert session.turns and session.turns[0].caller_text == "hello there"
