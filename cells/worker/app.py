@@ -6,6 +6,7 @@ In the embedded default one process is both the webhook and the worker; the cont
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -91,9 +92,15 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
             log.info("call %s: stream ended abruptly", call_id, exc_info=True)
         finally:
             log.info("call %s: stream over, stopping the session", call_id)
-            await session.stop(session.state.disposition if session.state.ended else "caller_hung_up")
-            active.pop(call_id, None)
-            record.close(session)
+
+            async def finish() -> None:
+                await session.stop(session.state.disposition if session.state.ended else "caller_hung_up")
+                active.pop(call_id, None)
+                record.close(session)
+
+            # The server cancels this handler when the caller's socket goes away; the call must
+            # still be wound down and recorded.
+            await asyncio.shield(finish())
 
     app.register_blueprint(twilio_voice_blueprint(
         WebhookSettings(auth_token=settings.twilio_auth_token, public_base_url=settings.public_base_url,
