@@ -162,7 +162,8 @@ def test_bad_streams_are_closed_and_the_worker_survives(worker: tuple[str, Path]
 
         out = {
             "unsigned upgrade": await _stream_closes(target.url, {}, [connected]),
-            "forged token": await _stream_closes(target.url, signed, [connected, start({"call_token": "v1.x.y"})]),
+            "forged token": await _stream_closes(target.url, signed,
+                                                 [connected, start({"call_token": "v1.x.y"})]),
             "media before start": await _stream_closes(target.url, signed, ['{"event":"media","media":{}}']),
         }
         # The genuine token works once; the replay is refused.
