@@ -149,3 +149,58 @@ def test_malformed_carrier_messages_are_dropped_and_the_call_goes_on() -> None:
     session = asyncio.run(run())
     assert session.state.bad_messages == 4
     assert session.turns and session.turns[0].caller_text == "hello there"
+
+
+def test_transfer_to_a_human_goes_through_twilio_rest() -> None:
+    from twilio_fake.server import FakeTwilioServer
+
+    from cells.telephony.twilio_rest import TwilioRestSettings, TwilioRestTelephony
+
+    with FakeTwilioServer() as srv:
+        fake = srv.fake
+        call_sid = fake.add_call()
+        rest = TwilioRestTelephony(TwilioRestSettings(account_sid=fake.account_sid,
+                                                      auth_token=fake.auth_token, api_base_url=srv.base_url))
+
+        async def run() -> tuple[CallSession, Phone]:
+            phone = Phone()
+            session = make_session(phone, stt_lines=["a human please"],
+                                   llm=InstantLlm(tool_on={"human": "transfer_to_human"}),
+                                   transfer_number="+15005550009")
+
+            async def control(name: str, call: ToolCall) -> None:
+                assert name == "transfer_to_human"
+                await rest.transfer(call_sid, session.config.transfer_number or "")
+
+            session._on_control = control
+            seq = await start(session, phone)
+            seq = await stream(session, speech_frames("Can I talk to a human please?"), seq)
+            await wait_for(lambda: phone.closed is not None, 10, session, seq)
+            await session.stop()
+            return session, phone
+
+        session, phone = asyncio.run(run())
+        updates = [r for r in fake.requests if r.method == "POST" and r.path.endswith(f"/{call_sid}.json")]
+    assert phone.closed == "transferred"
+    assert len(updates) == 1
+    twiml = updates[0].value("Twiml") or ""
+    assert "<Dial" in twiml and "+15005550009" in twiml
+    asked = [m for m in session.history if m.tool_calls]
+    assert asked and asked[0].content == "One moment please."
+    assert asked[0].tool_calls[0].name == "transfer_to_human"
+
+
+def test_asking_for_a_human_with_no_one_to_transfer_to_ends_politely() -> None:
+    async def run() -> tuple[CallSession, Phone]:
+        phone = Phone()
+        session = make_session(phone, stt_lines=["a human please"],
+                               llm=InstantLlm(tool_on={"human": "transfer_to_human"}))
+        seq = await start(session, phone)
+        seq = await stream(session, speech_frames("Can I talk to a human please?"), seq)
+        await wait_for(lambda: phone.closed is not None, 10, session, seq)
+        await session.stop()
+        return session, phone
+
+    session, phone = asyncio.run(run())
+    assert phone.closed == "transfer_unavailable"
+    assert session.history[-1] == Message("assistant", CallConfig().no_transfer_text)

@@ -49,6 +49,8 @@ class CallConfig:
     max_call_text: str = "We've reached the time limit for this call. Thank you for calling, goodbye."
     apology_text: str = "I'm sorry, I'm having trouble right now."
     transfer_number: str | None = None
+    no_transfer_text: str = ("I'm sorry, no one can take your call right now. Please call back during "
+                             "opening hours. Goodbye.")
     dtmf_idle_s: float = 2.0
     endpointing: EndpointingConfig = field(default_factory=EndpointingConfig)
     vad_min_silence_ms: float = 160.0
@@ -340,9 +342,19 @@ class CallSession:
                 await self._reply
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.playout.wait_heard(), timeout=15.0)
-        if self._on_control is not None:
-            await self._on_control(call.name, call)
+        if call.name == "transfer_to_human" and not self.config.transfer_number:
+            await self.hang_up(self.config.no_transfer_text, "transfer_unavailable")
+            return
         disposition = "transferred" if call.name == "transfer_to_human" else "completed"
+        if self._on_control is not None:
+            try:
+                await self._on_control(call.name, call)
+            except Exception as exc:  # the carrier refused: tell the caller rather than go silent
+                log.warning("call %s: %s failed: %s", self.call_sid, call.name, exc)
+                self.emit("control_failed", {"action": call.name, "error": str(exc)})
+                if call.name == "transfer_to_human":
+                    await self.hang_up(self.config.no_transfer_text, "transfer_failed")
+                    return
         await self.hang_up(None, disposition)
 
     # -- timers --------------------------------------------------------------------------------

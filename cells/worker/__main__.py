@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("TWILIO_AUTH_TOKEN must be set (the simulator and Twilio sign with it)")
     args.data_dir.mkdir(parents=True, exist_ok=True)
     settings = WorkerSettings(public_base_url=args.public_url or f"http://{args.host}:{args.port}",
-                              twilio_auth_token=token, data_dir=args.data_dir)
+                              twilio_auth_token=token, data_dir=args.data_dir,
+                              twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID"),
+                              twilio_api_base_url=os.environ.get("TWILIO_API_BASE_URL"),
+                              transfer_number=os.environ.get("AUTOSPEAK_TRANSFER_NUMBER"))
     config = Config()
     config.bind = [f"{args.host}:{args.port}"]
     config.websocket_max_message_size = 64 * 1024

@@ -45,6 +45,7 @@ class ReceptionAgent:
     providers: registry.ProviderConfig = field(default_factory=registry.ProviderConfig)
     clock: Callable[[], datetime] = datetime.now
     call: CallConfig | None = None
+    transfer_number: str | None = None
 
     def __post_init__(self) -> None:
         vocab = stt_vocabulary(self.clinic)
@@ -67,7 +68,7 @@ class ReceptionAgent:
         self.call = self.call or CallConfig(
             disclosure=(f"Thank you for calling {self.clinic.name}. I'm an AI assistant, and this call "
                         "may be recorded. How can I help you today?"),
-            transfer_number=getattr(self.clinic, "transfer_number", None),
+            transfer_number=self.transfer_number,
         )
 
     async def warm_up(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from quart import Quart
 
 from cells.call.session import CallSession
+from cells.providers.base import ToolCall
 from cells.telephony.call_token import CallClaims, CallTokenAuthority
 from cells.telephony.twilio_media import Dtmf, Mark, Media, Start, Stop
 from cells.telephony.twilio_webhook import (
@@ -46,6 +47,11 @@ class WorkerSettings:
     numbers: dict[str, NumberRoute] = field(
         default_factory=lambda: {"+15005550001": NumberRoute("demo", "reception-demo")})
     max_calls: int = 50
+    # Twilio REST (transfer and hang-up); without an account SID the worker ends calls by closing
+    # the media stream, which is all the embedded simulator needs.
+    twilio_account_sid: str | None = None
+    twilio_api_base_url: str | None = None
+    transfer_number: str | None = None
 
     @property
     def stream_url(self) -> str:
@@ -57,7 +63,15 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
     app = Quart(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     tokens = CallTokenAuthority(settings.call_token_secret)
-    agents = {"reception-demo": agent or ReceptionAgent(data_dir=settings.data_dir)}
+    agents = {"reception-demo": agent or ReceptionAgent(data_dir=settings.data_dir,
+                                                         transfer_number=settings.transfer_number)}
+    telephony = None
+    if settings.twilio_account_sid:
+        from cells.telephony.twilio_rest import TwilioRestSettings, TwilioRestTelephony
+
+        telephony = TwilioRestTelephony(TwilioRestSettings(
+            account_sid=settings.twilio_account_sid, auth_token=settings.twilio_auth_token,
+            api_base_url=settings.twilio_api_base_url))
     calls = CallLog(settings.data_dir)
     active: dict[str, CallSession] = {}
 
@@ -73,7 +87,16 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
         start = accepted.start
         call_id = accepted.claims.call_id
         record = calls.open(call_id, accepted.claims.tenant_id, accepted.claims.agent_id, start.call_sid)
-        session = accepted.call.new_session(ws, on_event=record.event)
+        async def control(action: str, call: ToolCall) -> None:
+            if telephony is None:
+                return
+            if action == "transfer_to_human":
+                assert session.config.transfer_number
+                await telephony.transfer(start.call_sid, session.config.transfer_number)
+            elif action == "end_call":
+                await telephony.hangup(start.call_sid)
+
+        session = accepted.call.new_session(ws, on_event=record.event, on_control=control)
         active[call_id] = session
         try:
             await session.start(start.stream_sid, start.call_sid)

@@ -45,16 +45,18 @@ class InstantLlm:
     """Answers every user turn with a fixed two-sentence reply (tool calls when asked to)."""
 
     def __init__(self, reply: str = "Sure. I can help with that right away.",
-                 tool_on: str | None = None) -> None:
+                 tool_on: dict[str, str] | None = None) -> None:
         self.reply = reply
-        self.tool_on = tool_on
+        self.tool_on = tool_on or {}  # a word in the caller's turn -> the tool to call
 
     async def complete(self, messages: Sequence[Message],
                        tools: Sequence[ToolSpec] = ()) -> AsyncIterator[TextDelta | ToolCall]:
         last = messages[-1]
-        if self.tool_on and last.role == "user" and self.tool_on in last.content:
-            yield ToolCall("call-1", "end_call", {})
-            return
+        for word, tool in self.tool_on.items():
+            if last.role == "user" and word in last.content:
+                yield TextDelta("One moment please.")
+                yield ToolCall("call-1", tool, {})
+                return
         for word in self.reply.split(" "):
             yield TextDelta(word + " ")
 
