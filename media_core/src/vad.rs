@@ -159,8 +159,8 @@ impl NoiseGate {
     /// Frames (16 ms) whose mean power is compared with the floor.
     const WINDOW: usize = 8;
     /// Fully open this far above the floor; fully closed at `OPEN_DB - SPAN_DB`.
-    const OPEN_DB: f32 = 8.0;
-    const SPAN_DB: f32 = 5.0;
+    const OPEN_DB: f32 = 5.0;
+    const SPAN_DB: f32 = 3.0;
     /// Frames below this (pre-emphasised RMS of ~3) are digital silence.
     const SILENT_DB: f32 = 10.0;
 

@@ -136,6 +136,22 @@ the second one
 """.splitlines()
 
 
+# Callers' names are open vocabulary; beyond the agent's own list, common US/UK first names and surnames
+# (census-frequent, several origins) give a caller's name a chance to be in the vocabulary at all.
+COMMON_FIRST_NAMES = """joseph charles christopher matthew anthony andrew joshua ryan jason jose carlos luis juan
+ahmed mohammed wei nancy patricia barbara elizabeth margaret michelle amanda melissa stephanie rebecca rachel
+nicole ashley megan hannah grace chloe sofia isabella mia ava charlotte amelia lucy jack oliver harry george
+noah liam ethan lucas john james michael david robert william daniel thomas mark paul peter steven kevin brian
+mary linda sarah susan karen lisa emma anna laura emily jessica jennifer maria olivia sophie alice""".split()
+COMMON_SURNAMES = """smith johnson williams brown jones miller davis wilson taylor anderson thomas moore martin
+jackson thompson white harris clark lewis robinson walker young allen king wright scott hill green adams baker
+nelson hall campbell mitchell roberts carter phillips evans turner parker collins edwards stewart morris murphy
+cook rogers morgan cooper reed bailey bell kelly howard ward cox richardson wood watson brooks bennett gray
+hughes price sullivan russell garcia martinez rodriguez hernandez lopez gonzalez perez sanchez ramirez torres
+flores rivera gomez diaz reyes cruz morales ortiz nguyen kim lee chen wang patel singh khan ali shah kumar
+cohen""".split()
+
+
 @dataclass
 class Domain:
     """What an agent's callers talk about, as the agent configuration states it."""
@@ -162,10 +178,11 @@ def _ordinal(n: int) -> str:
 
 
 def date_phrases() -> list[str]:
-    days = ["today", "tomorrow", "the day after tomorrow", "this week", "next week", "monday morning",
-            "friday afternoon"]
+    """Every date expression on its own (so each word has sentence-start and -end contexts)."""
+    days = ["today", "tomorrow", "the day after tomorrow", "this week", "next week", "tomorrow morning",
+            "tomorrow afternoon"]
     for d in WEEKDAYS:
-        days += [d, f"next {d}", f"this {d}", f"{d} morning", f"{d} afternoon"]
+        days += [d, f"next {d}", f"this {d}", f"{d} morning", f"{d} afternoon", f"this coming {d}"]
     for n in range(1, 32):
         days.append(f"the {_ordinal(n)}")
     for m in MONTHS:
@@ -187,9 +204,13 @@ def time_phrases() -> list[str]:
 
 
 def digit_phrases(count: int, rng: random.Random) -> list[str]:
+    """Digit strings as callers read them: 3 to 11 digits, sometimes in groups with "oh" for zero."""
     out = []
     for _ in range(count):
-        digits = [rng.choice([*ONES, "oh"]) for _ in range(rng.choice((4, 7, 10)))]
+        length = rng.choice((3, 4, 4, 6, 7, 7, 7, 8, 10, 10, 10, 11))
+        digits = [rng.choice(ONES[1:] if i == 0 and rng.random() < 0.7 else ONES) for i in range(length)]
+        if rng.random() < 0.3:
+            digits = ["oh" if d == "zero" else d for d in digits]
         out.append(" ".join(digits))
     return out
 
@@ -199,26 +220,117 @@ def normalise(text: str) -> str:
     return " ".join(re.findall(r"[a-z]+(?:'[a-z]+)?", text))
 
 
-def domain_sentences(domain: Domain, per_template: int = 40, seed: int = 0) -> list[str]:
-    """The domain corpus: every slot value on its own, plus each template filled `per_template` times."""
+class _Slots:
+    """Random slot values, drawn the way callers use them (weekdays far more than "the fourteenth of may")."""
+
+    def __init__(self, domain: Domain, rng: random.Random) -> None:
+        self.rng = rng
+        self.services = [normalise(s) for s in domain.services] or ["an appointment"]
+        names = [normalise(n) for n in domain.names] or ["the doctor"]
+        self.titled = [n for n in names if n.split()[0] in ("doctor", "dr", "the")]
+        single = [n for n in names if n not in self.titled and " " not in n]
+        # The agent's own names twice over: its patients and staff are likelier than the country at large.
+        self.firsts = single * 2 + COMMON_FIRST_NAMES
+        self.lasts = single * 2 + COMMON_SURNAMES
+        self.full_names = [n for n in names if n not in self.titled and " " in n]
+        self.dates = date_phrases()
+        self.times = time_phrases()
+
+    def pick(self, values: Sequence[str]) -> str:
+        return self.rng.choice(values)
+
+    def service(self) -> str:
+        return self.pick(self.services)
+
+    def confirm(self) -> str:
+        return self.pick(CONFIRMATIONS)
+
+    def service_np(self) -> str:
+        s = self.pick(self.services)
+        return self.pick([s, f"{'an' if s[0] in 'aeiou' else 'a'} {s}", f"my {s}"])
+
+    def weekday(self) -> str:
+        return self.pick(WEEKDAYS)
+
+    def date(self) -> str:
+        r = self.rng.random()
+        if r < 0.5:
+            return self.pick(["", "", "next ", "this ", "on "]) + self.weekday()
+        if r < 0.6:
+            return self.pick(["today", "tomorrow", "next week", "tomorrow morning", "this week"])
+        if r < 0.75:
+            return f"{self.weekday()} the {_ordinal(self.rng.randint(1, 31))}"
+        return self.pick(self.dates)
+
+    def time(self) -> str:
+        r = self.rng.random()
+        hour = _number(self.rng.randint(1, 12))
+        if r < 0.35:
+            return hour + self.pick(["", "", " o'clock", " a m", " p m", " in the morning", " in the afternoon"])
+        if r < 0.55:
+            return f"{hour} {self.pick(['thirty', 'fifteen', 'forty five', 'fifteen', 'thirty'])}"
+        return self.pick(self.times)
+
+    def name(self) -> str:
+        r = self.rng.random()
+        if r < 0.6:
+            return f"{self.pick(self.firsts)} {self.pick(self.lasts)}"
+        if r < 0.75 and self.full_names:
+            return self.pick(self.full_names)
+        return self.pick(self.firsts + self.lasts)
+
+    def digits(self) -> str:
+        return digit_phrases(1, self.rng)[0]
+
+    def fill(self, template: str) -> str:
+        return re.sub(r"\{(\w+)\}", lambda m: getattr(self, m.group(1))(), template)
+
+
+# Short answers to a receptionist's questions, said as whole turns. These get most of the domain mass:
+# in a booking call most caller turns are such fragments, and an LM that only knows carrier sentences
+# pulls a bare "five five five ..." or "thursday" towards "i'd like to ...".
+ANSWER_FORMS: dict[str, tuple[float, list[str]]] = {
+    "date": (0.14, ["{date}", "{date}", "{date}", "on {date}", "{date} please", "how about {date}",
+                    "what about {date}", "maybe {date}", "{date} if possible", "{date} would be good",
+                    "could i come in {date}", "is {date} possible", "do you have {date}", "sometime {date}",
+                    "{date} is fine", "{date} works", "i can do {date}", "any time {date}"]),
+    "time": (0.10, ["{time}", "{time}", "at {time}", "around {time}", "{time} please", "about {time}",
+                    "after {time}", "before {time}", "{time} would be good", "how about {time}",
+                    "{time} is fine", "anytime after {time}", "{time} if you have it"]),
+    "date_time": (0.12, ["{date} at {time}", "{date} at {time}", "{date} {time}", "{date} around {time}",
+                         "{weekday} morning at {time}", "{weekday} afternoon at {time}",
+                         "{date} at {time} please", "how about {date} at {time}", "could i do {date} at {time}",
+                         "{time} on {date}", "{date} in the morning", "{date} in the afternoon",
+                         "{weekday} afternoon around {time}"]),
+    "name": (0.12, ["{name}", "{name}", "my name is {name}", "it's {name}", "this is {name}", "{name} speaking",
+                    "yes it's {name}", "the name is {name}", "{name} {name}", "it's {name} {name}"]),
+    "digits": (0.14, ["{digits}", "{digits}", "{digits}", "my number is {digits}", "it's {digits}",
+                      "my phone number is {digits}", "the number is {digits}", "that's {digits}",
+                      "you can reach me at {digits}", "no it's {digits}"]),
+    "confirm": (0.12, ["{confirm}", "{confirm}", "{confirm}", "{confirm} {confirm}", "no i said {date}",
+                       "no {date}", "no i said {time}", "no it's {name}", "yes {date} at {time}",
+                       "yes {date} is fine", "no not {date}", "{confirm} thank you", "{confirm} goodbye",
+                       "no that's all thank you", "no that's all thank you goodbye", "that's all thanks"]),
+    "service": (0.08, ["{service_np}", "i need {service_np}", "i'd like {service_np}", "i think i need {service_np}",
+                       "i'm calling about {service_np}", "i'd like to book {service_np} please",
+                       "hi i would like to book {service_np}", "i want to get {service_np}"]),
+    "request": (0.18, TEMPLATES),
+}
+
+
+def domain_sentences(domain: Domain, size: int = 6000, seed: int = 0) -> list[str]:
+    """The domain corpus: every slot value on its own once, then `size` sentences drawn from the answer
+    forms in their shares. Drawing instead of enumerating keeps the shares independent of how many
+    services, names or dates there are."""
     rng = random.Random(seed)
-    services = [normalise(s) for s in domain.services] or ["an appointment"]
-    # Services are said bare ("my cleaning appointment") or as a noun phrase ("book a cleaning").
-    service_np = [p for s in services for p in (s, f"{'an' if s[0] in 'aeiou' else 'a'} {s}", f"my {s}")]
-    slots = {
-        "service": services,
-        "service_np": service_np,
-        "name": [normalise(n) for n in domain.names] or ["the doctor"],
-        "date": date_phrases(),
-        "time": time_phrases(),
-        "digits": digit_phrases(60, rng),
-    }
-    out = [v for values in slots.values() for v in values]
-    out += CONFIRMATIONS + [normalise(p) for p in domain.extra_phrases]
-    for template in TEMPLATES:
-        keys = re.findall(r"\{(\w+)\}", template)
-        for _ in range(per_template if keys else 3):
-            out.append(template.format(**{k: rng.choice(slots[k]) for k in keys}))
+    slots = _Slots(domain, rng)
+    out = [*slots.dates, *slots.times, *slots.services, *slots.titled, *slots.full_names,
+           *slots.firsts, *slots.lasts, *digit_phrases(30, rng), *ONES, "oh", *CONFIRMATIONS]
+    extra = [normalise(p) for p in domain.extra_phrases]
+    out += extra * 5
+    for share, forms in ANSWER_FORMS.values():
+        for _ in range(round(size * share)):
+            out.append(slots.fill(rng.choice(forms)))
     return [s for s in (normalise(s) for s in out) if s]
 
 
