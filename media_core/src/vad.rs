@@ -343,6 +343,50 @@ mod tests {
         assert!(!v.speaking());
     }
 
+    fn noise(n: usize, amp: f32, seed: &mut u32) -> Vec<i16> {
+        (0..n)
+            .map(|_| {
+                *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((*seed >> 16) as f32 / 65_536.0 - 0.5) * 2.0 * amp
+            })
+            .map(|v| v as i16)
+            .collect()
+    }
+
+    #[test]
+    fn gate_closes_on_steady_noise_and_opens_for_a_louder_burst() {
+        let mut gate = NoiseGate::new();
+        let mut seed = 7;
+        let mut last = 1.0;
+        for _ in 0..100 {
+            last = gate.push(&noise(FRAME_SAMPLES, 1000.0, &mut seed));
+        }
+        assert_eq!(last, 0.0, "a second of steady noise is the floor, not speech");
+        let mut opened = 0.0f32;
+        for _ in 0..4 {
+            opened = opened.max(gate.push(&noise(FRAME_SAMPLES, 8000.0, &mut seed)));
+        }
+        assert_eq!(opened, 1.0, "18 dB over the floor opens the gate within a few frames");
+    }
+
+    #[test]
+    fn digital_silence_is_not_a_floor() {
+        let mut gate = NoiseGate::new();
+        for _ in 0..50 {
+            gate.push(&[0i16; FRAME_SAMPLES]);
+        }
+        let mut seed = 3;
+        let mut closed_after = None;
+        for i in 0..100 {
+            if gate.push(&noise(FRAME_SAMPLES, 500.0, &mut seed)) == 0.0 {
+                closed_after = Some(i);
+                break;
+            }
+        }
+        // Line noise after silence is learnt as the floor at once instead of passing for speech.
+        assert!(closed_after.is_some_and(|i| i < 10), "{closed_after:?}");
+    }
+
     #[test]
     fn bad_config_is_rejected() {
         assert!(Vad::new(44_100, VadConfig::default()).is_err());
