@@ -134,6 +134,28 @@ def test_a_dead_provider_gets_an_apology_then_a_transfer_not_dead_air() -> None:
     assert session.history[-1] == Message("assistant", CallConfig().apology_text)
 
 
+class HungLlm:
+    async def complete(self, messages: Sequence[Message],
+                       tools: Sequence[ToolSpec] = ()) -> AsyncIterator[TextDelta | ToolCall]:
+        await asyncio.sleep(3600)
+        yield TextDelta("")  # pragma: no cover
+
+
+def test_a_hung_provider_gets_an_apology_instead_of_silence() -> None:
+    async def run() -> tuple[CallSession, Phone]:
+        phone = Phone()
+        session = make_session(phone, llm=HungLlm(), first_audio_deadline_s=1.0)
+        seq = await start(session, phone)
+        seq = await stream(session, speech_frames("Hello, is anybody there?"), seq)
+        await wait_for(lambda: phone.closed is not None, 10, session, seq)
+        await session.stop()
+        return session, phone
+
+    session, phone = asyncio.run(run())
+    assert phone.closed == "provider_failure"
+    assert session.history[-1] == Message("assistant", CallConfig().apology_text)
+
+
 def test_malformed_carrier_messages_are_dropped_and_the_call_goes_on() -> None:
     async def run() -> CallSession:
         phone = Phone()

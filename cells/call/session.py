@@ -49,6 +49,7 @@ class CallConfig:
     max_call_text: str = "We've reached the time limit for this call. Thank you for calling, goodbye."
     apology_text: str = "I'm sorry, I'm having trouble right now."
     transfer_number: str | None = None
+    first_audio_deadline_s: float = 6.0  # after a turn ends; then apologise (and transfer or hang up)
     no_transfer_text: str = ("I'm sorry, no one can take your call right now. Please call back during "
                              "opening hours. Goodbye.")
     dtmf_idle_s: float = 2.0
@@ -303,6 +304,18 @@ class CallSession:
         reply = Reply(self.llm, self.tools, self.speaker, self.chunker_factory, self.history, timing,
                       self.clock, self._control, self.emit)
         self._start_reply(reply.run())
+        self._spawn(self._reply_deadline(timing, self._reply))
+
+    async def _reply_deadline(self, timing: TurnTiming, task: asyncio.Task[None] | None) -> None:
+        """A provider that hangs (no error, no answer) must not leave the caller in silence."""
+        await asyncio.sleep(self.config.first_audio_deadline_s)
+        if task is None or task.done() or task is not self._reply or timing.first_frame_sent is not None:
+            return
+        log.warning("call %s: no reply audio %.1f s after the turn; apologising", self.call_sid,
+                    self.config.first_audio_deadline_s)
+        self.emit("provider_timeout", {"turn": timing.index})
+        task.cancel()
+        self._start_reply(self._apologise())
 
     def _start_reply(self, coro: Awaitable[None]) -> None:
         async def guarded() -> None:
@@ -322,7 +335,7 @@ class CallSession:
 
     async def _apologise(self) -> None:
         try:
-            await self.speaker.say(self.config.apology_text)
+            await asyncio.wait_for(self.speaker.say(self.config.apology_text), timeout=5.0)
             self.history.append(Message("assistant", self.config.apology_text))
         except Exception:
             log.exception("call %s: could not even apologise", self.call_sid)
