@@ -29,6 +29,13 @@ def _bench_media(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_calls(args: argparse.Namespace) -> int:
+    from loadtest.calls import bench
+
+    print(bench.report(quick=args.quick), flush=True)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from cells.media_demo import run_demo
 
@@ -64,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     media.add_argument("--quick", action="store_true", help="smaller VAD evaluation set")
     media.set_defaults(func=_bench_media)
+    calls = bench_sub.add_parser(
+        "calls", help="call loop overhead, voice-to-voice latency, concurrent calls per worker")
+    calls.add_argument("--quick", action="store_true", help="fewer turns and load levels (~1.5 minutes)")
+    calls.set_defaults(func=_bench_calls)
     return parser
 
 

@@ -157,3 +157,29 @@ def test_wer_normalises_formatting_and_numbers() -> None:
     assert wer("book a cleaning on tuesday", "book a cleaning on tuesday") == 0.0
     assert wer("book a cleaning on tuesday", "book cleaning on a thursday") == pytest.approx(3 / 5)
     assert wer("yes", "") == 1.0
+
+
+def test_domain_corpus_weights_short_answers_as_whole_turns() -> None:
+    # Callers answer a receptionist in fragments; each kind must be a sentence of its own in the corpus, or
+    # the LM pulls a bare date or digit string towards a carrier phrase ("i'd like to ...").
+    corpus = domain_sentences(CLINIC)
+    counts = {"date": 0, "digits": 0, "name": 0}
+    digit_words = {"zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+    for sentence in corpus:
+        words = sentence.split()
+        if len(words) <= 2 and any(w in words for w in ("monday", "tuesday", "friday", "tomorrow")):
+            counts["date"] += 1
+        if len(words) >= 3 and set(words) <= digit_words:
+            counts["digits"] += 1
+        if len(words) == 2 and words[1] in ("johnson", "lopez", "garcia", "smith"):
+            counts["name"] += 1
+    assert counts["date"] >= 50 and counts["digits"] >= 100 and counts["name"] >= 5, counts
+    vocabulary = {w for s in corpus for w in [s, *s.split()]}
+    assert {"sunday", "december", "the thirty first", "eleven"} <= vocabulary
+
+
+def test_telephone_front_end_reaches_the_decoder(lm_cache: str) -> None:
+    stt = PocketsphinxStt(CLINIC, cache_dir=lm_cache)
+    assert stt._new_decoder().config["remove_noise"] is False
+    shipped = PocketsphinxStt(CLINIC, cache_dir=lm_cache, front_end={})
+    assert shipped._new_decoder().config["remove_noise"] is True

@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--data-dir", type=Path, default=Path("data/worker"))
     parser.add_argument("--public-url", default="", help="URL the carrier uses (default http://HOST:PORT)")
+    parser.add_argument("--profile", choices=("embedded", "instant"), default="embedded",
+                        help="providers: embedded (default) or instant (zero-latency, for load tests only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("AUTOSPEAK_LOG", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -33,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
                               twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID"),
                               twilio_api_base_url=os.environ.get("TWILIO_API_BASE_URL"),
                               transfer_number=os.environ.get("AUTOSPEAK_TRANSFER_NUMBER"))
+    agent = None  # the app builds the embedded demo agent
+    if args.profile == "instant":
+        # Imported here only: the zero-latency providers belong to the load tests, never to real calls.
+        from loadtest.calls.instant_profile import instant_agent
+
+        agent = instant_agent(args.data_dir, transfer_number=settings.transfer_number)
     config = Config()
     config.bind = [f"{args.host}:{args.port}"]
     config.websocket_max_message_size = 64 * 1024
@@ -43,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(create_app(settings), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        await serve(create_app(settings, agent), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
     asyncio.run(run())
     return 0

@@ -6,7 +6,9 @@ own templates. Slots are what the booking dialogue must be able to pull out of t
 weekday or date, a time, a name, a digit string, a yes/no. A slot counts as recognised when its words
 appear in order in the hypothesis (digits: when the digit sequence appears, "oh" read as zero).
 
-None of these sentences is a template of the domain LM verbatim; OFF_SCRIPT ones are outside the domain.
+Caveat: the LM's answer forms were written after this set, and a few carrier phrases coincide ("how about
+{date}", "could i do {date} at {time}"); the slot values (names, digits) are not drawn from it. Answers of
+kind "off-script" are outside the domain.
 """
 
 from __future__ import annotations

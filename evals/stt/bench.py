@@ -4,14 +4,20 @@ Caller utterances are synthesised with eSpeak NG in several voices and rates, ta
 (22050 -> 8000 Hz, G.711 mu-law round trip, 8000 -> 16000 Hz) and streamed to the recogniser in 20 ms
 frames. Word error rate and real-time factor (decode time / audio time) are measured in the run.
 
-    python -m evals.stt.bench
+The second part decodes callers' answers to a receptionist (evals/stt/answers.py) with the demo clinic's
+own domain (cells/dialogue/clinic.py) as the call loop does: line noise as pre-roll before each turn, and
+both one stream per answer (every answer is a first turn) and one stream per call across turns. It reports
+WER and slot accuracy (does the text still carry the weekday, time, name, digits, yes/no).
+
+    python -m evals.stt.bench [-v]
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +27,7 @@ from cells.providers.base import EndOfTurn, Frame
 from cells.providers.stt.domain_lm import Domain
 from cells.providers.stt.pocketsphinx_stt import PocketsphinxStt
 from cells.speech.espeak import EspeakEngine
+from evals.stt.answers import ANSWERS, VOICES, Answer, slot_hits
 from evals.stt.wer import WerCounts, wer_counts
 
 CLINIC = Domain(
@@ -157,8 +164,118 @@ async def _measure() -> dict[str, dict[str, list[Result]]]:
     return out
 
 
+@dataclass
+class AnswerResult:
+    answer: Answer
+    hypothesis: str
+    condition: str
+    mode: str  # "turn": its own stream; "call": one stream per voice across its answers
+    counts: WerCounts
+    slots: int
+
+
+def phone_turn(engine: EspeakEngine, text: str, condition: tuple[str, int],
+               rng: np.random.Generator) -> np.ndarray:
+    """One caller turn as the call loop hands it to STT: ~400 ms of line noise (the VAD's pre-roll), the
+    speech, ~300 ms of line noise (the hangover before end of turn), all through the mu-law leg."""
+    voice, rate = condition
+    pcm = engine.synthesize(text, voice=voice, rate_wpm=rate)
+    down = media_core.Resampler(engine.sample_rate, 8000)
+    narrow = np.concatenate([down.process(pcm), down.flush()])
+    noise = rng.normal(0, 25, 5600).astype(np.int16)  # the simulator's line noise level
+    narrow = np.concatenate([noise[:3200], narrow, noise[3200:]])
+    narrow = media_core.ulaw_decode(media_core.ulaw_encode(narrow))
+    up = media_core.Resampler(8000, 16000)
+    return np.concatenate([up.process(narrow), up.flush()])
+
+
+def answer_turns(engine: EspeakEngine) -> list[tuple[Answer, tuple[str, int], np.ndarray]]:
+    """Each answer in two of the voice/rate conditions (spread so that every voice hears every kind)."""
+    rng = np.random.default_rng(0)
+    out = []
+    for i, answer in enumerate(ANSWERS):
+        for k in (0, 3):
+            condition = VOICES[(2 * i + k) % len(VOICES)]
+            out.append((answer, condition, phone_turn(engine, answer.text, condition, rng)))
+    return out
+
+
+async def _turn_texts(stt: PocketsphinxStt, turns: Sequence[np.ndarray]) -> list[str]:
+    async def frames() -> AsyncIterator[Frame]:
+        for audio in turns:
+            for i in range(0, len(audio), 320):
+                yield audio[i:i + 320]
+            yield EndOfTurn()
+
+    return [t.text async for t in stt.stream(frames()) if t.is_final]
+
+
+async def measure_answers(stt: PocketsphinxStt, engine: EspeakEngine) -> list[AnswerResult]:
+    turns = answer_turns(engine)
+    results = []
+
+    def result(index: int, hypothesis: str, mode: str) -> AnswerResult:
+        answer, condition, _ = turns[index]
+        return AnswerResult(answer, hypothesis, f"{condition[0]}@{condition[1]}", mode,
+                            wer_counts(answer.text, hypothesis), slot_hits(answer, hypothesis))
+
+    separate = await asyncio.gather(*(_turn_texts(stt, [audio]) for _, _, audio in turns))
+    results += [result(i, texts[0], "turn") for i, texts in enumerate(separate)]
+    by_voice: dict[str, list[int]] = {}
+    for i, (_, condition, _) in enumerate(turns):
+        by_voice.setdefault(condition[0], []).append(i)
+    calls = await asyncio.gather(*(_turn_texts(stt, [turns[i][2] for i in idx]) for idx in by_voice.values()))
+    for idx, texts in zip(by_voice.values(), calls, strict=True):
+        results += [result(i, text, "call") for i, text in zip(idx, texts, strict=True)]
+    return results
+
+
+def _answer_summary(results: Sequence[AnswerResult]) -> str:
+    slots = sum(r.slots for r in results)
+    wanted = sum(len(r.answer.slots) for r in results)
+    return f"{_total(results).wer:>6.1%} {slots / max(wanted, 1):>7.1%} ({slots:>3}/{wanted:<3})"  # type: ignore[arg-type]
+
+
+def answers_report(results: Sequence[AnswerResult], verbose: bool = False) -> list[str]:
+    lines = ["", "Caller answers, clinic domain (WER, slot accuracy); turn: own stream, call: one stream",
+             f"{'group':<22} {'turn WER':>8} {'slots':>15}   {'call WER':>8} {'slots':>15}"]
+
+    def row(label: str, keep: Callable[[AnswerResult], bool]) -> str:
+        parts = [_answer_summary([r for r in results if r.mode == mode and keep(r)])
+                 for mode in ("turn", "call")]
+        return f"{label:<22} {parts[0]}   {parts[1]}"
+
+    for voice in sorted({r.condition.split("@")[0] for r in results}):
+        lines.append(row(f"voice {voice}", lambda r, v=voice: r.condition.split("@")[0] == v))  # type: ignore[misc]
+    for kind in sorted({r.answer.kind for r in results}):
+        lines.append(row(f"kind {kind}", lambda r, k=kind: r.answer.kind == k))  # type: ignore[misc]
+    lines.append(row("scripted (in domain)", lambda r: r.answer.kind != "off-script"))
+    lines.append(row("off-script", lambda r: r.answer.kind == "off-script"))
+    lines.append(row("all", lambda r: True))
+    if verbose:
+        lines += [f"  {r.mode:<4} {r.condition:<13} {r.slots}/{len(r.answer.slots)} {r.answer.text!r} -> "
+                  f"{r.hypothesis!r}" for r in results]
+    return lines
+
+
+def _clinic_domain() -> Domain:
+    from cells.dialogue.clinic import stt_vocabulary
+
+    vocabulary = stt_vocabulary()
+    return Domain(vocabulary["services"], vocabulary["names"], vocabulary["phrases"])
+
+
+def _answers_in_process() -> list[AnswerResult]:
+    return asyncio.run(measure_answers(PocketsphinxStt(_clinic_domain(), spares=0), EspeakEngine()))
+
+
 def report(verbose: bool = False) -> str:
-    measured = asyncio.run(_measure())
+    # The two parts each keep one core busy (a decoder is single-threaded); a second process runs the
+    # caller-answer part beside the first so that the full bench stays around a minute on two cores.
+    with concurrent.futures.ProcessPoolExecutor(1) as pool:
+        pending = pool.submit(_answers_in_process)
+        measured = asyncio.run(_measure())
+        answers = pending.result()
     lines = ["Embedded STT on telephone audio (eSpeak NG voices -> 8 kHz mu-law -> 16 kHz), PocketSphinx 5",
              f"{'set':<11} {'condition':<15} {'generic WER':>12} {'domain WER':>11} {'utts':>5}"]
     for subset in ("scripted", "off-script"):
@@ -178,6 +295,7 @@ def report(verbose: bool = False) -> str:
             lines.append(f"\n{system}:")
             for subset in measured[system].values():
                 lines += [f"  {r.counts.wer:5.0%}  {r.reference!r} -> {r.hypothesis!r}" for r in subset]
+    lines += answers_report(answers, verbose)
     return "\n".join(lines)
 
 

@@ -138,18 +138,21 @@ the second one
 
 # Callers' names are open vocabulary; beyond the agent's own list, common US/UK first names and surnames
 # (census-frequent, several origins) give a caller's name a chance to be in the vocabulary at all.
-COMMON_FIRST_NAMES = """joseph charles christopher matthew anthony andrew joshua ryan jason jose carlos luis juan
-ahmed mohammed wei nancy patricia barbara elizabeth margaret michelle amanda melissa stephanie rebecca rachel
-nicole ashley megan hannah grace chloe sofia isabella mia ava charlotte amelia lucy jack oliver harry george
-noah liam ethan lucas john james michael david robert william daniel thomas mark paul peter steven kevin brian
-mary linda sarah susan karen lisa emma anna laura emily jessica jennifer maria olivia sophie alice""".split()
-COMMON_SURNAMES = """smith johnson williams brown jones miller davis wilson taylor anderson thomas moore martin
-jackson thompson white harris clark lewis robinson walker young allen king wright scott hill green adams baker
-nelson hall campbell mitchell roberts carter phillips evans turner parker collins edwards stewart morris murphy
-cook rogers morgan cooper reed bailey bell kelly howard ward cox richardson wood watson brooks bennett gray
-hughes price sullivan russell garcia martinez rodriguez hernandez lopez gonzalez perez sanchez ramirez torres
-flores rivera gomez diaz reyes cruz morales ortiz nguyen kim lee chen wang patel singh khan ali shah kumar
-cohen""".split()
+COMMON_FIRST_NAMES = """
+joseph charles christopher matthew anthony andrew joshua ryan jason jose carlos luis juan ahmed
+mohammed wei nancy patricia barbara elizabeth margaret michelle amanda melissa stephanie rebecca
+rachel nicole ashley megan hannah grace chloe sofia isabella mia ava charlotte amelia lucy jack
+oliver harry george noah liam ethan lucas john james michael david robert william daniel thomas mark
+paul peter steven kevin brian mary linda sarah susan karen lisa emma anna laura emily jessica
+jennifer maria olivia sophie alice""".split()
+COMMON_SURNAMES = """
+smith johnson williams brown jones miller davis wilson taylor anderson thomas moore martin jackson
+thompson white harris clark lewis robinson walker young allen king wright scott hill green adams
+baker nelson hall campbell mitchell roberts carter phillips evans turner parker collins edwards
+stewart morris murphy cook rogers morgan cooper reed bailey bell kelly howard ward cox richardson
+wood watson brooks bennett gray hughes price sullivan russell garcia martinez rodriguez hernandez
+lopez gonzalez perez sanchez ramirez torres flores rivera gomez diaz reyes cruz morales ortiz nguyen
+kim lee chen wang patel singh khan ali shah kumar cohen""".split()
 
 
 @dataclass
@@ -266,7 +269,8 @@ class _Slots:
         r = self.rng.random()
         hour = _number(self.rng.randint(1, 12))
         if r < 0.35:
-            return hour + self.pick(["", "", " o'clock", " a m", " p m", " in the morning", " in the afternoon"])
+            suffixes = ["", "", " o'clock", " a m", " p m", " in the morning", " in the afternoon"]
+            return hour + self.pick(suffixes)
         if r < 0.55:
             return f"{hour} {self.pick(['thirty', 'fifteen', 'forty five', 'fifteen', 'thirty'])}"
         return self.pick(self.times)
@@ -292,18 +296,19 @@ class _Slots:
 ANSWER_FORMS: dict[str, tuple[float, list[str]]] = {
     "date": (0.14, ["{date}", "{date}", "{date}", "on {date}", "{date} please", "how about {date}",
                     "what about {date}", "maybe {date}", "{date} if possible", "{date} would be good",
-                    "could i come in {date}", "is {date} possible", "do you have {date}", "sometime {date}",
+                    "could i come in {date}", "is {date} possible", "do you have {date}",
                     "{date} is fine", "{date} works", "i can do {date}", "any time {date}"]),
     "time": (0.10, ["{time}", "{time}", "at {time}", "around {time}", "{time} please", "about {time}",
                     "after {time}", "before {time}", "{time} would be good", "how about {time}",
-                    "{time} is fine", "anytime after {time}", "{time} if you have it"]),
+                    "{time} is fine"]),
     "date_time": (0.12, ["{date} at {time}", "{date} at {time}", "{date} {time}", "{date} around {time}",
                          "{weekday} morning at {time}", "{weekday} afternoon at {time}",
-                         "{date} at {time} please", "how about {date} at {time}", "could i do {date} at {time}",
-                         "{time} on {date}", "{date} in the morning", "{date} in the afternoon",
-                         "{weekday} afternoon around {time}"]),
-    "name": (0.12, ["{name}", "{name}", "my name is {name}", "it's {name}", "this is {name}", "{name} speaking",
-                    "yes it's {name}", "the name is {name}", "{name} {name}", "it's {name} {name}"]),
+                         "{date} at {time} please", "how about {date} at {time}",
+                         "could i do {date} at {time}",
+                         "{time} on {date}", "{date} in the morning", "{date} in the afternoon"]),
+    "name": (0.12, ["{name}", "{name}", "my name is {name}", "it's {name}", "this is {name}",
+                    "{name} speaking", "yes it's {name}", "the name is {name}", "{name} {name}",
+                    "it's {name} {name}"]),
     "digits": (0.14, ["{digits}", "{digits}", "{digits}", "my number is {digits}", "it's {digits}",
                       "my phone number is {digits}", "the number is {digits}", "that's {digits}",
                       "you can reach me at {digits}", "no it's {digits}"]),
@@ -311,7 +316,8 @@ ANSWER_FORMS: dict[str, tuple[float, list[str]]] = {
                        "no {date}", "no i said {time}", "no it's {name}", "yes {date} at {time}",
                        "yes {date} is fine", "no not {date}", "{confirm} thank you", "{confirm} goodbye",
                        "no that's all thank you", "no that's all thank you goodbye", "that's all thanks"]),
-    "service": (0.08, ["{service_np}", "i need {service_np}", "i'd like {service_np}", "i think i need {service_np}",
+    "service": (0.08, ["{service_np}", "i need {service_np}", "i'd like {service_np}",
+                       "i think i need {service_np}",
                        "i'm calling about {service_np}", "i'd like to book {service_np} please",
                        "hi i would like to book {service_np}", "i want to get {service_np}"]),
     "request": (0.18, TEMPLATES),

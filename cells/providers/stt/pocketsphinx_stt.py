@@ -13,6 +13,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ import numpy as np
 import pocketsphinx
 
 from cells.providers.base import EndOfTurn, Frame, ProviderConfigError, Transcript
+from cells.providers.stt import domain_lm
 from cells.providers.stt.domain_lm import Domain, build_domain_lm
 
 SAMPLE_RATE = 16000  # the shipped acoustic model's rate
@@ -34,6 +36,12 @@ _NON_WORDS = ("<s>", "</s>", "<sil>")
 # leading coefficients are set by the channel's band limit and vary little between speakers. Measured on
 # eSpeak NG voices through the 8 kHz mu-law path (so the speaker-dependent tail is only approximate).
 TELEPHONE_CMN = "53,22,-26,42,-30,9,-2,-16,2,-15,10,-8,0"
+# Front-end settings that differ from the shipped model's feat.params for VAD-gated telephone turns.
+# The model's noise removal tracks each filter's noise floor from the audio it has seen; a turn starts after
+# only ~400 ms of pre-roll, and the 4-8 kHz filters of upsampled narrowband audio hold no signal at all, so
+# the tracker subtracts from speech onsets and the first word of short answers ("thursday", "five five
+# five ...") is lost. Without it, domain WER on caller answers fell from 51% to 47% (evals/stt/bench.py).
+TELEPHONE_FRONT_END = {"remove_noise": "no"}
 _T = TypeVar("_T")
 
 _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
@@ -44,7 +52,10 @@ _LM_LOCK = threading.Lock()
 def _domain_model(domain: Domain, general_weight: float, cache_dir: Path) -> tuple[str, str]:
     """Paths of the domain LM and its dictionary, built once per distinct domain and reused from disk."""
     dictionary = pocketsphinx.get_model_path("en-us/cmudict-en-us.dict")
-    key = hashlib.sha256(json.dumps([asdict(domain), general_weight, dictionary], sort_keys=True)
+    # The builder's own source is part of the key: a changed corpus or smoothing must not be served a model
+    # built by the previous code from the disk cache.
+    builder = hashlib.sha256(Path(domain_lm.__file__).read_bytes()).hexdigest()
+    key = hashlib.sha256(json.dumps([asdict(domain), general_weight, dictionary, builder], sort_keys=True)
                          .encode()).hexdigest()[:16]
     directory = cache_dir / key
     lm_path, dict_path = directory / "domain.lm", directory / "domain.dict"
@@ -60,6 +71,40 @@ def _domain_model(domain: Domain, general_weight: float, cache_dir: Path) -> tup
     return str(lm_path), str(dict_path)
 
 
+def _acoustic_model(front_end: dict[str, str], cache_dir: Path) -> str:
+    """The shipped acoustic model with `front_end` written into its feat.params.
+
+    PocketSphinx reads feat.params after the decoder's own options, so front-end settings can only be
+    changed there; the model's other files are linked (copied where links are not allowed), not rewritten.
+    """
+    source = Path(pocketsphinx.get_model_path("en-us/en-us"))
+    params = []
+    for line in (source / "feat.params").read_text().splitlines():
+        name = line.split(" ", 1)[0].lstrip("-")
+        if line.strip() and name not in front_end:
+            params.append(line)
+    params += [f"-{name} {value}" for name, value in sorted(front_end.items())]
+    text = "\n".join(params) + "\n"
+    key = hashlib.sha256(json.dumps([str(source), text]).encode()).hexdigest()[:16]
+    directory = cache_dir / f"hmm-{key}"
+    with _LM_LOCK:
+        if not directory.exists():
+            staging = Path(tempfile.mkdtemp(prefix=f".hmm-{key}-", dir=cache_dir))
+            for item in source.iterdir():
+                if item.name == "feat.params":
+                    continue
+                try:
+                    (staging / item.name).symlink_to(item)
+                except OSError:
+                    shutil.copyfile(item, staging / item.name)
+            (staging / "feat.params").write_text(text)
+            try:
+                staging.rename(directory)
+            except OSError:  # another process won the race; its files are identical
+                shutil.rmtree(staging, ignore_errors=True)
+    return str(directory)
+
+
 class PocketsphinxStt:
     """SttProvider. `domain=None` uses the generic LM shipped in the wheel (poor on phone audio)."""
 
@@ -68,15 +113,17 @@ class PocketsphinxStt:
     def __init__(self, domain: Domain | None = None, *, general_weight: float = 0.15,
                  partial_interval_ms: int = 100, language_weight: float | None = None,
                  cmn_prior: str | None = TELEPHONE_CMN, spares: int = 1,
-                 cache_dir: str | None = None) -> None:
+                 cache_dir: str | None = None, front_end: dict[str, str] | None = None) -> None:
+        """`front_end`: feat.params overrides (None: TELEPHONE_FRONT_END, {}: the model as shipped)."""
         self.domain = domain
         self.partial_interval_ms = partial_interval_ms
         self.cmn_prior = cmn_prior  # None: the model's wideband default
-        options: dict[str, Any] = {"hmm": pocketsphinx.get_model_path("en-us/en-us"),
-                                   "samprate": SAMPLE_RATE, "loglevel": "FATAL"}
+        front_end = TELEPHONE_FRONT_END if front_end is None else front_end
+        root = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "autospeak-stt"
+        root.mkdir(parents=True, exist_ok=True)
+        hmm = _acoustic_model(front_end, root) if front_end else pocketsphinx.get_model_path("en-us/en-us")
+        options: dict[str, Any] = {"hmm": hmm, "samprate": SAMPLE_RATE, "loglevel": "FATAL"}
         if domain is not None:
-            root = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "autospeak-stt"
-            root.mkdir(parents=True, exist_ok=True)
             options["lm"], options["dict"] = _domain_model(domain, general_weight, root)
         if language_weight is not None:
             options["lw"] = language_weight

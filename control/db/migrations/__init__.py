@@ -1,0 +1,1 @@
+"""Alembic migrations for the control-plane database (PostgreSQL and CockroachDB)."""
