@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from websockets.exceptions import ConnectionClosed
 
 import media_core
 from cells.simulator.twilio_peer import FRAME_BYTES, FRAME_S, TwilioPeer
@@ -82,7 +83,7 @@ def line_audio(line: CallerLine, engine: object | None, voice: str) -> bytes:
 
 class ScriptedCaller:
     def __init__(self, peer: TwilioPeer, lines: list[CallerLine], *, engine: object | None = None,
-                 voice: str = "en-us+m3", max_call_s: float = 120.0, seed: int = 1) -> None:
+                 voice: str = "en-us+f2", max_call_s: float = 120.0, seed: int = 1) -> None:
         self.peer = peer
         self.lines = lines
         self.audio = [line_audio(line, engine, voice) if not line.dtmf else b"" for line in lines]
@@ -154,8 +155,11 @@ class ScriptedCaller:
                     done_at = now
                 elif done_at is not None and now - done_at >= hang_up_after_s:
                     break
-                await self.peer.send_frame(frame or self._noise_frame())
-                await self.peer.play_tick()
+                try:
+                    await self.peer.send_frame(frame or self._noise_frame())
+                    await self.peer.play_tick()
+                except ConnectionClosed:  # the agent hung up between two frames
+                    break
                 tick += 1
                 await asyncio.sleep(max(0.0, started + tick * FRAME_S - time.monotonic()))
         finally:

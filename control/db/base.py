@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from sqlalchemy import DateTime, ForeignKeyConstraint, MetaData, String, Uuid, func
 from sqlalchemy.dialects.postgresql import JSONB
@@ -26,7 +26,7 @@ EMBEDDING_DIM: Final[int] = int(os.environ.get("AUTOSPEAK_EMBEDDING_DIM", "384")
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     # PostgreSQL and CockroachDB both store JSONB.
-    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSONB, list[Any]: JSONB}
 
 
 def utcnow_column() -> Mapped[datetime]:

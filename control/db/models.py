@@ -26,7 +26,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from control.db.call_models import Call, CallEvent, Recording, Turn, UsageRecord
 from control.db.base import (
     EMBEDDING_DIM,
     TOKEN_ROLES,
@@ -37,6 +36,7 @@ from control.db.base import (
     same_region_fk,
     utcnow_column,
 )
+from control.db.call_models import Call, CallEvent, Recording, Turn, UsageRecord
 from control.db.topology import REGIONS
 
 _REGION_IN = "IN (" + ", ".join(f"'{r}'" for r in REGIONS) + ")"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
+import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -32,7 +33,10 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start the server if needed, create the database if missing, and return its async URL."""
-        import pgserver  # imported late: only the embedded default needs the wheel
+        with warnings.catch_warnings():
+            # Without XDG_RUNTIME_DIR pgserver keeps its lock file in /tmp/runtime-<uid>, which is fine.
+            warnings.simplefilter("ignore")
+            import pgserver  # imported late: only the embedded default needs the wheel
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         # cleanup_mode="stop": stopping shuts the server down but keeps the data directory.

@@ -102,7 +102,7 @@ async def run_transaction(
             if not is_retryable(exc) or attempt == max_attempts:
                 raise
             delay = random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1)))
-            log.debug("serialization failure (attempt %d/%d), retrying in %.3fs", attempt, max_attempts, delay)
+            log.debug("SQLSTATE 40001 on attempt %d/%d; retrying in %.3fs", attempt, max_attempts, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 

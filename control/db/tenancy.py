@@ -27,6 +27,7 @@ S = TypeVar("S", Select[Any], Update, Delete)
 
 _SCOPE_KEY: Final = "autospeak.tenant_scope"
 _UNSCOPED_OPTION: Final = "autospeak_unscoped"
+_STMT_SCOPE_OPTION: Final = "autospeak_scope"
 
 
 class UnscopedQueryError(RuntimeError):
@@ -61,19 +62,23 @@ def _filters(model: type[Regional], scope: TenantScope) -> tuple[Any, Any]:
     return (model.tenant_id == scope.tenant_id, model.region == scope.region)
 
 
+# The scoped_* builders also carry their scope as an execution option, so that they run in any
+# session and the session-level guard still applies the same scope to every table they join.
+
+
 def scoped_select(model: type[R], scope: TenantScope) -> Select[tuple[R]]:
     _require_regional(model)
-    return select(model).where(*_filters(model, scope))
+    return select(model).where(*_filters(model, scope)).execution_options(**{_STMT_SCOPE_OPTION: scope})
 
 
 def scoped_update(model: type[Regional], scope: TenantScope) -> Update:
     _require_regional(model)
-    return update(model).where(*_filters(model, scope))
+    return update(model).where(*_filters(model, scope)).execution_options(**{_STMT_SCOPE_OPTION: scope})
 
 
 def scoped_delete(model: type[Regional], scope: TenantScope) -> Delete:
     _require_regional(model)
-    return delete(model).where(*_filters(model, scope))
+    return delete(model).where(*_filters(model, scope)).execution_options(**{_STMT_SCOPE_OPTION: scope})
 
 
 def unscoped(stmt: S, reason: str) -> S:
@@ -106,7 +111,11 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
         return
     if not any(issubclass(m.class_, Regional) for m in state.all_mappers):
         return
-    scope: TenantScope | None = state.session.info.get(_SCOPE_KEY)
+    session_scope: TenantScope | None = state.session.info.get(_SCOPE_KEY)
+    stmt_scope: TenantScope | None = state.execution_options.get(_STMT_SCOPE_OPTION)
+    if session_scope is not None and stmt_scope is not None and session_scope != stmt_scope:
+        raise ScopeViolation("statement scoped to another tenant than its session")
+    scope = session_scope or stmt_scope
     if scope is None:
         raise UnscopedQueryError(
             "query on regional data without a tenant scope: use tenant_session() or unscoped(stmt, reason)"

@@ -60,8 +60,9 @@ JITTER_LIMIT_P99_MS = 5.0
 CALLER_VOICE = "en-us+m3"
 AGENT_DONE_GAP_S = 0.5  # no agent audio this long (and nothing queued at the phone): the caller may speak
 NO_REPLY_S = 6.0  # below the agent's 7 s reprompt, so a caller who got no answer speaks again first
-# The booking script without its goodbye: the agent would end the call, and a level would lose calls.
-LOAD_LINES = [line.text for line in SCRIPTS["booking"][:-1]]
+# The booking script's spoken lines (keypad lines need no audio) without its goodbye: the agent would
+# end the call, and a level would lose calls.
+LOAD_LINES = [line.text for line in SCRIPTS["booking"][:-1] if line.text and not line.dtmf]
 
 
 # -- small helpers ---------------------------------------------------------------------------------

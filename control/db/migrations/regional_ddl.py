@@ -101,7 +101,8 @@ def create_regional_table(name: str, *elements: Any) -> None:
     if dialect() == POSTGRESQL:
         op.create_table(name, *base, postgresql_partition_by="LIST (region)")
         for region in REGIONS:
-            op.execute(f"CREATE TABLE {_q(f'{name}_{region}')} PARTITION OF {_q(name)} FOR VALUES IN ('{region}')")
+            partition = _q(f"{name}_{region}")
+            op.execute(f"CREATE TABLE {partition} PARTITION OF {_q(name)} FOR VALUES IN ('{region}')")
         return
     computed = sa.Column(
         CRDB_REGION_COLUMN, CrdbRegion(), sa.Computed(_region_case(), persisted=True), nullable=False

@@ -132,7 +132,9 @@ def upgrade() -> None:
         _ts("last_used_at"),
         _now(),
         _fk(["user_id"], "api_tokens", "users"),
-        sa.CheckConstraint("role IN ('owner', 'admin', 'operator', 'viewer')", name=op.f("ck_api_tokens_role")),
+        sa.CheckConstraint(
+            "role IN ('owner', 'admin', 'operator', 'viewer')", name=op.f("ck_api_tokens_role")
+        ),
         _uq("api_tokens", "region", "token_hash"),
     )
     create_regional_table(
@@ -195,7 +197,9 @@ def upgrade() -> None:
         _fk(["endpoint_id"], "webhook_deliveries", "webhook_endpoints", ondelete="CASCADE"),
         _uq("webhook_deliveries", "region", "endpoint_id", "event_id"),
     )
-    op.create_index("ix_webhook_deliveries_due", "webhook_deliveries", ["region", "status", "next_attempt_at"])
+    op.create_index(
+        "ix_webhook_deliveries_due", "webhook_deliveries", ["region", "status", "next_attempt_at"]
+    )
     create_regional_table(
         "audit_log",
         _str("actor", 200),
