@@ -8,6 +8,7 @@ import asyncio
 import json
 import secrets
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from cells.simulator.caller import CallerLine, CallResult, ScriptedCaller
 from cells.simulator.run import embedded_worker
+from cells.simulator.scripts import SCRIPTS
 from cells.simulator.twilio_peer import TwilioPeer
 from cells.speech.espeak import EspeakEngine
 
@@ -53,6 +55,25 @@ async def call(url: str, lines: list[CallerLine], voice: str = "en-us") -> tuple
 
 def healthy(url: str) -> bool:
     return httpx.get(url + "/healthz", timeout=5).json()["ok"] is True
+
+
+def test_a_booking_call_books_the_slot_the_caller_asked_for(worker: tuple[str, Path]) -> None:
+    url, data = worker
+    peer, result = asyncio.run(call(url, SCRIPTS["booking"], voice="en-us+f2"))
+    today = date.today()
+    next_tuesday = today + timedelta(days=7 - today.weekday() + 1)  # Tuesday of next week
+    bookings = json.loads((data / "calendar.json").read_text())["bookings"]
+    assert [(b["date"], b["time"], b["service"]) for b in bookings] == [
+        (next_tuesday.isoformat(), "10:00", "cleaning")], bookings
+    assert "lopez" in bookings[0]["name"].lower()
+    assert bookings[0]["phone"] == "5552187"
+    # The booking was made only after the caller's yes to the read-back.
+    history = record(data, peer.call_sid)["history"]
+    booked_at = next(i for i, m in enumerate(history)
+                     if any(c["name"] == "create_booking" for c in m["tool_calls"]))
+    readback = [i for i, m in enumerate(history[:booked_at]) if "Shall I book it?" in m["content"]]
+    assert readback and history[readback[-1] + 1]["role"] == "user"
+    assert result.ended_by_agent, "the agent says goodbye and ends the call"
 
 
 def test_two_simultaneous_calls_do_not_disturb_each_other(worker: tuple[str, Path]) -> None:

@@ -56,10 +56,12 @@ def scopes(db: Database) -> dict[str, TenantScope]:
     scopes = {label: TenantScope(uuid.uuid4(), region) for label, region in homes.items()}
 
     async def seed(session: AsyncSession) -> None:
-        session.add(Plan(id="starter", name="Starter", monthly_price_cents=0, included_minutes=100, limits={}))
+        session.add(Plan(id="starter", name="Starter", monthly_price_cents=0, included_minutes=100,
+                         limits={}))
         await session.flush()
         for label, scope in scopes.items():
-            session.add(Tenant(id=scope.tenant_id, name=f"tenant {label}", home_region=scope.region, plan="starter"))
+            session.add(Tenant(id=scope.tenant_id, name=f"tenant {label}", home_region=scope.region,
+                               plan="starter"))
 
     db.run(run_transaction(db.sessions, seed))
     return scopes
@@ -90,7 +92,8 @@ def test_rows_land_in_their_regions_partition(db: Database, scopes: dict[str, Te
             await run_transaction(db.sessions, events, scope=scope)
         async with db.engine.connect() as conn:
             for table in ("agents", "calls", "call_events"):
-                rows = (await conn.execute(text(f"SELECT tableoid::regclass::text, region FROM {table}"))).all()
+                sql = f"SELECT tableoid::regclass::text, region FROM {table}"
+                rows = (await conn.execute(text(sql))).all()
                 assert len(rows) >= len(scopes)
                 assert all(partition == f"{table}_{region}" for partition, region in rows), rows
                 assert {region for _, region in rows} == set(REGIONS)
@@ -237,6 +240,7 @@ def test_retry_on_a_real_serialization_conflict(db: Database, scopes: dict[str, 
         delivery = scope.new(WebhookDelivery, endpoint_id=endpoint.id, event_id="e1", event_type="call.ended",
                              payload={}, attempts=0)
         session.add(delivery)
+        await session.flush()  # assigns the id
         return delivery.id
 
     delivery_id = db.run(run_transaction(db.sessions, setup, scope=scope))
@@ -251,10 +255,12 @@ def test_retry_on_a_real_serialization_conflict(db: Database, scopes: dict[str, 
                 select(WebhookDelivery.attempts).where(WebhookDelivery.id == delivery_id))
             if len(calls) <= 2:
                 await both_read.wait()  # first attempts only: both read before either writes
-            await session.execute(
+            assert current is not None
+            result = await session.execute(
                 scoped_update(WebhookDelivery, scope).where(WebhookDelivery.id == delivery_id)
-                .values(attempts=int(current or 0) + 1))
-            return int(current or 0) + 1
+                .values(attempts=current + 1))
+            assert result.rowcount == 1
+            return current + 1
 
         results = await asyncio.gather(*(
             run_transaction(db.sessions, bump, scope=scope, isolation_level="SERIALIZABLE", base_delay=0.001)
@@ -265,13 +271,15 @@ def test_retry_on_a_real_serialization_conflict(db: Database, scopes: dict[str, 
     assert db.run(race()) == [1, 2]
 
     async def final(session: AsyncSession) -> int:
-        return int(await session.scalar(select(WebhookDelivery.attempts).where(WebhookDelivery.id == delivery_id))
-                   or 0)
+        stmt = select(WebhookDelivery.attempts).where(WebhookDelivery.id == delivery_id)
+        return int(await session.scalar(stmt) or 0)
 
     assert db.run(run_transaction(db.sessions, final, scope=scope)) == 2
 
 
-def test_tenant_scoping_never_returns_another_tenants_rows(db: Database, scopes: dict[str, TenantScope]) -> None:
+def test_tenant_scoping_never_returns_another_tenants_rows(
+    db: Database, scopes: dict[str, TenantScope]
+) -> None:
     mine, theirs = scopes["eu"], scopes["eu2"]  # same region: only the tenant filter separates them
     db.run(_new_call(db, mine))
     db.run(_new_call(db, theirs))

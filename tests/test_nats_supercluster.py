@@ -24,6 +24,7 @@ from cells.launcher import (
     ensure_call_state_bucket,
     ensure_call_stream,
     nats_server_binary,
+    publish_event,
 )
 
 T = TypeVar("T")
@@ -103,14 +104,15 @@ def test_stream_lives_in_its_region_whichever_server_creates_it(cluster: NatsSup
 
 def test_same_msg_id_is_stored_once(cluster: NatsSupercluster) -> None:
     async def main() -> None:
-        async with connect(cluster.url("eu")) as nc:
+        # Published from another region's server, so the event also crosses a gateway.
+        async with connect(cluster.url("us")) as nc:
             js = nc.jetstream()
             await ensure_call_stream(js, "eu")
             subject = call_subject("eu", "tenant_dedup", "call_1", "turn")
-            first = await js.publish(subject, b"turn 1", headers={"Nats-Msg-Id": "call_1:turn:1"})
-            second = await js.publish(subject, b"turn 1", headers={"Nats-Msg-Id": "call_1:turn:1"})
+            first = await publish_event(js, subject, b"turn 1", msg_id="call_1:turn:1")
+            second = await publish_event(js, subject, b"turn 1", msg_id="call_1:turn:1")
             assert not first.duplicate and second.duplicate and second.seq == first.seq
-            await js.publish(subject, b"turn 2", headers={"Nats-Msg-Id": "call_1:turn:2"})
+            await publish_event(js, subject, b"turn 2", msg_id="call_1:turn:2")
             info = await js.stream_info(call_stream_name("eu"), subjects_filter=subject)
             assert info.state.subjects == {subject: 2}
 
@@ -159,18 +161,22 @@ def test_request_without_responders_fails_fast(cluster: NatsSupercluster) -> Non
 
 def test_kv_bucket_is_regional_and_shared_across_servers(cluster: NatsSupercluster) -> None:
     async def main() -> None:
-        async with connect(cluster.url("us")) as writer, connect(cluster.url("in")) as reader:
-            kv = await ensure_call_state_bucket(writer.jetstream(), "in")
-            info = await writer.jetstream().stream_info("KV_call_state_in")
+        async with connect(cluster.url("in")) as local, connect(cluster.url("us")) as remote:
+            kv = await ensure_call_state_bucket(remote.jetstream(), "in")
+            info = await local.jetstream().stream_info("KV_call_state_in")
             assert info.cluster is not None and info.cluster.name == "in"
+            kv = await local.jetstream().key_value("call_state_in")  # a worker of the region
             rev1 = await kv.put("call_42", b'{"turns":1}')
             rev2 = await kv.put("call_42", b'{"turns":2}')
             assert rev2 > rev1
-            entry = await (await reader.jetstream().key_value("call_state_in")).get("call_42")
+            # Read from another region's server once the bucket's interest has crossed the gateway.
+            far = await remote.jetstream().key_value("call_state_in")
+            entry = await eventually(lambda: far.get("call_42"), (NoRespondersError,))
             assert entry.value == b'{"turns":2}' and entry.revision == rev2
             # A compare-and-set on a stale revision (a second worker's lease) must fail.
             with pytest.raises(KeyWrongLastSequenceError):
                 await kv.update("call_42", b'{"turns":3}', last=rev1)
+            assert await kv.update("call_42", b'{"turns":3}', last=rev2) > rev2
 
     run(main())
 
@@ -183,8 +189,7 @@ def test_restarted_server_keeps_its_jetstream_data(cluster: NatsSupercluster) ->
             js = nc.jetstream()
             await ensure_call_stream(js, "eu")
             acks = [
-                await js.publish(subject, f"line {i}".encode(), headers={"Nats-Msg-Id": f"c7:{i}"})
-                for i in range(5)
+                await publish_event(js, subject, f"line {i}".encode(), msg_id=f"c7:{i}") for i in range(5)
             ]
             return [ack.seq for ack in acks]
 

@@ -7,6 +7,7 @@ from cells.launcher.jetstream import (
     ensure_call_state_bucket,
     ensure_call_stream,
     placement,
+    publish_event,
 )
 from cells.launcher.nats import NatsStartError, NatsSupercluster, nats_server_binary
 
@@ -20,4 +21,5 @@ __all__ = [
     "ensure_call_stream",
     "nats_server_binary",
     "placement",
+    "publish_event",
 ]

@@ -7,11 +7,14 @@ live call state never rest outside their region.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Mapping
 from typing import Final, Literal
 
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, Placement, StorageType, StreamConfig, StreamInfo
+from nats.js.api import DiscardPolicy, Placement, PubAck, StorageType, StreamConfig, StreamInfo
 from nats.js.errors import BadRequestError
 from nats.js.kv import KeyValue
 
@@ -26,6 +29,7 @@ __all__ = [
     "ensure_call_state_bucket",
     "ensure_call_stream",
     "placement",
+    "publish_event",
 ]
 
 PlaceBy = Literal["cluster", "tags"]
@@ -84,7 +88,12 @@ async def ensure_call_stream(
     duplicate_window: float = CALL_DUPLICATE_WINDOW,
     max_age: float | None = None,
 ) -> StreamInfo:
-    """Create (or update) stream CALLS_<REGION> on `<region>.calls.>`, placed in the region."""
+    """Create (or update) stream CALLS_<REGION> on `<region>.calls.>`, placed in the region.
+
+    The stream exists when this returns, but a client of another region's server can get "no
+    responders" for a moment, until the stream's interest has crossed the gateways; publish_event
+    retries exactly that.
+    """
     r = _region(region)
     config = StreamConfig(
         name=call_stream_name(r),
@@ -135,3 +144,30 @@ async def ensure_call_state_bucket(
     )
     await _ensure_stream(js, config)
     return await js.key_value(bucket)
+
+
+async def publish_event(
+    js: JetStreamContext,
+    subject: str,
+    payload: bytes,
+    *,
+    msg_id: str,
+    headers: Mapping[str, str] | None = None,
+    attempts: int = 10,
+    retry_wait: float = 0.05,
+) -> PubAck:
+    """Publish one event idempotently (Nats-Msg-Id) and wait for the stream's ack.
+
+    "No responders" means no stream has taken the subject yet (it is being created or moving, or
+    its interest is still crossing a gateway); the message was not stored, and the msg id makes a
+    retry safe, so it is retried a bounded number of times. Any other failure is raised.
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    hdrs = {**(headers or {}), "Nats-Msg-Id": msg_id}
+    for attempt in range(1, attempts):
+        try:
+            return await js.publish(subject, payload, headers=hdrs)
+        except NoRespondersError:
+            await asyncio.sleep(retry_wait * attempt)
+    return await js.publish(subject, payload, headers=hdrs)

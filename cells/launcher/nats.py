@@ -254,12 +254,14 @@ class NatsSupercluster:
         try:
             outbound, inbound = self.gateways(region)
             healthy = self.monitor(region, "healthz").get("status") == "ok"
+            # healthz can pass before the first meta leader election; JetStream API calls cannot.
+            leader = (self.monitor(region, "jsz").get("meta_cluster") or {}).get("leader")
         except (OSError, ValueError):
             return False
-        return healthy and outbound == others and others <= inbound
+        return healthy and bool(leader) and outbound == others and others <= inbound
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        """Block until every server is healthy (JetStream current) and sees every other gateway."""
+        """Block until every server is healthy, knows the JetStream meta leader and sees every gateway."""
         deadline = time.monotonic() + (self.ready_timeout if timeout is None else timeout)
         pending = set(self._servers)
         while pending:

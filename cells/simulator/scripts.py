@@ -10,7 +10,7 @@ SCRIPTS: dict[str, list[CallerLine]] = {
         CallerLine("Next Tuesday at ten in the morning."),
         CallerLine("My name is Maria Lopez."),
         CallerLine(dtmf="5552187#"),  # callers key numbers in when asked; the recogniser is weak at digits
-        CallerLine("Yes, that's right."),
+        CallerLine("Yes, please."),
         CallerLine("No, that's all. Thank you, goodbye."),
     ],
     "hours": [
