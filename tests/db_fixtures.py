@@ -7,6 +7,8 @@ them; `asyncio.Runner` keeps that loop alive between tests without a pytest plug
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +36,11 @@ class Database:
 
 
 @contextmanager
-def embedded_database(data_dir: Path) -> Iterator[Database]:
+def embedded_database() -> Iterator[Database]:
+    # Not under pytest's basetemp: pytest resets /tmp/pytest-of-<user> to mode 0700 whenever any
+    # pytest run starts, and when the tests run as root the server runs as the `pgserver` user, who
+    # must be able to traverse every parent of its data directory.
+    data_dir = Path(tempfile.mkdtemp(prefix="autospeak-pg-test-"))
     pg = EmbeddedPostgres(data_dir / "pg", database="autospeak_test")
     runner = asyncio.Runner()
     try:
@@ -47,3 +53,4 @@ def embedded_database(data_dir: Path) -> Iterator[Database]:
     finally:
         runner.close()
         pg.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -8,19 +8,20 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from db_fixtures import Database, embedded_database
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from control.db import models  # noqa: F401  (registers every table on Base.metadata)
 from control.db.base import Base, global_models, regional_models
 from control.db.migrate import current_revision, downgrade, render_sql, upgrade
+from control.db.session import create_engine
 from control.db.topology import REGIONS
-from tests.db_fixtures import Database, embedded_database
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    with embedded_database(tmp_path_factory.mktemp("db_migrations")) as database:
+def db() -> Iterator[Database]:
+    with embedded_database() as database:
         yield database
 
 
@@ -123,3 +124,15 @@ def test_downgrade_to_base_and_upgrade_again(db: Database) -> None:
     assert db.run(_rows(db, "SELECT count(*) FROM pg_class WHERE relispartition")) == [(0,)]
     db.run(upgrade(db.engine))
     assert db.run(current_revision(db.engine)) == "0001"
+
+
+def test_data_survives_a_restart_of_the_embedded_server(db: Database) -> None:
+    db.run(db.engine.dispose())
+    db.pg.stop()
+    assert not db.pg.running
+    url = db.pg.start()  # same data directory: no initdb, no new database
+    engine = create_engine(url)
+    try:
+        assert db.run(current_revision(engine)) == "0001"
+    finally:
+        db.run(engine.dispose())

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from db_fixtures import Database, embedded_database
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -39,12 +40,11 @@ from control.db.tenancy import (
     unscoped,
 )
 from control.db.topology import REGIONS
-from tests.db_fixtures import Database, embedded_database
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    with embedded_database(tmp_path_factory.mktemp("db_residency")) as database:
+def db() -> Iterator[Database]:
+    with embedded_database() as database:
         database.run(upgrade(database.engine))
         yield database
 

@@ -162,7 +162,7 @@ def test_request_without_responders_fails_fast(cluster: NatsSupercluster) -> Non
 def test_kv_bucket_is_regional_and_shared_across_servers(cluster: NatsSupercluster) -> None:
     async def main() -> None:
         async with connect(cluster.url("in")) as local, connect(cluster.url("us")) as remote:
-            kv = await ensure_call_state_bucket(remote.jetstream(), "in")
+            await ensure_call_state_bucket(remote.jetstream(), "in")  # created through another region
             info = await local.jetstream().stream_info("KV_call_state_in")
             assert info.cluster is not None and info.cluster.name == "in"
             kv = await local.jetstream().key_value("call_state_in")  # a worker of the region

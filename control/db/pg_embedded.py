@@ -22,7 +22,12 @@ _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 class EmbeddedPostgres:
-    """Start (or attach to) the embedded server in `data_dir` and make sure `database` exists."""
+    """Start (or attach to) the embedded server in `data_dir` and make sure `database` exists.
+
+    Run as root, pgserver runs the server as a `pgserver` system user and opens up the permissions of
+    the data directory's parents so that user can reach it; keep it out of directories whose modes
+    something else resets (pytest's basetemp is one).
+    """
 
     def __init__(self, data_dir: Path | str, database: str = "autospeak") -> None:
         if not _DB_NAME.match(database):
