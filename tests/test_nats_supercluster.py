@@ -7,6 +7,7 @@ import os
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TypeVar
 
 import nats
@@ -18,6 +19,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import KeyWrongLastSequenceError, ServiceUnavailableError
 
 from cells.launcher import (
+    NatsStartError,
     NatsSupercluster,
     call_stream_name,
     call_subject,
@@ -26,6 +28,7 @@ from cells.launcher import (
     nats_server_binary,
     publish_event,
 )
+from regions import UnknownRegionError
 
 T = TypeVar("T")
 REGIONS = ("eu", "in", "us")
@@ -208,3 +211,42 @@ def test_restarted_server_keeps_its_jetstream_data(cluster: NatsSupercluster) ->
     cluster.restart("eu")
     assert cluster.pid("eu") not in (None, pid_before)
     assert run(read(seqs)) == [f"line {i}".encode() for i in range(5)]
+
+
+def test_whole_supercluster_restart_keeps_streams_and_buckets(cluster: NatsSupercluster) -> None:
+    subject = call_subject("us", "tenant_full", "call_9", "disposition")
+
+    async def write() -> None:
+        async with connect(cluster.url("us")) as nc:
+            js = nc.jetstream()
+            await ensure_call_stream(js, "us")
+            await publish_event(js, subject, b"booked", msg_id="c9:disposition")
+            kv = await ensure_call_state_bucket(js, "us")
+            await kv.put("call_9", b"lease:w2")
+
+    async def read() -> tuple[int, bytes | None]:
+        async with connect(cluster.url("us")) as nc:
+            js = nc.jetstream()
+            info = await js.stream_info(call_stream_name("us"), subjects_filter=subject)
+            entry = await (await js.key_value("call_state_us")).get("call_9")
+            return (info.state.subjects or {}).get(subject, 0), entry.value
+
+    run(write())
+    cluster.stop()
+    assert all(cluster.pid(r) is None for r in REGIONS)
+    cluster.start()
+    assert run(read()) == (1, b"lease:w2")
+
+
+def test_failed_start_raises_with_the_log_and_leaves_nothing_running(tmp_path: Path) -> None:
+    sc = NatsSupercluster(tmp_path, ("eu", "us"), binary="/bin/false", ready_timeout=5)
+    with pytest.raises(NatsStartError, match="not running"):
+        sc.start()
+    assert sc.pid("eu") is None and sc.pid("us") is None
+
+
+def test_regions_are_checked() -> None:
+    with pytest.raises(ValueError):
+        NatsSupercluster("/nonexistent", ("eu", "eu"))
+    with pytest.raises(UnknownRegionError):
+        NatsSupercluster("/nonexistent", ("eu", "mars"))

@@ -73,8 +73,8 @@ def test_unknown_names_and_kinds_fail_clearly() -> None:
         build("stt", ProviderConfig(tenant={"stt": {"provider": "whisper"}}))
     with pytest.raises(ProviderConfigError, match="unknown provider kind 'payments'"):
         build("payments")
-    with pytest.raises(ProviderConfigError, match="no llm provider configured"):
-        build("llm")
+    with pytest.raises(ProviderConfigError, match="no voice_cloner provider configured"):
+        build("voice_cloner")
     with pytest.raises(ProviderConfigError, match="bad options for tts provider 'espeak'"):
         build("tts", ProviderConfig(tenant={"tts": {"options": {"colour": "blue"}}}))
     with pytest.raises(ProviderConfigError, match="must be a mapping"):
