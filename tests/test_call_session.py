@@ -226,3 +226,17 @@ def test_asking_for_a_human_with_no_one_to_transfer_to_ends_politely() -> None:
     session, phone = asyncio.run(run())
     assert phone.closed == "transfer_unavailable"
     assert session.history[-1] == Message("assistant", CallConfig().no_transfer_text)
+
+
+def test_the_maximum_call_length_ends_the_call_politely() -> None:
+    async def run() -> tuple[CallSession, Phone]:
+        phone = Phone()
+        session = make_session(phone, max_call_s=2.0, reprompt_after_s=60.0)
+        seq = await start(session, phone)
+        await wait_for(lambda: phone.closed is not None, 10, session, seq)
+        await session.stop()
+        return session, phone
+
+    session, phone = asyncio.run(run())
+    assert phone.closed == "max_duration"
+    assert session.history[-1] == Message("assistant", CallConfig().max_call_text)
