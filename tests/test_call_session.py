@@ -31,6 +31,22 @@ async def start(session: CallSession, phone: Phone) -> int:
     return await wait_for(lambda: phone.count("mark") >= 1 and not session.playout.speaking, 5, session)
 
 
+def call_until_hung_up(caller_says: str | None, **session_kwargs: Any) -> tuple[CallSession, Phone]:
+    """A call in which the caller says one line (or nothing) and then waits for the agent to end it."""
+
+    async def run() -> tuple[CallSession, Phone]:
+        phone = Phone()
+        session = make_session(phone, **session_kwargs)
+        seq = await start(session, phone)
+        if caller_says:
+            seq = await stream(session, speech_frames(caller_says), seq)
+        await wait_for(lambda: phone.closed is not None, 15, session, seq)
+        await session.stop()
+        return session, phone
+
+    return asyncio.run(run())
+
+
 def test_a_turn_gets_a_reply_with_every_stage_timed() -> None:
     async def run() -> CallSession:
         phone = Phone()
@@ -74,15 +90,7 @@ def test_barge_in_clears_audio_and_keeps_only_what_was_heard() -> None:
 
 
 def test_silence_reprompts_then_says_goodbye_and_hangs_up() -> None:
-    async def run() -> tuple[CallSession, Phone]:
-        phone = Phone()
-        session = make_session(phone, reprompt_after_s=1.0, reprompt_text="Still there?")
-        seq = await start(session, phone)
-        await wait_for(lambda: phone.closed is not None, 15, session, seq)
-        await session.stop()
-        return session, phone
-
-    session, phone = asyncio.run(run())
+    session, phone = call_until_hung_up(None, reprompt_after_s=1.0, reprompt_text="Still there?")
     assert phone.closed == "silence"
     said = [m.content for m in session.history if m.role == "assistant"]
     assert said[-1] == CallConfig().silence_goodbye_text
@@ -142,16 +150,7 @@ class HungLlm:
 
 
 def test_a_hung_provider_gets_an_apology_instead_of_silence() -> None:
-    async def run() -> tuple[CallSession, Phone]:
-        phone = Phone()
-        session = make_session(phone, llm=HungLlm(), first_audio_deadline_s=1.0)
-        seq = await start(session, phone)
-        seq = await stream(session, speech_frames("Hello, is anybody there?"), seq)
-        await wait_for(lambda: phone.closed is not None, 10, session, seq)
-        await session.stop()
-        return session, phone
-
-    session, phone = asyncio.run(run())
+    session, phone = call_until_hung_up("Hello, is anybody there?", llm=HungLlm(), first_audio_deadline_s=1.0)
     assert phone.closed == "provider_failure"
     assert session.history[-1] == Message("assistant", CallConfig().apology_text)
 
@@ -213,30 +212,13 @@ def test_transfer_to_a_human_goes_through_twilio_rest() -> None:
 
 
 def test_asking_for_a_human_with_no_one_to_transfer_to_ends_politely() -> None:
-    async def run() -> tuple[CallSession, Phone]:
-        phone = Phone()
-        session = make_session(phone, stt_lines=["a human please"],
-                               llm=InstantLlm(tool_on={"human": "transfer_to_human"}))
-        seq = await start(session, phone)
-        seq = await stream(session, speech_frames("Can I talk to a human please?"), seq)
-        await wait_for(lambda: phone.closed is not None, 10, session, seq)
-        await session.stop()
-        return session, phone
-
-    session, phone = asyncio.run(run())
+    session, phone = call_until_hung_up("Can I talk to a human please?", stt_lines=["a human please"],
+                                        llm=InstantLlm(tool_on={"human": "transfer_to_human"}))
     assert phone.closed == "transfer_unavailable"
     assert session.history[-1] == Message("assistant", CallConfig().no_transfer_text)
 
 
 def test_the_maximum_call_length_ends_the_call_politely() -> None:
-    async def run() -> tuple[CallSession, Phone]:
-        phone = Phone()
-        session = make_session(phone, max_call_s=2.0, reprompt_after_s=60.0)
-        seq = await start(session, phone)
-        await wait_for(lambda: phone.closed is not None, 10, session, seq)
-        await session.stop()
-        return session, phone
-
-    session, phone = asyncio.run(run())
+    session, phone = call_until_hung_up(None, max_call_s=2.0, reprompt_after_s=60.0)
     assert phone.closed == "max_duration"
     assert session.history[-1] == Message("assistant", CallConfig().max_call_text)
