@@ -222,3 +222,51 @@ def test_the_maximum_call_length_ends_the_call_politely() -> None:
     session, phone = call_until_hung_up(None, max_call_s=2.0, reprompt_after_s=60.0)
     assert phone.closed == "max_duration"
     assert session.history[-1] == Message("assistant", CallConfig().max_call_text)
+
+
+class BookingTools:
+    """One mutating tool that records how it was called."""
+
+    confirms_mutations = False
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any], bool]] = []
+
+    def specs(self) -> Sequence[ToolSpec]:
+        return (ToolSpec("create_booking", "Book an appointment."),)
+
+    def is_mutating(self, name: str) -> bool:
+        return name == "create_booking"
+
+    async def call(self, name: str, arguments: dict[str, Any], *, confirmed: bool = False) -> dict[str, Any]:
+        self.calls.append((name, arguments, confirmed))
+        return {"ok": True, "booking_id": "BK1"}
+
+
+def test_a_model_cannot_book_without_the_callers_yes() -> None:
+    tools = BookingTools()
+    lines = ["book me in", "no", "book me in", "yes please"]
+
+    async def run() -> CallSession:
+        phone = Phone()
+        cfg = CallConfig(disclosure="Hi.")
+        llm = InstantLlm(tool_on={"book": "create_booking"})
+        session = CallSession(cfg, stt=InstantStt(lines), llm=llm, tts=InstantTts(), tools=tools,
+                              chunker_factory=SentenceChunker, transport=phone)
+        phone.session = session
+        seq = await start(session, phone)
+        spoken = ["Book me in for Tuesday.", "No.", "Book me in for Tuesday.", "Yes, please."]
+        for i, said in enumerate(spoken):
+            seq = await stream(session, speech_frames(said), seq)
+            answered = lambda i=i: len(session.turns) > i and not session._agent_busy()  # noqa: E731
+            seq = await wait_for(answered, 10, session, seq)
+        await session.stop()
+        return session
+
+    session = asyncio.run(run())
+    assert [t.caller_text for t in session.turns] == lines
+    assert tools.calls == [("create_booking", {}, True)], "run once, and only after the yes"
+    said = [m.content for m in session.history if m.role == "assistant"]
+    assert sum(text.startswith("Just to confirm: create booking") for text in said) == 2
+    results = [m.content for m in session.history if m.role == "tool"]
+    assert any("caller_declined" in r for r in results) and any("BK1" in r for r in results)

@@ -16,6 +16,7 @@ from contextlib import aclosing
 from typing import Any, Protocol
 
 import media_core
+from cells.call.confirmation import ConfirmationGate
 from cells.call.playout import Playout
 from cells.call.timeline import TurnTiming
 from cells.providers.base import LlmProvider, Message, TextDelta, ToolCall, ToolSpec, TtsProvider
@@ -27,8 +28,14 @@ CALL_CONTROL_TOOLS = frozenset({"transfer_to_human", "end_call"})
 
 
 class ToolBox(Protocol):
+    # True when the dialogue provider asks for and checks the caller's yes itself (a rule-based
+    # policy); otherwise the call loop's confirmation gate does it.
+    confirms_mutations: bool
+
     def specs(self) -> Sequence[ToolSpec]: ...
-    async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]: ...
+    def is_mutating(self, name: str) -> bool: ...
+    async def call(self, name: str, arguments: dict[str, Any], *,
+                   confirmed: bool = False) -> dict[str, Any]: ...
 
 
 class Chunker(Protocol):
@@ -74,6 +81,7 @@ class Reply:
         clock: Callable[[], float],
         on_control: Callable[[ToolCall], Awaitable[dict[str, Any]]],
         emit: Callable[[str, dict[str, Any]], None],
+        gate: ConfirmationGate,
         max_rounds: int = 4,
     ) -> None:
         self.llm = llm
@@ -85,18 +93,45 @@ class Reply:
         self.clock = clock
         self.on_control = on_control
         self.emit = emit
+        self.gate = gate
         self.max_rounds = max_rounds
 
     async def run(self) -> None:
+        if self.gate.held is not None:
+            caller = self.history[-1].content if self.history else ""
+            again = await self.gate.resolve(caller, self.history, self._confirmed_call)
+            if again is not None:
+                await self._say_own(again)
+                return
         for _ in range(self.max_rounds):
             text, calls = await self._round()
             self.history.append(Message("assistant", text, tool_calls=tuple(calls)))
             self.timing.agent_text = (self.timing.agent_text + " " + text).strip()
             if not calls:
                 return
+            readback = None
             for call in calls:
-                result = await self._run_tool(call)
+                if self.tools.is_mutating(call.name) and not self.tools.confirms_mutations:
+                    result, readback = self.gate.hold(call)
+                    self.emit("tool_held", {"name": call.name, "arguments": call.arguments})
+                else:
+                    result = await self._run_tool(call)
                 self.history.append(Message("tool", json.dumps(result), tool_call_id=call.id))
+            if readback is not None:
+                await self._say_own(readback)
+                return
+
+    async def _say_own(self, text: str) -> None:
+        """Words of the call loop's own (read-backs), spoken and kept in the history."""
+        await self.speaker.say(text, self.timing, self.clock)
+        self.history.append(Message("assistant", text))
+        self.timing.agent_text = (self.timing.agent_text + " " + text).strip()
+
+    async def _confirmed_call(self, call: ToolCall) -> dict[str, Any]:
+        self.emit("tool_call", {"name": call.name, "arguments": call.arguments, "confirmed": True})
+        result = await self.tools.call(call.name, call.arguments, confirmed=True)
+        self.emit("tool_result", {"name": call.name, "result": result})
+        return result
 
     async def _round(self) -> tuple[str, list[ToolCall]]:
         chunker = self.chunker_factory()
@@ -122,7 +157,7 @@ class Reply:
         if call.name in CALL_CONTROL_TOOLS:
             return await self.on_control(call)
         try:
-            result = await self.tools.call(call.name, call.arguments)
+            result = await self.tools.call(call.name, call.arguments, confirmed=self.tools.confirms_mutations)
         except Exception as exc:  # a failing tool must not end the call; the dialogue hears the error
             log.warning("tool %s failed: %s", call.name, exc)
             result = {"ok": False, "error": str(exc)}

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import media_core
+from cells.call.confirmation import ConfirmationGate
 from cells.call.endpointing import Endpointer, EndpointingConfig
 from cells.call.playout import Playout
 from cells.call.reply import Chunker, Reply, Speaker, ToolBox
@@ -98,6 +99,7 @@ class CallSession:
             self.history.append(Message("system", config.system_prompt))
         self.turns: list[TurnTiming] = []
         self.endpointer = Endpointer(config.endpointing)
+        self.gate = ConfirmationGate()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._reply: asyncio.Task[None] | None = None
@@ -302,7 +304,7 @@ class CallSession:
         self.playout.reset_turn()
         self.playout.on_first_frame = lambda at: timing.mark("first_frame_sent", at)
         reply = Reply(self.llm, self.tools, self.speaker, self.chunker_factory, self.history, timing,
-                      self.clock, self._control, self.emit)
+                      self.clock, self._control, self.emit, self.gate)
         self._start_reply(reply.run())
         self._spawn(self._reply_deadline(timing, self._reply))
 

@@ -22,8 +22,9 @@ from cells.tools.calendar import Calendar, CalendarTools
 
 
 class AgentTools:
-    """The agent's tools as the call loop sees them. Mutating tools run only when the dialogue
-    provider vouches that it asked for and got the caller's confirmation (a code gate)."""
+    """The agent's tools as the call loop sees them. A mutating tool runs with `confirmed=True`
+    only when the dialogue provider vouches for its own confirmation step (a rule-based policy)
+    or after the call loop's confirmation gate heard the caller's yes."""
 
     def __init__(self, registry_: ToolRegistry, confirms_mutations: bool) -> None:
         self.registry = registry_
@@ -32,8 +33,11 @@ class AgentTools:
     def specs(self) -> Sequence[ToolSpec]:
         return self.registry.specs()
 
-    async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        return await self.registry.call(name, arguments, confirmed=self.confirms_mutations)
+    def is_mutating(self, name: str) -> bool:
+        return self.registry.is_mutating(name)
+
+    async def call(self, name: str, arguments: dict[str, Any], *, confirmed: bool = False) -> dict[str, Any]:
+        return await self.registry.call(name, arguments, confirmed=confirmed)
 
 
 @dataclass

@@ -77,8 +77,13 @@ class InstantTts:
 
 
 class NoTools:
+    confirms_mutations = False
+
     def specs(self) -> Sequence[ToolSpec]:
         return ()
 
-    async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    def is_mutating(self, name: str) -> bool:
+        return False
+
+    async def call(self, name: str, arguments: dict[str, Any], *, confirmed: bool = False) -> dict[str, Any]:
         raise KeyError(name)

@@ -1,0 +1,73 @@
+"""A deterministic confirmation gate for tools that change data (bookings, payments).
+
+A dialogue provider that cannot vouch for its own confirmation step (any real LLM) does not
+get to run a mutating tool on its say-so: the call loop holds the call, reads its details back
+to the caller and runs it only after a clear yes on the next turn. The decision is code, not a
+prompt, so a model that skips the question cannot book anything.
+
+In the message history the held call is answered at once (OpenAI's convention needs a tool
+message right after the assistant's tool call) with `awaiting_caller_confirmation`; after the
+caller's answer the gate adds the real call and its result, so the model sees what happened.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cells.dialogue.intents import yes_no
+from cells.dialogue.spoken import tokenize
+from cells.providers.base import Message, ToolCall
+
+MAX_UNCLEAR = 2  # unclear answers before the held call is dropped
+
+
+def describe(call: ToolCall) -> str:
+    """A spoken read-back of a tool call: its name and arguments in plain words."""
+    action = call.name.replace("_", " ")
+    details = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in call.arguments.items()
+                        if v not in (None, ""))
+    return f"Just to confirm: {action}" + (f", {details}" if details else "") + ". Shall I go ahead?"
+
+
+@dataclass
+class Held:
+    call: ToolCall
+    readback: str
+    unclear: int = 0
+
+
+class ConfirmationGate:
+    def __init__(self) -> None:
+        self.held: Held | None = None
+        self._ids = itertools.count(1)
+
+    def hold(self, call: ToolCall) -> tuple[dict[str, Any], str]:
+        """Holds a mutating call; returns the tool result to record now and the text to say."""
+        self.held = Held(call, describe(call))
+        result = {"ok": False, "status": "awaiting_caller_confirmation", "readback": self.held.readback}
+        return result, self.held.readback
+
+    async def resolve(self, caller_text: str, history: list[Message],
+                      run: Callable[[ToolCall], Awaitable[dict[str, Any]]]) -> str | None:
+        """Handles the caller's answer to a read-back. Returns text to say instead of a dialogue
+        reply (an unclear answer gets the question again), or None when the dialogue goes on."""
+        held = self.held
+        if held is None:
+            return None
+        answer = yes_no(tokenize(caller_text))
+        if answer is None and held.unclear < MAX_UNCLEAR:
+            held.unclear += 1
+            return "Sorry, I need a yes or a no. " + held.readback
+        self.held = None
+        call = ToolCall(f"confirmed-{next(self._ids)}", held.call.name, held.call.arguments)
+        history.append(Message("assistant", "", tool_calls=(call,)))
+        if answer == "yes":
+            result = await run(call)
+        else:
+            result = {"ok": False, "status": "caller_declined" if answer == "no" else "no_clear_answer"}
+        history.append(Message("tool", json.dumps(result), tool_call_id=call.id))
+        return None
