@@ -1,36 +1,35 @@
 """Embedded streaming STT on PocketSphinx 5 (the PyPI wheel ships the US English model), with a domain LM.
 
-Each stream holds one decoder. Audio is decoded as it arrives (`process_raw`) on a worker thread so the
-event loop never blocks; partial hypotheses are emitted when they change, and a final one when the frame
-stream carries an `EndOfTurn` (the call loop's VAD said the caller stopped) or ends. Decoders are built
-fresh per stream (spares are built ahead) so that each call starts from the same state.
+Each stream holds one decoder, in one of a few decoder processes (`decoder_pool`): PocketSphinx holds the
+GIL while it loads and decodes, which on threads stalled the event loop that paces every call's audio.
+Audio is decoded as it arrives; partial hypotheses are emitted when they change, and a final one when the
+frame stream carries an `EndOfTurn` (the call loop's VAD said the caller stopped) or ends. Decoders are
+built fresh per stream (spares are built ahead, in the decoder processes) so that each call starts from the
+same state.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pocketsphinx
 
 from cells.providers.base import EndOfTurn, Frame, ProviderConfigError, Transcript
 from cells.providers.stt import domain_lm
+from cells.providers.stt.decoder_pool import DecoderStream, shared_pool
+from cells.providers.stt.decoder_process import new_decoder
 from cells.providers.stt.domain_lm import Domain, build_domain_lm
 
 SAMPLE_RATE = 16000  # the shipped acoustic model's rate
-_FRAME_MS = 10  # the decoder's frame shift
-_NON_WORDS = ("<s>", "</s>", "<sil>")
 # Cepstral-mean prior for narrowband (telephone) speech upsampled to 16 kHz. The model's default assumes
 # wideband audio; live CMN then needs a whole utterance to adapt and the caller's first turn is lost. The
 # leading coefficients are set by the channel's band limit and vary little between speakers. Measured on
@@ -42,10 +41,6 @@ TELEPHONE_CMN = "53,22,-26,42,-30,9,-2,-16,2,-15,10,-8,0"
 # the tracker subtracts from speech onsets and the first word of short answers ("thursday", "five five
 # five ...") is lost. Without it, domain WER on caller answers fell from 51% to 47% (evals/stt/bench.py).
 TELEPHONE_FRONT_END = {"remove_noise": "no"}
-_T = TypeVar("_T")
-
-_EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
-                                                  thread_name_prefix="pocketsphinx")
 _LM_LOCK = threading.Lock()
 
 
@@ -114,7 +109,10 @@ class PocketsphinxStt:
                  partial_interval_ms: int = 100, language_weight: float | None = None,
                  cmn_prior: str | None = TELEPHONE_CMN, spares: int = 1,
                  cache_dir: str | None = None, front_end: dict[str, str] | None = None) -> None:
-        """`front_end`: feat.params overrides (None: TELEPHONE_FRONT_END, {}: the model as shipped)."""
+        """`front_end`: feat.params overrides (None: TELEPHONE_FRONT_END, {}: the model as shipped).
+
+        `spares`: decoders each decoder process builds ahead for this configuration.
+        """
         self.domain = domain
         self.partial_interval_ms = partial_interval_ms
         self.cmn_prior = cmn_prior  # None: the model's wideband default
@@ -130,10 +128,12 @@ class PocketsphinxStt:
         self._options = options
         # Decoders are not reused: PocketSphinx keeps adaptation state (live CMN history) across
         # utterances that set_cmn does not fully reset, and one call must not colour the next. A domain
-        # decoder loads in tens of milliseconds (the generic one in hundreds); spares hide that.
+        # decoder loads in tens of milliseconds (the generic one in hundreds); spares hide that. The key
+        # lets a decoder process keep spares for several configurations (agents) apart.
         self.spares = spares
-        self._spares: list[pocketsphinx.Decoder] = []
-        self._spare_lock = threading.Lock()
+        key = hashlib.sha256(json.dumps([options, cmn_prior], sort_keys=True).encode()).hexdigest()[:16]
+        self._spec: dict[str, Any] = {"key": key, "options": options, "cmn_prior": cmn_prior,
+                                      "spares": spares, "partial_interval_ms": partial_interval_ms}
 
     @classmethod
     def from_options(cls, domain: Domain | dict[str, Any] | None = None, **options: Any) -> PocketsphinxStt:
@@ -147,97 +147,31 @@ class PocketsphinxStt:
         return cls(domain, **options)
 
     def _new_decoder(self) -> pocketsphinx.Decoder:
-        decoder = pocketsphinx.Decoder(**self._options)
-        if self.cmn_prior is not None:
-            decoder.set_cmn(self.cmn_prior)
-        return decoder
-
-    def _acquire(self) -> pocketsphinx.Decoder:
-        with self._spare_lock:
-            if self._spares:
-                return self._spares.pop()
-        return self._new_decoder()
-
-    def _add_spare(self) -> None:
-        with self._spare_lock:
-            if len(self._spares) >= self.spares:
-                return
-        decoder = self._new_decoder()
-        with self._spare_lock:
-            if len(self._spares) < self.spares:
-                self._spares.append(decoder)
+        """A decoder with this provider's settings, in this process (for inspection; streams use the pool)."""
+        return new_decoder(self._options, self.cmn_prior)
 
     async def warm_up(self) -> None:
-        """Builds the spare decoders ahead of calls, so no stream pays for loading."""
-        await asyncio.gather(*(_run(self._add_spare) for _ in range(self.spares)))
+        """Starts the decoder processes and builds the spare decoders ahead of calls."""
+        await shared_pool().warm(self._spec)
 
     async def stream(self, frames: AsyncIterator[Frame]) -> AsyncIterator[Transcript]:
-        turn = _Turn(await _run(self._acquire), self.partial_interval_ms)
+        """Raises ProviderError if the decoder process serving this stream dies or fails."""
+        decoder: DecoderStream = await shared_pool().open(self._spec)
+        is_open = False  # an utterance has audio that no final has closed yet
         try:
             async for item in frames:
                 if isinstance(item, EndOfTurn):
-                    yield await _run(turn.finish)
+                    is_open = False
+                    yield Transcript(*await decoder.finish())
                     continue
-                partial = await _run(turn.feed, item)
+                pcm = np.ascontiguousarray(item, dtype="<i2")
+                is_open = True  # the decoder starts an utterance on any audio frame, even an empty one
+                partial = await decoder.feed(pcm.tobytes())
                 if partial is not None:
-                    yield partial
-            if turn.open:
-                yield await _run(turn.finish)
+                    yield Transcript(*partial)
+            if is_open:
+                yield Transcript(*await decoder.finish())
         finally:
-            # The used decoder is dropped (a worker may still be inside it if we were cancelled); a fresh
-            # spare replaces it off the event loop.
-            _EXECUTOR.submit(self._add_spare)
-
-
-async def _run(fn: Callable[..., _T], *args: Any) -> _T:
-    return await asyncio.wrap_future(_EXECUTOR.submit(fn, *args))
-
-
-class _Turn:
-    """Decoder state of one stream; only ever used by one worker thread at a time."""
-
-    def __init__(self, decoder: pocketsphinx.Decoder, partial_interval_ms: int) -> None:
-        self.decoder = decoder
-        self.open = False
-        self._partial_samples = SAMPLE_RATE * partial_interval_ms // 1000
-        self._samples = 0  # stream position
-        self._utt_start = 0  # stream position where the open utterance began
-        self._since_partial = 0
-        self._last_partial = ""
-
-    def feed(self, pcm: np.ndarray) -> Transcript | None:
-        pcm = np.ascontiguousarray(pcm, dtype=np.int16)
-        if not self.open:
-            self.decoder.start_utt()
-            self.open, self._utt_start, self._last_partial, self._since_partial = True, self._samples, "", 0
-        self.decoder.process_raw(pcm.tobytes(), False, False)
-        self._samples += len(pcm)
-        self._since_partial += len(pcm)
-        if self._since_partial < self._partial_samples:
-            return None
-        self._since_partial = 0
-        hyp = self.decoder.hyp()
-        text = hyp.hypstr if hyp is not None else ""
-        if not text or text == self._last_partial:
-            return None
-        self._last_partial = text
-        return Transcript(text, False, self._ms(self._utt_start), self._ms(self._samples))
-
-    def finish(self) -> Transcript:
-        if not self.open:  # end of turn without audio since the last final
-            now = self._ms(self._samples)
-            return Transcript("", True, now, now, None)
-        self.decoder.end_utt()
-        self.open = False
-        hyp = self.decoder.hyp()
-        text = hyp.hypstr if hyp is not None else ""
-        words = [s for s in self.decoder.seg() if s.word not in _NON_WORDS and not s.word.startswith("[")]
-        base = self._ms(self._utt_start)
-        start = base + words[0].start_frame * _FRAME_MS if words else base
-        end = base + (words[-1].end_frame + 1) * _FRAME_MS if words else self._ms(self._samples)
-        confidence = self.decoder.get_logmath().exp(hyp.prob) if hyp is not None and text else None
-        return Transcript(text, True, start, end, confidence)
-
-    @staticmethod
-    def _ms(samples: int) -> float:
-        return 1000.0 * samples / SAMPLE_RATE
+            # The process drops the decoder (also when we were cancelled with a request in flight: its
+            # late reply is discarded) and builds a spare in its idle time.
+            decoder.close()
