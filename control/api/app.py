@@ -1,0 +1,52 @@
+"""`create_control_app(settings)`: the Quart app of one cell's control API.
+
+The app owns its database engine, created when serving starts, because asyncpg connections belong
+to the event loop that opened them and the server (granian, hypercorn, a test client) picks the loop.
+"""
+
+from __future__ import annotations
+
+from quart import Quart, Response
+
+from control.api.openapi import build_document
+from control.api.problems import install_error_handlers
+from control.api.ratelimit import TokenBuckets
+from control.api.routes import BLUEPRINTS
+from control.api.routes.common import json_response
+from control.api.settings import ControlSettings
+from control.api.state import EXTENSION_KEY, ApiState
+from control.db.session import create_engine, session_factory
+
+
+def create_control_app(settings: ControlSettings) -> Quart:
+    app = Quart(__name__, static_folder=None)
+    # Quart answers 413 itself once a body passes this size, before any handler reads it.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    state = ApiState(settings, TokenBuckets(settings.rate_per_second, settings.rate_burst))
+    app.extensions[EXTENSION_KEY] = state
+    install_error_handlers(app)
+    for bp in BLUEPRINTS:
+        app.register_blueprint(bp)
+
+    @app.before_serving
+    async def _open_database() -> None:
+        state.engine = create_engine(settings.database_url)
+        state.sessions = session_factory(state.engine)
+
+    @app.after_serving
+    async def _close_database() -> None:
+        if state.engine is not None:
+            await state.engine.dispose()
+        state.engine = state.sessions = None
+
+    document = build_document(server_url=settings.cells.get(settings.region))
+
+    @app.get("/openapi.json")
+    async def openapi() -> Response:
+        return json_response(document)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "ok", "region": settings.region})
+
+    return app

@@ -1,0 +1,179 @@
+"""API tokens, roles and the `require(role)` guard every tenant route goes through.
+
+A token reads `as_<region>_<43 url-safe chars>` (256 random bits). Only its SHA-256 is stored: a
+token this random cannot be brute-forced from its digest, so a slow password hash buys nothing. The
+region in the token lets a cell send it to the home cell without a database lookup.
+
+The guard's order matters for "no existence leak": a token that does not belong to the tenant named
+in the path gets 404 whether or not that tenant exists, before any role check.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, ParamSpec, TypeVar
+
+from quart import g, request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control.api.problems import ApiProblem
+from control.api.ratelimit import retry_after_header
+from control.api.residency import enforce_residency, tenant_home
+from control.api.state import api_state, sessions
+from control.db.base import TOKEN_ROLES
+from control.db.models import ApiToken, Plan, Tenant
+from control.db.tenancy import TenantScope, unscoped
+from control.db.topology import REGIONS, check_region
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+ROLE_RANK: Final = {role: rank for rank, role in enumerate(reversed(TOKEN_ROLES))}  # viewer=0 .. owner=3
+_TOKEN_RE: Final = re.compile(r"^as_(" + "|".join(REGIONS) + r")_[A-Za-z0-9_-]{43}$")
+PREFIX_LEN: Final = 12
+
+
+@dataclass(frozen=True, slots=True)
+class AuthContext:
+    token_id: uuid.UUID
+    role: str
+    scope: TenantScope
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        return self.scope.tenant_id
+
+
+def new_token(region: str) -> tuple[str, bytes, str]:
+    """A fresh token for `region`: (plaintext shown once, stored digest, display prefix)."""
+    check_region(region)
+    plaintext = f"as_{region}_{secrets.token_urlsafe(32)}"
+    return plaintext, hash_token(plaintext), plaintext[:PREFIX_LEN]
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def token_region(token: str) -> str | None:
+    m = _TOKEN_RE.match(token)
+    return m.group(1) if m else None
+
+
+def make_token_row(scope: TenantScope, role: str, *, name: str = "", ttl: timedelta | None,
+                   now: datetime | None = None) -> tuple[ApiToken, str]:
+    if role not in ROLE_RANK:
+        raise ValueError(f"unknown role {role!r}")
+    plaintext, digest, prefix = new_token(scope.region)
+    now = now or datetime.now(UTC)
+    row = scope.new(ApiToken, name=name, token_hash=digest, prefix=prefix, role=role, created_at=now,
+                    expires_at=(now + ttl) if ttl is not None else None)
+    return row, plaintext
+
+
+async def bootstrap_tenant(session: AsyncSession, name: str, region: str, *, plan: str = "starter",
+                           token_ttl: timedelta | None = None) -> tuple[Tenant, str]:
+    """Operator command: create a tenant homed in `region` and its first owner token.
+
+    There is no global admin API yet, so this is how a tenant comes to exist. The caller owns the
+    transaction (run it inside `run_transaction`). The token's plaintext is returned once, never stored.
+    """
+    check_region(region)
+    if await session.get(Plan, plan) is None:
+        session.add(Plan(id=plan, name=plan.title(), monthly_price_cents=0, included_minutes=0, limits={}))
+    tenant = Tenant(id=uuid.uuid4(), name=name, home_region=region, plan=plan,
+                    created_at=datetime.now(UTC))
+    session.add(tenant)
+    await session.flush()  # the token's (tenant_id, region) foreign key needs the tenant row first
+    token, plaintext = make_token_row(TenantScope(tenant.id, region), "owner", name="bootstrap owner",
+                                      ttl=token_ttl)
+    session.add(token)
+    await session.flush()
+    return tenant, plaintext
+
+
+async def _load_token(region: str, token: str) -> ApiToken | None:
+    digest = hash_token(token)
+    stmt = unscoped(select(ApiToken).where(ApiToken.region == region, ApiToken.token_hash == digest),
+                    "authentication: the token's tenant is not known until the token is found")
+    async with sessions()() as session:
+        row = await session.scalar(stmt)
+    # The lookup is by digest, so timing reveals nothing about the secret; the constant-time compare
+    # guards against a lookup that ever matches loosely (collation, prefix index, caching layer).
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        return None
+    return row
+
+
+def _unauthorized(detail: str) -> ApiProblem:
+    return ApiProblem(401, "Unauthorized", detail, slug="unauthorized",
+                      headers={"WWW-Authenticate": 'Bearer realm="autospeak"'})
+
+
+def _not_found() -> ApiProblem:
+    return ApiProblem(404, "Not Found", "No such resource.", slug="not-found")
+
+
+async def authenticate(tenant_id: uuid.UUID) -> AuthContext:
+    """Resolve the caller for a request on `tenant_id`, or raise 401 / 307 / 421 / 404 / 429."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("Send an API token as 'Authorization: Bearer <token>'.")
+    claimed = token_region(token)
+    if claimed is None:
+        raise _unauthorized("The token is not valid.")
+    state = api_state()
+    home = await tenant_home(tenant_id)
+    # Redirect only well-formed tokens, so that anonymous probing learns nothing about the directory.
+    # The redirect follows the tenant, never the token's region: a token of another region naming a
+    # tenant of this one would otherwise bounce between the two cells.
+    if home is not None and home != state.settings.region:
+        enforce_residency(home)
+    # A token is stored in its tenant's home region, so one minted elsewhere is not valid here.
+    row = await _load_token(state.settings.region, token) if claimed == state.settings.region else None
+    now = datetime.now(UTC)
+    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        raise _unauthorized("The token is not valid or has expired.")
+    if row.tenant_id != tenant_id:
+        raise _not_found()
+    wait = state.limiter.take(str(row.id))
+    if wait > 0:
+        raise ApiProblem(429, "Too Many Requests", "Rate limit exceeded for this token.",
+                         slug="rate-limited", headers={"Retry-After": retry_after_header(wait)})
+    return AuthContext(row.id, row.role, TenantScope(row.tenant_id, row.region))
+
+
+def require(role: str) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
+    """Guard a view whose URL has `<uuid:tenant_id>`: the caller needs at least `role` on that tenant."""
+    if role not in ROLE_RANK:
+        raise ValueError(f"unknown role {role!r}")
+
+    def decorate(view: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        @functools.wraps(view)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+            tenant_id: Any = kwargs["tenant_id"]
+            ctx = await authenticate(tenant_id)
+            if ROLE_RANK[ctx.role] < ROLE_RANK[role]:
+                raise ApiProblem(403, "Forbidden", f"This action needs the {role} role.", slug="forbidden")
+            g.auth = ctx
+            return await view(*args, **kwargs)
+
+        guarded.required_role = role  # type: ignore[attr-defined]  # read by the OpenAPI builder
+        return guarded
+
+    return decorate
+
+
+def current_auth() -> AuthContext:
+    return g.auth

@@ -1,0 +1,123 @@
+"""Agents: persona, voice, providers, tools, flows and compliance settings of one tenant."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from quart import Blueprint, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control.api.auth import current_auth, require
+from control.api.idempotency import idempotent_create
+from control.api.openapi import QueryParam, operation
+from control.api.problems import ApiProblem
+from control.api.routes.common import TENANT_PREFIX, int_query, json_response, outcome_response
+from control.api.schemas import AgentCreate, AgentList, AgentOut, AgentUpdate, parse_body
+from control.api.state import sessions
+from control.db.models import Agent
+from control.db.session import run_transaction
+from control.db.tenancy import TenantScope, scoped_delete, scoped_select
+
+bp = Blueprint("agents", __name__, url_prefix=TENANT_PREFIX)
+
+_PAGE = (QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}),
+         QueryParam("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0}))
+
+
+def _out(agent: Agent) -> dict[str, Any]:
+    return AgentOut.model_validate(agent).model_dump(mode="json")
+
+
+async def _get(session: AsyncSession, scope: TenantScope, agent_id: uuid.UUID) -> Agent:
+    # Scoped to the caller's tenant: another tenant's agent is indistinguishable from a missing one.
+    agent = await session.scalar(scoped_select(Agent, scope).where(Agent.id == agent_id))
+    if agent is None:
+        raise ApiProblem(404, "Not Found", "No such resource.", slug="not-found")
+    return agent
+
+
+@operation(bp, "POST", "/agents", summary="Create an agent", status=201, body=AgentCreate,
+           response=AgentOut, idempotent_create=True)
+@require("admin")
+async def create_agent(tenant_id: uuid.UUID) -> Response:
+    spec = await parse_body(AgentCreate)
+    scope = current_auth().scope
+    values = spec.model_dump(mode="json")
+
+    async def create(session: AsyncSession) -> tuple[int, dict[str, Any]]:
+        now = datetime.now(UTC)
+        agent = scope.new(Agent, id=uuid.uuid4(), created_at=now, updated_at=now, **values)
+        session.add(agent)
+        await session.flush()
+        return 201, _out(agent)
+
+    outcome = await idempotent_create(scope, values, create)
+    return outcome_response(outcome, location=f"/v1/tenants/{tenant_id}/agents/{outcome.body['id']}")
+
+
+@operation(bp, "GET", "/agents", summary="List agents", response=AgentList, query=_PAGE)
+@require("viewer")
+async def list_agents(tenant_id: uuid.UUID) -> Response:
+    limit = int_query("limit", 50, 1, 100)
+    offset = int_query("offset", 0, 0, 1_000_000)
+    scope = current_auth().scope
+
+    async def work(session: AsyncSession) -> AgentList:
+        stmt = scoped_select(Agent, scope).order_by(Agent.created_at, Agent.id)
+        stmt = stmt.offset(offset).limit(limit + 1)
+        rows = list(await session.scalars(stmt))
+        more = len(rows) > limit
+        return AgentList(items=[AgentOut.model_validate(a) for a in rows[:limit]],
+                         next_offset=offset + limit if more else None)
+
+    return json_response(await run_transaction(sessions(), work, scope=scope))
+
+
+@operation(bp, "GET", "/agents/<uuid:agent_id>", summary="Get an agent", response=AgentOut)
+@require("viewer")
+async def get_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
+    scope = current_auth().scope
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return _out(await _get(session, scope, agent_id))
+
+    return json_response(await run_transaction(sessions(), work, scope=scope))
+
+
+@operation(bp, "PATCH", "/agents/<uuid:agent_id>", summary="Update an agent", body=AgentUpdate,
+           response=AgentOut)
+@require("operator")
+async def update_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
+    change = (await parse_body(AgentUpdate)).model_dump(mode="json", exclude_unset=True)
+    # An explicit null would erase a required setting; "unset" is spelled by leaving the field out.
+    nulls = [name for name, value in change.items() if value is None]
+    if nulls:
+        raise ApiProblem(422, "Unprocessable content", f"{nulls[0]}: may not be null", slug="validation",
+                         errors=[{"path": n, "message": "may not be null", "code": "null"} for n in nulls])
+    scope = current_auth().scope
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        agent = await _get(session, scope, agent_id)
+        for name, value in change.items():
+            setattr(agent, name, value)
+        agent.updated_at = datetime.now(UTC)
+        await session.flush()
+        return _out(agent)
+
+    return json_response(await run_transaction(sessions(), work, scope=scope))
+
+
+@operation(bp, "DELETE", "/agents/<uuid:agent_id>", summary="Delete an agent", status=204)
+@require("admin")
+async def delete_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
+    scope = current_auth().scope
+
+    async def work(session: AsyncSession) -> int:
+        result = await session.execute(scoped_delete(Agent, scope).where(Agent.id == agent_id))
+        return result.rowcount  # type: ignore[attr-defined]
+
+    if await run_transaction(sessions(), work, scope=scope) == 0:
+        raise ApiProblem(404, "Not Found", "No such resource.", slug="not-found")
+    return Response("", status=204)

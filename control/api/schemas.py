@@ -1,0 +1,224 @@
+"""Request and response bodies, validated by pydantic v2 and exported to the OpenAPI document.
+
+Request models forbid unknown fields and run in strict mode, so a typo or a wrong type is a 422 that
+names the field instead of a silently ignored or coerced value.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from quart import request
+
+from control.api.problems import ApiProblem, field_errors, validation_problem
+
+M = TypeVar("M", bound=BaseModel)
+
+Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+Role = Literal["owner", "admin", "operator", "viewer"]
+Scalar = str | int | float | bool
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- agents -----------------------------------------------------------------------------------
+
+
+class Voice(Input):
+    provider: Slug = "espeak"
+    voice_id: str = Field(default="en-us", min_length=1, max_length=120)
+    language: str = Field(default="en-US", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    speed: float = Field(default=1.0, ge=0.5, le=2.0)
+
+
+class ProviderRef(Input):
+    name: Slug
+    model: str | None = Field(default=None, max_length=120)
+    options: dict[Slug, Scalar] = Field(default_factory=dict, max_length=32)
+
+
+class Providers(Input):
+    stt: ProviderRef | None = None
+    llm: ProviderRef | None = None
+    tts: ProviderRef | None = None
+
+
+class Tool(Input):
+    name: Slug
+    description: str = Field(default="", max_length=1000)
+    # A JSON Schema for the tool's arguments, handed to the LLM as is.
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    requires_confirmation: bool = False
+
+
+class FlowState(Input):
+    prompt: str = Field(max_length=4000)
+    next: list[Slug] = Field(default_factory=list, max_length=16)
+
+
+class Flow(Input):
+    start: Slug
+    states: dict[Slug, FlowState] = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _states_connect(self) -> Flow:
+        # A flow that names a state it does not define would strand the call mid-conversation.
+        missing = {self.start} | {n for s in self.states.values() for n in s.next}
+        missing -= set(self.states)
+        if missing:
+            raise ValueError(f"undefined states: {sorted(missing)}")
+        return self
+
+
+class Compliance(Input):
+    ai_disclosure: bool = True
+    disclosure_text: str | None = Field(default=None, max_length=500)
+    record_calls: bool = False
+    recording_consent_required: bool = True
+    redact_pii: bool = True
+    retention_days: int = Field(default=90, ge=1, le=3650)
+
+
+Vertical = Literal["reception", "recruit", "stay"]
+
+
+class AgentCreate(Input):
+    name: str = Field(min_length=1, max_length=200)
+    vertical: Vertical = "reception"
+    persona: str = Field(default="", max_length=20000)
+    voice: Voice = Field(default_factory=Voice)
+    providers: Providers = Field(default_factory=Providers)
+    tools: list[Tool] = Field(default_factory=list, max_length=32)
+    flows: dict[Slug, Flow] = Field(default_factory=dict, max_length=16)
+    compliance: Compliance = Field(default_factory=Compliance)
+
+
+class AgentUpdate(Input):
+    """Partial update: each field given replaces the stored one whole."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    vertical: Vertical | None = None
+    persona: str | None = Field(default=None, max_length=20000)
+    voice: Voice | None = None
+    providers: Providers | None = None
+    tools: list[Tool] | None = Field(default=None, max_length=32)
+    flows: dict[Slug, Flow] | None = Field(default=None, max_length=16)
+    compliance: Compliance | None = None
+
+
+class AgentOut(Output):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    region: str
+    name: str
+    vertical: str
+    persona: str
+    voice: dict[str, Any]
+    providers: dict[str, Any]
+    tools: list[Any]
+    flows: dict[str, Any]
+    compliance: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentList(Output):
+    items: list[AgentOut]
+    next_offset: int | None
+
+
+# --- tenants and tokens -----------------------------------------------------------------------
+
+
+class TenantOut(Output):
+    id: uuid.UUID
+    name: str
+    home_region: str
+    plan: str
+    created_at: datetime
+
+
+class TenantUpdate(Input):
+    # home_region is deliberately absent: a tenant's region is fixed at creation (residency).
+    name: str = Field(min_length=1, max_length=200)
+
+
+class TokenCreate(Input):
+    name: str = Field(default="", max_length=120)
+    role: Role
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class TokenOut(Output):
+    id: uuid.UUID
+    name: str
+    role: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The secret, shown only in this response.")
+
+
+class TokenList(Output):
+    items: list[TokenOut]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+async def parse_body(model: type[M]) -> M:
+    """The request's JSON body as `model`: 415 if not JSON, 400 if malformed, 422 if invalid."""
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise ApiProblem(415, "Unsupported Media Type", "Send the body as application/json.",
+                         slug="unsupported-media-type")
+    raw = await request.get_data(as_text=False)  # raises 413 beyond MAX_CONTENT_LENGTH
+    try:
+        parsed = model.model_validate_json(raw)
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors(include_url=False, include_input=False)):
+            raise ApiProblem(400, "Bad Request", "The body is not valid JSON.",
+                             slug="malformed-json") from None
+        raise validation_problem(field_errors(exc)) from None
+    # PostgreSQL text and JSONB cannot hold U+0000; refuse it here rather than fail in the database.
+    bad = list(_nul_paths(parsed.model_dump(mode="json"), ""))
+    if bad:
+        raise validation_problem({"path": p or "(body)", "message": "U+0000 is not allowed in text",
+                                  "code": "nul_character"} for p in bad[:10])
+    return parsed
+
+
+def _nul_paths(value: Any, path: str) -> Iterator[str]:
+    if isinstance(value, str):
+        if "\x00" in value:
+            yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                yield sub
+            yield from _nul_paths(item, sub)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _nul_paths(item, f"{path}.{i}" if path else str(i))

@@ -1,0 +1,32 @@
+"""What a cell's control API needs to know about itself and its neighbours."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from regions.catalogue import get_region
+from regions.residency import cell_directory
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    region: str
+    """The cell's own region: the only region whose tenants it serves."""
+    database_url: str
+    cells: Mapping[str, str] = field(default_factory=dict)
+    """Region code -> base URL of that region's control API, for residency redirects."""
+    redirect_cross_region: bool = True
+    """False: answer 421 instead of redirecting (for deployments that must not reveal other cells)."""
+    max_body_bytes: int = 64 * 1024
+    rate_per_second: float = 20.0
+    rate_burst: int = 40
+    idempotency_ttl: timedelta = timedelta(hours=24)
+    default_token_ttl: timedelta = timedelta(days=90)
+
+    def __post_init__(self) -> None:
+        get_region(self.region)
+        object.__setattr__(self, "cells", cell_directory(self.cells))
+        if self.max_body_bytes < 1 or self.rate_per_second <= 0 or self.rate_burst < 1:
+            raise ValueError("body limit and rate limits must be positive")
