@@ -180,7 +180,6 @@ def main(script: str = "booking", data_dir: Path | None = None, base_url: str | 
         with embedded_worker(data_dir, token) as url:
             print(f"Calling {url} as Twilio would; the caller speaks in real time ...", flush=True)
             report = asyncio.run(run_call(url, token, script, data_dir))
-    pcm = media_core.ulaw_decode(media_core.ulaw_encode(np.zeros(0, np.int16)))
     with wave.open(str(data_dir / f"{report['call_sid']}-agent.wav"), "rb") as w:
         pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16)
     heard = asyncio.run(transcribe([a for _, a in agent_utterances(pcm)]))
