@@ -9,6 +9,7 @@ call), which both the local policy and real LLMs read.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -58,13 +59,17 @@ class Speaker:
         if not text.strip():
             return
         segment = self.playout.begin_segment(text)
-        async with aclosing(self.tts.synthesize(text, self.voice_id)) as chunks:
-            async for chunk in chunks:
-                if timing is not None and clock is not None:
-                    timing.mark("first_tts_audio", clock())
-                self.playout.add_frames(segment, self.outbound.push(chunk.pcm))
-        self.playout.add_frames(segment, self.outbound.flush())
-        self.playout.end_segment(segment)
+        try:
+            async with aclosing(self.tts.synthesize(text, self.voice_id)) as chunks:
+                async for chunk in chunks:
+                    if timing is not None and clock is not None:
+                        timing.mark("first_tts_audio", clock())
+                    self.playout.add_frames(segment, self.outbound.push(chunk.pcm))
+            self.playout.add_frames(segment, self.outbound.flush())
+        finally:
+            # A segment left open would keep the agent "speaking" for ever; end it with whatever
+            # audio it got, even when TTS failed or the reply was cancelled.
+            self.playout.end_segment(segment)
 
 
 class Reply:
@@ -110,13 +115,26 @@ class Reply:
             if not calls:
                 return
             readback = None
-            for call in calls:
-                if self.tools.is_mutating(call.name) and not self.tools.confirms_mutations:
-                    result, readback = self.gate.hold(call)
-                    self.emit("tool_held", {"name": call.name, "arguments": call.arguments})
-                else:
-                    result = await self._run_tool(call)
-                self.history.append(Message("tool", json.dumps(result), tool_call_id=call.id))
+            answered = 0
+            try:
+                for call in calls:
+                    if self.tools.is_mutating(call.name) and not self.tools.confirms_mutations:
+                        if readback is None:
+                            result, readback = self.gate.hold(call)
+                            self.emit("tool_held", {"name": call.name})
+                        else:  # one confirmation at a time, or the first would be lost
+                            result = {"ok": False, "status": "one_change_at_a_time"}
+                    else:
+                        result = await self._run_tool(call)
+                    self.history.append(Message("tool", json.dumps(result), tool_call_id=call.id))
+                    answered += 1
+            except asyncio.CancelledError:
+                # Every tool call in the history needs its answer, or OpenAI-style APIs refuse
+                # the next request.
+                for call in calls[answered:]:
+                    interrupted = {"ok": False, "status": "interrupted"}
+                    self.history.append(Message("tool", json.dumps(interrupted), tool_call_id=call.id))
+                raise
             if readback is not None:
                 await self._say_own(readback)
                 return

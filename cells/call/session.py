@@ -110,6 +110,7 @@ class CallSession:
         self.stream_sid = ""
         self._pending: TurnTiming | None = None
         self._stt_open = False
+        self._closing = False  # a goodbye is under way: no new turns, no interruptions
         # ~400 ms of audio before the VAD's start event (it fires after 64 ms of speech, and soft
         # onsets begin earlier still).
         self._preroll: deque[Any] = deque(maxlen=20)
@@ -141,8 +142,10 @@ class CallSession:
         if self.state.ended:
             return
         self.state.ended = True
-        self.state.disposition = disposition
-        self.feed.close()
+        if self.state.disposition == "in_progress":
+            self.state.disposition = disposition
+        if hasattr(self, "feed"):
+            self.feed.close()
         me = asyncio.current_task()
         tasks = [t for t in [*self._tasks, self._reply, *self._background] if t and t is not me]
         for task in tasks:
@@ -151,11 +154,14 @@ class CallSession:
         if pending:  # a provider that ignores cancellation must not keep the call record open
             log.warning("call %s: %d tasks still running at hang-up: %s", self.call_sid, len(pending),
                         [t.get_coro() for t in pending])
-        self.emit("call_ended", {"disposition": disposition, "turns": len(self.turns)})
+        self.emit("call_ended", {"disposition": self.state.disposition, "turns": len(self.turns)})
 
     async def hang_up(self, text: str | None, disposition: str) -> None:
+        self._closing = True
+        self._interruptible = False
+        if self.state.disposition == "in_progress":
+            self.state.disposition = disposition  # before closing: the carrier's close races us
         if text:
-            self._interruptible = False
             await self.speaker.say(text)
             self.history.append(Message("assistant", text))
         with contextlib.suppress(asyncio.TimeoutError):
@@ -170,7 +176,9 @@ class CallSession:
         task.add_done_callback(self._background.discard)
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
-        log.info("call %s: %s %s", self.call_sid, kind, data)
+        # Event data holds what the caller said and keyed in: never above DEBUG.
+        log.info("call %s: %s", self.call_sid, kind)
+        log.debug("call %s: %s %s", self.call_sid, kind, data)
         if self._on_event is not None:
             self._on_event(kind, data)
 
@@ -252,6 +260,8 @@ class CallSession:
             self._interruptible = True
 
     def on_dtmf(self, digit: str) -> None:
+        if self._closing:
+            return
         self.state.dtmf_at = self.clock()
         self.state.last_activity = self.state.dtmf_at
         if self._agent_busy() and self._interruptible:
@@ -277,8 +287,23 @@ class CallSession:
         self._pending = timing
         self.feed.end_of_turn()
         self._stt_open = False
+        if not self._discard_final:
+            # From here the caller waits: a recogniser or dialogue that hangs gets an apology.
+            self._spawn(self._reply_deadline(timing))
 
     async def _stt_loop(self) -> None:
+        try:
+            await self._transcripts()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a dead recogniser must not leave the caller talking to no one
+            log.warning("call %s: speech recognition failed: %s", self.call_sid, exc)
+            self.emit("provider_error", {"stage": "stt", "error": str(exc)})
+            if self._reply is not None and not self._reply.done():
+                self._reply.cancel()
+            self._start_reply(self._apologise())
+
+    async def _transcripts(self) -> None:
         async for t in self.stt.stream(self.feed):
             if not t.is_final:
                 self.endpointer.on_partial(t.text)
@@ -293,7 +318,12 @@ class CallSession:
             self._begin_turn(t.text, timing)
 
     def _begin_turn(self, text: str, timing: TurnTiming) -> None:
+        if self._closing:
+            return
         if self._agent_busy():
+            if not self._interruptible:
+                self.emit("transcript", {"text": text, "ignored": True, "reason": "agent not interruptible"})
+                return
             self.barge_in()
         timing.caller_text = text
         self.turns.append(timing)
@@ -306,17 +336,19 @@ class CallSession:
         reply = Reply(self.llm, self.tools, self.speaker, self.chunker_factory, self.history, timing,
                       self.clock, self._control, self.emit, self.gate)
         self._start_reply(reply.run())
-        self._spawn(self._reply_deadline(timing, self._reply))
 
-    async def _reply_deadline(self, timing: TurnTiming, task: asyncio.Task[None] | None) -> None:
+    async def _reply_deadline(self, timing: TurnTiming) -> None:
         """A provider that hangs (no error, no answer) must not leave the caller in silence."""
         await asyncio.sleep(self.config.first_audio_deadline_s)
-        if task is None or task.done() or task is not self._reply or timing.first_frame_sent is not None:
+        if timing.first_frame_sent is not None or timing.interrupted or self._closing or self.state.ended:
             return
+        if self.turns and self.turns[-1] is not timing and timing.stt_final is not None:
+            return  # a later turn superseded this one
         log.warning("call %s: no reply audio %.1f s after the turn; apologising", self.call_sid,
                     self.config.first_audio_deadline_s)
         self.emit("provider_timeout", {"turn": timing.index})
-        task.cancel()
+        if self._reply is not None and not self._reply.done():
+            self._reply.cancel()
         self._start_reply(self._apologise())
 
     def _start_reply(self, coro: Awaitable[None]) -> None:
@@ -336,6 +368,7 @@ class CallSession:
         self._reply.add_done_callback(lambda t: close() if t.cancelled() and close else None)
 
     async def _apologise(self) -> None:
+        self._interruptible = False
         try:
             await asyncio.wait_for(self.speaker.say(self.config.apology_text), timeout=5.0)
             self.history.append(Message("assistant", self.config.apology_text))
@@ -353,8 +386,7 @@ class CallSession:
 
     async def _after_playout(self, call: ToolCall) -> None:
         if self._reply is not None and self._reply is not asyncio.current_task():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reply
+            await asyncio.wait({self._reply})  # unlike `await`, never raises the reply's own outcome
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.playout.wait_heard(), timeout=15.0)
         if call.name == "transfer_to_human" and not self.config.transfer_number:
@@ -378,7 +410,10 @@ class CallSession:
             await asyncio.sleep(0.2)
             now = self.clock()
             if now - self.started_at > self.config.max_call_s:
-                self._interruptible = False
+                if self._reply is not None and not self._reply.done():
+                    self._reply.cancel()
+                self.playout.clear()
+                self.outbound.clear()
                 await self.hang_up(self.config.max_call_text, "max_duration")
                 return
             if self.state.dtmf and now - self.state.dtmf_at > self.config.dtmf_idle_s:

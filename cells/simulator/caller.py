@@ -10,6 +10,7 @@ of the caller's speech to the first frame of agent audio that arrives after it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import wave
 from dataclasses import dataclass, field
@@ -165,7 +166,8 @@ class ScriptedCaller:
         finally:
             self.result.ended_by_agent = self.peer.closed_by_agent.is_set()
             if not self.result.ended_by_agent:
-                await self.peer.hang_up()
+                with contextlib.suppress(ConnectionClosed):
+                    await self.peer.hang_up()
             receiver.cancel()
             await asyncio.gather(receiver, return_exceptions=True)
         pb = self.peer.playback

@@ -117,9 +117,11 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
             log.info("call %s: stream over, stopping the session", call_id)
 
             async def finish() -> None:
-                await session.stop(session.state.disposition if session.state.ended else "caller_hung_up")
-                active.pop(call_id, None)
-                record.close(session)
+                try:
+                    await session.stop("caller_hung_up")  # keeps a disposition already decided
+                finally:
+                    active.pop(call_id, None)
+                    record.close(session)
 
             # The server cancels this handler when the caller's socket goes away; the call must
             # still be wound down and recorded.
