@@ -270,3 +270,34 @@ def test_a_model_cannot_book_without_the_callers_yes() -> None:
     assert sum(text.startswith("Just to confirm: create booking") for text in said) == 2
     results = [m.content for m in session.history if m.role == "tool"]
     assert any("caller_declined" in r for r in results) and any("BK1" in r for r in results)
+
+
+class DyingStt:
+    """Recognises nothing and dies when the first turn ends (a dropped vendor socket)."""
+
+    sample_rate = 16000
+
+    async def stream(self, frames: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for frame in frames:
+            if not hasattr(frame, "__len__"):
+                raise ProviderUnavailable("socket closed", provider="dying")
+        return
+        yield  # pragma: no cover
+
+
+def test_a_dead_recogniser_gets_an_apology_instead_of_dead_air() -> None:
+    async def run() -> tuple[CallSession, Phone]:
+        phone = Phone()
+        cfg = CallConfig(disclosure="Hi.")
+        session = CallSession(cfg, stt=DyingStt(), llm=InstantLlm(), tts=InstantTts(), tools=NoTools(),
+                              chunker_factory=SentenceChunker, transport=phone)
+        phone.session = session
+        seq = await start(session, phone)
+        seq = await stream(session, speech_frames("Hello, can you hear me?"), seq)
+        await wait_for(lambda: phone.closed is not None, 10, session, seq)
+        await session.stop()
+        return session, phone
+
+    session, phone = asyncio.run(run())
+    assert phone.closed == "provider_failure"
+    assert session.history[-1] == Message("assistant", CallConfig().apology_text)
