@@ -72,10 +72,6 @@ class Endpointer:
             return False
         return now_ms - self._silence_since >= self.required_silence_ms()
 
-    @property
-    def speech_ended_at(self) -> float | None:
-        return self._silence_since
-
     def reset(self) -> None:
         self._speech_seen = False
         self._silence_since = None

@@ -367,6 +367,13 @@ class CallSession:
         close = getattr(coro, "close", None)
         self._reply.add_done_callback(lambda t: close() if t.cancelled() and close else None)
 
+    async def _say_own(self, text: str) -> None:
+        """Words of the call loop's own (re-prompts): in the history, as their own turn, so that a
+        barge-in over them trims only them."""
+        self._turn_start = len(self.history)
+        await self.speaker.say(text)
+        self.history.append(Message("assistant", text))
+
     async def _apologise(self) -> None:
         self._interruptible = False
         try:
@@ -428,4 +435,4 @@ class CallSession:
                 return
             self.state.reprompts += 1
             self.state.last_activity = now
-            self._start_reply(self.speaker.say(self.config.reprompt_text))
+            self._start_reply(self._say_own(self.config.reprompt_text))

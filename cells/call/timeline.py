@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 STAGES = ("speech_end", "turn_end", "stt_final", "first_token", "first_tts_audio", "first_frame_sent")
 
@@ -21,7 +21,6 @@ class TurnTiming:
     first_tts_audio: float | None = None
     first_frame_sent: float | None = None
     interrupted: bool = False
-    providers: dict[str, str] = field(default_factory=dict)
 
     def mark(self, stage: str, at: float) -> None:
         if getattr(self, stage) is None:

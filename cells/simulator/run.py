@@ -172,12 +172,14 @@ def print_report(report: dict[str, Any], heard: list[str]) -> None:
 def main(script: str = "booking", data_dir: Path | None = None, base_url: str | None = None) -> int:
     data_dir = data_dir or Path("data") / "calls-demo"
     data_dir.mkdir(parents=True, exist_ok=True)
-    token = os.environ.get("TWILIO_AUTH_TOKEN") or secrets.token_hex(16)
-    print(f"Starting an embedded worker (data in {data_dir}) ...", flush=True)
+    token = os.environ.get("TWILIO_AUTH_TOKEN")
     if base_url:
+        if not token:
+            raise SystemExit("calling a running worker needs its TWILIO_AUTH_TOKEN to sign as Twilio does")
         report = asyncio.run(run_call(base_url, token, script, data_dir))
     else:
-        with embedded_worker(data_dir, token) as url:
+        print(f"Starting an embedded worker (data in {data_dir}) ...", flush=True)
+        with embedded_worker(data_dir, token or secrets.token_hex(16)) as url:
             print(f"Calling {url} as Twilio would; the caller speaks in real time ...", flush=True)
             report = asyncio.run(run_call(url, token, script, data_dir))
     with wave.open(str(data_dir / f"{report['call_sid']}-agent.wav"), "rb") as w:
