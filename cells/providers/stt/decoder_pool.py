@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def _settle(future: asyncio.Future[tuple[int, bytes]], value: tuple[int, bytes] 
 class DecoderProcess:
     """One child process and the two threads that talk to it."""
 
-    def __init__(self, on_exit: Any) -> None:
+    def __init__(self, on_exit: Callable[[DecoderProcess], None]) -> None:
         # Run as a script, not `-m`, so that the child imports only pocketsphinx and the standard library.
         self.proc = subprocess.Popen([sys.executable, str(_SCRIPT)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, bufsize=0, close_fds=True)
@@ -89,11 +90,11 @@ class DecoderProcess:
                 raise self._gone()
             self._waiting[stream] = (loop, future)
         self._outbox.put(HEADER.pack(len(payload), stream, op) + payload)
-        op, reply = await future
-        if op == ERROR:
+        kind, reply = await future
+        if kind == ERROR:
             raise ProviderError(f"PocketSphinx decoder failed: {reply.decode(errors='replace')}",
                                 provider=PROVIDER)
-        return op, reply
+        return kind, reply
 
     def send(self, stream: int, op: int, payload: bytes = b"") -> None:
         """A request without a reply (CLOSE); safe from any thread, dropped if the process is gone."""
