@@ -103,9 +103,11 @@ def test_labelled_speech_is_louder_than_non_speech(tracks: list[Track]) -> None:
         frames = t.clean.astype(np.float64).reshape(len(t.labels), -1)
         energy_db = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-9)
         assert energy_db[t.labels].mean() > energy_db[~t.labels].mean() + 20
-        # Every non-speech frame is at least SPEECH_RANGE_DB below the loudest speech of the track, and
-        # most of them are the digital silence between clips.
-        assert (energy_db[~t.labels] < energy_db[t.labels].max() - dataset.SPEECH_RANGE_DB).all()
+        # Non-speech frames are at least SPEECH_RANGE_DB below the loudest speech of the track (but for
+        # a few at clip edges, where the resampler's filter tail spills over), and most of them are the
+        # digital silence between clips.
+        loud = energy_db[~t.labels] >= energy_db[t.labels].max() - dataset.SPEECH_RANGE_DB
+        assert loud.mean() < 0.01, f"{loud.sum()} of {loud.size} non-speech frames are loud"
         silent = np.all(frames == 0, axis=1)
         assert not silent[t.labels].any() and silent[~t.labels].mean() > 0.5
 
