@@ -4,6 +4,7 @@ then print the conversation with per-turn latency and write a JSON report."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import wave
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -35,35 +37,44 @@ def free_port() -> int:
 
 
 @contextmanager
-def embedded_worker(data_dir: Path, auth_token: str, port: int | None = None):  # type: ignore[no-untyped-def]
-    """A worker process on a free loopback port; yields its base URL."""
-    port = port or free_port()
-    env = {**os.environ, "TWILIO_AUTH_TOKEN": auth_token}
+def worker_process(data_dir: Path, auth_token: str, args: Sequence[str] = ()
+                   ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A worker process (`python -m cells.worker ARGS`) on a free loopback port, healthy before it
+    is yielded as (process, base URL); stopped afterwards."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
     log = open(data_dir / "worker.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "cells.worker", "--port", str(port), "--data-dir",
-                             str(data_dir)], env=env, stdout=log, stderr=subprocess.STDOUT)
+                             str(data_dir), *args], env={**os.environ, "TWILIO_AUTH_TOKEN": auth_token},
+                            stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {proc.returncode}; see {data_dir / 'worker.log'}")
-            try:
+            with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
             if time.monotonic() > deadline:
                 raise RuntimeError("worker did not become healthy within 60 s")
-            time.sleep(0.2)
-        yield url
+            time.sleep(0.1)
+        yield proc, url
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
         log.close()
+
+
+@contextmanager
+def embedded_worker(data_dir: Path, auth_token: str) -> Iterator[str]:
+    """The embedded worker; yields its base URL."""
+    with worker_process(data_dir, auth_token) as (_, url):
+        yield url
 
 
 def agent_utterances(pcm8k: np.ndarray, min_gap_s: float = 0.5) -> list[tuple[float, np.ndarray]]:

@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from websockets.exceptions import ConnectionClosed
 
@@ -47,7 +46,7 @@ from cells.call.session import CallConfig, CallSession
 from cells.call.timeline import TurnTiming
 from cells.dialogue.chunker import SentenceChunker
 from cells.simulator.caller import CallerLine, line_audio
-from cells.simulator.run import free_port
+from cells.simulator.run import worker_process as launch_worker
 from cells.simulator.scripts import SCRIPTS
 from cells.simulator.twilio_peer import FRAME_BYTES, FRAME_S, Playback, TwilioPeer
 from cells.speech.espeak import EspeakEngine
@@ -250,34 +249,8 @@ class Worker:
 
 @contextlib.contextmanager
 def worker_process(profile: str, data_dir: Path, token: str) -> Iterator[Worker]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log = open(data_dir / "worker.log", "ab")  # closed below, after the process
-    proc = subprocess.Popen([sys.executable, "-m", "cells.worker", "--port", str(port), "--data-dir",
-                             str(data_dir), "--profile", profile],
-                            env={**os.environ, "TWILIO_AUTH_TOKEN": token},
-                            stdout=log, stderr=subprocess.STDOUT)
-    worker = Worker(proc, f"http://127.0.0.1:{port}", data_dir)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {proc.returncode}; see {data_dir / 'worker.log'}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(worker.url + "/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("worker did not become healthy within 60 s")
-            time.sleep(0.1)
-        yield worker
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with launch_worker(data_dir, token, ["--profile", profile]) as (proc, url):
+        yield Worker(proc, url, data_dir)
 
 
 # -- light simulated calls -------------------------------------------------------------------------
