@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -211,3 +214,17 @@ def test_bad_streams_are_closed_and_the_worker_survives(worker: tuple[str, Path]
     assert reasons["reused token"] == "reused_token", reasons
     assert reasons.get("oversized") == "1009", reasons
     assert healthy(url)
+
+
+def test_the_readme_main_command_runs_a_call_and_writes_its_report(tmp_path: Path) -> None:
+    """`autospeak call` as a user runs it (no token in the environment)."""
+    env = {k: v for k, v in os.environ.items() if k != "TWILIO_AUTH_TOKEN"}
+    out = subprocess.run([sys.executable, "-m", "cells.cli", "call", "--script", "hours", "--data-dir",
+                          str(tmp_path)], env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Voice-to-voice latency" in out.stdout
+    reports = list(tmp_path.glob("*-report.json"))
+    assert len(reports) == 1
+    report = json.loads(reports[0].read_text())
+    assert report["worker"]["disposition"] in ("completed", "caller_hung_up")
+    assert report["latency_ms"]["n"] >= 1

@@ -189,8 +189,9 @@ def main(script: str = "booking", data_dir: Path | None = None, base_url: str | 
             raise SystemExit("calling a running worker needs its TWILIO_AUTH_TOKEN to sign as Twilio does")
         report = asyncio.run(run_call(base_url, token, script, data_dir))
     else:
+        token = token or secrets.token_hex(16)  # the embedded worker and the simulator share it
         print(f"Starting an embedded worker (data in {data_dir}) ...", flush=True)
-        with embedded_worker(data_dir, token or secrets.token_hex(16)) as url:
+        with embedded_worker(data_dir, token) as url:
             print(f"Calling {url} as Twilio would; the caller speaks in real time ...", flush=True)
             report = asyncio.run(run_call(url, token, script, data_dir))
     with wave.open(str(data_dir / f"{report['call_sid']}-agent.wav"), "rb") as w:
