@@ -124,3 +124,16 @@ def test_decoder_processes_end_with_the_interpreter() -> None:
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_turn_of_pure_silence_gives_an_empty_final_not_an_error() -> None:
+    from cells.providers.base import FrameFeed
+    from cells.providers.stt.pocketsphinx_stt import PocketsphinxStt
+
+    async def run() -> list[str]:
+        feed = FrameFeed()
+        feed.push(np.zeros(16000, np.int16))
+        feed.close()
+        return [t.text async for t in PocketsphinxStt().stream(feed) if t.is_final]
+
+    assert asyncio.run(run()) == [""]

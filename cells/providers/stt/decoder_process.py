@@ -82,7 +82,9 @@ class Turn:
         self.open = False
         hyp = self.decoder.hyp()
         text = hyp.hypstr if hyp is not None else ""
-        words = [s for s in self.decoder.seg() if s.word not in _NON_WORDS and not s.word.startswith("[")]
+        # seg() is None, not empty, when the utterance produced no hypothesis at all.
+        segments = self.decoder.seg() if hyp is not None else None
+        words = [s for s in (segments or []) if s.word not in _NON_WORDS and not s.word.startswith("[")]
         base = self._ms(self._utt_start)
         start = base + words[0].start_frame * _FRAME_MS if words else base
         end = base + (words[-1].end_frame + 1) * _FRAME_MS if words else self._ms(self._samples)
