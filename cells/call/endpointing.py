@@ -24,7 +24,7 @@ class EndpointingConfig:
 
     # The VAD stamps the end of speech ~100 ms after the last voiced frame (its context and
     # hysteresis), so the silence a caller actually leaves is about 100 ms longer than these.
-    complete_silence_ms: float = 280.0
+    complete_silence_ms: float = 320.0
     incomplete_silence_ms: float = 1100.0
     # With no transcript yet (the recogniser lags), wait as for a complete thought but a bit longer.
     unknown_silence_ms: float = 480.0
