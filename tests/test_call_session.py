@@ -17,11 +17,12 @@ from loadtest.calls.instant import InstantLlm, InstantStt, InstantTts, NoTools
 LONG_REPLY = " ".join(f"This is sentence number {n} of a long answer." for n in range(1, 13))
 
 
-def make_session(phone: Phone, *, stt_lines: Sequence[str] = ("hello",), llm: Any = None,
-                 **config: Any) -> CallSession:
+def make_session(phone: Phone, *, stt_lines: Sequence[str] = ("hello",), stt: Any = None, llm: Any = None,
+                 tools: Any = None, on_control: Any = None, **config: Any) -> CallSession:
     cfg = CallConfig(disclosure="Hi.", **config)
-    session = CallSession(cfg, stt=InstantStt(stt_lines), llm=llm or InstantLlm(), tts=InstantTts(),
-                          tools=NoTools(), chunker_factory=SentenceChunker, transport=phone)
+    session = CallSession(cfg, stt=stt or InstantStt(stt_lines), llm=llm or InstantLlm(), tts=InstantTts(),
+                          tools=tools or NoTools(), chunker_factory=SentenceChunker, transport=phone,
+                          on_control=on_control)
     phone.session = session
     return session
 
@@ -122,21 +123,11 @@ class DeadLlm:
 def test_a_dead_provider_gets_an_apology_then_a_transfer_not_dead_air() -> None:
     transfers: list[str] = []
 
-    async def run() -> tuple[CallSession, Phone]:
-        phone = Phone()
-        session = make_session(phone, llm=DeadLlm(), transfer_number="+15005550009")
+    async def control(name: str, call: ToolCall) -> None:
+        transfers.append(name)
 
-        async def control(name: str, call: ToolCall) -> None:
-            transfers.append(name)
-
-        session._on_control = control
-        seq = await start(session, phone)
-        seq = await stream(session, speech_frames("Hello, can you hear me?"), seq)
-        await wait_for(lambda: phone.closed is not None, 10, session, seq)
-        await session.stop()
-        return session, phone
-
-    session, phone = asyncio.run(run())
+    session, phone = call_until_hung_up("Hello, can you hear me?", llm=DeadLlm(), on_control=control,
+                                        transfer_number="+15005550009")
     assert transfers == ["transfer_to_human"]
     assert phone.closed == "transferred"
     assert session.history[-1] == Message("assistant", CallConfig().apology_text)
@@ -249,11 +240,8 @@ def test_a_model_cannot_book_without_the_callers_yes() -> None:
 
     async def run() -> CallSession:
         phone = Phone()
-        cfg = CallConfig(disclosure="Hi.")
-        llm = InstantLlm(tool_on={"book": "create_booking"})
-        session = CallSession(cfg, stt=InstantStt(lines), llm=llm, tts=InstantTts(), tools=tools,
-                              chunker_factory=SentenceChunker, transport=phone)
-        phone.session = session
+        session = make_session(phone, stt_lines=lines, llm=InstantLlm(tool_on={"book": "create_booking"}),
+                               tools=tools)
         seq = await start(session, phone)
         spoken = ["Book me in for Tuesday.", "No.", "Book me in for Tuesday.", "Yes, please."]
         for i, said in enumerate(spoken):
@@ -286,18 +274,6 @@ class DyingStt:
 
 
 def test_a_dead_recogniser_gets_an_apology_instead_of_dead_air() -> None:
-    async def run() -> tuple[CallSession, Phone]:
-        phone = Phone()
-        cfg = CallConfig(disclosure="Hi.")
-        session = CallSession(cfg, stt=DyingStt(), llm=InstantLlm(), tts=InstantTts(), tools=NoTools(),
-                              chunker_factory=SentenceChunker, transport=phone)
-        phone.session = session
-        seq = await start(session, phone)
-        seq = await stream(session, speech_frames("Hello, can you hear me?"), seq)
-        await wait_for(lambda: phone.closed is not None, 10, session, seq)
-        await session.stop()
-        return session, phone
-
-    session, phone = asyncio.run(run())
+    session, phone = call_until_hung_up("Hello, can you hear me?", stt=DyingStt())
     assert phone.closed == "provider_failure"
     assert session.history[-1] == Message("assistant", CallConfig().apology_text)
