@@ -36,6 +36,12 @@ def _bench_calls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_api(args: argparse.Namespace) -> int:
+    from loadtest.api import compare
+
+    return compare.run(users=args.users, duration_s=args.duration, quick=args.quick)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from cells.media_demo import run_demo
 
@@ -75,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         "calls", help="call loop overhead, voice-to-voice latency, concurrent calls per worker")
     calls.add_argument("--quick", action="store_true", help="fewer turns and load levels (~1.5 minutes)")
     calls.set_defaults(func=_bench_calls)
+    api = bench_sub.add_parser("api", help="control API under locust load: granian vs hypercorn")
+    api.add_argument("--users", type=int, default=None, help="concurrent locust users (default 20)")
+    api.add_argument("--duration", type=int, default=None, help="seconds of load per server (default 20)")
+    api.add_argument("--quick", action="store_true", help="3 users for 4 s per server (a smoke run)")
+    api.set_defaults(func=_bench_api)
     return parser
 
 

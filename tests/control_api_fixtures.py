@@ -151,3 +151,43 @@ AGENT = {
     },
     "compliance": {"record_calls": True, "retention_days": 30},
 }
+
+
+# --- helpers for the resource route tests (users, numbers, calls, consents, webhooks, usage) ---------
+
+FAST = {"rate_per_second": 10_000.0, "rate_burst": 10_000}
+"""Settings overrides for test modules that send many requests with one token."""
+
+
+def scope_for(api: Api, label: str) -> TenantScope:
+    return TenantScope(api.tenants[label], "us" if label == "c" else "eu")
+
+
+def insert(api: Api, label: str, *rows: Any) -> None:
+    """Write rows straight into a tenant's scope, as the event consumer would (calls, turns, ...)."""
+
+    async def add(session: AsyncSession) -> None:
+        for row in rows:
+            session.add(row)
+            await session.flush()  # in order: a turn's foreign key needs its call first
+
+    api.db.run(run_transaction(api.db.sessions, add, scope=scope_for(api, label)))
+
+
+def fetch(api: Api, model: type, **where: Any) -> list[Any]:
+    """Rows of `model` across tenants (a test's view of the database, not the API's)."""
+    from sqlalchemy import select
+
+    async def read() -> list[Any]:
+        async with api.db.sessions() as s:
+            stmt = select(model).filter_by(**where).execution_options(autospeak_unscoped="test")
+            return list(await s.scalars(stmt))
+
+    return api.db.run(read())
+
+
+@contextmanager
+def api_with(api: Api, **overrides: Any) -> Iterator[Api]:
+    """The same database and tenants behind a second app with other settings (a dialer, a store)."""
+    with serving(api.db, settings_for(api.db, **{**FAST, **overrides})) as app:
+        yield Api(api.db, app, api.tenants, api.tokens)

@@ -107,6 +107,35 @@ def map_twilio_error(exc: Exception, action: str) -> ProviderError:
     return ProviderError(f"twilio {action} failed: {type(exc).__name__}: {exc}", provider=PROVIDER)
 
 
+def make_client(account_sid: str, auth_token: str, *, api_base_url: str | None = None,
+                timeout_s: float = 10.0) -> Client:
+    """A Twilio REST client with a per-request timeout, optionally aimed at another API base URL."""
+    client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout_s))
+    if api_base_url:
+        point_client_at(client, api_base_url)
+    return client
+
+
+def point_client_at(client: Client, api_base_url: str) -> None:
+    # region/edge would rewrite the host name; an explicit base URL wins.
+    client.region = None
+    client.edge = None
+    client.api.base_url = api_base_url.rstrip("/")
+
+
+async def run_blocking(action: str, fn: Callable[[], T], timeout_s: float) -> T:
+    """Run one blocking SDK call in a thread with an overall deadline; failures become ProviderErrors."""
+    try:
+        # The thread may outlive the deadline; requests' own timeout bounds it.
+        return await asyncio.wait_for(asyncio.to_thread(fn), timeout=timeout_s + 1.0)
+    except TimeoutError:
+        raise ProviderTimeout(f"twilio {action} timed out", provider=PROVIDER) from None
+    except Exception as exc:  # the SDK raises its own, requests' and plain errors
+        err = map_twilio_error(exc, action)
+        log.warning("%s", err)
+        raise err from exc
+
+
 class TwilioRestTelephony:
     """cells.providers.base.TelephonyProvider for Twilio.
 
@@ -121,28 +150,16 @@ class TwilioRestTelephony:
         self.settings = settings
         self._audio_sink = audio_sink
         if client is None:
-            client = Client(settings.account_sid, settings.auth_token,
-                            http_client=TwilioHttpClient(timeout=settings.timeout_s))
+            client = make_client(settings.account_sid, settings.auth_token, timeout_s=settings.timeout_s)
         if settings.api_base_url:
-            # region/edge would rewrite the host name; an explicit base URL wins.
-            client.region = None
-            client.edge = None
-            client.api.base_url = settings.api_base_url.rstrip("/")
+            point_client_at(client, settings.api_base_url)
         self.client = client
 
     def __repr__(self) -> str:
         return f"TwilioRestTelephony(account_sid={self.settings.account_sid!r})"
 
     async def _run(self, action: str, fn: Callable[[], T]) -> T:
-        try:
-            # The thread may outlive the deadline; requests' own timeout bounds it.
-            return await asyncio.wait_for(asyncio.to_thread(fn), timeout=self.settings.timeout_s + 1.0)
-        except TimeoutError:
-            raise ProviderTimeout(f"twilio {action} timed out", provider=PROVIDER) from None
-        except Exception as exc:  # the SDK raises its own, requests' and plain errors
-            err = map_twilio_error(exc, action)
-            log.warning("%s", err)
-            raise err from exc
+        return await run_blocking(action, fn, self.settings.timeout_s)
 
     async def _update(self, action: str, call_id: str, **fields: Any) -> None:
         _check_call_sid(call_id)

@@ -82,6 +82,7 @@ LookupNumber = Callable[[str], Awaitable[NumberRoute | None] | NumberRoute | Non
 RequestSlot = Callable[[SlotRequest], Awaitable[WorkerSlot | str | None]]
 StatusSink = Callable[[dict[str, str]], Awaitable[None]]
 ShouldResume = Callable[[str, dict[str, str]], Awaitable[bool]]
+MakeCallId = Callable[[dict[str, str], str | None], str]
 
 
 def say_twiml(message: str, *, language: str = "en-US") -> str:
@@ -110,11 +111,13 @@ def _twiml(xml: str) -> Response:
 def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthority,
                            lookup_number: LookupNumber, request_slot: RequestSlot,
                            on_status: StatusSink | None = None, should_resume: ShouldResume | None = None,
-                           name: str = "twilio_voice") -> Blueprint:
+                           make_call_id: MakeCallId | None = None, name: str = "twilio_voice") -> Blueprint:
     """The webhook routes. `lookup_number` maps our dialled number to a NumberRoute (or None);
     `request_slot` reserves a worker and returns its stream URL (or None when none is free);
     `should_resume(call_sid, form)` decides whether a call whose stream ended gets a new one (default:
-    hang up, so a worker that closes its stream on purpose never causes a reconnect loop)."""
+    hang up, so a worker that closes its stream on purpose never causes a reconnect loop).
+    `make_call_id(form, call_id_query)` names the call (default: the `call_id` query parameter an
+    outbound call carries, else the CallSid); the regional cell derives a UUID from the CallSid."""
     if not settings.public_base_url.startswith(("https://", "http://")):
         raise ValueError("WebhookSettings.public_base_url must be the absolute URL Twilio calls")
     validator = RequestValidator(settings.auth_token)
@@ -133,6 +136,12 @@ def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthor
             log.warning("rejected a Twilio webhook with a bad signature: %s %s", request.method, request.path)
             return None
         return {k: form.get(k, "") for k in form}
+
+    def call_id_of(form: dict[str, str]) -> str:
+        query_id = request.args.get("call_id") or None
+        if make_call_id is not None:
+            return make_call_id(form, query_id)
+        return query_id or form.get("CallSid", "")
 
     def unknown_number() -> Response:
         if settings.reject_unknown_numbers:
@@ -197,7 +206,7 @@ def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthor
         if not form.get("CallSid"):
             return Response("CallSid is required", status=400)
         # An outbound call we placed carries our call id in the voice URL; inbound calls use the CallSid.
-        return await connect(form, request.args.get("call_id") or form["CallSid"], attempt=0)
+        return await connect(form, call_id_of(form), attempt=0)
 
     @bp.post("/stream-ended")
     async def stream_ended() -> Response:
@@ -222,7 +231,7 @@ def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthor
             response = VoiceResponse()
             response.hangup()
             return _twiml(str(response))
-        return await connect(form, request.args.get("call_id") or call_sid, attempt=attempt)
+        return await connect(form, call_id_of(form), attempt=attempt)
 
     @bp.post("/status")
     async def status() -> Response:

@@ -44,6 +44,7 @@ class Operation:
     query: tuple[QueryParam, ...] = ()
     idempotent_create: bool = False
     errors: tuple[int, ...] = field(default=())
+    media_type: str | None = None  # a non-JSON success body (a recording), documented as binary
 
 
 OPERATIONS: list[Operation] = []
@@ -52,12 +53,12 @@ OPERATIONS: list[Operation] = []
 def operation(bp: Blueprint, method: str, rule: str, *, summary: str, status: int = 200,
               body: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
               query: tuple[QueryParam, ...] = (), idempotent_create: bool = False,
-              errors: tuple[int, ...] = ()) -> Callable[[ViewFn], ViewFn]:
+              errors: tuple[int, ...] = (), media_type: str | None = None) -> Callable[[ViewFn], ViewFn]:
     def register(view: ViewFn) -> ViewFn:
         full = (bp.url_prefix or "") + rule
         role = getattr(view, "required_role", None)
         OPERATIONS.append(Operation(method, full, summary, view.__name__, role,
-                                    status, body, response, query, idempotent_create, errors))
+                                    status, body, response, query, idempotent_create, errors, media_type))
         bp.add_url_rule(rule, view_func=view, methods=[method])
         return view
 
@@ -83,10 +84,14 @@ def _problem(description: str) -> dict[str, Any]:
 _ERROR_TEXT: Final = {
     307: "Tenant homed in another region; follow Location to its home cell.",
     400: "Malformed JSON or bad header.", 401: "Missing, invalid or expired token.",
-    403: "The token's role is not enough.", 404: "No such resource for this tenant.",
-    409: "Idempotent request still in progress.", 413: "Body too large.", 415: "Body is not JSON.",
+    403: "The token's role is not enough, or a compliance check (consent) refused the action.",
+    404: "No such resource for this tenant.",
+    409: "Conflict: the resource exists already, or an idempotent request is still in progress.",
+    413: "Body too large.", 415: "Body is not JSON.",
     421: "Tenant homed in another region (redirects disabled).",
     422: "Validation failed; `errors` names each field path.", 429: "Rate limited; see Retry-After.",
+    502: "The carrier failed to carry out the request; nothing was recorded.",
+    503: "The cell is not configured for this operation.",
 }
 
 
@@ -111,6 +116,8 @@ def build_document(title: str = "AutoSpeak control API", version: str = "0.1.0",
         if op.response is not None:
             ok["content"] = {"application/json": {"schema": _schema_ref(op.response, components,
                                                                          "serialization")}}
+        elif op.media_type is not None:
+            ok["content"] = {op.media_type: {"schema": {"type": "string", "format": "binary"}}}
         responses: dict[str, Any] = {str(op.status): ok}
         codes = {307, 401, 404, 429, 421, *op.errors}
         if op.role is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 from regions.catalogue import get_region
 from regions.residency import cell_directory
@@ -24,6 +26,17 @@ class ControlSettings:
     rate_burst: int = 40
     idempotency_ttl: timedelta = timedelta(hours=24)
     default_token_ttl: timedelta = timedelta(days=90)
+    public_base_url: str = ""
+    """This cell's URL as the carrier sees it (Twilio signs webhooks over it); defaults to cells[region]."""
+    twilio_auth_token: str | None = field(default=None, repr=False)
+    nats_url: str | None = None
+    """The region's NATS server; None runs the REST API alone (no calls, no event consumer)."""
+    object_store_root: Path | None = None
+    """Root of the per-region object stores (recordings); see regions.objectstore.RegionStore."""
+    dialer: Any = None
+    """Places outbound calls (control.api.outbound.Dialer); None answers 503 to outbound requests."""
+    run_background: bool = True
+    """Run the event consumer and the webhook dispatcher in this process (needs nats_url)."""
 
     def __post_init__(self) -> None:
         get_region(self.region)

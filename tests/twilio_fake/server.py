@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 API = "/2010-04-01"
 _TERMINAL = {"completed", "canceled", "failed", "busy", "no-answer"}
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 @dataclass
@@ -41,6 +43,10 @@ class FakeCall:
     direction: str = "inbound"
     twiml: str | None = None
     url: str | None = None
+    method: str | None = None
+    status_callback: str | None = None
+    status_callback_method: str | None = None
+    status_callback_events: list[str] = field(default_factory=list)
 
     def as_json(self, account_sid: str) -> dict[str, Any]:
         return {
@@ -56,6 +62,8 @@ class FakeTwilio:
     account_sid: str = "AC" + "0" * 31 + "1"
     auth_token: str = "fake-auth-token-" + "x" * 16
     calls: dict[str, FakeCall] = field(default_factory=dict)
+    # The account's own numbers; when any are set, a call must come from one of them (as on Twilio).
+    numbers: set[str] = field(default_factory=set)
     requests: list[RecordedRequest] = field(default_factory=list)
     _next_failure: tuple[int, int, str] | None = None
     _hang_next: bool = False
@@ -106,14 +114,28 @@ class FakeTwilio:
         return error(404, 20404, f"The requested resource {path} was not found")
 
     def _create(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        # Twilio's checks and error codes for POST .../Calls.json, in Twilio's order.
         to, from_ = _one(form, "To"), _one(form, "From")
-        if not to or not from_:
-            return error(400, 21201, "No 'To' number is specified" if not to else "No 'From' number")
+        if not to:
+            return error(400, 21201, "No 'To' number is specified")
+        if not from_:
+            return error(400, 21213, "No 'From' number is specified")
+        if not _E164.fullmatch(to):
+            return error(400, 21211, f"Invalid 'To' Phone Number: {to}")
+        if not _E164.fullmatch(from_):
+            return error(400, 21212, f"Invalid From Number (caller ID): {from_}")
+        if self.numbers and from_ not in self.numbers:
+            return error(400, 21210, f"The source phone number provided, {from_}, is not yet verified for "
+                                     "your account.")
         if not (_one(form, "Url") or _one(form, "Twiml") or _one(form, "ApplicationSid")):
             return error(400, 21205, "Url parameter is required")
+        events = form.get("StatusCallbackEvent", [])
         sid = "CA" + secrets.token_hex(16)
         call = FakeCall(sid=sid, to=to, from_=from_, status="queued", direction="outbound-api",
-                        url=_one(form, "Url"), twiml=_one(form, "Twiml"))
+                        url=_one(form, "Url"), twiml=_one(form, "Twiml"), method=_one(form, "Method"),
+                        status_callback=_one(form, "StatusCallback"),
+                        status_callback_method=_one(form, "StatusCallbackMethod"),
+                        status_callback_events=list(events))
         self.calls[sid] = call
         return 201, call.as_json(self.account_sid)
 

@@ -1,0 +1,1 @@
+"""How a cell's parts talk over NATS: slot assignment, call events and live call state."""

@@ -1,0 +1,91 @@
+"""Query-string parsing for the list routes: each bad value is a 422 naming `query.<name>`.
+
+Values reach SQL only after these checks, so a NUL byte, an out-of-range date or a stray string is a
+client error here and never a database error (a 500) later.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from typing import Final
+
+from quart import request
+
+from control.api.openapi import QueryParam
+from control.api.problems import ApiProblem, validation_problem
+
+PAGE: Final = (QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}),
+               QueryParam("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0}))
+
+
+def not_found() -> ApiProblem:
+    # One body for "missing" and "another tenant's": nothing tells the two apart.
+    return ApiProblem(404, "Not Found", "No such resource.", slug="not-found")
+
+
+def bad_query(name: str, message: str, code: str = "query") -> ApiProblem:
+    return validation_problem([{"path": f"query.{name}", "message": message, "code": code}])
+
+
+def choice_query(name: str, allowed: Iterable[str]) -> str | None:
+    raw = request.args.get(name)
+    options = tuple(allowed)
+    if raw is None:
+        return None
+    if raw not in options:
+        raise bad_query(name, f"one of {', '.join(options)}", "enum")
+    return raw
+
+
+def pattern_query(name: str, pattern: re.Pattern[str], message: str) -> str | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    if not pattern.fullmatch(raw):
+        raise bad_query(name, message, "pattern")
+    return raw
+
+
+def uuid_query(name: str) -> uuid.UUID | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise bad_query(name, "a UUID", "uuid") from None
+
+
+def datetime_query(name: str) -> datetime | None:
+    """An ISO 8601 instant with a UTC offset (or Z), returned in UTC."""
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+        if value.tzinfo is None:
+            raise ValueError("no offset")
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise bad_query(name, "an ISO 8601 date-time with a UTC offset, e.g. 2025-07-01T09:00:00Z",
+                        "datetime") from None
+
+
+def date_query(name: str, default: date) -> date:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise bad_query(name, "a date as YYYY-MM-DD", "date") from None
+
+
+DATETIME_SCHEMA: Final = {"type": "string", "format": "date-time"}
+DATE_SCHEMA: Final = {"type": "string", "format": "date"}
+UUID_SCHEMA: Final = {"type": "string", "format": "uuid"}

@@ -1,0 +1,210 @@
+"""Webhook endpoints (Standard Webhooks) and their delivery log.
+
+The signing secret is shown once, in the create response, and never again: not in reads, not in
+idempotent replays, not in audit rows. The dispatcher (another module) signs with the stored secret,
+writes one delivery row per (endpoint, event) and updates it on every attempt.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from quart import Blueprint, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control.api import audit
+from control.api.auth import current_auth, require
+from control.api.idempotency import idempotent_create
+from control.api.openapi import QueryParam, operation
+from control.api.problems import ApiProblem
+from control.api.routes.common import TENANT_PREFIX, int_query, json_response, outcome_response
+from control.api.routes.params import PAGE, not_found, pattern_query
+from control.api.schemas import parse_body
+from control.api.schemas_webhooks import (
+    WebhookDeliveryList,
+    WebhookDeliveryOut,
+    WebhookEndpointCreate,
+    WebhookEndpointCreated,
+    WebhookEndpointList,
+    WebhookEndpointOut,
+    WebhookEndpointUpdate,
+)
+from control.api.state import sessions
+from control.db.models import WebhookDelivery, WebhookEndpoint
+from control.db.session import run_transaction
+from control.db.tenancy import TenantScope, scoped_delete, scoped_select
+
+bp = Blueprint("webhooks", __name__, url_prefix=TENANT_PREFIX)
+
+SECRET_PREFIX: Final = "whsec_"
+_STATUS: Final = re.compile(r"[a-z][a-z_]{0,15}")
+_DELIVERY_FILTERS: Final = (
+    QueryParam("status", {"type": "string", "pattern": r"^[a-z][a-z_]{0,15}$"},
+               "e.g. pending, delivered, failed"),
+    *PAGE,
+)
+
+
+def new_signing_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 24 random bytes (192 bits)."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+
+
+def _out(row: WebhookEndpoint) -> dict[str, Any]:
+    return WebhookEndpointOut.model_validate(row).model_dump(mode="json")
+
+
+async def _endpoint(session: AsyncSession, scope: TenantScope, endpoint_id: uuid.UUID,
+                    lock: bool = False) -> WebhookEndpoint:
+    stmt = scoped_select(WebhookEndpoint, scope).where(WebhookEndpoint.id == endpoint_id)
+    row = await session.scalar(stmt.with_for_update() if lock else stmt)
+    if row is None:
+        raise not_found()
+    return row
+
+
+@operation(bp, "POST", "/webhook-endpoints", summary="Create a webhook endpoint (the secret is shown once)",
+           status=201, body=WebhookEndpointCreate, response=WebhookEndpointCreated, idempotent_create=True)
+@require("admin")
+async def create_endpoint(tenant_id: uuid.UUID) -> Response:
+    spec = await parse_body(WebhookEndpointCreate)
+    scope = current_auth().scope
+
+    async def create(session: AsyncSession) -> tuple[int, dict[str, Any]]:
+        secret = new_signing_secret()
+        row = scope.new(WebhookEndpoint, id=uuid.uuid4(), url=spec.url, signing_secret=secret,
+                        event_types=list(spec.event_types), enabled=spec.enabled,
+                        created_at=datetime.now(UTC))
+        session.add(row)
+        await session.flush()
+        audit.record(session, "webhook_endpoint.create", "webhook_endpoint", row.id, url=spec.url,
+                     event_types=list(spec.event_types))
+        return 201, {**_out(row), "signing_secret": secret}
+
+    # The secret is not kept in the idempotency record: a replay shows the endpoint without it.
+    outcome = await idempotent_create(scope, spec.model_dump(mode="json"), create, redact=("signing_secret",))
+    return outcome_response(outcome,
+                            location=f"/v1/tenants/{tenant_id}/webhook-endpoints/{outcome.body['id']}")
+
+
+@operation(bp, "GET", "/webhook-endpoints", summary="List webhook endpoints", response=WebhookEndpointList,
+           query=PAGE)
+@require("viewer")
+async def list_endpoints(tenant_id: uuid.UUID) -> Response:
+    limit = int_query("limit", 50, 1, 100)
+    offset = int_query("offset", 0, 0, 1_000_000)
+    scope = current_auth().scope
+
+    async def work(session: AsyncSession) -> WebhookEndpointList:
+        stmt = (scoped_select(WebhookEndpoint, scope).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+                .offset(offset).limit(limit + 1))
+        rows = list(await session.scalars(stmt))
+        return WebhookEndpointList(items=[WebhookEndpointOut.model_validate(r) for r in rows[:limit]],
+                                   next_offset=offset + limit if len(rows) > limit else None)
+
+    return json_response(await run_transaction(sessions(), work, scope=scope))
+
+
+@operation(bp, "GET", "/webhook-endpoints/<uuid:endpoint_id>", summary="Get a webhook endpoint",
+           response=WebhookEndpointOut)
+@require("viewer")
+async def get_endpoint(tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> Response:
+    scope = current_auth().scope
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return _out(await _endpoint(session, scope, endpoint_id))
+
+    return json_response(await run_transaction(sessions(), work, scope=scope))
+
+
+@operation(bp, "PATCH", "/webhook-endpoints/<uuid:endpoint_id>", summary="Update a webhook endpoint",
+           body=WebhookEndpointUpdate, response=WebhookEndpointOut)
+@require("admin")
+async def update_endpoint(tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> Response:
+    change = (await parse_body(WebhookEndpointUpdate)).model_dump(mode="json", exclude_unset=True)
+    nulls = [name for name, value in change.items() if value is None]
+    if nulls:
+        raise ApiProblem(422, "Unprocessable content", f"{nulls[0]}: may not be null", slug="validation",
+                         errors=[{"path": n, "message": "may not be null", "code": "null"} for n in nulls])
+    scope = current_auth().scope
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        row = await _endpoint(session, scope, endpoint_id, lock=True)
+        for name, value in change.items():
+            setattr(row, name, value)
+        audit.record(session, "webhook_endpoint.update", "webhook_endpoint", endpoint_id, changed=change)
+        await session.flush()
+        return _out(row)
+
+    return json_response(await run_transaction(sessions(), work, scope=scope))
+
+
+@operation(bp, "DELETE", "/webhook-endpoints/<uuid:endpoint_id>",
+           summary="Delete a webhook endpoint and its delivery log", status=204)
+@require("admin")
+async def delete_endpoint(tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> Response:
+    scope = current_auth().scope
+
+    async def work(session: AsyncSession) -> None:
+        result = await session.execute(scoped_delete(WebhookEndpoint, scope)
+                                       .where(WebhookEndpoint.id == endpoint_id))
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            raise not_found()
+        audit.record(session, "webhook_endpoint.delete", "webhook_endpoint", endpoint_id)
+
+    await run_transaction(sessions(), work, scope=scope)
+    return Response("", status=204)
+
+
+@operation(bp, "GET", "/webhook-endpoints/<uuid:endpoint_id>/deliveries",
+           summary="The endpoint's delivery log, newest first", response=WebhookDeliveryList,
+           query=_DELIVERY_FILTERS)
+@require("viewer")
+async def list_deliveries(tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> Response:
+    status = pattern_query("status", _STATUS, "a delivery status such as pending, delivered or failed")
+    limit = int_query("limit", 50, 1, 100)
+    offset = int_query("offset", 0, 0, 1_000_000)
+    scope = current_auth().scope
+
+    async def work(session: AsyncSession) -> WebhookDeliveryList:
+        await _endpoint(session, scope, endpoint_id)
+        stmt = scoped_select(WebhookDelivery, scope).where(WebhookDelivery.endpoint_id == endpoint_id)
+        if status is not None:
+            stmt = stmt.where(WebhookDelivery.status == status)
+        stmt = (stmt.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id)
+                .offset(offset).limit(limit + 1))
+        rows = list(await session.scalars(stmt))
+        return WebhookDeliveryList(items=[WebhookDeliveryOut.model_validate(d) for d in rows[:limit]],
+                                   next_offset=offset + limit if len(rows) > limit else None)
+
+    return json_response(await run_transaction(sessions(), work, scope=scope))
+
+
+@operation(bp, "POST", "/webhook-endpoints/<uuid:endpoint_id>/deliveries/<uuid:delivery_id>/retry",
+           summary="Deliver again as soon as possible", status=202, response=WebhookDeliveryOut)
+@require("operator")
+async def retry_delivery(tenant_id: uuid.UUID, endpoint_id: uuid.UUID, delivery_id: uuid.UUID) -> Response:
+    scope = current_auth().scope
+
+    async def work(session: AsyncSession) -> WebhookDeliveryOut:
+        stmt = (scoped_select(WebhookDelivery, scope)
+                .where(WebhookDelivery.id == delivery_id, WebhookDelivery.endpoint_id == endpoint_id)
+                .with_for_update())
+        row = await session.scalar(stmt)
+        if row is None:
+            raise not_found()
+        previous = row.status
+        # The dispatcher picks up pending rows whose next attempt is due; attempts keep counting.
+        row.status = "pending"
+        row.next_attempt_at = datetime.now(UTC)
+        audit.record(session, "webhook_delivery.retry", "webhook_delivery", delivery_id,
+                     endpoint_id=str(endpoint_id), previous_status=previous)
+        await session.flush()
+        return WebhookDeliveryOut.model_validate(row)
+
+    return json_response(await run_transaction(sessions(), work, scope=scope), status=202)

@@ -1,0 +1,92 @@
+"""Bodies of the webhook endpoint and delivery log routes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Final, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+from control.api.schemas import Input, Output
+
+EVENT_TYPES: Final = ("call.created", "call.started", "call.ended", "call.transcript", "recording.ready")
+EventType = Literal["call.created", "call.started", "call.ended", "call.transcript", "recording.ready"]
+
+
+def _url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises on a port outside 0-65535
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("the URL must be http or https")
+    if not parts.hostname or port == 0:
+        raise ValueError("the URL needs a host")
+    if parts.fragment:
+        raise ValueError("the URL may not have a #fragment (it is never sent)")
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("the URL may not contain spaces or control characters")
+    return value
+
+
+WebhookUrl = Annotated[str, StringConstraints(min_length=8, max_length=2048), AfterValidator(_url)]
+
+
+def _unique(values: list[str]) -> list[str]:
+    # A set in effect; kept sorted so that the stored value and idempotency fingerprints are stable.
+    return sorted(set(values))
+
+
+EventTypes = Annotated[list[EventType], Field(max_length=len(EVENT_TYPES)), AfterValidator(_unique)]
+
+
+class WebhookEndpointCreate(Input):
+    url: WebhookUrl
+    event_types: EventTypes = Field(default_factory=list, description="Empty: every event type.")
+    enabled: bool = True
+
+
+class WebhookEndpointUpdate(Input):
+    url: WebhookUrl | None = None
+    event_types: EventTypes | None = None
+    enabled: bool | None = None
+
+
+class WebhookEndpointOut(Output):
+    id: uuid.UUID
+    url: str
+    event_types: list[str]
+    enabled: bool
+    created_at: datetime
+
+
+class WebhookEndpointCreated(WebhookEndpointOut):
+    signing_secret: Annotated[str, StringConstraints(pattern=r"^whsec_")] = Field(
+        description="Standard Webhooks signing secret, shown only in this response.")
+
+
+class WebhookEndpointList(Output):
+    items: list[WebhookEndpointOut]
+    next_offset: int | None
+
+
+class WebhookDeliveryOut(Output):
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event_id: str
+    event_type: str
+    status: str
+    attempts: int
+    response_status: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class WebhookDeliveryList(Output):
+    items: list[WebhookDeliveryOut]
+    next_offset: int | None

@@ -1,0 +1,1 @@
+"""One regional cell's control plane: the REST API plus the carrier webhook and the event pipeline."""

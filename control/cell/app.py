@@ -1,0 +1,56 @@
+"""`create_cell_app(settings)`: a cell's control API plus, when NATS is configured, the voice webhook,
+the call event consumer and the tenant webhook dispatcher, all in one process (one per region)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from quart import Quart
+
+from cells.coordination.envelope import CallEventEnvelope
+from cells.telephony.call_token import CallTokenAuthority
+from control.api.app import create_control_app
+from control.api.settings import ControlSettings
+from control.api.state import api_state
+from control.cell.runtime import CellRuntime
+from control.cell.voice import cell_voice_blueprint
+
+log = logging.getLogger(__name__)
+RUNTIME_KEY = "autospeak.cell"
+
+
+def create_cell_app(settings: ControlSettings, *, call_token_secret: str | None = None) -> Quart:
+    app = create_control_app(settings)
+    if settings.nats_url is None:
+        return app  # the REST API alone
+    secret = call_token_secret or os.environ.get("AUTOSPEAK_CALL_TOKEN_SECRET", "")
+    if len(secret) < 32:
+        raise ValueError("AUTOSPEAK_CALL_TOKEN_SECRET (shared with the workers) needs 32 characters or more")
+    runtime = CellRuntime(settings)
+    app.extensions[RUNTIME_KEY] = runtime
+
+    async def publish(event: CallEventEnvelope) -> None:
+        await runtime.publish(event)
+
+    async def request_slot(req: dict[str, Any]) -> dict[str, Any] | None:
+        return await runtime.request_slot(req)
+
+    async def should_resume(call_id: str) -> bool:
+        return await runtime.should_resume(call_id)
+
+    public = settings.public_base_url or settings.cells.get(settings.region, "")
+    app.register_blueprint(cell_voice_blueprint(
+        settings, tokens=CallTokenAuthority(secret), publish=publish, request_slot=request_slot,
+        should_resume=should_resume, allow_insecure_streams=public.startswith("http://")))
+
+    @app.before_serving
+    async def _start_runtime() -> None:
+        await runtime.start(api_state().sessions)
+
+    @app.after_serving
+    async def _stop_runtime() -> None:
+        await runtime.stop()
+
+    return app

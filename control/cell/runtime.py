@@ -1,0 +1,84 @@
+"""The cell's connection to its region's NATS: publishing control events, asking workers for slots,
+reading live call state, and running the event consumer and the webhook dispatcher."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cells.coordination.call_state import CallStateStore
+from cells.coordination.envelope import CallEventEnvelope
+from cells.coordination.slots import request_slot
+from cells.launcher.jetstream import ensure_call_state_bucket, ensure_call_stream, publish_event
+from control.api.settings import ControlSettings
+from control.events import EventConsumer, WebhookDispatcher
+
+log = logging.getLogger(__name__)
+
+
+class CellRuntime:
+    def __init__(self, settings: ControlSettings, *, slot_timeout: float = 2.0,
+                 slot_attempts: int = 3) -> None:
+        self.settings = settings
+        self.region = settings.region
+        self.slot_timeout = slot_timeout
+        self.slot_attempts = slot_attempts
+        self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
+        self.call_state: CallStateStore | None = None
+        self.consumer: EventConsumer | None = None
+        self.dispatcher: WebhookDispatcher | None = None
+
+    async def start(self, sessions: async_sessionmaker[AsyncSession] | None) -> None:
+        assert self.settings.nats_url is not None
+        # Reconnect for ever: a NATS restart must not take the cell's API down with it.
+        self.nc = await nats.connect(self.settings.nats_url, name=f"control-{self.region}",
+                                     max_reconnect_attempts=-1, reconnect_time_wait=0.5)
+        self.js = self.nc.jetstream()
+        await ensure_call_stream(self.js, self.region)
+        kv = await ensure_call_state_bucket(self.js, self.region)
+        self.call_state = CallStateStore(kv)
+        if self.settings.run_background and sessions is not None:
+            self.consumer = EventConsumer(self.js, sessions, self.region)
+            await self.consumer.start()
+            self.dispatcher = WebhookDispatcher(sessions, self.region)
+            await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        for part in (self.dispatcher, self.consumer):
+            if part is not None:
+                try:
+                    await part.stop()
+                except Exception:
+                    log.exception("stopping %s failed", type(part).__name__)
+        if self.nc is not None:
+            await self.nc.drain()
+        self.nc = self.js = None
+
+    async def publish(self, event: CallEventEnvelope) -> None:
+        if self.js is None:
+            raise RuntimeError("the cell is not connected to NATS")
+        await publish_event(self.js, event.subject, event.to_bytes(), msg_id=event.event_id)
+
+    async def request_slot(self, req: dict[str, Any]) -> dict[str, Any] | None:
+        if self.nc is None:
+            return None
+        return await request_slot(self.nc, self.region, req, timeout=self.slot_timeout,
+                                  attempts=self.slot_attempts)
+
+    async def should_resume(self, call_id: str) -> bool:
+        if self.call_state is None:
+            return False
+        return await self.call_state.should_resume(call_id)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "nats": bool(self.nc is not None and self.nc.is_connected),
+            "consumer": self.consumer.health() if self.consumer is not None else None,
+            "webhooks": self.dispatcher.health() if self.dispatcher is not None else None,
+        }

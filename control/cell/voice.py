@@ -1,0 +1,130 @@
+"""The cell's Twilio voice webhook: a dialled number -> tenant and agent -> a worker slot over NATS.
+
+The number directory is global, but a cell only answers for numbers of its own region whose tenant
+is homed here; anything else hears "not in service" (a number points at the wrong cell only through
+a misconfiguration, and serving it would move that tenant's call data out of its region).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from quart import Blueprint, request
+from sqlalchemy import select
+
+from cells.coordination.envelope import CallEventEnvelope, call_id_for_sid
+from cells.telephony.call_token import CallTokenAuthority
+from cells.telephony.twilio_webhook import (
+    NumberRoute,
+    SlotRequest,
+    WebhookSettings,
+    WorkerSlot,
+    twilio_voice_blueprint,
+)
+from control.api.schemas import AgentOut
+from control.api.settings import ControlSettings
+from control.api.state import sessions
+from control.db.models import Agent, PhoneNumber, Tenant
+from control.db.tenancy import TenantScope, scoped_select
+
+log = logging.getLogger(__name__)
+_STATUS = re.compile(r"[a-z][a-z-]{1,19}")  # Twilio's CallStatus values: queued, in-progress, no-answer, ...
+
+Publish = Callable[[CallEventEnvelope], Awaitable[None]]
+RequestSlot = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+ShouldResume = Callable[[str], Awaitable[bool]]
+
+
+def _uuid_or_none(value: str | None) -> str | None:
+    try:
+        return str(uuid.UUID(value)) if value else None
+    except ValueError:
+        return None
+
+
+def make_call_id(form: dict[str, str], query_id: str | None) -> str:
+    """Our call id: the UUID an outbound call carries in its voice URL, else one derived from the CallSid."""
+    return _uuid_or_none(query_id) or str(call_id_for_sid(form.get("CallSid", "")))
+
+
+def our_number(form: dict[str, str]) -> str:
+    return form.get("From" if form.get("Direction", "inbound").startswith("outbound") else "To", "")
+
+
+async def number_route(region: str, e164: str) -> NumberRoute | None:
+    async with sessions()() as session:
+        row = await session.get(PhoneNumber, e164)
+        if row is None or row.agent_id is None:
+            return None
+        home = await session.scalar(select(Tenant.home_region).where(Tenant.id == row.tenant_id))
+    if row.region != region or home != region:
+        log.warning("number routed to the %s cell but homed in %s (tenant in %s); not answering",
+                    region, row.region, home)
+        return None
+    return NumberRoute(str(row.tenant_id), str(row.agent_id))
+
+
+async def agent_spec(region: str, tenant_id: str, agent_id: str) -> dict[str, Any] | None:
+    scope = TenantScope(uuid.UUID(tenant_id), region)
+    async with sessions()() as session:
+        agent = await session.scalar(scoped_select(Agent, scope).where(Agent.id == uuid.UUID(agent_id)))
+    return AgentOut.model_validate(agent).model_dump(mode="json") if agent is not None else None
+
+
+def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthority, publish: Publish,
+                         request_slot: RequestSlot, should_resume: ShouldResume,
+                         allow_insecure_streams: bool = False) -> Blueprint:
+    region = settings.region
+    if not settings.twilio_auth_token:
+        raise ValueError("the voice webhook needs the Twilio auth token to check signatures")
+    public = settings.public_base_url or settings.cells.get(region, "")
+
+    async def lookup(e164: str) -> NumberRoute | None:
+        return await number_route(region, e164)
+
+    async def slot(req: SlotRequest) -> WorkerSlot | None:
+        spec = await agent_spec(region, req.tenant_id, req.agent_id)
+        if spec is None:
+            return None
+        if not req.resume:
+            # Before a worker is asked: the call row exists even if no worker is free.
+            await publish(CallEventEnvelope.new(
+                call_id=req.call_id, tenant_id=req.tenant_id, region=region, kind="call_created",
+                event_id=f"{req.call_id}:created", source="control",
+                data={"direction": "outbound" if req.direction.startswith("outbound") else "inbound",
+                      "from": req.from_number, "to": req.to_number, "agent_id": req.agent_id,
+                      "call_sid": req.call_sid, "carrier": "twilio"}))
+        reply = await request_slot({
+            "call_id": req.call_id, "call_sid": req.call_sid, "tenant_id": req.tenant_id,
+            "region": region, "agent_id": req.agent_id, "agent": spec, "from": req.from_number,
+            "to": req.to_number, "direction": req.direction, "resume": req.resume})
+        if not reply or not reply.get("accepted") or not reply.get("stream_url"):
+            return None
+        # The token's audience is the stream URL, which is what the worker checks it against.
+        return WorkerSlot(str(reply["stream_url"]))
+
+    async def resume(call_sid: str, form: dict[str, str]) -> bool:
+        return await should_resume(make_call_id(form, request.args.get("call_id")))
+
+    async def status(form: dict[str, str]) -> None:
+        route = await number_route(region, our_number(form))
+        call_status = form.get("CallStatus", "")
+        if route is None or not _STATUS.fullmatch(call_status):
+            return
+        call_id = make_call_id(form, request.args.get("call_id"))
+        data: dict[str, Any] = {"call_status": call_status}
+        if form.get("CallDuration", "").isdigit():
+            data["call_duration"] = int(form["CallDuration"])
+        await publish(CallEventEnvelope.new(
+            call_id=call_id, tenant_id=route.tenant_id, region=region, kind="call_status",
+            event_id=f"{call_id}:status:{call_status}", source="control", data=data))
+
+    return twilio_voice_blueprint(
+        WebhookSettings(auth_token=settings.twilio_auth_token, public_base_url=public,
+                        allow_insecure_streams=allow_insecure_streams),
+        tokens=tokens, lookup_number=lookup, request_slot=slot, on_status=status,
+        should_resume=resume, make_call_id=make_call_id)

@@ -1,0 +1,480 @@
+"""Apply one call event to the database, exactly once, in one transaction.
+
+The CallEvent row (unique on region + event_id) is the idempotency record: it is inserted first with
+ON CONFLICT DO NOTHING, and an event whose row already exists changes nothing else. So a JetStream
+redelivery, a publisher's retry beyond the stream's duplicate window, or a replay of the whole stream
+leaves the database as it was. Webhook deliveries are enqueued in the same transaction, keyed by the
+event id, so a committed event always has its deliveries and a rolled back one never does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cells.coordination.envelope import CallEventEnvelope
+from control.db.models import (
+    Agent,
+    Call,
+    CallEvent,
+    Recording,
+    Tenant,
+    Turn,
+    UsageRecord,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from control.db.session import run_transaction
+from control.db.tenancy import TenantScope, scoped_select
+from control.events.usage import CURRENCY, amount_micros, billable_seconds
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "PUBLIC_EVENT_TYPES",
+    "EventRejected",
+    "IngestOutcome",
+    "ingest_event",
+    "twilio_status",
+]
+
+PUBLIC_EVENT_TYPES: Final = (
+    "call.created", "call.started", "call.ended", "call.transcript", "recording.ready",
+)
+
+# Status order: a late or replayed event never moves a call backwards (e.g. "ringing" after "completed").
+_STATUS_RANK: Final = {"queued": 0, "ringing": 1, "in_progress": 2}
+TERMINAL_STATUSES: Final = frozenset({"completed", "busy", "failed", "no_answer", "canceled"})
+_TWILIO_STATUS: Final = {
+    "queued": "queued", "initiated": "queued", "ringing": "ringing", "answered": "in_progress",
+    "in-progress": "in_progress", "in_progress": "in_progress", "completed": "completed", "busy": "busy",
+    "failed": "failed", "no-answer": "no_answer", "no_answer": "no_answer", "canceled": "canceled",
+}
+# Latency samples kept per call; the aggregates cover them all, the list is for the dashboard.
+MAX_LATENCY_TURNS: Final = 500
+MAX_TEXT_CHARS: Final = 20_000
+_INT32_MAX: Final = 2**31 - 1
+
+
+class EventRejected(ValueError):
+    """The event can never be applied (unknown tenant, wrong region, unusable data).
+
+    The message names the reason only, never the event's content, so it is safe to log.
+    """
+
+
+class IngestOutcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    env: CallEventEnvelope
+    scope: TenantScope
+    call_id: uuid.UUID
+    occurred: datetime
+    data: Mapping[str, Any]
+
+
+async def ingest_event(
+    sessions: async_sessionmaker[AsyncSession],
+    envelope: CallEventEnvelope,
+    *,
+    stream_region: str | None = None,
+) -> IngestOutcome:
+    """Apply `envelope` in its own transaction; raise EventRejected for an event that never fits.
+
+    `stream_region` is the region of the stream the event came from; an event claiming another
+    region is rejected, so one cell's stream can never write another region's rows.
+    """
+    if stream_region is not None and envelope.region != stream_region:
+        raise EventRejected(f"event of region {envelope.region!r} on the stream of {stream_region!r}")
+    event = _prepare(envelope)
+    return await run_transaction(sessions, lambda s: _apply(s, event), scope=event.scope)
+
+
+def _prepare(env: CallEventEnvelope) -> _Event:
+    try:
+        occurred = datetime.fromtimestamp(float(env.occurred_at), UTC)
+    except (ValueError, OverflowError, OSError):
+        raise EventRejected("occurred_at is out of range") from None
+    # The envelope validated both ids as UUID text already.
+    scope = TenantScope(uuid.UUID(env.tenant_id), env.region)
+    return _Event(env, scope, uuid.UUID(env.call_id), occurred, env.data)
+
+
+async def _apply(session: AsyncSession, event: _Event) -> IngestOutcome:
+    """The body of the ingest transaction; `session` must be scoped to the event's tenant."""
+    env, scope = event.env, event.scope
+    tenant = (await session.execute(
+        select(Tenant.home_region, Tenant.plan).where(Tenant.id == scope.tenant_id)
+    )).one_or_none()
+    if tenant is None:
+        raise EventRejected("unknown tenant")
+    if tenant.home_region != env.region:
+        raise EventRejected(f"tenant is homed in {tenant.home_region!r}, not {env.region!r}")
+
+    # The call row comes first: the event row references it, and an event that overtook its call's
+    # call_created (or a call_created for a queued outbound call) must not be lost.
+    await session.execute(
+        insert(Call)
+        .values(**await _new_call_values(session, event))
+        .on_conflict_do_nothing(index_elements=["id", "region"])
+    )
+    # Lock the call so two consumers applying events of one call serialise (turn numbers, latency).
+    call = (await session.execute(
+        scoped_select(Call, scope).where(Call.id == event.call_id).with_for_update()
+    )).scalar_one()
+
+    inserted = await session.scalar(
+        insert(CallEvent)
+        .values(
+            id=uuid.uuid4(), region=scope.region, tenant_id=scope.tenant_id, call_id=event.call_id,
+            event_id=env.event_id, kind=env.kind, payload=dict(event.data), occurred_at=event.occurred,
+        )
+        .on_conflict_do_nothing(index_elements=["region", "event_id"])
+        .returning(CallEvent.id)
+    )
+    if inserted is None:
+        return IngestOutcome.DUPLICATE
+
+    handler = _HANDLERS.get(env.kind)
+    if handler is not None:
+        await handler(session, event, call, tenant.plan)
+    return IngestOutcome.APPLIED
+
+
+# --- call row ---------------------------------------------------------------------------------
+
+
+async def _new_call_values(session: AsyncSession, event: _Event) -> dict[str, Any]:
+    """Values for the call row if it does not exist yet: full for call_created, minimal otherwise."""
+    data, scope = event.data, event.scope
+    values: dict[str, Any] = {
+        "id": event.call_id, "region": scope.region, "tenant_id": scope.tenant_id,
+        "direction": "inbound", "from_e164": "", "to_e164": "", "carrier": "twilio",
+        "status": "ringing", "started_at": event.occurred, "latency": {},
+    }
+    if event.env.kind == "call_created":
+        values.update(await _created_fields(session, event))
+    elif (sid := _str(data, "call_sid", 64)) is not None:
+        values["carrier_call_sid"] = sid
+    return values
+
+
+async def _created_fields(session: AsyncSession, event: _Event) -> dict[str, Any]:
+    data, out = event.data, {}
+    direction = data.get("direction")
+    if direction in ("inbound", "outbound"):
+        out["direction"] = direction
+    for key, column in (("from", "from_e164"), ("to", "to_e164")):
+        if (number := _str(data, key, 16)) is not None:
+            out[column] = number
+    if (sid := _str(data, "call_sid", 64)) is not None:
+        out["carrier_call_sid"] = sid
+    if (carrier := _str(data, "carrier", 32)) is not None:
+        out["carrier"] = carrier
+    if (agent_id := await _known_agent(session, event.scope, data.get("agent_id"))) is not None:
+        out["agent_id"] = agent_id
+    return out
+
+
+async def _known_agent(session: AsyncSession, scope: TenantScope, raw: Any) -> uuid.UUID | None:
+    # A dangling agent id would violate the foreign key and make the event fail on every retry;
+    # the call is still worth recording without its agent.
+    try:
+        agent_id = uuid.UUID(str(raw)) if raw else None
+    except ValueError:
+        return None
+    if agent_id is None:
+        return None
+    stmt = scoped_select(Agent, scope).where(Agent.id == agent_id).with_only_columns(Agent.id)
+    found: uuid.UUID | None = await session.scalar(stmt)
+    return found
+
+
+def _advance(call: Call, status: str) -> bool:
+    """Move the call to `status` unless it is already there or further along."""
+    current = call.status
+    if current in TERMINAL_STATUSES:
+        return False
+    if status in TERMINAL_STATUSES or _STATUS_RANK.get(status, -1) > _STATUS_RANK.get(current, -1):
+        call.status = status
+        return True
+    return False
+
+
+def twilio_status(raw: Any) -> str | None:
+    """Twilio's CallStatus as a call status ("in-progress" -> "in_progress"); None if unknown."""
+    return _TWILIO_STATUS.get(raw) if isinstance(raw, str) else None
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+
+async def _on_created(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
+    # The row may predate this event (queued outbound call, or an event that overtook it): the
+    # carrier webhook is authoritative for the parties and the carrier id.
+    fields = await _created_fields(session, event)
+    for column, value in fields.items():
+        setattr(call, column, value)
+    await _enqueue(session, event, "call.created", {
+        "direction": call.direction, "from": call.from_e164, "to": call.to_e164,
+        "agent_id": str(call.agent_id) if call.agent_id else None,
+    })
+
+
+async def _on_started(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
+    _advance(call, "in_progress")
+    if call.carrier_call_sid is None and (sid := _str(event.data, "call_sid", 64)) is not None:
+        call.carrier_call_sid = sid
+    # A resumed stream (another worker took over) is the same call: one call.started per call.
+    if not event.data.get("resumed"):
+        await _enqueue(session, event, "call.started", {"started_at": _iso(event.occurred)})
+
+
+async def _on_transcript(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
+    if event.data.get("ignored"):
+        return
+    await _add_turn(session, event, call, "caller", interrupted=False)
+
+
+async def _on_agent_said(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
+    await _add_turn(session, event, call, "agent", interrupted=bool(event.data.get("interrupted")))
+
+
+async def _add_turn(
+    session: AsyncSession, event: _Event, call: Call, speaker: str, *, interrupted: bool
+) -> None:
+    text = event.data.get("text")
+    if not isinstance(text, str):
+        raise EventRejected(f"{event.env.kind} without text")
+    text = text[:MAX_TEXT_CHARS]
+    # The consumer applies one call's events in stream order and the call row is locked, so max+1
+    # numbers the turns in the order they were spoken.
+    last = await session.scalar(select(func.max(Turn.seq)).where(Turn.call_id == call.id))
+    offset = _offset_ms(call, event.occurred)
+    start_ms = _int(event.data, "start_ms", offset)
+    end_ms = max(_int(event.data, "end_ms", offset), start_ms)
+    seq = (last or 0) + 1
+    session.add(event.scope.new(
+        Turn, call_id=call.id, seq=seq, speaker=speaker, text=text,
+        start_ms=start_ms, end_ms=end_ms, interrupted=interrupted,
+    ))
+    await _enqueue(session, event, "call.transcript", {
+        "speaker": speaker, "text": text, "seq": seq, "start_ms": start_ms, "end_ms": end_ms,
+        "interrupted": interrupted,
+    })
+
+
+async def _on_turn(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
+    # The texts are already in the turn rows; latency keeps timings only, so it holds no speech.
+    timing = {k: v for k, v in event.data.items() if k not in ("caller_text", "agent_text")}
+    latency = dict(call.latency or {})
+    turns = [*(latency.get("turns") or []), timing][-MAX_LATENCY_TURNS:]
+    latency["turns"] = turns
+    latency["summary"] = _latency_summary(turns)
+    call.latency = latency  # a new object, so the JSONB column is written
+
+
+def _latency_summary(turns: list[Any]) -> dict[str, Any]:
+    samples = sorted(v for t in turns if (v := _voice_to_voice(t)) is not None)
+    summary: dict[str, Any] = {"turns": len(turns), "samples": len(samples)}
+    if samples:
+        summary["voice_to_voice_ms"] = {
+            "p50": _percentile(samples, 50), "p95": _percentile(samples, 95), "max": samples[-1],
+        }
+    return summary
+
+
+def _voice_to_voice(timing: Any) -> float | None:
+    """The caller's end of speech to the agent's first audio frame, in milliseconds."""
+    if not isinstance(timing, dict):
+        return None
+    value = (timing.get("ms_after_speech_end") or {}).get("first_frame_sent")
+    if value is None:
+        value = timing.get("voice_to_voice_ms")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending, non-empty list."""
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+async def _on_recording(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
+    key = _str(event.data, "object_key", 1024)
+    if key is None or key.startswith("/") or ".." in key.split("/"):
+        raise EventRejected("recording_ready without a usable object key")
+    recording = event.scope.new(
+        Recording, id=uuid.uuid4(), call_id=call.id, object_key=key,
+        content_type=_str(event.data, "content_type", 100) or "audio/wav",
+        duration_ms=_int(event.data, "duration_ms", 0), size_bytes=max(0, _bigint(event.data, "size_bytes")),
+        paused_segments=list(event.data.get("paused_segments") or []),
+    )
+    session.add(recording)
+    await _enqueue(session, event, "recording.ready", {
+        "recording_id": str(recording.id), "content_type": recording.content_type,
+        "duration_ms": recording.duration_ms, "size_bytes": recording.size_bytes,
+    })
+
+
+async def _on_status(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
+    status = twilio_status(event.data.get("call_status"))
+    if status is None:
+        return  # stored as an event; nothing to change
+    _advance(call, status)
+    if status in TERMINAL_STATUSES and call.ended_at is None:
+        call.ended_at = event.occurred
+    duration = event.data.get("call_duration")
+    if status == "completed" and duration is not None:
+        # Billing must not depend on the worker's call_ended arriving (a worker can die with the
+        # call); whichever end event comes first makes the one ledger record.
+        await _record_usage(session, event, call, plan, duration, {})
+
+
+async def _on_ended(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
+    data = event.data
+    if call.status not in TERMINAL_STATUSES:
+        call.status = "completed"
+    if call.ended_at is None:
+        call.ended_at = event.occurred
+    if call.disposition is None and (disposition := _str(data, "disposition", 64)) is not None:
+        call.disposition = disposition
+    duration = data.get("duration_s")
+    if duration is None:
+        duration = (call.ended_at - call.started_at).total_seconds()
+    await _record_usage(session, event, call, plan, duration, data)
+    # Two call_ended events (a resumed call's workers) make one call.ended webhook: the first.
+    earlier = await session.scalar(
+        select(func.count()).select_from(CallEvent).where(
+            CallEvent.call_id == call.id,
+            CallEvent.kind == "call_ended",
+            CallEvent.event_id != event.env.event_id,
+        )
+    )
+    if not earlier:
+        await _enqueue(session, event, "call.ended", {
+            "disposition": call.disposition, "status": call.status, "ended_at": _iso(call.ended_at),
+            "duration_s": billable_seconds(duration), "turns": _int(data, "turns", 0),
+        })
+
+
+async def _record_usage(
+    session: AsyncSession, event: _Event, call: Call, plan: str, duration: Any, data: Mapping[str, Any]
+) -> None:
+    seconds = min(billable_seconds(duration), _INT32_MAX)
+    await session.execute(
+        insert(UsageRecord)
+        .values(
+            id=uuid.uuid4(), region=event.scope.region, tenant_id=event.scope.tenant_id, call_id=call.id,
+            billable_seconds=seconds, stt_seconds=_int(data, "stt_seconds", 0),
+            tts_characters=_int(data, "tts_characters", 0),
+            llm_input_tokens=_int(data, "llm_input_tokens", 0),
+            llm_output_tokens=_int(data, "llm_output_tokens", 0),
+            amount_micros=amount_micros(seconds, plan),
+            currency=CURRENCY,
+        )
+        .on_conflict_do_nothing(index_elements=["region", "call_id"])
+    )
+
+
+_Handler = Callable[[AsyncSession, _Event, Call, str], Any]
+_HANDLERS: Final[dict[str, _Handler]] = {
+    "call_created": _on_created,
+    "call_started": _on_started,
+    "transcript": _on_transcript,
+    "agent_said": _on_agent_said,
+    "turn": _on_turn,
+    "recording_ready": _on_recording,
+    "call_status": _on_status,
+    "call_ended": _on_ended,
+}
+
+
+# --- webhooks ---------------------------------------------------------------------------------
+
+
+def subscribed(event_types: Any, event_type: str) -> bool:
+    """An endpoint with no event types (or "*") receives every public event."""
+    if not event_types:
+        return True
+    return isinstance(event_types, list) and ("*" in event_types or event_type in event_types)
+
+
+async def _enqueue(session: AsyncSession, event: _Event, event_type: str, data: dict[str, Any]) -> None:
+    endpoints = (await session.execute(
+        scoped_select(WebhookEndpoint, event.scope)
+        .where(WebhookEndpoint.enabled.is_(True))
+        .with_only_columns(WebhookEndpoint.id, WebhookEndpoint.event_types)
+    )).all()
+    targets = [row.id for row in endpoints if subscribed(row.event_types, event_type)]
+    if not targets:
+        return
+    # Standard Webhooks payload shape: {type, timestamp, data}.
+    payload = {
+        "type": event_type,
+        "timestamp": _iso(event.occurred),
+        "data": {"call_id": str(event.call_id), **data},
+    }
+    await session.execute(
+        insert(WebhookDelivery)
+        .values([
+            {
+                "id": uuid.uuid4(), "region": event.scope.region, "tenant_id": event.scope.tenant_id,
+                "endpoint_id": endpoint_id, "event_id": event.env.event_id, "event_type": event_type,
+                "payload": payload, "status": "pending", "attempts": 0, "next_attempt_at": func.now(),
+            }
+            for endpoint_id in targets
+        ])
+        .on_conflict_do_nothing(index_elements=["region", "endpoint_id", "event_id"])
+    )
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return None if ts is None else ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _str(data: Mapping[str, Any], key: str, max_len: int) -> str | None:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        return None
+    return value[:max_len]
+
+
+def _int(data: Mapping[str, Any], key: str, default: int) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return default
+    return max(0, min(int(value), _INT32_MAX))
+
+
+def _bigint(data: Mapping[str, Any], key: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return min(value, 2**63 - 1)
+
+
+def _offset_ms(call: Call, at: datetime) -> int:
+    started = call.started_at
+    if started is None:
+        return 0
+    return max(0, min(int((at - started).total_seconds() * 1000), _INT32_MAX))

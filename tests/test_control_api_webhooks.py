@@ -1,0 +1,231 @@
+"""Webhook endpoints and the delivery log on the real embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from control_api_fixtures import FAST, Api, control_api, fetch, insert, scope_for
+from standardwebhooks.webhooks import Webhook
+
+from control.db.models import AuditLog, IdempotencyKey, WebhookDelivery, WebhookEndpoint
+
+URL = "https://hooks.example.com/autospeak?team=ops"
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[Api]:
+    with control_api(**FAST) as api:
+        yield api
+
+
+def _create(api: Api, label: str = "a", **body: object) -> dict:
+    token = api.tokens["a:admin" if label == "a" else f"{label}:owner"]
+    r = api.call("POST", api.tenant_path(label, "/webhook-endpoints"), token=token, json={"url": URL, **body})
+    assert r.status == 201, r.text
+    return r.body
+
+
+def _delivery(api: Api, endpoint_id: str, label: str = "a", **values: object) -> WebhookDelivery:
+    scope = scope_for(api, label)
+    fields = {
+        "endpoint_id": uuid.UUID(endpoint_id),
+        "event_id": f"{uuid.uuid4()}:created",
+        "event_type": "call.created",
+        "payload": {"type": "call.created"},
+        "status": "failed",
+        "attempts": 5,
+        "response_status": 500,
+        "last_error": "HTTP 500",
+        "next_attempt_at": None,
+        **values,
+    }
+    row = scope.new(WebhookDelivery, **fields)
+    insert(api, label, row)
+    return row
+
+
+def test_the_signing_secret_is_shown_once_and_signs_standard_webhooks(api: Api) -> None:
+    key = {"Idempotency-Key": f"w-{uuid.uuid4()}"}
+    body = {"url": URL, "event_types": ["call.ended", "call.created", "call.ended"]}
+    path = api.tenant_path("a", "/webhook-endpoints")
+    r = api.call("POST", path, token=api.tokens["a:admin"], json=body, headers=key)
+    assert r.status == 201, r.text
+    secret = r.body["signing_secret"]
+    assert secret.startswith("whsec_") and len(base64.b64decode(secret[len("whsec_") :])) == 24
+    assert r.body["event_types"] == ["call.created", "call.ended"] and r.body["enabled"] is True
+    # A receiver using the Standard Webhooks library verifies what this secret signs.
+    hook = Webhook(secret)
+    payload = json.dumps({"type": "call.ended"})
+    now = datetime.now(UTC)
+    sig = hook.sign("msg_1", now, payload)
+    hook.verify(
+        payload,
+        {"webhook-id": "msg_1", "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": sig},
+    )
+
+    viewer = api.tokens["a:viewer"]
+    got = api.call("GET", api.tenant_path("a", f"/webhook-endpoints/{r.body['id']}"), token=viewer)
+    assert got.status == 200 and "signing_secret" not in got.body and secret not in got.text
+    listed = api.call("GET", path + "?limit=100", token=viewer)
+    assert secret not in listed.text and r.body["id"] in [e["id"] for e in listed.body["items"]]
+    replay = api.call("POST", path, token=api.tokens["a:admin"], json=body, headers=key)
+    assert replay.status == 201 and replay.body["id"] == r.body["id"] and "signing_secret" not in replay.body
+    [idem] = fetch(api, IdempotencyKey, key=key["Idempotency-Key"])
+    assert secret not in json.dumps(idem.response_body)
+    [audit] = fetch(api, AuditLog, action="webhook_endpoint.create", target_id=r.body["id"])
+    assert secret not in json.dumps(audit.details)
+    [row] = fetch(api, WebhookEndpoint, id=uuid.UUID(r.body["id"]))
+    assert row.signing_secret == secret  # the dispatcher needs it to sign
+
+
+def test_validation(api: Api) -> None:
+    path = api.tenant_path("a", "/webhook-endpoints")
+    admin = api.tokens["a:admin"]
+    for body, field in (
+        ({"url": "ftp://hooks.example.com/x"}, "url"),
+        ({"url": "https:///nohost"}, "url"),
+        ({"url": "https://h.example.com/a b"}, "url"),
+        ({"url": "https://h.example.com:99999/"}, "url"),
+        ({"url": "https://h.example.com/#frag"}, "url"),
+        ({"url": 5}, "url"),
+        ({"url": URL, "event_types": ["call.exploded"]}, "event_types.0"),
+        ({"url": URL, "event_types": "call.created"}, "event_types"),
+        ({"url": URL, "secret": "mine"}, "secret"),
+        ({}, "url"),
+    ):
+        r = api.call("POST", path, token=admin, json=body)
+        assert r.status == 422 and r.body["errors"][0]["path"] == field, (body, r.text)
+    assert _create(api, event_types=[])["event_types"] == []  # empty: every event type
+
+
+def test_roles(api: Api) -> None:
+    ep = _create(api)
+    path = api.tenant_path("a", f"/webhook-endpoints/{ep['id']}")
+    for role in ("viewer", "operator"):
+        token = api.tokens[f"a:{role}"]
+        assert (
+            api.call(
+                "POST", api.tenant_path("a", "/webhook-endpoints"), token=token, json={"url": URL}
+            ).status
+            == 403
+        )
+        assert api.call("PATCH", path, token=token, json={"enabled": False}).status == 403
+        assert api.call("DELETE", path, token=token).status == 403
+        assert api.call("GET", path + "/deliveries", token=token).status == 200
+
+
+def test_update_and_delete(api: Api) -> None:
+    ep = _create(api, event_types=["call.created"])
+    path = api.tenant_path("a", f"/webhook-endpoints/{ep['id']}")
+    admin = api.tokens["a:admin"]
+    r = api.call("PATCH", path, token=admin, json={"enabled": False, "event_types": ["recording.ready"]})
+    assert r.status == 200, r.text
+    assert (r.body["enabled"], r.body["event_types"], r.body["url"]) == (False, ["recording.ready"], URL)
+    r = api.call("PATCH", path, token=admin, json={"url": "http://hooks.example.net/new"})
+    assert r.body["url"] == "http://hooks.example.net/new" and r.body["enabled"] is False
+    for bad, field in (
+        ({"url": None}, "url"),
+        ({"enabled": "no"}, "enabled"),
+        ({"signing_secret": "x"}, "signing_secret"),
+    ):
+        r = api.call("PATCH", path, token=admin, json=bad)
+        assert r.status == 422 and r.body["errors"][0]["path"] == field, (bad, r.text)
+    delivery = _delivery(api, ep["id"])
+    assert api.call("DELETE", path, token=admin).status == 204
+    assert api.call("GET", path, token=admin).status == 404
+    assert fetch(api, WebhookDelivery, id=delivery.id) == []  # the log goes with the endpoint
+    actions = sorted(a.action for a in fetch(api, AuditLog, target_id=ep["id"]))
+    assert actions == [
+        "webhook_endpoint.create",
+        "webhook_endpoint.delete",
+        "webhook_endpoint.update",
+        "webhook_endpoint.update",
+    ]
+
+
+def test_delivery_log_and_retry(api: Api) -> None:
+    ep = _create(api)
+    old = _delivery(api, ep["id"], created_at=datetime.now(UTC) - timedelta(hours=1))
+    new = _delivery(
+        api,
+        ep["id"],
+        status="delivered",
+        attempts=1,
+        response_status=204,
+        last_error=None,
+        delivered_at=datetime.now(UTC),
+    )
+    base = api.tenant_path("a", f"/webhook-endpoints/{ep['id']}/deliveries")
+    viewer, op = api.tokens["a:viewer"], api.tokens["a:operator"]
+    r = api.call("GET", base, token=viewer)
+    assert [d["id"] for d in r.body["items"]] == [str(new.id), str(old.id)]
+    failed = r.body["items"][1]
+    assert (failed["status"], failed["attempts"], failed["response_status"], failed["last_error"]) == (
+        "failed",
+        5,
+        500,
+        "HTTP 500",
+    )
+    assert [d["id"] for d in api.call("GET", base + "?status=failed", token=viewer).body["items"]] == [
+        str(old.id)
+    ]
+    assert api.call("GET", base + "?status=%00", token=viewer).status == 422
+
+    assert api.call("POST", f"{base}/{old.id}/retry", token=viewer).status == 403
+    before = datetime.now(UTC)
+    r = api.call("POST", f"{base}/{old.id}/retry", token=op)
+    assert r.status == 202, r.text
+    assert r.body["status"] == "pending" and r.body["attempts"] == 5
+    assert (
+        before - timedelta(seconds=1)
+        <= datetime.fromisoformat(r.body["next_attempt_at"])
+        <= datetime.now(UTC)
+    )
+    [row] = fetch(api, WebhookDelivery, id=old.id)
+    assert row.status == "pending" and row.next_attempt_at is not None
+    [audit] = fetch(api, AuditLog, action="webhook_delivery.retry", target_id=str(old.id))
+    assert audit.details["previous_status"] == "failed"
+    # A delivery named under another endpoint of the same tenant is not found.
+    other = _create(api)
+    r = api.call(
+        "POST", api.tenant_path("a", f"/webhook-endpoints/{other['id']}/deliveries/{old.id}/retry"), token=op
+    )
+    assert r.status == 404
+
+
+def test_other_tenants_endpoints_and_deliveries_are_invisible(api: Api) -> None:
+    ep = _create(api)
+    delivery = _delivery(api, ep["id"])
+    b = api.tokens["b:owner"]
+    missing = api.call("GET", api.tenant_path("b", f"/webhook-endpoints/{uuid.uuid4()}"), token=b)
+    assert missing.status == 404
+    for label in ("a", "b"):
+        path = api.tenant_path(label, f"/webhook-endpoints/{ep['id']}")
+        for method, rest, body in (
+            ("GET", "", None),
+            ("PATCH", "", {"enabled": False}),
+            ("DELETE", "", None),
+            ("GET", "/deliveries", None),
+            ("POST", f"/deliveries/{delivery.id}/retry", None),
+        ):
+            r = api.call(method, path + rest, token=b, json=body)
+            assert r.status == 404 and r.body == missing.body, (label, method, rest)
+    listed = api.call("GET", api.tenant_path("b", "/webhook-endpoints?limit=100"), token=b)
+    assert ep["id"] not in [e["id"] for e in listed.body["items"]]
+    [row] = fetch(api, WebhookEndpoint, id=uuid.UUID(ep["id"]))
+    assert row.enabled is True
+    [d] = fetch(api, WebhookDelivery, id=delivery.id)
+    assert d.status == "failed"
+
+
+def test_tenant_homed_elsewhere_is_redirected(api: Api) -> None:
+    r = api.call(
+        "POST", api.tenant_path("c", "/webhook-endpoints"), token=api.tokens["c:owner"], json={"url": URL}
+    )
+    assert r.status == 307 and r.headers["Location"].startswith("http://us.cell.test:14210/")
+    assert fetch(api, WebhookEndpoint, tenant_id=api.tenants["c"]) == []

@@ -1,0 +1,308 @@
+"""Applying call events to the database: rows per kind, idempotency, usage, rejection, ordering."""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from db_fixtures import Database, embedded_database
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cells.coordination.envelope import CallEventEnvelope, call_id_for_sid
+from control.api.auth import bootstrap_tenant
+from control.db.migrate import upgrade
+from control.db.models import (
+    Agent,
+    Call,
+    CallEvent,
+    Recording,
+    Turn,
+    UsageRecord,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from control.db.session import run_transaction
+from control.db.tenancy import TenantScope, scoped_select, unscoped
+from control.events import EventRejected, IngestOutcome, amount_micros, ingest_event
+
+T0 = 1_760_000_000.0
+
+
+@dataclass
+class World:
+    db: Database
+    scopes: dict[str, TenantScope]
+    agent_id: uuid.UUID
+    all_endpoint: uuid.UUID
+    ended_endpoint: uuid.UUID
+
+
+def secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    with embedded_database() as db:
+        db.run(upgrade(db.engine))
+        scopes: dict[str, TenantScope] = {}
+        for label, region in (("eu", "eu"), ("in", "in"), ("us", "us")):
+            async def make(session: AsyncSession, label: str = label, region: str = region) -> TenantScope:
+                tenant, _ = await bootstrap_tenant(session, f"ingest {label}", region)
+                return TenantScope(tenant.id, region)
+
+            scopes[label] = db.run(run_transaction(db.sessions, make))
+        eu = scopes["eu"]
+
+        async def seed(session: AsyncSession) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+            agent = eu.new(Agent, id=uuid.uuid4(), name="Reception")
+            every = eu.new(WebhookEndpoint, id=uuid.uuid4(), url="http://127.0.0.1:9/all",
+                           signing_secret=secret(), event_types=[])
+            ended = eu.new(WebhookEndpoint, id=uuid.uuid4(), url="http://127.0.0.1:9/ended",
+                           signing_secret=secret(), event_types=["call.ended"])
+            off = eu.new(WebhookEndpoint, id=uuid.uuid4(), url="http://127.0.0.1:9/off",
+                         signing_secret=secret(), event_types=[], enabled=False)
+            session.add_all([agent, every, ended, off])
+            return agent.id, every.id, ended.id
+
+        agent_id, all_ep, ended_ep = db.run(run_transaction(db.sessions, seed, scope=eu))
+        yield World(db, scopes, agent_id, all_ep, ended_ep)
+
+
+def env(scope: TenantScope, call_id: uuid.UUID, kind: str, event_id: str, data: dict[str, Any] | None = None,
+        *, at: float = T0, region: str | None = None, tenant: uuid.UUID | None = None) -> CallEventEnvelope:
+    return CallEventEnvelope.new(
+        call_id=str(call_id), tenant_id=str(tenant or scope.tenant_id), region=region or scope.region,
+        kind=kind, event_id=event_id, data=data or {}, occurred_at=at, source="test",
+    )
+
+
+def ingest(w: World, envelope: CallEventEnvelope, **kw: Any) -> IngestOutcome:
+    return w.db.run(ingest_event(w.db.sessions, envelope, **kw))
+
+
+def rows(w: World, scope: TenantScope, model: type[Any], call_id: uuid.UUID) -> list[Any]:
+    async def q(session: AsyncSession) -> list[Any]:
+        col = model.id if model is Call else model.call_id
+        return list((await session.execute(scoped_select(model, scope).where(col == call_id))).scalars())
+
+    return w.db.run(run_transaction(w.db.sessions, q, scope=scope))
+
+
+def deliveries(w: World, scope: TenantScope, call_id: uuid.UUID) -> list[WebhookDelivery]:
+    async def q(session: AsyncSession) -> list[WebhookDelivery]:
+        stmt = scoped_select(WebhookDelivery, scope).order_by(WebhookDelivery.created_at)
+        found = (await session.execute(stmt)).scalars()
+        return [d for d in found if d.payload["data"]["call_id"] == str(call_id)]
+
+    return w.db.run(run_transaction(w.db.sessions, q, scope=scope))
+
+
+def snapshot(w: World, scope: TenantScope, call_id: uuid.UUID) -> dict[str, Any]:
+    call = rows(w, scope, Call, call_id)[0]
+    return {
+        "call": (call.status, call.disposition, call.ended_at, call.latency, call.carrier_call_sid),
+        "turns": [(t.seq, t.speaker, t.text) for t in rows(w, scope, Turn, call_id)],
+        "events": len(rows(w, scope, CallEvent, call_id)),
+        "recordings": len(rows(w, scope, Recording, call_id)),
+        "usage": [(u.billable_seconds, u.amount_micros) for u in rows(w, scope, UsageRecord, call_id)],
+        "deliveries": sorted((d.endpoint_id.hex, d.event_id) for d in deliveries(w, scope, call_id)),
+    }
+
+
+def lifecycle(scope: TenantScope, call_id: uuid.UUID, agent_id: uuid.UUID) -> list[CallEventEnvelope]:
+    c, s = str(call_id), "MZstream1"
+    timing = {"index": 1, "caller_text": "hello", "agent_text": "hi there", "speech_end": 1.0,
+              "ms_after_speech_end": {"first_frame_sent": 420.0, "stt_final": 90.0}}
+    return [
+        env(scope, call_id, "call_created", f"{c}:created", {
+            "direction": "inbound", "from": "+4915112345678", "to": "+442071234567",
+            "agent_id": str(agent_id), "call_sid": "CA123", "carrier": "twilio"}),
+        env(scope, call_id, "call_started", f"{c}:{s}:1",
+            {"call_sid": "CA123", "stream_sid": s, "worker_id": "w1", "resumed": False}, at=T0 + 1),
+        env(scope, call_id, "transcript", f"{c}:{s}:2", {"text": "hello", "turn": 1}, at=T0 + 3),
+        env(scope, call_id, "transcript", f"{c}:{s}:3", {"text": "uh", "turn": 2, "ignored": True},
+            at=T0 + 4),
+        env(scope, call_id, "agent_said", f"{c}:{s}:4",
+            {"text": "hi there", "interrupted": True, "start_ms": 3500, "end_ms": 4200}, at=T0 + 5),
+        env(scope, call_id, "turn", f"{c}:{s}:5", timing, at=T0 + 5),
+        env(scope, call_id, "turn", f"{c}:{s}:6",
+            {**timing, "index": 2, "ms_after_speech_end": {"first_frame_sent": 780.0}}, at=T0 + 8),
+        env(scope, call_id, "tool_call", f"{c}:{s}:7", {"name": "book", "args": {}}, at=T0 + 9),
+        env(scope, call_id, "recording_ready", f"{c}:{s}:8", {
+            "object_key": f"{scope.tenant_id}/{c}.wav", "duration_ms": 12300, "size_bytes": 196_800,
+            "content_type": "audio/wav"}, at=T0 + 12),
+        env(scope, call_id, "call_ended", f"{c}:{s}:9",
+            {"disposition": "booked", "turns": 2, "duration_s": 12.3}, at=T0 + 12.3),
+    ]
+
+
+def test_each_kind_lands_in_its_rows(world: World) -> None:
+    scope, call_id = world.scopes["eu"], call_id_for_sid("CA123")
+    for envelope in lifecycle(scope, call_id, world.agent_id):
+        assert ingest(world, envelope, stream_region="eu") is IngestOutcome.APPLIED
+
+    [call] = rows(world, scope, Call, call_id)
+    assert (call.direction, call.from_e164, call.to_e164) == ("inbound", "+4915112345678", "+442071234567")
+    assert call.agent_id == world.agent_id and call.carrier_call_sid == "CA123"
+    assert call.status == "completed" and call.disposition == "booked"
+    assert call.ended_at is not None and call.ended_at.timestamp() == pytest.approx(T0 + 12.3)
+
+    turns = sorted(rows(world, scope, Turn, call_id), key=lambda t: t.seq)
+    assert [(t.seq, t.speaker, t.text, t.interrupted) for t in turns] == [
+        (1, "caller", "hello", False), (2, "agent", "hi there", True)]
+    assert (turns[1].start_ms, turns[1].end_ms) == (3500, 4200)
+    assert turns[0].start_ms == 3000  # no times given: offset from the call's start
+
+    assert len(call.latency["turns"]) == 2
+    assert all("caller_text" not in t and "agent_text" not in t for t in call.latency["turns"])
+    assert call.latency["summary"]["voice_to_voice_ms"] == {"p50": 420.0, "p95": 780.0, "max": 780.0}
+
+    [rec] = rows(world, scope, Recording, call_id)
+    assert rec.object_key == f"{scope.tenant_id}/{call_id}.wav" and rec.duration_ms == 12300
+    assert rec.size_bytes == 196_800
+    [usage] = rows(world, scope, UsageRecord, call_id)
+    assert usage.billable_seconds == 13 and usage.currency == "USD"
+    assert usage.amount_micros == amount_micros(13, "starter") == 19_500
+    assert len(rows(world, scope, CallEvent, call_id)) == 10
+
+    got = deliveries(world, scope, call_id)
+    to_all = [d.event_type for d in got if d.endpoint_id == world.all_endpoint]
+    assert to_all == ["call.created", "call.started", "call.transcript", "call.transcript",
+                      "recording.ready", "call.ended"]
+    assert [d.event_type for d in got if d.endpoint_id == world.ended_endpoint] == ["call.ended"]
+    assert len(got) == 7  # nothing for the disabled endpoint
+    ended = next(d for d in got if d.event_type == "call.ended" and d.endpoint_id == world.all_endpoint)
+    assert ended.event_id == f"{call_id}:MZstream1:9" and ended.status == "pending" and ended.attempts == 0
+    assert ended.payload["type"] == "call.ended" and ended.payload["timestamp"].endswith("Z")
+    assert ended.payload["data"]["call_id"] == str(call_id)
+    assert ended.payload["data"]["disposition"] == "booked" and ended.payload["data"]["duration_s"] == 13
+
+
+def test_a_duplicate_event_changes_nothing(world: World) -> None:
+    scope, call_id = world.scopes["eu"], uuid.uuid4()
+    events = lifecycle(scope, call_id, world.agent_id)
+    for envelope in events:
+        ingest(world, envelope)
+    before = snapshot(world, scope, call_id)
+    # Every event again: a redelivery, or a re-publish past the stream's duplicate window.
+    for envelope in events:
+        assert ingest(world, envelope) is IngestOutcome.DUPLICATE
+    # Same id, different body (a buggy publisher): still the first one wins.
+    again = env(scope, call_id, "agent_said", events[4].event_id, {"text": "other", "interrupted": False})
+    assert ingest(world, again) is IngestOutcome.DUPLICATE
+    assert snapshot(world, scope, call_id) == before
+
+
+def test_one_usage_record_per_call_even_with_two_call_ended(world: World) -> None:
+    scope, call_id = world.scopes["eu"], uuid.uuid4()
+    c = str(call_id)
+    ingest(world, env(scope, call_id, "call_created", f"{c}:created", {"direction": "inbound"}))
+    ingest(world, env(scope, call_id, "call_ended", f"{c}:MZa:9",
+                      {"disposition": "transfer", "duration_s": 61}, at=T0 + 61))
+    # A resumed call's second worker also ends it, with its own event id.
+    ingest(world, env(scope, call_id, "call_ended", f"{c}:MZb:4", {"disposition": "other", "duration_s": 90},
+                      at=T0 + 90))
+    [usage] = rows(world, scope, UsageRecord, call_id)
+    assert usage.billable_seconds == 61 and usage.amount_micros == 91_500
+    [call] = rows(world, scope, Call, call_id)
+    assert call.disposition == "transfer" and call.ended_at.timestamp() == pytest.approx(T0 + 61)
+    ended = [d for d in deliveries(world, scope, call_id) if d.event_type == "call.ended"]
+    assert len(ended) == 2 and {d.event_id for d in ended} == {f"{c}:MZa:9"}  # one per endpoint
+
+
+def test_status_callback_bills_when_no_worker_ends_the_call(world: World) -> None:
+    scope, call_id = world.scopes["eu"], uuid.uuid4()
+    c = str(call_id)
+    ingest(world, env(scope, call_id, "call_created", f"{c}:created", {"direction": "outbound"}))
+    ingest(world, env(scope, call_id, "call_status", f"{c}:status:completed",
+                      {"call_status": "completed", "call_duration": 7}, at=T0 + 7))
+    ingest(world, env(scope, call_id, "call_status", f"{c}:status:ringing", {"call_status": "ringing"}))
+    ingest(world, env(scope, call_id, "call_ended", f"{c}:MZ:3", {"disposition": "x", "duration_s": 9.5}))
+    [call] = rows(world, scope, Call, call_id)
+    assert call.status == "completed"  # a late "ringing" never moves the call back
+    assert call.ended_at.timestamp() == pytest.approx(T0 + 7)
+    [usage] = rows(world, scope, UsageRecord, call_id)
+    assert usage.billable_seconds == 7
+
+
+def test_rejected_events_write_nothing(world: World) -> None:
+    eu, us = world.scopes["eu"], world.scopes["us"]
+    call_id = uuid.uuid4()
+    c = str(call_id)
+    with pytest.raises(EventRejected, match="homed in 'eu'"):
+        ingest(world, env(eu, call_id, "call_created", f"{c}:created", region="us"))
+    with pytest.raises(EventRejected, match="unknown tenant"):
+        ingest(world, env(eu, call_id, "call_created", f"{c}:created", tenant=uuid.uuid4()))
+    with pytest.raises(EventRejected, match="stream"):
+        ingest(world, env(us, call_id, "call_created", f"{c}:created"), stream_region="eu")
+    with pytest.raises(EventRejected, match="object key"):
+        ingest(world, env(eu, call_id, "recording_ready", f"{c}:MZ:1", {"object_key": "../etc/passwd"}))
+    for scope in (eu, us):
+        assert rows(world, scope, Call, call_id) == []
+        assert rows(world, scope, CallEvent, call_id) == []
+
+
+def test_out_of_order_events_are_kept(world: World) -> None:
+    scope, call_id = world.scopes["in"], uuid.uuid4()
+    c = str(call_id)
+    # The worker's events overtake the control plane's call_created.
+    ingest(world, env(scope, call_id, "transcript", f"{c}:MZ:2", {"text": "namaste", "turn": 1}, at=T0 + 2))
+    ingest(world, env(scope, call_id, "call_started", f"{c}:MZ:1", {"call_sid": "CA9", "resumed": False},
+                      at=T0 + 1))
+    [call] = rows(world, scope, Call, call_id)
+    assert (call.direction, call.from_e164, call.status) == ("inbound", "", "in_progress")
+    assert call.carrier_call_sid == "CA9"
+    ingest(world, env(scope, call_id, "call_created", f"{c}:created",
+                      {"direction": "outbound", "from": "+912212345678", "to": "+919812345678",
+                       "agent_id": str(uuid.uuid4()), "call_sid": "CA9"}))
+    [call] = rows(world, scope, Call, call_id)
+    assert (call.direction, call.from_e164, call.to_e164) == ("outbound", "+912212345678", "+919812345678")
+    assert call.status == "in_progress" and call.agent_id is None  # an unknown agent is not referenced
+    assert [t.text for t in rows(world, scope, Turn, call_id)] == ["namaste"]
+    assert len(rows(world, scope, CallEvent, call_id)) == 3
+
+
+def test_queued_outbound_row_is_completed_by_call_created(world: World) -> None:
+    scope, call_id = world.scopes["us"], uuid.uuid4()
+
+    async def queue(session: AsyncSession) -> None:
+        session.add(scope.new(Call, id=call_id, direction="outbound", from_e164="+12025550100",
+                              to_e164="+12025550199", status="queued"))
+
+    world.db.run(run_transaction(world.db.sessions, queue, scope=scope))
+    ingest(world, env(scope, call_id, "call_created", f"{call_id}:created",
+                      {"direction": "outbound", "from": "+12025550100", "to": "+12025550199",
+                       "call_sid": "CA77"}))
+    [call] = rows(world, scope, Call, call_id)
+    assert (call.status, call.carrier_call_sid, call.direction) == ("queued", "CA77", "outbound")
+    ingest(world, env(scope, call_id, "call_status", f"{call_id}:status:in-progress",
+                      {"call_status": "in-progress"}))
+    assert rows(world, scope, Call, call_id)[0].status == "in_progress"
+
+
+def test_every_tenant_writes_only_its_region(world: World) -> None:
+    call_ids = {label: uuid.uuid4() for label in world.scopes}
+    for label, scope in world.scopes.items():
+        ingest(world, env(scope, call_ids[label], "call_created", f"{call_ids[label]}:created"),
+               stream_region=scope.region)
+
+    async def regions(session: AsyncSession) -> dict[uuid.UUID, str]:
+        stmt = unscoped(select(Call.id, Call.region).where(Call.id.in_(call_ids.values())), "test audit")
+        return {row.id: row.region for row in await session.execute(stmt)}
+
+    found = world.db.run(run_transaction(world.db.sessions, regions))
+    assert found == {call_ids[label]: scope.region for label, scope in world.scopes.items()}
+
+    async def count(session: AsyncSession) -> int:
+        return int(await session.scalar(unscoped(
+            select(func.count()).select_from(CallEvent).where(CallEvent.call_id.in_(call_ids.values())),
+            "test audit")) or 0)
+
+    assert world.db.run(run_transaction(world.db.sessions, count)) == 3

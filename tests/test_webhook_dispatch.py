@@ -1,0 +1,251 @@
+"""Webhook deliveries sent to a real local HTTP receiver, which verifies every Standard Webhooks signature."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pytest
+from aiohttp import web
+from db_fixtures import Database, embedded_database
+from sqlalchemy.ext.asyncio import AsyncSession
+from standardwebhooks.webhooks import Webhook
+
+from cells.coordination.envelope import CallEventEnvelope
+from control.api.auth import bootstrap_tenant
+from control.db.migrate import upgrade
+from control.db.models import WebhookDelivery, WebhookEndpoint
+from control.db.session import run_transaction
+from control.db.tenancy import TenantScope, scoped_select
+from control.events import RetryPolicy, WebhookDispatcher, ingest_event
+
+T = TypeVar("T")
+FAST = RetryPolicy(delays=(0.05,), max_attempts=3, jitter=0.0)
+
+
+@dataclass
+class Receiver:
+    """Verifies each request with the endpoint's secret; answers from a per-path script of statuses."""
+
+    secrets: dict[str, str] = field(default_factory=dict)  # path -> signing secret
+    script: dict[str, list[int]] = field(default_factory=dict)  # path -> statuses to answer, then 200
+    delay: float = 0.0
+    received: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (path, webhook-id, body)
+    bad_signatures: int = 0
+    port: int = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            payload = Webhook(self.secrets[request.path]).verify(body, dict(request.headers))
+        except Exception:  # any failure to verify counts as a bad signature
+            self.bad_signatures += 1
+            return web.Response(status=401)
+        self.received.append((request.path, request.headers["webhook-id"], payload))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        statuses = self.script.get(request.path) or []
+        return web.Response(status=statuses.pop(0) if statuses else 200)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@dataclass
+class World:
+    db: Database
+    scope: TenantScope
+    receiver: Receiver
+
+    def run(self, coro: Awaitable[T], timeout: float = 30.0) -> T:
+        return self.db.run(asyncio.wait_for(coro, timeout))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    with embedded_database() as db:
+        db.run(upgrade(db.engine))
+
+        async def make(session: AsyncSession) -> TenantScope:
+            tenant, _ = await bootstrap_tenant(session, "webhooks", "us")
+            return TenantScope(tenant.id, "us")
+
+        scope = db.run(run_transaction(db.sessions, make))
+        receiver = Receiver()
+        app = web.Application()
+        app.router.add_route("POST", "/{tail:.*}", receiver.handle)
+        runner = web.AppRunner(app)
+
+        async def serve() -> None:
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            receiver.port = runner.addresses[0][1]
+
+        db.run(serve())
+        try:
+            yield World(db, scope, receiver)
+        finally:
+            db.run(runner.cleanup())
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+def add_endpoint(w: World, url: str, event_types: list[str] | None = None) -> uuid.UUID:
+    secret = new_secret()
+    path = url.split(str(w.receiver.port), 1)[-1] if str(w.receiver.port) in url else url
+    w.receiver.secrets[path] = secret
+    endpoint_id = uuid.uuid4()
+
+    async def add(session: AsyncSession) -> None:
+        session.add(w.scope.new(WebhookEndpoint, id=endpoint_id, url=url, signing_secret=secret,
+                                event_types=event_types or [], enabled=True))
+
+    w.run(run_transaction(w.db.sessions, add, scope=w.scope))
+    return endpoint_id
+
+
+def disable(w: World, endpoint_id: uuid.UUID) -> None:
+    async def off(session: AsyncSession) -> None:
+        row = (await session.execute(scoped_select(WebhookEndpoint, w.scope)
+                                     .where(WebhookEndpoint.id == endpoint_id))).scalar_one()
+        row.enabled = False
+
+    w.run(run_transaction(w.db.sessions, off, scope=w.scope))
+
+
+def emit(w: World, kind: str = "call_created", data: dict[str, Any] | None = None) -> str:
+    """Ingest one call event (which enqueues the deliveries) and return its event id."""
+    call_id = str(uuid.uuid4())
+    envelope = CallEventEnvelope.new(call_id=call_id, tenant_id=str(w.scope.tenant_id), region="us",
+                                     kind=kind, event_id=f"{call_id}:{kind}",
+                                     data=data or {"direction": "inbound"})
+    w.run(ingest_event(w.db.sessions, envelope))
+    return envelope.event_id
+
+
+def deliveries(w: World, endpoint_id: uuid.UUID) -> list[WebhookDelivery]:
+    async def q(session: AsyncSession) -> list[WebhookDelivery]:
+        stmt = scoped_select(WebhookDelivery, w.scope).where(WebhookDelivery.endpoint_id == endpoint_id)
+        return list((await session.execute(stmt)).scalars())
+
+    return w.run(run_transaction(w.db.sessions, q, scope=w.scope))
+
+
+async def drive(dispatcher: WebhookDispatcher, finished: Callable[[], Awaitable[bool]]) -> None:
+    """Run dispatch rounds until `finished` (bounded by the caller's timeout, not asserted)."""
+    while not await finished():
+        await dispatcher.run_once()
+        await asyncio.sleep(0.02)
+
+
+def all_final(w: World, endpoint_id: uuid.UUID) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        async def q(session: AsyncSession) -> bool:
+            stmt = scoped_select(WebhookDelivery, w.scope).where(WebhookDelivery.endpoint_id == endpoint_id)
+            return all(d.status in ("delivered", "failed") for d in (await session.execute(stmt)).scalars())
+
+        return await run_transaction(w.db.sessions, q, scope=w.scope)
+
+    return check
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens once the socket is closed
+
+
+def test_signed_deliveries_reach_the_receiver(world: World) -> None:
+    endpoint = add_endpoint(world, world.receiver.url("/ok"))
+    created = emit(world)
+    ended = emit(world, "call_ended", {"disposition": "booked", "duration_s": 3})
+    dispatcher = WebhookDispatcher(world.db.sessions, "us", retry=FAST)
+    try:
+        world.run(drive(dispatcher, all_final(world, endpoint)))
+    finally:
+        world.run(dispatcher.stop())
+    got = {wid: body for path, wid, body in world.receiver.received if path == "/ok"}
+    assert set(got) == {created, ended} and world.receiver.bad_signatures == 0
+    assert got[created]["type"] == "call.created" and got[created]["data"]["direction"] == "inbound"
+    # call_ended also creates the call (out of order) but only call.ended is published for it.
+    assert got[ended]["type"] == "call.ended" and got[ended]["data"]["disposition"] == "booked"
+    for row in deliveries(world, endpoint):
+        assert (row.status, row.attempts, row.response_status, row.last_error) == ("delivered", 1, 200, None)
+        assert row.delivered_at is not None and row.next_attempt_at is None
+    disable(world, endpoint)
+
+
+def test_a_failed_attempt_is_retried_until_delivered(world: World) -> None:
+    endpoint = add_endpoint(world, world.receiver.url("/flaky"))
+    world.receiver.script["/flaky"] = [500]
+    event_id = emit(world)
+    dispatcher = WebhookDispatcher(world.db.sessions, "us", retry=FAST)
+    try:
+        world.run(drive(dispatcher, all_final(world, endpoint)))
+    finally:
+        world.run(dispatcher.stop())
+    [row] = deliveries(world, endpoint)
+    assert (row.status, row.attempts, row.response_status, row.last_error) == ("delivered", 2, 200, None)
+    hits = [wid for path, wid, _ in world.receiver.received if path == "/flaky"]
+    assert hits == [event_id, event_id]  # the same webhook-id on the retry, so receivers can dedupe
+    disable(world, endpoint)
+
+
+def test_a_dead_endpoint_fails_after_max_attempts(world: World) -> None:
+    dead_url = f"http://127.0.0.1:{closed_port()}/hook?token=do-not-log-me"
+    dead = add_endpoint(world, dead_url)
+    not_http = add_endpoint(world, "file:///etc/passwd")
+    emit(world)
+    dispatcher = WebhookDispatcher(world.db.sessions, "us", retry=FAST, timeout=2.0)
+    try:
+        world.run(drive(dispatcher, all_final(world, dead)))
+        world.run(drive(dispatcher, all_final(world, not_http)))
+    finally:
+        world.run(dispatcher.stop())
+    [row] = deliveries(world, dead)
+    assert (row.status, row.attempts, row.response_status) == ("failed", FAST.max_attempts, None)
+    assert row.last_error and "ConnectError" in row.last_error and "do-not-log-me" not in row.last_error
+    [refused] = deliveries(world, not_http)
+    assert (refused.status, refused.attempts) == ("failed", 1)  # never sent, never retried
+    assert refused.last_error == "refusing to send to a non-http(s) URL"
+    disable(world, dead)
+    disable(world, not_http)
+
+
+def test_two_dispatchers_never_send_one_delivery_twice(world: World) -> None:
+    endpoint = add_endpoint(world, world.receiver.url("/shared"))
+    events = {emit(world) for _ in range(30)}
+    world.receiver.delay = 0.01  # keeps sends in flight while the other dispatcher polls
+
+    async def main() -> list[WebhookDispatcher]:
+        pair = [WebhookDispatcher(world.db.sessions, "us", retry=FAST, poll_interval=0.01, batch=4)
+                for _ in range(2)]
+        for dispatcher in pair:
+            await dispatcher.start()
+        try:
+            finished = all_final(world, endpoint)
+            while not await finished():
+                await asyncio.sleep(0.05)
+        finally:
+            for dispatcher in pair:
+                await dispatcher.stop()
+        return pair
+
+    try:
+        pair = world.run(main())
+    finally:
+        world.receiver.delay = 0.0
+    sent = Counter(wid for path, wid, _ in world.receiver.received if path == "/shared")
+    assert set(sent) == events and max(sent.values()) == 1
+    assert sum(d.stats.attempts for d in pair) == len(events)
+    assert all(row.status == "delivered" and row.attempts == 1 for row in deliveries(world, endpoint))
