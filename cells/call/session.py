@@ -13,9 +13,10 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -49,6 +50,9 @@ class CallConfig:
     max_call_s: float = 600.0
     max_call_text: str = "We've reached the time limit for this call. Thank you for calling, goodbye."
     apology_text: str = "I'm sorry, I'm having trouble right now."
+    # A call resumed on another worker after its media stream dropped starts with this, then the
+    # agent's last question (or the answer it still owed the caller).
+    resume_text: str = "Sorry about that, the line dropped for a moment."
     transfer_number: str | None = None
     first_audio_deadline_s: float = 6.0  # after a turn ends; then apologise (and transfer or hang up)
     no_transfer_text: str = ("I'm sorry, no one can take your call right now. Please call back during "
@@ -115,10 +119,23 @@ class CallSession:
         # onsets begin earlier still).
         self._preroll: deque[Any] = deque(maxlen=20)
         self._speech_end_wall: float | None = None
+        self._said_upto = 0  # history index up to which assistant words were reported (agent_said)
+        self._turns_reported = 0
+        self.resumed = False
 
     # -- lifecycle -----------------------------------------------------------------------------
-    async def start(self, stream_sid: str, call_sid: str) -> None:
+    async def start(self, stream_sid: str, call_sid: str, *,
+                    history: Sequence[Message] | None = None) -> None:
+        """Starts the call loop. With `history` (a call resumed after its stream dropped) the
+        conversation continues from those messages: no disclosure, a short apology and the agent's
+        last question instead."""
         self.call_sid, self.stream_sid = call_sid, stream_sid
+        if history is not None:
+            self.resumed = True
+            self.history = resumable_history(history)
+            if self.config.system_prompt and not any(m.role == "system" for m in self.history):
+                self.history.insert(0, Message("system", self.config.system_prompt))
+            self._said_upto = len(self.history)  # said on the earlier stream, reported there
         self.inbound = media_core.InboundPath(
             stt_rate=self.stt.sample_rate, min_silence_ms=self.config.vad_min_silence_ms
         )
@@ -129,13 +146,32 @@ class CallSession:
         self.started_at = self.clock()
         for coro in (self.playout.run(), self._stt_loop(), self._watchdog()):
             self._tasks.append(asyncio.create_task(coro))
-        self.emit("call_started", {"call_sid": call_sid, "stream_sid": stream_sid})
+        self.emit("call_started", {"call_sid": call_sid, "stream_sid": stream_sid, "resumed": self.resumed})
+        if self.resumed:
+            self._start_reply(self._resume())
+            return
         self._interruptible = self.config.disclosure_interruptible
         self._start_reply(self._say_disclosure())
 
     async def _say_disclosure(self) -> None:
         await self.speaker.say(self.config.disclosure)
         self.history.append(Message("assistant", self.config.disclosure))
+
+    async def _resume(self) -> None:
+        self._turn_start = len(self.history)
+        last = self.history[-1] if self.history else None
+        if last is not None and last.role in ("user", "tool"):
+            # The agent owed the caller an answer when the line dropped: give it now.
+            await self.speaker.say(self.config.resume_text)
+            self.history.append(Message("assistant", self.config.resume_text))
+            timing = TurnTiming(len(self.turns))
+            reply = Reply(self.llm, self.tools, self.speaker, self.chunker_factory, self.history, timing,
+                          self.clock, self._control, self.emit, self.gate)
+            await reply.run()
+            return
+        text = f"{self.config.resume_text} {last_question(self.history)}".strip()
+        await self.speaker.say(text)
+        self.history.append(Message("assistant", text))
 
     async def stop(self, disposition: str = "caller_hung_up") -> None:
         """Ends the call: caller hang-up, carrier `stop`, or our own goodbye."""
@@ -154,6 +190,8 @@ class CallSession:
         if pending:  # a provider that ignores cancellation must not keep the call record open
             log.warning("call %s: %d tasks still running at hang-up: %s", self.call_sid, len(pending),
                         [t.get_coro() for t in pending])
+        self._flush_said()
+        self._report_turns()
         self.emit("call_ended", {"disposition": self.state.disposition, "turns": len(self.turns)})
 
     async def hang_up(self, text: str | None, disposition: str) -> None:
@@ -252,12 +290,44 @@ class CallSession:
             self.turns[-1].agent_text = heard
         self._spawn(self.transport.send(json.dumps({"event": "clear", "streamSid": self.stream_sid})))
         self.emit("barge_in", {"heard": heard})
+        self._flush_said(interrupted=True)
 
     def on_mark(self, name: str) -> None:
         self.playout.on_mark(name)
         if not self.playout.speaking:
             self.state.last_activity = self.clock()
             self._interruptible = True
+            self._said_if_heard()
+
+    # -- what the caller heard (agent_said) ------------------------------------------------------
+    def _said_if_heard(self) -> None:
+        """The agent's turn is over (its reply finished and the caller heard all of it)."""
+        if self.state.ended or self.playout.speaking or (self._reply is not None and not self._reply.done()):
+            return
+        self._flush_said()
+        self._report_turns()
+        self.playout.reset_turn()  # a later barge-in trims only what comes after this
+
+    def _report_turns(self) -> None:
+        """One `turn` event (stage timings) per caller turn, once its reply is over."""
+        for timing in self.turns[self._turns_reported:]:
+            self.emit("turn", timing.as_dict())
+        self._turns_reported = len(self.turns)
+
+    def _flush_said(self, interrupted: bool = False) -> None:
+        """One `agent_said` for the assistant words committed since the last one, as heard (a
+        barge-in has already trimmed the history to what played)."""
+        texts = [m.content.strip() for m in self.history[self._said_upto:]
+                 if m.role == "assistant" and m.content.strip()]
+        self._said_upto = len(self.history)
+        if not texts or not hasattr(self, "started_at"):
+            return
+        now = self.clock()
+        first = getattr(self.playout, "_first_sent_at", None) if hasattr(self, "playout") else None
+        start = first if first is not None and first <= now else now
+        self.emit("agent_said", {"text": " ".join(texts), "interrupted": interrupted,
+                                 "start_ms": round(1000 * (start - self.started_at)),
+                                 "end_ms": round(1000 * (now - self.started_at))})
 
     def on_dtmf(self, digit: str) -> None:
         if self._closing:
@@ -325,6 +395,8 @@ class CallSession:
                 self.emit("transcript", {"text": text, "ignored": True, "reason": "agent not interruptible"})
                 return
             self.barge_in()
+        self._flush_said()  # what the agent said before this caller turn
+        self._report_turns()
         timing.caller_text = text
         self.turns.append(timing)
         self.state.reprompts = 0
@@ -366,11 +438,14 @@ class CallSession:
         # A reply cancelled before it started would leave its coroutine never awaited.
         close = getattr(coro, "close", None)
         self._reply.add_done_callback(lambda t: close() if t.cancelled() and close else None)
+        # A reply whose audio was all heard before it finished has no mark left to report it.
+        self._reply.add_done_callback(lambda t: None if t.cancelled() else self._said_if_heard())
 
     async def _say_own(self, text: str) -> None:
         """Words of the call loop's own (re-prompts): in the history, as their own turn, so that a
         barge-in over them trims only them."""
         self._turn_start = len(self.history)
+        self.playout.reset_turn()
         await self.speaker.say(text)
         self.history.append(Message("assistant", text))
 
@@ -436,3 +511,38 @@ class CallSession:
             self.state.reprompts += 1
             self.state.last_activity = now
             self._start_reply(self._say_own(self.config.reprompt_text))
+
+
+_SENTENCE = re.compile(r"[^.!?]+[.!?]+")
+
+
+def last_question(history: Sequence[Message]) -> str:
+    """The agent's last question (the last sentence of its last words that asks one), or its last
+    words when they asked nothing."""
+    for m in reversed(history):
+        if m.role != "assistant" or not m.content.strip():
+            continue
+        sentences = [s.strip() for s in _SENTENCE.findall(m.content)] or [m.content.strip()]
+        questions = [s for s in sentences if s.endswith("?")]
+        return questions[-1] if questions else m.content.strip()
+    return ""
+
+
+def resumable_history(history: Sequence[Message]) -> list[Message]:
+    """A saved history made consistent to continue from: every tool call gets an answer (a worker
+    that died between a tool call and its result leaves it open; OpenAI-style APIs refuse that)."""
+    out: list[Message] = []
+    open_calls: list[str] = []
+    for m in history:
+        if m.role != "tool" and open_calls:
+            out.extend(Message("tool", json.dumps({"ok": False, "status": "interrupted"}), tool_call_id=c)
+                       for c in open_calls)
+            open_calls = []
+        out.append(m)
+        if m.role == "assistant" and m.tool_calls:
+            open_calls = [c.id for c in m.tool_calls]
+        elif m.role == "tool" and m.tool_call_id in open_calls:
+            open_calls.remove(m.tool_call_id)
+    out.extend(Message("tool", json.dumps({"ok": False, "status": "interrupted"}), tool_call_id=c)
+               for c in open_calls)
+    return out

@@ -48,7 +48,8 @@ async def _create(sessions: async_sessionmaker[AsyncSession], region: str) -> De
         now = datetime.now(UTC)
         agent = scope.new(Agent, id=uuid.uuid4(), name="Reception", vertical="reception",
                           persona="Friendly clinic receptionist", voice={"provider": "espeak"},
-                          providers={}, tools=[], flows={}, compliance={"ai_disclosure": True},
+                          providers={}, tools=[], flows={},
+                          compliance={"ai_disclosure": True, "record_calls": True},
                           created_at=now, updated_at=now)
         session.add(agent)
         await session.flush()

@@ -3,7 +3,9 @@
 Every 20 ms the caller sends one frame (its speech, or line noise while it listens) and the
 phone plays one frame of whatever the agent sent. The caller waits for the agent to finish
 before speaking its next line, unless the line is a barge-in, which starts a set time after
-the agent's audio begins. Latency is measured as a caller would feel it: from the last frame
+the agent's audio begins. When the media stream drops, the phone follows the `<Connect action>` as
+Twilio does; on a new stream the caller starts the line it was speaking again once the agent has
+spoken. Latency is measured as a caller would feel it: from the last frame
 of the caller's speech to the first frame of agent audio that arrives after it.
 """
 
@@ -60,6 +62,7 @@ class CallResult:
     marks_cleared: list[str] = field(default_factory=list)
     ended_by_agent: bool = False
     duration_s: float = 0.0
+    streams: int = 1  # media streams the call used (more than one after a resume)
 
 
 def line_audio(line: CallerLine, engine: object | None, voice: str) -> bytes:
@@ -84,8 +87,11 @@ def line_audio(line: CallerLine, engine: object | None, voice: str) -> bytes:
 
 class ScriptedCaller:
     def __init__(self, peer: TwilioPeer, lines: list[CallerLine], *, engine: object | None = None,
-                 voice: str = "en-us+f2", max_call_s: float = 120.0, seed: int = 1) -> None:
+                 voice: str = "en-us+f2", max_call_s: float = 120.0, seed: int = 1,
+                 follow_action: bool = True, max_streams: int = 4) -> None:
         self.peer = peer
+        self.follow_action = follow_action
+        self.max_streams = max_streams
         self.lines = lines
         self.audio = [line_audio(line, engine, voice) if not line.dtmf else b"" for line in lines]
         self.max_call_s = max_call_s
@@ -100,17 +106,48 @@ class ScriptedCaller:
         last = pb.audio_frames_at[-1] if pb.audio_frames_at else 0.0
         return 0.0 if pb.busy else time.monotonic() - last
 
+    async def _next_stream(self, receiver: asyncio.Task[None]) -> asyncio.Task[None] | None:
+        """The stream closed: follow `<Connect action>`; the new stream's receiver, or None (call over)."""
+        receiver.cancel()
+        await asyncio.gather(receiver, return_exceptions=True)
+        if not self.follow_action or self.result.streams >= self.max_streams:
+            return None
+        try:
+            target = await self.peer.follow_action()
+            if target is None:
+                return None
+            await self.peer.open_stream(target)
+        except Exception as exc:  # the webhook or the new worker failed: the call drops, as on a phone
+            self.peer.close_reason = f"resume failed: {exc}"
+            return None
+        self.result.streams += 1
+        return asyncio.create_task(self.peer.receive_loop())
+
     async def run(self, hang_up_after_s: float = 1.0) -> CallResult:
         receiver = asyncio.create_task(self.peer.receive_loop())
         started = time.monotonic()
-        tick = 0
+        paced_from, tick = started, 0
         line_idx, pos = 0, -1  # pos < 0: waiting to speak line_idx
         turn: TurnResult | None = None
         agent_started_for_line: float | None = None
         done_at: float | None = None
         line_since = started
+        dropped = False
         try:
-            while not self.peer.closed_by_agent.is_set():
+            while True:
+                if dropped or self.peer.closed_by_agent.is_set():
+                    dropped = False
+                    nxt = await self._next_stream(receiver)
+                    if nxt is None:
+                        break
+                    receiver = nxt
+                    paced_from, tick = time.monotonic(), 0
+                    line_since, done_at, agent_started_for_line = time.monotonic(), None, None
+                    if pos >= 0:  # cut off mid-line: say it again once the agent has spoken
+                        pos = -1
+                        if self.result.turns:
+                            self.result.turns.pop()
+                        turn = None
                 now = time.monotonic()
                 if now - started > self.max_call_s:
                     break
@@ -159,12 +196,12 @@ class ScriptedCaller:
                 try:
                     await self.peer.send_frame(frame or self._noise_frame())
                     await self.peer.play_tick()
-                except ConnectionClosed:  # the agent hung up between two frames
-                    break
+                except ConnectionClosed:  # the stream closed between two frames
+                    dropped = True
                 tick += 1
-                await asyncio.sleep(max(0.0, started + tick * FRAME_S - time.monotonic()))
+                await asyncio.sleep(max(0.0, paced_from + tick * FRAME_S - time.monotonic()))
         finally:
-            self.result.ended_by_agent = self.peer.closed_by_agent.is_set()
+            self.result.ended_by_agent = self.peer.closed_by_agent.is_set() or receiver.done()
             if not self.result.ended_by_agent:
                 with contextlib.suppress(ConnectionClosed):
                     await self.peer.hang_up()

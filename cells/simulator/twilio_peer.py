@@ -2,6 +2,11 @@
 WebSocket that sends the caller's audio as 20 ms mu-law frames in real time (silence included)
 and plays the agent's audio back at real-time speed, echoing marks as playback reaches them
 and dropping queued audio on `clear`.
+
+When the media WebSocket closes while the call is up, Twilio requests the `<Connect action>` URL
+(signed, with the call's parameters and CallStatus=in-progress) and carries on with the TwiML it
+gets: a new `<Connect><Stream>` opens a new stream (new StreamSid) on the same call, `<Hangup/>`
+ends the call. `follow_action` does that.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import asyncio
 import base64
 import json
 import time
+import urllib.parse
 import uuid
 import xml.etree.ElementTree as ET
 from collections import deque
@@ -35,11 +41,19 @@ class StreamTarget:
 
 
 def parse_twiml(xml: str) -> StreamTarget:
+    target = stream_in_twiml(xml)
+    if target is None:
+        raise ValueError(f"TwiML has no <Connect><Stream url>: {xml[:300]}")
+    return target
+
+
+def stream_in_twiml(xml: str) -> StreamTarget | None:
+    """The `<Connect><Stream>` of a TwiML answer; None when it has none (`<Hangup/>`, `<Say>`...)."""
     root = ET.fromstring(xml)
     connect_el = root.find("Connect")
     stream = connect_el.find("Stream") if connect_el is not None else None
     if connect_el is None or stream is None or not stream.get("url"):
-        raise ValueError(f"TwiML has no <Connect><Stream url>: {xml[:300]}")
+        return None
     params = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
     return StreamTarget(stream.get("url", ""), params, connect_el.get("action"))
 
@@ -78,6 +92,9 @@ class TwilioPeer:
         self._started = 0.0
         self.closed_by_agent = asyncio.Event()
         self.close_reason = ""
+        self.target: StreamTarget | None = None
+        self.stream_sids: list[str] = []  # every stream of this call, in order
+        self.action_requests: list[dict[str, str]] = []  # the `<Connect action>` requests made
 
     def _signed(self, url: str, params: dict[str, str]) -> dict[str, str]:
         return {"X-Twilio-Signature": self.validator.compute_signature(url, params)}
@@ -92,7 +109,31 @@ class TwilioPeer:
         resp.raise_for_status()
         return parse_twiml(resp.text)
 
+    async def follow_action(self) -> StreamTarget | None:
+        """The stream ended while the call is up: request the `<Connect action>` URL as Twilio does and
+        return the new stream's target, or None when the answer ends the call (or there is none)."""
+        if self.target is None or not self.target.action:
+            return None
+        url = urllib.parse.urljoin(self.base_url + "/", self.target.action)
+        form = {"AccountSid": self.account_sid, "CallSid": self.call_sid, "From": self.from_number,
+                "To": self.to_number, "CallStatus": "in-progress", "Direction": "inbound",
+                "ApiVersion": "2010-04-01"}
+        self.action_requests.append({"url": url, **form})
+        async with httpx.AsyncClient(timeout=15) as client:
+            resp = await client.post(url, data=form, headers=self._signed(url, form))
+        resp.raise_for_status()
+        return stream_in_twiml(resp.text)
+
     async def open_stream(self, target: StreamTarget) -> None:
+        if self.ws is not None:  # a new stream on the same call (after `<Connect action>`)
+            self.stream_sid = "MZ" + uuid.uuid4().hex
+            self.closed_by_agent = asyncio.Event()
+            self.close_reason = ""
+            self.playback.queue.clear()  # what the old stream had queued never plays
+            self._seq = 0
+            self._chunk = 0
+        self.target = target
+        self.stream_sids.append(self.stream_sid)
         self.ws = await connect(target.url, additional_headers=self._signed(target.url, {}),
                                 max_size=2**20)
         await self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"})

@@ -1,4 +1,6 @@
-"""`python -m cells.worker`: serve one embedded worker (webhook + media WebSocket) with hypercorn."""
+"""`python -m cells.worker`: serve one worker with hypercorn: the embedded worker (webhook + media
+WebSocket), or with --nats-url a media worker of a regional cell (calls assigned over NATS; the call
+token secret comes from AUTOSPEAK_CALL_TOKEN_SECRET, shared with the cell's control plane)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,15 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from pathlib import Path
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from cells.telephony.call_token import MIN_SECRET_BYTES, SECRET_ENV
 from cells.worker.app import WorkerSettings, create_app
+from regions.catalogue import get_region
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,24 +28,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--public-url", default="", help="URL the carrier uses (default http://HOST:PORT)")
     parser.add_argument("--profile", choices=("embedded", "instant"), default="embedded",
                         help="providers: embedded (default) or instant (zero-latency, for load tests only)")
+    parser.add_argument("--nats-url", default=None,
+                        help="join the region's worker pool on this NATS server (a cell's worker)")
+    parser.add_argument("--region", default="eu", help="the cell's region (with --nats-url)")
+    parser.add_argument("--object-store", type=Path, default=None,
+                        help="root of the regions' object stores, for call recordings (with --nats-url)")
+    parser.add_argument("--capacity", type=int, default=50, help="concurrent calls this worker takes")
+    parser.add_argument("--worker-id", default="", help="this worker's id (default: <region>-<host>-<port>)")
     args = parser.parse_args(argv)
+    if args.capacity < 1:
+        parser.error("--capacity must be at least 1")
+    try:
+        region = get_region(args.region).code
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=os.environ.get("AUTOSPEAK_LOG", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     token = os.environ.get("TWILIO_AUTH_TOKEN")
     if not token:
         raise SystemExit("TWILIO_AUTH_TOKEN must be set (the simulator and Twilio sign with it)")
     args.data_dir.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, object] = {}
+    if args.nats_url:
+        secret = os.environ.get(SECRET_ENV, "")
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise SystemExit(f"{SECRET_ENV} must hold the cell's call token secret "
+                             f"(at least {MIN_SECRET_BYTES} bytes) when the worker joins a cell")
+        extra = {"call_token_secret": secret, "nats_url": args.nats_url, "region": region,
+                 "worker_id": args.worker_id or f"{region}-{socket.gethostname()}-{args.port}",
+                 "object_store": args.object_store}
     settings = WorkerSettings(public_base_url=args.public_url or f"http://{args.host}:{args.port}",
                               twilio_auth_token=token, data_dir=args.data_dir,
                               twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID"),
                               twilio_api_base_url=os.environ.get("TWILIO_API_BASE_URL"),
-                              transfer_number=os.environ.get("AUTOSPEAK_TRANSFER_NUMBER"))
+                              transfer_number=os.environ.get("AUTOSPEAK_TRANSFER_NUMBER"),
+                              capacity=args.capacity, **extra)  # type: ignore[arg-type]
     agent = None  # the app builds the embedded demo agent
     if args.profile == "instant":
         # Imported here only: the zero-latency providers belong to the load tests, never to real calls.
-        from loadtest.calls.instant_profile import instant_agent
+        from loadtest.calls.instant_profile import instant_agent, provider_config
 
-        agent = instant_agent(args.data_dir, transfer_number=settings.transfer_number)
+        if args.nats_url:
+            settings.providers = provider_config()
+        else:
+            agent = instant_agent(args.data_dir, transfer_number=settings.transfer_number)
     config = Config()
     config.bind = [f"{args.host}:{args.port}"]
     config.websocket_max_message_size = 64 * 1024

@@ -5,8 +5,8 @@ appointments in an embedded calendar. Providers are built once per process from 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ class ReceptionAgent:
     clock: Callable[[], datetime] = datetime.now
     call: CallConfig | None = None
     transfer_number: str | None = None
+    record_calls: bool = True  # the agent's compliance settings allow recording its calls
 
     def __post_init__(self) -> None:
         vocab = stt_vocabulary(self.clinic)
@@ -84,3 +85,45 @@ class ReceptionAgent:
         assert self.call is not None
         return CallSession(self.call, stt=self.stt, llm=self.llm, tts=self.tts, tools=self.tools,
                            chunker_factory=SentenceChunker, transport=transport, **kwargs)
+
+
+def provider_layer(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The agent's `providers` ({stt|llm|tts: {name, model?, options}}) as a registry config layer."""
+    layer: dict[str, Any] = {}
+    for kind in ("stt", "llm", "tts"):
+        ref = spec.get(kind)
+        if not isinstance(ref, Mapping) or not ref.get("name"):
+            continue
+        options = dict(ref.get("options") or {})
+        if ref.get("model"):
+            options["model"] = ref["model"]
+        layer[kind] = {"provider": str(ref["name"]), "options": options}
+    return layer
+
+
+def agent_from_spec(spec: Mapping[str, Any], *, data_dir: Path | None,
+                    providers: registry.ProviderConfig | None = None,
+                    transfer_number: str | None = None) -> ReceptionAgent:
+    """A Reception agent configured from the control plane's agent row (AgentOut as JSON): persona as
+    the system prompt, the voice, and the compliance disclosure. `providers` (a worker profile such as
+    the load tests' instant one) wins over the agent's own provider choice."""
+    agent_id = str(spec.get("id") or "")
+    if not agent_id:
+        raise ValueError("the agent spec has no id")
+    config = providers or registry.ProviderConfig(tenant=provider_layer(spec.get("providers") or {}))
+    agent = ReceptionAgent(agent_id=agent_id, tenant_id=str(spec.get("tenant_id") or ""),
+                           data_dir=data_dir / "agents" / agent_id if data_dir else None,
+                           providers=config, transfer_number=transfer_number)
+    assert agent.call is not None
+    voice = spec.get("voice") if isinstance(spec.get("voice"), Mapping) else {}
+    compliance = spec.get("compliance") if isinstance(spec.get("compliance"), Mapping) else {}
+    disclosure = agent.call.disclosure
+    if compliance.get("disclosure_text"):
+        disclosure = str(compliance["disclosure_text"])
+    elif compliance.get("ai_disclosure") is False:
+        disclosure = f"Thank you for calling {agent.clinic.name}. How can I help you today?"
+    voice_id = str(voice["voice_id"]) if voice.get("voice_id") else agent.call.voice_id
+    agent.call = replace(agent.call, disclosure=disclosure, voice_id=voice_id,
+                         system_prompt=str(spec.get("persona") or ""))
+    agent.record_calls = compliance.get("record_calls", True) is not False
+    return agent

@@ -1,7 +1,9 @@
 """The worker's Quart app: the Twilio voice webhook, the media WebSocket, and a health check.
 
-In the embedded default one process is both the webhook and the worker; the control plane
-(regional cells, NATS slot assignment) takes the webhook over in production.
+In the embedded default one process is both the webhook and the worker. With a NATS URL the worker
+is one of a regional cell's pool: the control plane's webhook assigns it calls over NATS and mints
+the call tokens (shared secret), and cells/worker/coordinated.py publishes events, keeps the live call
+state and resumes dropped calls.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from cells.telephony.twilio_ws import (
 )
 from cells.worker.agent import ReceptionAgent
 from cells.worker.calls import CallLog
+from cells.worker.coordinated import Coordination
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,13 @@ class WorkerSettings:
     twilio_account_sid: str | None = None
     twilio_api_base_url: str | None = None
     transfer_number: str | None = None
+    # A worker of a regional cell (see the module docstring); None is the embedded worker.
+    nats_url: str | None = None
+    region: str = "eu"
+    worker_id: str = ""  # default: the stream URL
+    capacity: int = 50
+    object_store: Path | None = None  # root of the regions' object stores (recordings)
+    providers: Any = None  # a registry.ProviderConfig overriding every agent's providers (load tests)
 
     @property
     def stream_url(self) -> str:
@@ -63,8 +73,10 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
     app = Quart(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     tokens = CallTokenAuthority(settings.call_token_secret)
-    agents = {"reception-demo": agent or ReceptionAgent(data_dir=settings.data_dir,
-                                                         transfer_number=settings.transfer_number)}
+    # The embedded worker's one demo agent; a cell's worker builds agents from the slot requests.
+    agents = {} if settings.nats_url else {
+        "reception-demo": agent or ReceptionAgent(data_dir=settings.data_dir,
+                                                  transfer_number=settings.transfer_number)}
     telephony = None
     if settings.twilio_account_sid:
         from cells.telephony.twilio_rest import TwilioRestSettings, TwilioRestTelephony
@@ -74,6 +86,14 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
             api_base_url=settings.twilio_api_base_url))
     calls = CallLog(settings.data_dir)
     active: dict[str, CallSession] = {}
+    coord = None
+    if settings.nats_url:
+        coord = Coordination(nats_url=settings.nats_url, region=settings.region,
+                             worker_id=settings.worker_id or settings.stream_url,
+                             stream_url=settings.stream_url,
+                             capacity=settings.capacity, data_dir=settings.data_dir,
+                             object_store=settings.object_store, providers=settings.providers,
+                             transfer_number=settings.transfer_number)
 
     async def request_slot(req: SlotRequest) -> WorkerSlot | None:
         if len(active) >= settings.max_calls or req.agent_id not in agents:
@@ -81,21 +101,33 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
         return WorkerSlot(settings.stream_url, worker_id=settings.stream_url)
 
     async def resolve_call(claims: CallClaims, start: Start) -> ReceptionAgent | None:
+        if coord is not None:
+            return await coord.resolve_call(claims, start)
         return agents.get(claims.agent_id)
 
     async def on_stream(ws: TwilioMediaSession, accepted: AcceptedStream[ReceptionAgent]) -> None:
         start = accepted.start
         call_id = accepted.claims.call_id
         record = calls.open(call_id, accepted.claims.tenant_id, accepted.claims.agent_id, start.call_sid)
+        transfer_to = accepted.call.call.transfer_number if accepted.call.call else None
+
         async def control(action: str, call: ToolCall) -> None:
             if telephony is None:
                 return
             if action == "transfer_to_human":
-                assert session.config.transfer_number
-                await telephony.transfer(start.call_sid, session.config.transfer_number)
+                assert transfer_to
+                await telephony.transfer(start.call_sid, transfer_to)
             elif action == "end_call":
                 await telephony.hangup(start.call_sid)
 
+        if coord is not None:
+            active[call_id] = accepted.call  # type: ignore[assignment]  # counted for /healthz only
+            try:
+                await coord.run_stream(ws, accepted.claims, start, accepted.call, ws.events, record.event,
+                                       control, record.close)
+            finally:
+                active.pop(call_id, None)
+            return
         session = accepted.call.new_session(ws, on_event=record.event, on_control=control)
         active[call_id] = session
         try:
@@ -127,22 +159,36 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
             # still be wound down and recorded.
             await asyncio.shield(finish())
 
-    app.register_blueprint(twilio_voice_blueprint(
-        WebhookSettings(auth_token=settings.twilio_auth_token, public_base_url=settings.public_base_url,
-                        allow_insecure_streams=settings.stream_url.startswith("ws://")),
-        tokens=tokens, lookup_number=settings.numbers.get, request_slot=request_slot))
+    if coord is None:  # in a cell the control plane answers Twilio's webhooks
+        app.register_blueprint(twilio_voice_blueprint(
+            WebhookSettings(auth_token=settings.twilio_auth_token, public_base_url=settings.public_base_url,
+                            allow_insecure_streams=settings.stream_url.startswith("ws://")),
+            tokens=tokens, lookup_number=settings.numbers.get, request_slot=request_slot))
+    audience = coord.worker_id if coord is not None else settings.stream_url
     app.register_blueprint(media_stream_blueprint(
         MediaSocketSettings(auth_token=settings.twilio_auth_token, public_stream_url=settings.stream_url,
-                            audience=settings.stream_url),
+                            audience=audience),
         tokens=tokens, resolve_call=resolve_call, on_stream=on_stream))
 
     @app.before_serving
     async def warm() -> None:
+        if coord is not None:
+            await coord.start()
+            return
         for a in agents.values():
             await a.warm_up()
 
+    @app.after_serving
+    async def shutdown() -> None:
+        if coord is not None:
+            await coord.stop()
+
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {"ok": True, "active_calls": len(active)}
+        out: dict[str, Any] = {"ok": True, "active_calls": len(active)}
+        if coord is not None:
+            out.update(coord.health())
+            out["ok"] = bool(out["nats"])
+        return out
 
     return app

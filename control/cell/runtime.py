@@ -42,7 +42,7 @@ class CellRuntime:
         self.js = self.nc.jetstream()
         await ensure_call_stream(self.js, self.region)
         kv = await ensure_call_state_bucket(self.js, self.region)
-        self.call_state = CallStateStore(kv)
+        self.call_state = CallStateStore(kv, self.region)
         if self.settings.run_background and sessions is not None:
             self.consumer = EventConsumer(self.js, sessions, self.region)
             await self.consumer.start()

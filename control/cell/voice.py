@@ -104,8 +104,8 @@ def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthorit
             "to": req.to_number, "direction": req.direction, "resume": req.resume})
         if not reply or not reply.get("accepted") or not reply.get("stream_url"):
             return None
-        # The token's audience is the stream URL, which is what the worker checks it against.
-        return WorkerSlot(str(reply["stream_url"]))
+        # The call token names the worker as its audience: only that worker accepts the stream.
+        return WorkerSlot(str(reply["stream_url"]), worker_id=str(reply.get("worker_id") or "") or None)
 
     async def resume(call_sid: str, form: dict[str, str]) -> bool:
         return await should_resume(make_call_id(form, request.args.get("call_id")))
