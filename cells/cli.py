@@ -49,6 +49,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _call(args: argparse.Namespace) -> int:
+    if args.stack is not None:
+        from cells.launcher.up import call_stack
+
+        return call_stack(args.stack, args.region, args.script)
     from cells.simulator.run import main as run_call
 
     return run_call(script=args.script, data_dir=args.data_dir, base_url=args.url)
@@ -67,7 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--script", default="booking", help="booking, hours or barge-in")
     call.add_argument("--data-dir", type=Path, default=None, help="where the call's files go")
     call.add_argument("--url", default=None, help="call a worker already running at this URL")
+    call.add_argument("--stack", type=Path, nargs="?", const=Path("autospeak-data"), default=None,
+                      help="call the demo number of a running `autospeak up` (its data directory)")
+    call.add_argument("--region", choices=("eu", "in", "us"), default="eu", help="with --stack: which cell")
     call.set_defaults(func=_call)
+
+    from cells.launcher import up
+
+    up.add_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures against named references")
     bench_sub = bench.add_subparsers(dest="target", required=True)

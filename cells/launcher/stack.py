@@ -117,6 +117,7 @@ class EmbeddedStack:
                     self._spawn(child)
             say("waiting for the cells' control APIs and workers ...")
             self._wait_ready()
+            self._write_manifest()
         except BaseException:
             self.stop()
             raise
@@ -175,6 +176,11 @@ class EmbeddedStack:
         return "\n".join(lines)
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _write_manifest(self) -> None:
+        """`<data>/stack.json`: where the running cells are, for `autospeak call --stack`."""
+        doc = {"cells": {r: c.api.url for r, c in self.cells.items()}, "pid": os.getpid()}
+        (self.data_dir / "stack.json").write_text(json.dumps(doc, indent=2))
 
     async def _migrate_and_seed(self) -> dict[str, DemoTenant]:
         engine = create_engine(self.database_url)
@@ -269,7 +275,10 @@ def run_until_interrupted(stack: EmbeddedStack) -> int:
         nonlocal stop
         stop = True
 
-    signal.signal(signal.SIGTERM, _stop)
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and `kill -INT` must still stop us.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+    print("\nPress Ctrl-C to stop.", flush=True)
     reported: set[str] = set()
     try:
         while not stop:
@@ -281,7 +290,7 @@ def run_until_interrupted(stack: EmbeddedStack) -> int:
                         print(f"{child.name} exited with {child.proc.returncode}; log: {child.log_path}",
                               flush=True)
             time.sleep(0.5)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a Ctrl-C that landed before the handlers were in place
         pass
     print("stopping ...", flush=True)
     stack.stop()

@@ -32,6 +32,67 @@ def run(args: argparse.Namespace) -> int:
     except StackError as exc:
         print(f"autospeak up failed: {exc}")
         return 1
-    print(stack.summary(), flush=True)
-    print("\nPress Ctrl-C to stop.", flush=True)
-    return run_until_interrupted(stack)
+    except KeyboardInterrupt:  # start() has already stopped what it started
+        return 130
+    try:
+        print(stack.summary(), flush=True)
+        return run_until_interrupted(stack)
+    finally:
+        stack.stop()  # a no-op after a clean stop; covers an interrupt before the handlers were set
+
+
+def call_stack(data_dir: Path, region: str, script: str) -> int:
+    """Call the demo number of `region` on a running `autospeak up`, as Twilio would, then show what
+    the control plane stored: the transcript, per-turn latency, the recording and the usage record."""
+    import asyncio
+    import json
+    import time
+
+    import httpx
+
+    from cells.simulator.caller import ScriptedCaller
+    from cells.simulator.scripts import SCRIPTS
+    from cells.simulator.twilio_peer import TwilioPeer
+    from cells.speech.espeak import EspeakEngine
+
+    try:
+        cells = json.loads((data_dir / "stack.json").read_text())["cells"]
+        secrets = json.loads((data_dir / "secrets.json").read_text())
+        demo = json.loads((data_dir / "demo.json").read_text())[region]
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"no running stack with region {region} in {data_dir} ({exc}); start one with `autospeak up`")
+        return 1
+    base = cells[region]
+    peer = TwilioPeer(base, secrets["twilio_auth_token"], to_number=demo["number"])
+
+    async def run() -> None:
+        target = await peer.ring()
+        await peer.open_stream(target)
+        await ScriptedCaller(peer, SCRIPTS[script], engine=EspeakEngine()).run()
+
+    print(f"Calling {demo['number']} through the {region} cell ({base}); the caller speaks in real time ...",
+          flush=True)
+    asyncio.run(run())
+    api = httpx.Client(base_url=f"{base}/v1/tenants/{demo['tenant_id']}",
+                       headers={"Authorization": f"Bearer {demo['owner_token']}"}, timeout=10)
+    deadline = time.monotonic() + 30
+    call = None
+    while call is None or call["status"] != "completed":
+        if time.monotonic() > deadline:
+            print("the control plane has not stored the call's end yet; see GET /calls later")
+            return 1
+        time.sleep(0.5)
+        items = api.get("/calls", params={"limit": 20}).json()["items"]
+        call = next((c for c in items if c["carrier_call_sid"] == peer.call_sid), None)
+    turns = api.get(f"/calls/{call['id']}/transcript").json()["turns"]
+    print(f"\nCall {call['id']} ({call['disposition']}), as the {region} cell stored it:\n")
+    for turn in turns:
+        who = "agent " if turn["speaker"] == "agent" else "caller"
+        print(f"  {who}: {turn['text']}{' [interrupted]' if turn['interrupted'] else ''}")
+    v2v = (call.get("latency") or {}).get("summary", {}).get("voice_to_voice_ms")
+    if v2v:
+        print(f"\nVoice-to-voice: p50 {v2v['p50']:.0f} ms, p95 {v2v['p95']:.0f} ms")
+    usage = api.get("/usage").json()["totals"]
+    print(f"Usage this month: {usage}")
+    print(f"Recording: GET {base}/v1/tenants/{demo['tenant_id']}/calls/{call['id']}/recording")
+    return 0
