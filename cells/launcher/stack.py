@@ -61,10 +61,11 @@ class Cell:
 
 
 def _load_secrets(path: Path) -> dict[str, str]:
-    """The stack's shared secrets, made once: the carrier signing token and the call-token key."""
+    """The stack's secrets, made once: the carrier signing token, the call-token key, the operator token."""
     if path.is_file():
         return json.loads(path.read_text())
-    values = {"twilio_auth_token": secrets.token_hex(16), "call_token_secret": secrets.token_urlsafe(48)}
+    values = {"twilio_auth_token": secrets.token_hex(16), "call_token_secret": secrets.token_urlsafe(48),
+              "platform_token": secrets.token_urlsafe(32)}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -228,6 +229,7 @@ class EmbeddedStack:
     def _env(self) -> dict[str, str]:
         return {**os.environ, "TWILIO_AUTH_TOKEN": self.secrets["twilio_auth_token"],
                 "AUTOSPEAK_CALL_TOKEN_SECRET": self.secrets["call_token_secret"],
+                "AUTOSPEAK_PLATFORM_TOKEN": self.secrets.get("platform_token", ""),
                 "AUTOSPEAK_LOG": os.environ.get("AUTOSPEAK_LOG", self.log_level.upper())}
 
     def _spawn(self, child: Child) -> None:

@@ -6,7 +6,8 @@
 
 Variables: AUTOSPEAK_REGION (required), AUTOSPEAK_DATABASE_URL (required), AUTOSPEAK_CELLS
 ("eu=URL,in=URL,us=URL", optional), AUTOSPEAK_RATE_PER_SECOND and AUTOSPEAK_RATE_BURST (per-token
-rate limit, optional). The app opens its database engine in Quart's `before_serving`, which runs on the
+rate limit, optional), AUTOSPEAK_PLATFORM_TOKEN (the operator secret that creates tenants). The app
+opens its database engine in Quart's `before_serving`, which runs on the
 ASGI lifespan startup: granian's `asgi` interface and hypercorn both send it (granian's `asginl` would
 not, and every request would then fail on a missing engine).
 
@@ -28,6 +29,7 @@ ENV_DATABASE_URL = "AUTOSPEAK_DATABASE_URL"
 ENV_CELLS = "AUTOSPEAK_CELLS"
 ENV_RATE_PER_SECOND = "AUTOSPEAK_RATE_PER_SECOND"
 ENV_RATE_BURST = "AUTOSPEAK_RATE_BURST"
+ENV_PLATFORM_TOKEN = "AUTOSPEAK_PLATFORM_TOKEN"
 
 
 def parse_cells(text: str) -> dict[str, str]:
@@ -74,6 +76,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ControlSettings:
         region=env[ENV_REGION].strip(),
         database_url=env[ENV_DATABASE_URL].strip(),
         cells=parse_cells(env.get(ENV_CELLS, "")),
+        platform_token=env.get(ENV_PLATFORM_TOKEN) or None,
         **extra,  # type: ignore[arg-type]
     )
 

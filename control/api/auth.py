@@ -81,16 +81,17 @@ def make_token_row(scope: TenantScope, role: str, *, name: str = "", ttl: timede
 
 
 async def bootstrap_tenant(session: AsyncSession, name: str, region: str, *, plan: str = "starter",
-                           token_ttl: timedelta | None = None) -> tuple[Tenant, str]:
+                           token_ttl: timedelta | None = None,
+                           tenant_id: uuid.UUID | None = None) -> tuple[Tenant, str]:
     """Operator command: create a tenant homed in `region` and its first owner token.
 
-    There is no global admin API yet, so this is how a tenant comes to exist. The caller owns the
+    Used by `POST /v1/tenants` (the platform operator) and the embedded stack's seed. The caller owns the
     transaction (run it inside `run_transaction`). The token's plaintext is returned once, never stored.
     """
     check_region(region)
     if await session.get(Plan, plan) is None:
         session.add(Plan(id=plan, name=plan.title(), monthly_price_cents=0, included_minutes=0, limits={}))
-    tenant = Tenant(id=uuid.uuid4(), name=name, home_region=region, plan=plan,
+    tenant = Tenant(id=tenant_id or uuid.uuid4(), name=name, home_region=region, plan=plan,
                     created_at=datetime.now(UTC))
     session.add(tenant)
     await session.flush()  # the token's (tenant_id, region) foreign key needs the tenant row first

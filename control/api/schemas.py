@@ -148,6 +148,17 @@ class TenantOut(Output):
     created_at: datetime
 
 
+class TenantCreate(Input):
+    name: str = Field(min_length=1, max_length=200)
+    home_region: Literal["eu", "in", "us"]
+    plan: Slug = "starter"
+
+
+class TenantCreated(Output):
+    tenant: TenantOut
+    owner_token: str | None = Field(description="The first owner token; shown once, absent on a replay")
+
+
 class TenantUpdate(Input):
     # home_region is deliberately absent: a tenant's region is fixed at creation (residency).
     name: str = Field(min_length=1, max_length=200)

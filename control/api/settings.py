@@ -35,6 +35,8 @@ class ControlSettings:
     """Root of the per-region object stores (recordings); see regions.objectstore.RegionStore."""
     dialer: Any = None
     """Places outbound calls (control.api.outbound.Dialer); None answers 503 to outbound requests."""
+    platform_token: str | None = field(default=None, repr=False)
+    """The platform operator's secret for creating tenants (POST /v1/tenants); None disables it."""
     run_background: bool = True
     """Run the event consumer and the webhook dispatcher in this process (needs nats_url)."""
 
