@@ -125,3 +125,31 @@ async def stream_event_ids(stack: EmbeddedStack, region: str, call_id: str) -> l
 
 def stream_ids(stack: EmbeddedStack, region: str, call_id: str) -> list[str]:
     return asyncio.run(stream_event_ids(stack, region, call_id))
+
+
+class WebhookReceiver:
+    """A tenant's HTTPS endpoint stand-in: records every POST (body and headers), answers 204."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                received.append((body, {k.lower(): v for k, v in self.headers.items()}))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -154,3 +154,44 @@ def test_an_expired_lease_can_be_taken_and_a_released_one_at_once(cluster: NatsS
         return [took is not None, back is not None]
 
     assert run(go()) == [True, True]
+
+
+def test_recording_keys_accumulate_over_the_streams_of_a_call(cluster: NatsSupercluster) -> None:
+    call = str(uuid.uuid4())
+
+    async def go() -> dict[str, object] | None:
+        nc, (w1, w2) = await stores(cluster.url("eu"), "w1", "w2")
+        first = await w1.acquire(call, stream_sid="MZ1", recording="t/a-MZ1.wav")
+        assert first is not None
+        await first.save(HISTORY[:1])
+        second = await w2.acquire(call, takeover=True, stream_sid="MZ2", recording="t/a-MZ2.wav")
+        assert second is not None
+        await second.end("completed", HISTORY)
+        state = await w1.load(call)
+        await nc.close()
+        return state
+
+    state = run(go())
+    assert state is not None and state["recordings"] == ["t/a-MZ1.wav", "t/a-MZ2.wav"]
+
+
+def test_an_unacknowledged_write_of_ours_does_not_lose_the_lease(cluster: NatsSupercluster) -> None:
+    """NATS restarting: a write lands but its ack is lost, so the lease's revision is stale. The next
+    write sees a conflict, finds the entry still ours (same worker and stream) and goes on."""
+    call = str(uuid.uuid4())
+
+    async def go() -> tuple[dict[str, object] | None, bool]:
+        nc, (w1,) = await stores(cluster.url("eu"), "w1")
+        lease = await w1.acquire(call, stream_sid="MZ1")
+        assert lease is not None
+        stale = lease.revision
+        await lease.save(HISTORY[:2])
+        lease.revision = stale  # as if the save's ack never arrived
+        await lease.end("completed", HISTORY)
+        state = await w1.load(call)
+        await nc.close()
+        return state, lease.lost
+
+    state, lost = run(go())
+    assert lost is False
+    assert state is not None and state["status"] == "ended" and state["worker_id"] == "w1"

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from cell_stack import (
     PlacedCall,
+    WebhookReceiver,
     api_get,
     call_id_of,
     events_of,
@@ -29,6 +30,7 @@ from cell_stack import (
     wait_completed,
     wait_for,
 )
+from standardwebhooks.webhooks import Webhook
 
 from cells.launcher.stack import EmbeddedStack
 from cells.simulator.twilio_peer import TwilioPeer
@@ -73,10 +75,34 @@ def _assert_persisted_once(stack: EmbeddedStack, region: str, call_id: str) -> l
 
 
 def test_a_call_in_each_region_is_served_and_kept_in_its_home_region(stack: EmbeddedStack) -> None:
+    receiver = WebhookReceiver()
+    demo = stack.demo["eu"]
+    created = httpx.post(f"{stack.api_url('eu')}/v1/tenants/{demo.tenant_id}/webhook-endpoints",
+                         headers={"Authorization": f"Bearer {demo.owner_token}"},
+                         json={"url": receiver.url, "event_types": ["call.ended"]})
+    assert created.status_code == 201
+    secret = created.json()["signing_secret"]
+
     async def all_regions() -> list[PlacedCall]:
         return list(await asyncio.gather(*(place_call(stack, r) for r in REGIONS)))
 
-    calls = asyncio.run(all_regions())
+    try:
+        calls = asyncio.run(all_regions())
+        _check_calls(stack, calls)
+        # The eu tenant's endpoint got a signed call.ended for its call (and nothing of the others).
+        eu_call = call_id_of(stack, "eu", calls[0].call_sid)
+        wait_for(lambda: receiver.received, what="the tenant webhook")
+    finally:
+        receiver.close()
+    body, headers = receiver.received[0]
+    event = Webhook(secret).verify(body, headers)
+    assert event["type"] == "call.ended" and event["data"]["call_id"] == eu_call
+    assert len(receiver.received) == 1
+    deliveries = api_get(stack, "eu", f"/webhook-endpoints/{created.json()['id']}/deliveries").json()
+    assert [d["status"] for d in deliveries["items"]] == ["delivered"]
+
+
+def _check_calls(stack: EmbeddedStack, calls: list[PlacedCall]) -> None:
     for placed in calls:
         region = placed.region
         assert placed.result.ended_by_agent, f"{region}: the agent did not finish the call"

@@ -134,7 +134,7 @@ def test_list_filters_and_pagination(api: Api, agent: str) -> None:
             label,
             started_at=base + timedelta(minutes=i),
             direction="outbound" if i % 2 else "inbound",
-            status="in-progress" if i == 4 else "completed",
+            status="in_progress" if i == 4 else ("no_answer" if i == 3 else "completed"),
         )
         for i in range(5)
     ]
@@ -148,7 +148,11 @@ def test_list_filters_and_pagination(api: Api, agent: str) -> None:
     newest_first = [str(c.id) for c in reversed(made)]
     assert ids("limit=100") == newest_first
     assert ids("direction=outbound") == [str(made[3].id), str(made[1].id)]
-    assert ids("status=in-progress") == [str(made[4].id)]
+    # Stored as ingest stores them; Twilio's hyphenated spellings are accepted too.
+    assert ids("status=in-progress") == ids("status=in_progress") == [str(made[4].id)]
+    assert ids("status=no-answer") == ids("status=no_answer") == [str(made[3].id)]
+    assert ids("status=completed") == [str(made[2].id), str(made[1].id), str(made[0].id)]
+    assert ids("status=dialing") == []
     after = (base + timedelta(minutes=2)).isoformat()
     before = (base + timedelta(minutes=4)).isoformat().replace("+00:00", "Z")
     assert ids(f"started_after={after.replace('+', '%2B')}&started_before={before}") == newest_first[1:3]
@@ -159,6 +163,9 @@ def test_list_filters_and_pagination(api: Api, agent: str) -> None:
         "direction=sideways",
         "status=NOPE",
         "status=%00",
+        "status=in progress",
+        "status=in--progress",
+        "status=answered",
         "agent_id=x",
         "started_after=yesterday",
         "started_after=2025-07-01T09:00:00",
@@ -311,6 +318,10 @@ def test_the_served_openapi_documents_the_resource_routes(api: Api) -> None:
     }  # fmt: skip
     for path, methods in expected.items():
         assert set(doc["paths"][prefix + path]) == methods, path
+    [status] = [p for p in doc["paths"][prefix + "/calls"]["get"]["parameters"] if p["name"] == "status"]
+    assert set(status["schema"]["enum"]) >= {
+        "queued", "ringing", "in_progress", "completed", "busy", "failed", "no_answer", "canceled"
+    }  # fmt: skip
     outbound = doc["paths"][prefix + "/calls"]["post"]
     assert {"202", "403", "409", "422", "502", "503"} <= set(outbound["responses"])
     assert any(p["name"] == "Idempotency-Key" for p in outbound["parameters"])

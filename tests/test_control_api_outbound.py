@@ -3,6 +3,8 @@ local server that speaks Twilio's REST format (tests/twilio_fake)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from control_api_fixtures import AGENT, FAST, Api, api_with, control_api, fetch, insert, scope_for
+from sqlalchemy import select
 from twilio_fake.server import FakeTwilioServer
 
 from control.api.outbound import Dialer, DialError, TwilioDialer
@@ -298,21 +301,34 @@ def test_outbound_call_idempotent_replay_dials_once(
     assert len(fetch(dialing, Call, to_e164=to)) == 1
 
 
-def test_carrier_failure_is_502_and_leaves_nothing(
+def test_carrier_failure_is_502_recorded_and_replayed_for_the_key(
     dialing: Api, twilio: FakeTwilioServer, setup: dict[str, str]
 ) -> None:
     to = _callee()
     _consent(dialing, to)
     key = {"Idempotency-Key": f"f-{uuid.uuid4()}"}
+    before = len(_creates(twilio))
     twilio.fake.fail_next(503, 20500, "Internal Server Error")
     r = _request(dialing, setup, to, headers=key)
     assert r.status == 502 and r.body["type"].endswith("/dial-failed") and r.body["retryable"] is True
-    assert fetch(dialing, Call, to_e164=to) == []
-    assert fetch(dialing, IdempotencyKey, key=key["Idempotency-Key"]) == []
-    assert [a for a in fetch(dialing, AuditLog, action="call.outbound") if a.details.get("to") == to] == []
-    # The same key works once the carrier is back.
-    ok = _request(dialing, setup, to, headers=key)
-    assert ok.status == 202 and len(fetch(dialing, Call, to_e164=to)) == 1
+    assert r.headers["Content-Type"] == "application/problem+json"
+    # The call row stays, failed, and the key holds the 502.
+    [call] = fetch(dialing, Call, to_e164=to)
+    assert (call.status, call.disposition, call.carrier_call_sid) == ("failed", "dial_failed", None)
+    assert call.ended_at is not None
+    [idem] = fetch(dialing, IdempotencyKey, key=key["Idempotency-Key"])
+    assert idem.response_status == 502 and idem.response_body["type"].endswith("/dial-failed")
+    actions = sorted(a.action for a in fetch(dialing, AuditLog, target_id=str(call.id)))
+    assert actions == ["call.outbound", "call.outbound_failed"]
+    # The same key replays the failure and never asks the carrier again: after an unclear failure
+    # the phone may ring anyway. A new key places the call.
+    again = _request(dialing, setup, to, headers=key)
+    assert again.status == 502 and again.body == r.body and again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Content-Type"] == "application/problem+json"
+    assert len(_creates(twilio)) == before + 1  # the failed attempt only
+    ok = _request(dialing, setup, to, headers={"Idempotency-Key": f"g-{uuid.uuid4()}"})
+    assert ok.status == 202
+    assert sorted(c.status for c in fetch(dialing, Call, to_e164=to)) == ["failed", "queued"]
 
     # Twilio refuses a caller id the account does not own (error 21210): not retryable.
     to2 = _callee()
@@ -324,7 +340,9 @@ def test_carrier_failure_is_502_and_leaves_nothing(
         twilio.fake.numbers = set()
     assert r.status == 502 and "21210" in r.body["detail"] and r.body["retryable"] is False
     assert twilio.fake.auth_token not in r.text
-    assert fetch(dialing, Call, to_e164=to2) == []
+    assert [(c.status, c.disposition) for c in fetch(dialing, Call, to_e164=to2)] == [
+        ("failed", "dial_failed")
+    ]
 
 
 class _BrokenDialer:
@@ -347,7 +365,9 @@ def test_any_dialer_failure_is_a_clean_502(api: Api, setup: dict[str, str]) -> N
     with api_with(api, dialer=_RefusingDialer()) as refusing:
         r = _request(refusing, setup, to)
         assert r.status == 502 and "carrier says no" in r.body["detail"]
-    assert fetch(api, Call, to_e164=to) == []
+    calls = fetch(api, Call, to_e164=to)
+    assert [(c.status, c.disposition) for c in calls] == [("failed", "dial_failed")] * 2
+    assert "secret-detail" not in str([a.details for a in fetch(api, AuditLog, target_id=str(calls[0].id))])
 
 
 def test_no_dialer_is_503_after_the_checks(api: Api, setup: dict[str, str]) -> None:
@@ -369,35 +389,33 @@ def test_outbound_for_a_tenant_homed_elsewhere_redirects(
 
 
 class _RacingDialer:
-    """Persists the carrier's first status event (as the consumer would) before the API writes its row."""
+    """Has the carrier's first status event persisted (as the consumer would) before the API records the
+    dial, and checks the call row was committed before the carrier was asked."""
 
     def __init__(self, api: Api) -> None:
         self.api = api
+        self.seen: list[tuple[str, str | None]] = []
 
     async def dial(self, *, to: str, from_: str, voice_url: str, status_url: str) -> str:
         call_id = uuid.UUID(parse_qs(urlsplit(status_url).query)["call_id"][0])
-        scope = scope_for(self.api, "a")
         async with self.api.db.sessions() as s, s.begin():
-            s.add(
-                scope.new(
-                    Call,
-                    id=call_id,
-                    direction="inbound",
-                    from_e164="",
-                    to_e164="",
-                    status="initiated",
-                    latency={},
-                )
-            )
+            stmt = select(Call).where(Call.id == call_id).execution_options(autospeak_unscoped="test")
+            call = (await s.scalars(stmt.with_for_update())).one()
+            self.seen.append((call.status, call.carrier_call_sid))
+            call.status = "ringing"
         return "CA" + "7" * 32
 
 
-def test_a_status_event_persisted_first_is_merged_not_a_conflict(api: Api, setup: dict[str, str]) -> None:
+def test_the_call_row_is_committed_before_dialing_and_a_newer_status_is_kept(
+    api: Api, setup: dict[str, str]
+) -> None:
     to = _callee()
     _consent(api, to)
-    with api_with(api, dialer=_RacingDialer(api)) as racing:
+    racer = _RacingDialer(api)
+    with api_with(api, dialer=racer) as racing:
         r = _request(racing, setup, to)
     assert r.status == 202, r.text
+    assert racer.seen == [("dialing", None)]
     [call] = fetch(api, Call, id=uuid.UUID(r.body["id"]))
     assert (call.direction, call.from_e164, call.to_e164, str(call.agent_id)) == (
         "outbound",
@@ -405,4 +423,50 @@ def test_a_status_event_persisted_first_is_merged_not_a_conflict(api: Api, setup
         to,
         setup["agent"],
     )
-    assert call.status == "initiated" and call.carrier_call_sid == "CA" + "7" * 32
+    assert call.status == "ringing" and call.carrier_call_sid == "CA" + "7" * 32
+
+
+class _GatedDialer:
+    """Holds the dial until released, so that a second request can arrive while it is in flight."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.dials = 0
+
+    async def dial(self, *, to: str, from_: str, voice_url: str, status_url: str) -> str:
+        self.dials += 1
+        self.entered.set()
+        await self.release.wait()
+        return "CA" + uuid.uuid4().hex
+
+
+def test_a_retry_while_the_first_request_is_dialing_is_409_and_rings_once(
+    api: Api, setup: dict[str, str]
+) -> None:
+    to = _callee()
+    _consent(api, to)
+    gate = _GatedDialer()
+    key = {"Idempotency-Key": f"g-{uuid.uuid4()}"}
+    body = {"agent_id": setup["agent"], "to": to, "from": setup["from"]}
+    hdrs = {**key, "Authorization": f"Bearer {api.tokens['a:operator']}", "Content-Type": "application/json"}
+    with api_with(api, dialer=gate) as app:
+        path = app.tenant_path("a", "/calls")
+
+        async def race() -> tuple[Any, Any, Any]:
+            first = asyncio.ensure_future(app._call("POST", path, hdrs, json.dumps(body)))
+            await asyncio.wait_for(gate.entered.wait(), 30)
+            during = await app._call("POST", path, hdrs, json.dumps(body))
+            other_body = await app._call("POST", path, hdrs, json.dumps({**body, "to": _callee()}))
+            gate.release.set()
+            return await first, during, other_body
+
+        first, during, other_body = app.db.run(race())
+        assert first.status == 202, first.text
+        assert during.status == 409 and during.body["type"].endswith("/idempotency-in-progress")
+        assert other_body.status == 422 and other_body.body["type"].endswith("/idempotency-key-reused")
+        after = app.call("POST", path, token=app.tokens["a:operator"], json=body, headers=key)
+    assert after.status == 202 and after.body == first.body and after.headers["Idempotent-Replayed"] == "true"
+    assert gate.dials == 1
+    [call] = fetch(api, Call, to_e164=to)
+    assert call.status == "queued" and call.carrier_call_sid == first.body["carrier_call_sid"]

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from control_api_fixtures import FAST, Api, control_api, fetch, insert, scope_for
+from control_api_fixtures import FAST, Api, api_with, control_api, fetch, insert, scope_for
 from standardwebhooks.webhooks import Webhook
 
+from control.api import ControlSettings
 from control.db.models import AuditLog, IdempotencyKey, WebhookDelivery, WebhookEndpoint
 
 URL = "https://hooks.example.com/autospeak?team=ops"
+HAS_PRIVATE_FLAG = "allow_private_webhooks" in {f.name for f in dataclasses.fields(ControlSettings)}
 
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[Api]:
+    # The production policy (the default): public https targets only.
     with control_api(**FAST) as api:
         yield api
+
+
+@pytest.fixture(scope="module")
+def dev(api: Api) -> Iterator[Api]:
+    """The same tenants behind an app that allows loopback/private http targets (dev stack, tests)."""
+    if not HAS_PRIVATE_FLAG:
+        pytest.skip("ControlSettings has no allow_private_webhooks field yet")
+    with api_with(api, allow_private_webhooks=True) as app:
+        yield app
 
 
 def _create(api: Api, label: str = "a", **body: object) -> dict:
@@ -126,8 +139,8 @@ def test_update_and_delete(api: Api) -> None:
     r = api.call("PATCH", path, token=admin, json={"enabled": False, "event_types": ["recording.ready"]})
     assert r.status == 200, r.text
     assert (r.body["enabled"], r.body["event_types"], r.body["url"]) == (False, ["recording.ready"], URL)
-    r = api.call("PATCH", path, token=admin, json={"url": "http://hooks.example.net/new"})
-    assert r.body["url"] == "http://hooks.example.net/new" and r.body["enabled"] is False
+    r = api.call("PATCH", path, token=admin, json={"url": "https://hooks.example.net/new?token=t0p"})
+    assert r.body["url"] == "https://hooks.example.net/new?token=t0p" and r.body["enabled"] is False
     for bad, field in (
         ({"url": None}, "url"),
         ({"enabled": "no"}, "enabled"),
@@ -145,6 +158,14 @@ def test_update_and_delete(api: Api) -> None:
         "webhook_endpoint.delete",
         "webhook_endpoint.update",
         "webhook_endpoint.update",
+    ]
+    # Audit rows keep the URL's origin only: its path and query may carry the receiver's token.
+    audits = fetch(api, AuditLog, target_id=ep["id"])
+    assert "t0p" not in json.dumps([a.details for a in audits])
+    [create] = [a for a in audits if a.action == "webhook_endpoint.create"]
+    assert create.details["url"] == "https://hooks.example.com"
+    assert {"url": "https://hooks.example.net"} in [
+        a.details["changed"] for a in audits if "changed" in a.details
     ]
 
 
@@ -169,7 +190,7 @@ def test_delivery_log_and_retry(api: Api) -> None:
         "failed",
         5,
         500,
-        "HTTP 500",
+        "http_error",
     )
     assert [d["id"] for d in api.call("GET", base + "?status=failed", token=viewer).body["items"]] == [
         str(old.id)
@@ -180,7 +201,7 @@ def test_delivery_log_and_retry(api: Api) -> None:
     before = datetime.now(UTC)
     r = api.call("POST", f"{base}/{old.id}/retry", token=op)
     assert r.status == 202, r.text
-    assert r.body["status"] == "pending" and r.body["attempts"] == 5
+    assert r.body["status"] == "pending" and r.body["attempts"] == 5 and r.body["last_error"] == "http_error"
     assert (
         before - timedelta(seconds=1)
         <= datetime.fromisoformat(r.body["next_attempt_at"])
@@ -196,6 +217,137 @@ def test_delivery_log_and_retry(api: Api) -> None:
         "POST", api.tenant_path("a", f"/webhook-endpoints/{other['id']}/deliveries/{old.id}/retry"), token=op
     )
     assert r.status == 404
+
+
+def test_retry_refuses_a_delivery_in_flight_or_delivered(api: Api) -> None:
+    ep = _create(api)
+    base = api.tenant_path("a", f"/webhook-endpoints/{ep['id']}/deliveries")
+    op = api.tokens["a:operator"]
+    now = datetime.now(UTC)
+    # Claimed by a dispatcher: still pending, the attempt counted, next_attempt_at a lease ahead.
+    held = _delivery(
+        api,
+        ep["id"],
+        status="pending",
+        attempts=1,
+        last_error=None,
+        response_status=None,
+        next_attempt_at=now + timedelta(seconds=70),
+    )
+    # Waiting for (or in) an automatic retry: the same state either way.
+    retrying = _delivery(
+        api, ep["id"], status="retrying", attempts=2, next_attempt_at=now + timedelta(minutes=5)
+    )
+    done = _delivery(
+        api, ep["id"], status="delivered", attempts=1, response_status=200, last_error=None, delivered_at=now
+    )
+    for row, slug in (
+        (held, "delivery-in-flight"),
+        (retrying, "delivery-in-flight"),
+        (done, "delivery-already-delivered"),
+    ):
+        r = api.call("POST", f"{base}/{row.id}/retry", token=op)
+        assert r.status == 409 and r.body["type"].endswith(slug), r.text
+        assert r.headers["Content-Type"] == "application/problem+json"
+        [after] = fetch(api, WebhookDelivery, id=row.id)
+        assert (after.status, after.attempts, after.next_attempt_at) == (
+            row.status,
+            row.attempts,
+            row.next_attempt_at,
+        )
+    assert fetch(api, AuditLog, action="webhook_delivery.retry", target_id=str(held.id)) == []
+    # Pending and due (nobody holds it): accepted, it stays due.
+    due = _delivery(
+        api,
+        ep["id"],
+        status="pending",
+        attempts=0,
+        last_error=None,
+        response_status=None,
+        next_attempt_at=now - timedelta(seconds=1),
+    )
+    r = api.call("POST", f"{base}/{due.id}/retry", token=op)
+    assert r.status == 202 and r.body["status"] == "pending" and r.body["attempts"] == 0
+
+
+def test_the_delivery_log_shows_error_categories_not_raw_errors(api: Api) -> None:
+    ep = _create(api)
+    cases = {
+        "ConnectError: [Errno 111] Connection refused": "connection_failed",
+        "ConnectError: [Errno -2] Name or service not known": "connection_failed",
+        "RemoteProtocolError: Server disconnected without sending a response.": "connection_failed",
+        "ConnectTimeout: timed out": "timeout",
+        "ReadTimeout": "timeout",
+        "ConnectError: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed": "tls_error",
+        "HTTP 503": "http_error",
+        "the endpoint is disabled": "endpoint_disabled",
+        "the endpoint's signing secret is not valid": "invalid_endpoint",
+        "refusing to send to a non-http(s) URL": "invalid_endpoint",
+        "the URL's host must be a public internet address, not a loopback, private, link-local or "
+        "reserved one": "address_not_allowed",
+        "something nobody foresaw": "delivery_failed",
+    }
+    for raw in cases:
+        _delivery(api, ep["id"], last_error=raw, response_status=None)
+    r = api.call(
+        "GET",
+        api.tenant_path("a", f"/webhook-endpoints/{ep['id']}/deliveries?limit=100"),
+        token=api.tokens["a:viewer"],
+    )
+    assert r.status == 200
+    assert sorted(d["last_error"] for d in r.body["items"]) == sorted(cases.values())
+    for raw in cases:
+        if raw not in cases.values():
+            assert raw not in r.text
+    assert "Errno" not in r.text and "refused" not in r.text
+    schema = api.call("GET", "/openapi.json").body["components"]["schemas"]["WebhookDeliveryOut"]
+    assert "connection_failed" in json.dumps(schema["properties"]["last_error"])
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.example.com/x",
+        "https://127.0.0.1:4222/",
+        "https://[::1]:8222/varz",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.5/",
+        "https://100.64.0.1/",
+        "https://[::ffff:127.0.0.1]/",
+        "https://2130706433/",
+        "https://localhost:5432/",
+        "https://nats:8222/",
+        "https://metadata.google.internal/computeMetadata/v1/",
+    ],
+)
+def test_webhook_urls_must_be_public_https(api: Api, url: str) -> None:
+    path = api.tenant_path("a", "/webhook-endpoints")
+    admin = api.tokens["a:admin"]
+    r = api.call("POST", path, token=admin, json={"url": url})
+    assert r.status == 422 and r.body["errors"][0]["path"] == "url", r.text
+    assert r.body["errors"][0]["code"] == "url_not_allowed"
+    ep = _create(api)
+    r = api.call(
+        "PATCH", api.tenant_path("a", f"/webhook-endpoints/{ep['id']}"), token=admin, json={"url": url}
+    )
+    assert r.status == 422 and r.body["errors"][0]["path"] == "url", r.text
+    [row] = fetch(api, WebhookEndpoint, id=uuid.UUID(ep["id"]))
+    assert row.url == URL
+
+
+def test_a_dev_cell_allows_loopback_http_receivers(dev: Api) -> None:
+    for url in ("http://127.0.0.1:9123/hook", "http://localhost:8080/x"):
+        r = dev.call(
+            "POST", dev.tenant_path("a", "/webhook-endpoints"), token=dev.tokens["a:admin"], json={"url": url}
+        )
+        assert r.status == 201 and r.body["url"] == url, r.text
+    r = dev.call(
+        "POST",
+        dev.tenant_path("a", "/webhook-endpoints"),
+        token=dev.tokens["a:admin"],
+        json={"url": "http://0.0.0.0:80/"},
+    )
+    assert r.status == 422 and r.body["errors"][0]["path"] == "url"
 
 
 def test_other_tenants_endpoints_and_deliveries_are_invisible(api: Api) -> None:

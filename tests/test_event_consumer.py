@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -17,6 +19,7 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cells.coordination.envelope import CallEventEnvelope
@@ -24,10 +27,10 @@ from cells.launcher.jetstream import call_stream_name, call_subject, ensure_call
 from cells.launcher.nats import NatsSupercluster
 from control.api.auth import bootstrap_tenant
 from control.db.migrate import upgrade
-from control.db.models import Call, CallEvent, Turn, UsageRecord
+from control.db.models import Call, CallEvent, Turn, UsageRecord, WebhookEndpoint
 from control.db.session import run_transaction
 from control.db.tenancy import TenantScope, unscoped
-from control.events import EventConsumer, IngestOutcome, durable_name, ingest_event
+from control.events import EventConsumer, IngestOutcome, IngestResult, apply_event, durable_name, ingest_event
 
 T = TypeVar("T")
 REGIONS = ("eu", "in", "us")
@@ -348,3 +351,172 @@ def test_database_outage_is_retried_until_every_event_lands(world: World) -> Non
     consumer = world.run(main())
     assert consumer.stats.applied == len(envelopes)
     assert consumer.stats.given_up == 0 and consumer.stats.rejected == 0
+
+
+# --- strict stream order under database trouble ------------------------------------------------------
+
+
+def conversation(scope: TenantScope) -> list[CallEventEnvelope]:
+    """A call whose turns alternate caller / agent, with events that enqueue no webhook in between."""
+    call_id = str(uuid.uuid4())
+    stream = "MZ" + uuid.uuid4().hex[:8]
+    kinds: list[tuple[str, dict[str, Any]]] = [("call_started", {"call_sid": "CA2", "resumed": False})]
+    for i in range(1, 4):
+        kinds += [("transcript", {"text": f"question {i}", "turn": i}),
+                  ("agent_said", {"text": f"answer {i}", "interrupted": False}),
+                  ("turn", {"index": i, "voice_to_voice_ms": 400.0 + i})]
+    kinds.append(("call_ended", {"disposition": "done", "turns": 6, "duration_s": 9}))
+
+    def make(kind: str, event_id: str, data: dict[str, Any]) -> CallEventEnvelope:
+        return CallEventEnvelope.new(call_id=call_id, tenant_id=str(scope.tenant_id), region=scope.region,
+                                     kind=kind, event_id=event_id, data=data, source="w1")
+
+    return [make("call_created", f"{call_id}:created", {"direction": "inbound"})] + [
+        make(kind, f"{call_id}:{stream}:{seq}", data) for seq, (kind, data) in enumerate(kinds, start=1)]
+
+
+CONVERSATION_TURNS = [(s, w, f"{'question' if w == 'caller' else 'answer'} {(s + 1) // 2}")
+                      for s, w in zip(range(1, 7), ["caller", "agent"] * 3, strict=True)]
+
+
+def hooked_tenant(w: World, label: str) -> TenantScope:
+    """A tenant of eu with one webhook endpoint (nothing is sent: no dispatcher runs here)."""
+    async def make(session: AsyncSession) -> TenantScope:
+        tenant, _ = await bootstrap_tenant(session, f"consumer {label}", "eu")
+        scope = TenantScope(tenant.id, "eu")
+        session.add(scope.new(WebhookEndpoint, id=uuid.uuid4(), url="http://127.0.0.1:9/hook",
+                              signing_secret="whsec_" + base64.b64encode(os.urandom(24)).decode()))
+        return scope
+
+    return w.run(run_transaction(w.db.sessions, make))
+
+
+async def turns_of(sessions: async_sessionmaker[AsyncSession], call_id: str) -> list[tuple[int, str, str]]:
+    async def q(session: AsyncSession) -> list[tuple[int, str, str]]:
+        stmt = unscoped(select(Turn.seq, Turn.speaker, Turn.text).where(Turn.call_id == uuid.UUID(call_id))
+                        .order_by(Turn.seq), "test audit")
+        return [(row.seq, row.speaker, row.text) for row in await session.execute(stmt)]
+
+    return await run_transaction(sessions, q)
+
+
+def stored_turns(w: World, call_id: str) -> list[tuple[int, str, str]]:
+    return w.run(turns_of(w.db.sessions, call_id))
+
+
+def connection_lost() -> OperationalError:
+    # What SQLAlchemy raises when the database connection drops mid-transaction.
+    return OperationalError("INSERT INTO turns ...", {}, ConnectionResetError("connection reset by peer"))
+
+
+def test_a_database_failure_mid_call_keeps_the_turns_in_order(world: World) -> None:
+    scope = hooked_tenant(world, "order")
+    events = conversation(scope)
+    failing = events[5].event_id  # the caller's second question
+    assert events[5].kind == "transcript"
+    failures = {failing: 2}
+    wakes: list[int] = []
+
+    async def flaky(sessions: Any, envelope: CallEventEnvelope) -> IngestResult:
+        if failures.get(envelope.event_id):
+            failures[envelope.event_id] -= 1
+            raise connection_lost()
+        return await apply_event(sessions, envelope, stream_region="eu")
+
+    async def main() -> EventConsumer:
+        async with connect(world.cluster.url("eu")) as nc:
+            js = nc.jetstream()
+            await ensure_call_stream(js, "eu")
+            for envelope in events:  # all published first: one batch holds the whole call
+                await publish(js, envelope)
+            consumer = EventConsumer(nc, world.db.sessions, "eu", fetch_timeout=0.5, nak_delay=0.05,
+                                     max_nak_delay=0.2, ingest=flaky, on_applied=lambda: wakes.append(1))
+            await consumer.start()
+            try:
+                await until(lambda: _true(consumer.stats.applied == len(events)))
+            finally:
+                await consumer.stop()
+            return consumer
+
+    consumer = world.run(main())
+    assert stored_turns(world, events[0].call_id) == CONVERSATION_TURNS
+    assert consumer.stats.retried == 2 and consumer.stats.given_up == 0 and consumer.stats.rejected == 0
+    # Woken once per event that enqueued a webhook: all but the three latency samples.
+    assert len(wakes) == len(events) - 3
+
+
+def test_poison_is_terminated_after_a_few_tries_and_the_rest_applies(world: World) -> None:
+    scope = world.scopes["eu"]
+    events = conversation(scope)
+    refused, buggy = events[4].event_id, events[-1].event_id  # a latency sample, and the call's end
+    assert events[4].kind == "turn" and events[-1].kind == "call_ended"
+    tries: dict[str, int] = {}
+
+    async def poisoned(sessions: Any, envelope: CallEventEnvelope) -> IngestOutcome:
+        if envelope.event_id in (refused, buggy):
+            tries[envelope.event_id] = tries.get(envelope.event_id, 0) + 1
+            if envelope.event_id == refused:
+                raise IntegrityError("INSERT ...", {}, Exception("violates check constraint"))
+            raise RuntimeError("a bug")
+        return await ingest_event(sessions, envelope, stream_region="eu")
+
+    async def main() -> tuple[EventConsumer, Any]:
+        async with connect(world.cluster.url("eu")) as nc:
+            js = nc.jetstream()
+            await ensure_call_stream(js, "eu")
+            for envelope in events:
+                await publish(js, envelope)
+            consumer = EventConsumer(nc, world.db.sessions, "eu", fetch_timeout=0.5, nak_delay=0.05,
+                                     max_nak_delay=0.1, ingest=poisoned)
+            await consumer.start()
+            try:
+                await until(lambda: _true(consumer.stats.applied + consumer.stats.given_up == len(events)))
+            finally:
+                await consumer.stop()
+            return consumer, await js.consumer_info(call_stream_name("eu"), durable_name("eu"))
+
+    consumer, info = world.run(main())
+    assert tries == {refused: 3, buggy: 3}
+    assert consumer.stats.given_up == 2 and consumer.stats.applied == len(events) - 2
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+    assert stored_turns(world, events[0].call_id) == CONVERSATION_TURNS
+
+
+def test_stopping_while_the_database_fails_hands_the_call_back_in_order(world: World) -> None:
+    scope = world.scopes["eu"]
+    events = conversation(scope)
+    failing = events[5].event_id  # the caller's second question
+
+    async def down_for_one(sessions: Any, envelope: CallEventEnvelope) -> IngestResult:
+        if envelope.event_id == failing:
+            raise connection_lost()
+        return await apply_event(sessions, envelope, stream_region="eu")
+
+    async def main() -> tuple[EventConsumer, EventConsumer]:
+        async with connect(world.cluster.url("eu")) as nc:
+            js = nc.jetstream()
+            await ensure_call_stream(js, "eu")
+            for envelope in events:
+                await publish(js, envelope)
+            # A long backoff: stop() must interrupt it rather than wait (the test's timeout bounds this).
+            first = EventConsumer(nc, world.db.sessions, "eu", fetch_timeout=0.5, nak_delay=120,
+                                  max_nak_delay=120, ingest=down_for_one)
+            await first.start()
+            try:
+                await until(lambda: _true(first.stats.retried >= 1))
+            finally:
+                await first.stop()
+            assert await turns_of(world.db.sessions, events[0].call_id) == CONVERSATION_TURNS[:2]
+            second = EventConsumer(nc, world.db.sessions, "eu", fetch_timeout=0.5)
+            await second.start()
+            try:
+                await until(lambda: _true(second.stats.applied >= len(events) - 5))
+            finally:
+                await second.stop()
+            return first, second
+
+    first, second = world.run(main(), timeout=30)
+    # created, started, question 1, answer 1 and its latency sample; then it waited on question 2.
+    assert first.stats.applied == 5 and first.stats.given_up == 0
+    assert second.stats.applied == len(events) - 5 and second.stats.duplicates == 0
+    assert stored_turns(world, events[0].call_id) == CONVERSATION_TURNS

@@ -306,3 +306,264 @@ def test_every_tenant_writes_only_its_region(world: World) -> None:
             "test audit")) or 0)
 
     assert world.db.run(run_transaction(world.db.sessions, count)) == 3
+
+
+# --- the end of a call: whichever end event comes first -----------------------------------------
+
+
+def ended_deliveries(w: World, scope: TenantScope, call_id: uuid.UUID) -> list[WebhookDelivery]:
+    return [d for d in deliveries(w, scope, call_id) if d.event_type == "call.ended"]
+
+
+@pytest.mark.parametrize(("twilio", "status", "disposition"), [
+    ("busy", "busy", "busy"),
+    ("no-answer", "no_answer", "no_answer"),
+    ("failed", "failed", "failed"),
+    ("canceled", "canceled", "canceled"),
+])
+def test_a_terminal_status_without_a_worker_ends_the_call(
+    world: World, twilio: str, status: str, disposition: str
+) -> None:
+    scope, call_id = world.scopes["eu"], uuid.uuid4()
+    c = str(call_id)
+    ingest(world, env(scope, call_id, "call_created", f"{c}:created", {"direction": "outbound"}))
+    ingest(world, env(scope, call_id, "call_status", f"{c}:status:ringing", {"call_status": "ringing"},
+                      at=T0 + 1))
+    ingest(world, env(scope, call_id, "call_status", f"{c}:status:{twilio}", {"call_status": twilio},
+                      at=T0 + 20))
+    [call] = rows(world, scope, Call, call_id)
+    assert (call.status, call.disposition) == (status, disposition)
+    assert call.ended_at.timestamp() == pytest.approx(T0 + 20)
+    assert rows(world, scope, UsageRecord, call_id) == []  # no duration: nothing to bill
+    ended = ended_deliveries(world, scope, call_id)
+    assert len(ended) == 2 and {d.event_id for d in ended} == {f"{c}:status:{twilio}"}  # one per endpoint
+    data = ended[0].payload["data"]
+    assert (data["status"], data["disposition"], data["duration_s"], data["turns"]) == (
+        status, disposition, 0, 0)
+
+    # A late call_ended (or a replay) changes nothing: the first end wins.
+    ingest(world, env(scope, call_id, "call_ended", f"{c}:MZ:9", {"disposition": "booked", "duration_s": 30},
+                      at=T0 + 30))
+    [call] = rows(world, scope, Call, call_id)
+    assert (call.status, call.disposition) == (status, disposition)
+    assert call.ended_at.timestamp() == pytest.approx(T0 + 20)
+    assert rows(world, scope, UsageRecord, call_id) == []
+    assert len(ended_deliveries(world, scope, call_id)) == 2
+    assert len(rows(world, scope, CallEvent, call_id)) == 4  # the late one is kept as an event
+
+
+def test_completed_status_first_then_call_ended_bills_and_notifies_once(world: World) -> None:
+    scope, call_id = world.scopes["eu"], uuid.uuid4()
+    c = str(call_id)
+    ingest(world, env(scope, call_id, "call_created", f"{c}:created", {"direction": "inbound"}))
+    ingest(world, env(scope, call_id, "transcript", f"{c}:MZ:1", {"text": "hello"}, at=T0 + 2))
+    ingest(world, env(scope, call_id, "call_status", f"{c}:status:completed",
+                      {"call_status": "completed", "call_duration": 42}, at=T0 + 42))
+    ingest(world, env(scope, call_id, "call_ended", f"{c}:MZ:2",
+                      {"disposition": "booked", "turns": 1, "duration_s": 41.2}, at=T0 + 43))
+    [call] = rows(world, scope, Call, call_id)
+    # The worker's reason replaces the carrier's guess; the end, the bill and the webhook stay the first.
+    assert (call.status, call.disposition) == ("completed", "booked")
+    assert call.ended_at.timestamp() == pytest.approx(T0 + 42)
+    [usage] = rows(world, scope, UsageRecord, call_id)
+    assert usage.billable_seconds == 42
+    ended = ended_deliveries(world, scope, call_id)
+    assert {d.event_id for d in ended} == {f"{c}:status:completed"} and len(ended) == 2
+    assert ended[0].payload["data"]["duration_s"] == 42 and ended[0].payload["data"]["turns"] == 1
+
+
+def test_call_ended_first_then_completed_status_changes_nothing(world: World) -> None:
+    scope, call_id = world.scopes["eu"], uuid.uuid4()
+    c = str(call_id)
+    ingest(world, env(scope, call_id, "call_created", f"{c}:created", {"direction": "inbound"}))
+    ingest(world, env(scope, call_id, "call_ended", f"{c}:MZ:5",
+                      {"disposition": "booked", "turns": 4, "duration_s": 30}, at=T0 + 30))
+    before = snapshot(world, scope, call_id)
+    ingest(world, env(scope, call_id, "call_status", f"{c}:status:completed",
+                      {"call_status": "completed", "call_duration": 33}, at=T0 + 33))
+    after = snapshot(world, scope, call_id)
+    assert after["call"] == before["call"] and after["usage"] == before["usage"] == [(30, 45_000)]
+    assert after["deliveries"] == before["deliveries"]
+    assert before["call"][:2] == ("completed", "booked")
+
+
+def test_a_rejected_call_fails_without_usage(world: World) -> None:
+    scope, call_id = world.scopes["eu"], uuid.uuid4()
+    c = str(call_id)
+    ingest(world, env(scope, call_id, "call_created", f"{c}:created", {"direction": "inbound"}))
+    ingest(world, env(scope, call_id, "call_rejected", f"{c}:rejected", {"reason": "no_worker"}, at=T0 + 1))
+    # The caller heard the busy message, then Twilio reports the (billed by Twilio) call as completed.
+    ingest(world, env(scope, call_id, "call_status", f"{c}:status:completed",
+                      {"call_status": "completed", "call_duration": 6}, at=T0 + 6))
+    [call] = rows(world, scope, Call, call_id)
+    assert (call.status, call.disposition) == ("failed", "no_worker")
+    assert call.ended_at.timestamp() == pytest.approx(T0 + 1)
+    assert rows(world, scope, UsageRecord, call_id) == []
+    ended = ended_deliveries(world, scope, call_id)
+    assert {d.event_id for d in ended} == {f"{c}:rejected"} and len(ended) == 2
+    assert ended[0].payload["data"]["status"] == "failed"
+    assert ended[0].payload["data"]["disposition"] == "no_worker"
+
+
+def test_a_rejected_call_with_no_created_event_is_still_recorded(world: World) -> None:
+    scope, call_id = world.scopes["in"], uuid.uuid4()
+    ingest(world, env(scope, call_id, "call_rejected", f"{call_id}:rejected", {"reason": "agent_missing"}))
+    [call] = rows(world, scope, Call, call_id)
+    assert (call.status, call.disposition) == ("failed", "agent_missing") and call.ended_at is not None
+
+
+# --- malformed data inside a well-formed envelope ---------------------------------------------------
+
+
+DEEP: dict[str, Any] = {}
+_node = DEEP
+for _ in range(40):
+    _node["x"] = {}
+    _node = _node["x"]
+
+
+@pytest.mark.parametrize(("kind", "data"), [
+    ("recording_ready", {"object_key": "t/a.wav", "paused_segments": "0-1000"}),
+    ("recording_ready", {"object_key": "t/a.wav", "paused_segments": 5}),
+    ("recording_ready", {"object_key": "t/a.wav", "paused_segments": {"start_ms": 1}}),
+    ("recording_ready", {"object_key": "t/a.wav", "paused_segments": [[1]]}),
+    ("recording_ready", {"object_key": "t/a.wav", "paused_segments": [["a", "b"]]}),
+    ("recording_ready", {"object_key": "t/a.wav", "paused_segments": [{"start_ms": -1, "end_ms": 2}]}),
+    ("recording_ready", {"object_key": "t/a.wav", "size_bytes": "1kb"}),
+    ("recording_ready", {"object_key": 7}),
+    ("turn", {"ms_after_speech_end": [420.0]}),
+    ("turn", {"ms_after_speech_end": "fast"}),
+    ("turn", {"ms_after_speech_end": {"first_frame_sent": "420"}}),
+    ("turn", {"voice_to_voice_ms": {"p50": 1}}),
+    ("transcript", {"text": 5}),
+    ("transcript", {"text": "hi", "ignored": "no"}),
+    ("transcript", {"text": "hi", "start_ms": "10"}),
+    ("agent_said", {"text": "hi", "interrupted": "yes"}),
+    ("agent_said", {"text": ["hi"]}),
+    ("call_started", {"resumed": "false"}),
+    ("call_started", {"call_sid": 123}),
+    ("call_created", {"from": 4915112345678}),
+    ("call_created", {"agent_id": 5}),
+    ("call_created", {"direction": ["inbound"]}),
+    ("call_status", {"call_status": 5}),
+    ("call_status", {"call_status": "completed", "call_duration": "7"}),
+    ("call_ended", {"duration_s": "12"}),
+    ("call_ended", {"disposition": {"a": 1}}),
+    ("call_ended", {"turns": True}),
+    ("call_rejected", {}),
+    ("call_rejected", {"reason": 1}),
+    ("tool_call", {"arguments": {"n": float("nan")}}),
+    ("tool_call", {"deep": DEEP}),
+])
+def test_malformed_data_is_rejected_and_writes_nothing(world: World, kind: str, data: dict[str, Any]) -> None:
+    scope, call_id = world.scopes["us"], uuid.uuid4()
+    with pytest.raises(EventRejected) as err:
+        ingest(world, env(scope, call_id, kind, f"{call_id}:MZ:1", data))
+    assert "5" not in str(err.value) and "yes" not in str(err.value)  # the reason, not the content
+    assert rows(world, scope, Call, call_id) == [] and rows(world, scope, CallEvent, call_id) == []
+
+
+def test_text_the_database_cannot_store_is_cleaned(world: World) -> None:
+    scope, call_id = world.scopes["us"], uuid.uuid4()
+    ingest(world, env(scope, call_id, "transcript", f"{call_id}:MZ:1", {"text": "a\x00b \ud800c"}))
+    [turn] = rows(world, scope, Turn, call_id)
+    assert turn.text == "ab ?c"
+    [event] = rows(world, scope, CallEvent, call_id)
+    assert event.payload["text"] == "ab ?c"
+
+
+def test_paused_segments_are_stored(world: World) -> None:
+    scope, call_id = world.scopes["us"], uuid.uuid4()
+    segments = [[1000, 5000], {"start_ms": 7000, "end_ms": 9000.5}]
+    ingest(world, env(scope, call_id, "recording_ready", f"{call_id}:MZ:1",
+                      {"object_key": f"{scope.tenant_id}/r.wav", "paused_segments": segments}))
+    [rec] = rows(world, scope, Recording, call_id)
+    assert rec.paused_segments == segments
+
+
+# --- redaction before anything is stored or sent ---------------------------------------------------
+
+
+CARD_SPOKEN = "four two four two four two four two four two four two four two four two"
+
+
+def agent_with(w: World, scope: TenantScope, compliance: dict[str, Any]) -> uuid.UUID:
+    async def add(session: AsyncSession) -> uuid.UUID:
+        agent = scope.new(Agent, id=uuid.uuid4(), name="Front desk", compliance=compliance)
+        session.add(agent)
+        return agent.id
+
+    return w.db.run(run_transaction(w.db.sessions, add, scope=scope))
+
+
+def said_on_a_call(w: World, agent_id: uuid.UUID | None) -> tuple[uuid.UUID, list[CallEventEnvelope]]:
+    scope, call_id = w.scopes["eu"], uuid.uuid4()
+    c = str(call_id)
+    events = [
+        env(scope, call_id, "call_created", f"{c}:created", {
+            "direction": "inbound", "from": "+4915112345678", "to": "+442071234567",
+            "agent_id": str(agent_id) if agent_id else None, "call_sid": "CA99f00d"}),
+        env(scope, call_id, "transcript", f"{c}:MZ:1",
+            {"text": f"my card is {CARD_SPOKEN} and the security code is one two three"}, at=T0 + 1),
+        env(scope, call_id, "agent_said", f"{c}:MZ:2",
+            {"text": "thanks and your number is oh seven seven double nine one two three four five six",
+             "interrupted": False}, at=T0 + 2),
+        env(scope, call_id, "transcript", f"{c}:MZ:3",
+            {"text": "yes and my email is anna dot b at gmail dot com see you at ten thirty"}, at=T0 + 3),
+        env(scope, call_id, "dtmf", f"{c}:MZ:4", {"digits": "4242424242424242#"}, at=T0 + 4),
+        env(scope, call_id, "tool_call", f"{c}:MZ:5", {"name": "take_payment", "arguments": {
+            "card_number": "4242 4242 4242 4242", "cvv": "123", "phone": "07799123456"}}, at=T0 + 5),
+        env(scope, call_id, "turn", f"{c}:MZ:6",
+            {"caller_text": f"card {CARD_SPOKEN}", "voice_to_voice_ms": 400}, at=T0 + 6),
+    ]
+    for envelope in events:
+        ingest(w, envelope)
+    return call_id, events
+
+
+def everything_stored(w: World, call_id: uuid.UUID) -> str:
+    scope = w.scopes["eu"]
+    parts = [t.text for t in rows(w, scope, Turn, call_id)]
+    parts += [str(e.payload) for e in rows(w, scope, CallEvent, call_id)]
+    parts += [str(d.payload) for d in deliveries(w, scope, call_id)]
+    parts += [str(rows(w, scope, Call, call_id)[0].latency)]
+    return "\n".join(parts)
+
+
+def test_card_numbers_and_pii_are_redacted_by_default(world: World) -> None:
+    call_id, _ = said_on_a_call(world, world.agent_id)  # the seeded agent has no redact_pii setting
+    scope = world.scopes["eu"]
+    turns = [t.text for t in sorted(rows(world, scope, Turn, call_id), key=lambda t: t.seq)]
+    assert turns == [
+        "my card is [card] and the security code is [cvv]",
+        "thanks and your number is [phone]",
+        "yes and my email is [email] see you at ten thirty",
+    ]
+    stored = everything_stored(world, call_id)
+    for secret_bit in ("4242", "four two four two", "one two three", "seven seven", "anna", "07799"):
+        assert secret_bit not in stored, secret_bit
+    events = {e.kind: e.payload for e in rows(world, scope, CallEvent, call_id)}
+    assert events["dtmf"] == {"digits": "[card]#"}
+    assert events["tool_call"]["arguments"] == {"card_number": "[card]", "cvv": "[cvv]", "phone": "[phone]"}
+    # Identifiers and the call's own numbers are kept (they are in the call row anyway).
+    assert events["call_created"]["from"] == "+4915112345678"
+    assert events["call_created"]["call_sid"] == "CA99f00d"
+    transcripts = [d.payload["data"]["text"] for d in deliveries(world, scope, call_id)
+                   if d.event_type == "call.transcript"]
+    assert transcripts[0] == "my card is [card] and the security code is [cvv]"
+
+
+def test_an_agent_may_switch_pii_redaction_off_but_never_card_redaction(world: World) -> None:
+    agent_id = agent_with(world, world.scopes["eu"], {"redact_pii": False})
+    call_id, _ = said_on_a_call(world, agent_id)
+    scope = world.scopes["eu"]
+    turns = [t.text for t in sorted(rows(world, scope, Turn, call_id), key=lambda t: t.seq)]
+    assert turns == [
+        "my card is [card] and the security code is [cvv]",
+        "thanks and your number is oh seven seven double nine one two three four five six",
+        "yes and my email is anna dot b at gmail dot com see you at ten thirty",
+    ]
+    stored = everything_stored(world, call_id)
+    assert "4242" not in stored and "four two four two" not in stored
+    events = {e.kind: e.payload for e in rows(world, scope, CallEvent, call_id)}
+    assert events["tool_call"]["arguments"]["phone"] == "07799123456"

@@ -24,7 +24,7 @@ from control.db.migrate import upgrade
 from control.db.models import WebhookDelivery, WebhookEndpoint
 from control.db.session import run_transaction
 from control.db.tenancy import TenantScope, scoped_select
-from control.events import RetryPolicy, WebhookDispatcher, ingest_event
+from control.events import IngestOutcome, RetryPolicy, WebhookDispatcher, apply_event, ingest_event
 
 T = TypeVar("T")
 FAST = RetryPolicy(delays=(0.05,), max_attempts=3, jitter=0.0)
@@ -169,7 +169,7 @@ def test_signed_deliveries_reach_the_receiver(world: World) -> None:
     endpoint = add_endpoint(world, world.receiver.url("/ok"))
     created = emit(world)
     ended = emit(world, "call_ended", {"disposition": "booked", "duration_s": 3})
-    dispatcher = WebhookDispatcher(world.db.sessions, "us", retry=FAST)
+    dispatcher = WebhookDispatcher(world.db.sessions, "us", allow_private=True, retry=FAST)
     try:
         world.run(drive(dispatcher, all_final(world, endpoint)))
     finally:
@@ -189,7 +189,7 @@ def test_a_failed_attempt_is_retried_until_delivered(world: World) -> None:
     endpoint = add_endpoint(world, world.receiver.url("/flaky"))
     world.receiver.script["/flaky"] = [500]
     event_id = emit(world)
-    dispatcher = WebhookDispatcher(world.db.sessions, "us", retry=FAST)
+    dispatcher = WebhookDispatcher(world.db.sessions, "us", allow_private=True, retry=FAST)
     try:
         world.run(drive(dispatcher, all_final(world, endpoint)))
     finally:
@@ -206,7 +206,7 @@ def test_a_dead_endpoint_fails_after_max_attempts(world: World) -> None:
     dead = add_endpoint(world, dead_url)
     not_http = add_endpoint(world, "file:///etc/passwd")
     emit(world)
-    dispatcher = WebhookDispatcher(world.db.sessions, "us", retry=FAST, timeout=2.0)
+    dispatcher = WebhookDispatcher(world.db.sessions, "us", allow_private=True, retry=FAST, timeout=2.0)
     try:
         world.run(drive(dispatcher, all_final(world, dead)))
         world.run(drive(dispatcher, all_final(world, not_http)))
@@ -217,9 +217,25 @@ def test_a_dead_endpoint_fails_after_max_attempts(world: World) -> None:
     assert row.last_error and "ConnectError" in row.last_error and "do-not-log-me" not in row.last_error
     [refused] = deliveries(world, not_http)
     assert (refused.status, refused.attempts) == ("failed", 1)  # never sent, never retried
-    assert refused.last_error == "refusing to send to a non-http(s) URL"
+    assert refused.last_error == "the URL must be http or https"
     disable(world, dead)
     disable(world, not_http)
+
+
+def test_a_production_dispatcher_never_posts_into_the_cells_own_network(world: World) -> None:
+    # Loopback over http: refused before any connection, and not retried (a tenant's URL must not
+    # reach the cell's NATS monitor, database or cloud metadata service).
+    endpoint = add_endpoint(world, world.receiver.url("/inside"))
+    emit(world)
+    dispatcher = WebhookDispatcher(world.db.sessions, "us", retry=FAST)
+    try:
+        world.run(drive(dispatcher, all_final(world, endpoint)))
+    finally:
+        world.run(dispatcher.stop())
+    [row] = deliveries(world, endpoint)
+    assert (row.status, row.attempts, row.response_status) == ("failed", 1, None)
+    assert not [hit for hit in world.receiver.received if hit[0] == "/inside"]
+    disable(world, endpoint)
 
 
 def test_two_dispatchers_never_send_one_delivery_twice(world: World) -> None:
@@ -228,7 +244,8 @@ def test_two_dispatchers_never_send_one_delivery_twice(world: World) -> None:
     world.receiver.delay = 0.01  # keeps sends in flight while the other dispatcher polls
 
     async def main() -> list[WebhookDispatcher]:
-        pair = [WebhookDispatcher(world.db.sessions, "us", retry=FAST, poll_interval=0.01, batch=4)
+        pair = [WebhookDispatcher(world.db.sessions, "us", allow_private=True, retry=FAST, poll_interval=0.01,
+                                  batch=4)
                 for _ in range(2)]
         for dispatcher in pair:
             await dispatcher.start()
@@ -249,3 +266,38 @@ def test_two_dispatchers_never_send_one_delivery_twice(world: World) -> None:
     assert set(sent) == events and max(sent.values()) == 1
     assert sum(d.stats.attempts for d in pair) == len(events)
     assert all(row.status == "delivered" and row.attempts == 1 for row in deliveries(world, endpoint))
+
+
+def test_wake_sends_at_once_and_payloads_are_redacted(world: World) -> None:
+    """The consumer calls wake() after an event that enqueued deliveries; without it this test would
+    wait an hour for the next poll (and time out)."""
+    endpoint = add_endpoint(world, world.receiver.url("/woken"), ["call.transcript"])
+    call_id = str(uuid.uuid4())
+
+    def said(seq: int, text: str) -> CallEventEnvelope:
+        return CallEventEnvelope.new(call_id=call_id, tenant_id=str(world.scope.tenant_id), region="us",
+                                     kind="transcript", event_id=f"{call_id}:MZ:{seq}", data={"text": text})
+
+    async def main() -> None:
+        dispatcher = WebhookDispatcher(world.db.sessions, "us", allow_private=True, retry=FAST,
+                                       poll_interval=3600)
+        await dispatcher.start()
+        try:
+            for seq, text in enumerate(["my card is 4242 4242 4242 4242",
+                                        "call me on five five five one two three four"], start=1):
+                result = await apply_event(world.db.sessions, said(seq, text))
+                assert result.outcome is IngestOutcome.APPLIED and result.deliveries >= 1  # + open endpoints
+                dispatcher.wake()
+                # The second wake comes while the dispatcher sleeps after sending the first.
+                while len([r for r in world.receiver.received if r[0] == "/woken"]) < seq:
+                    await asyncio.sleep(0.02)
+            again = await apply_event(world.db.sessions, said(1, "my card is 4242 4242 4242 4242"))
+            assert again.outcome is IngestOutcome.DUPLICATE and again.deliveries == 0
+        finally:
+            await dispatcher.stop()
+
+    world.run(main())
+    texts = [body["data"]["text"] for path, _, body in world.receiver.received if path == "/woken"]
+    assert texts == ["my card is [card]", "call me on [phone]"]
+    assert all(row.status == "delivered" for row in deliveries(world, endpoint))
+    disable(world, endpoint)

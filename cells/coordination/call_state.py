@@ -8,7 +8,9 @@ lost the call. A worker that dies simply stops renewing; the control plane resum
 another worker while the entry says "active".
 
 Value (JSON): {call_id, tenant_id, region, agent_id, call_sid, worker_id, lease_until, status,
-history, disposition, updated_at}; lease_until and updated_at are unix seconds.
+history, disposition, updated_at, started_at, stream_sid, recordings}; lease_until and updated_at are
+unix seconds; recordings lists the object keys of the call's recording segments (one per media stream
+that records), in stream order.
 """
 
 from __future__ import annotations
@@ -100,12 +102,35 @@ class CallLease:
                     hist = hist[len(hist) // 4 or 1:]
                     new["history"] = hist
                     body = json.dumps(new, separators=(",", ":"), default=str).encode()
+            self.revision = await self._update(body)
+            self.state = new
+
+    async def _update(self, body: bytes) -> int:
+        """One conditional write (the lock is held); LeaseLost when another worker owns the entry."""
+        try:
+            return await self.store.kv.update(self.call_id, body, last=self.revision)
+        except KeyWrongLastSequenceError:
+            revision = await self._still_ours()
+        if revision is not None:
             try:
-                self.revision = await self.store.kv.update(self.call_id, body, last=self.revision)
+                return await self.store.kv.update(self.call_id, body, last=revision)
             except KeyWrongLastSequenceError:
                 self.lost = True
-                raise LeaseLost(f"call {self.call_id} was taken over by another worker") from None
-            self.state = new
+        raise LeaseLost(f"call {self.call_id} was taken over by another worker")
+
+    async def _still_ours(self) -> int | None:
+        """After a revision conflict: the entry's revision when the entry is still this lease's own
+        (an earlier write of ours that timed out on the client had landed: NATS restarting), else None
+        and the lease is lost. Another worker's write always names another worker or stream. A failed
+        read raises (NATS away again): the next write decides."""
+        loaded = await self.store.load_entry(self.call_id)
+        if loaded is not None:
+            current, revision = loaded
+            if (current.get("worker_id") == self.store.worker_id
+                    and current.get("stream_sid") == self.state.get("stream_sid")):
+                return revision
+        self.lost = True
+        return None
 
     async def save(self, history: Iterable[Message] | None = None, **changes: Any) -> None:
         """Save the history (and other fields) and renew the lease."""
@@ -135,12 +160,8 @@ class CallLease:
                 if self.lost:
                     return
                 new = {**self.state, "lease_until": 0, "updated_at": self.store.clock()}
-                try:
-                    self.revision = await self.store.kv.update(
-                        self.call_id, json.dumps(new, default=str).encode(), last=self.revision)
-                    self.state = new
-                except KeyWrongLastSequenceError:
-                    self.lost = True
+                self.revision = await self._update(json.dumps(new, default=str).encode())
+                self.state = new
 
     def start_heartbeat(self, interval: float | None = None,
                         on_lost: Callable[[], None] | None = None) -> None:
@@ -200,14 +221,16 @@ class CallStateStore:
         return entry[0] if entry else None
 
     async def acquire(self, call_id: str, *, takeover: bool = False, stream_sid: str = "",
-                      attempts: int = 3, **fields: Any) -> CallLease | None:
+                      recording: str | None = None, attempts: int = 3, **fields: Any) -> CallLease | None:
         """Take the call's lease; None if another worker holds it (or won the race for it).
 
         A new call's entry is created with `fields` (tenant_id, agent_id, call_sid, ...). `takeover`
         is for a resumed stream (the carrier told the control plane the old stream is gone): it takes
         a lease another worker still holds, but only from an owner of another stream than
         `stream_sid`, so two contenders never both win. A conflicting write (the old owner's last
-        save) is re-read and decided again.
+        save) is re-read and decided again. `recording` (this stream's recording object key) is
+        appended to the entry's `recordings` in the same write, so a resumed call knows every segment
+        even when the stream before it never got to write its state.
         """
         for _ in range(attempts):
             now = self.clock()
@@ -215,7 +238,8 @@ class CallStateStore:
             if loaded is None:
                 state = {"call_id": call_id, "region": self.region, "status": "active", "history": [],
                          "disposition": None, "started_at": now, **fields, "worker_id": self.worker_id,
-                         "stream_sid": stream_sid, "lease_until": now + self.lease_s, "updated_at": now}
+                         "stream_sid": stream_sid, "lease_until": now + self.lease_s, "updated_at": now,
+                         "recordings": [recording] if recording else []}
                 try:
                     revision = await self.kv.create(call_id, json.dumps(state, default=str).encode())
                 except KeyWrongLastSequenceError:
@@ -227,9 +251,12 @@ class CallStateStore:
             same_stream = bool(stream_sid) and current.get("stream_sid") == stream_sid
             if current.get("status") == "ended" or (held and (not takeover or same_stream)):
                 return None
+            recordings = [str(k) for k in current.get("recordings") or () if isinstance(k, str)]
+            if recording and recording not in recordings:
+                recordings.append(recording)
             state = {**current, **{k: v for k, v in fields.items() if k not in ("history", "status")},
                      "worker_id": self.worker_id, "stream_sid": stream_sid, "lease_until": now + self.lease_s,
-                     "updated_at": now}
+                     "updated_at": now, "recordings": recordings}
             try:
                 revision = await self.kv.update(call_id, json.dumps(state, default=str).encode(),
                                                 last=revision)

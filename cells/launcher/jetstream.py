@@ -36,6 +36,11 @@ PlaceBy = Literal["cluster", "tags"]
 
 # Publishers retry with the same Nats-Msg-Id after a lost ack; two minutes covers any retry we make.
 CALL_DUPLICATE_WINDOW: Final = 120.0
+# The database is the record of a call; the stream only has to outlive the consumer's worst backlog.
+CALL_EVENT_MAX_AGE: Final = 7 * 86400.0
+# Live call state must outlive the longest call plus the resume window, and no more (it holds caller
+# data). Workers and the control plane both declare the bucket, so both use these defaults.
+CALL_STATE_TTL: Final = 86400.0
 # JetStream error code for "stream name already in use with a different configuration".
 _STREAM_CONFIG_CHANGED: Final = 10058
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
@@ -86,7 +91,7 @@ async def ensure_call_stream(
     *,
     by: PlaceBy = "cluster",
     duplicate_window: float = CALL_DUPLICATE_WINDOW,
-    max_age: float | None = None,
+    max_age: float | None = CALL_EVENT_MAX_AGE,
 ) -> StreamInfo:
     """Create (or update) stream CALLS_<REGION> on `<region>.calls.>`, placed in the region.
 
@@ -114,7 +119,7 @@ async def ensure_call_state_bucket(
     *,
     by: PlaceBy = "cluster",
     history: int = 5,
-    ttl: float | None = None,
+    ttl: float | None = CALL_STATE_TTL,
 ) -> KeyValue:
     """Create (or update) KV bucket call_state_<region>, placed in the region, and bind to it.
 

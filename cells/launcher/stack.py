@@ -230,12 +230,15 @@ class EmbeddedStack:
         return {**os.environ, "TWILIO_AUTH_TOKEN": self.secrets["twilio_auth_token"],
                 "AUTOSPEAK_CALL_TOKEN_SECRET": self.secrets["call_token_secret"],
                 "AUTOSPEAK_PLATFORM_TOKEN": self.secrets.get("platform_token", ""),
+                # One laptop: the tenant's webhook receiver is a local process.
+                "AUTOSPEAK_ALLOW_PRIVATE_WEBHOOKS": "1",
                 "AUTOSPEAK_LOG": os.environ.get("AUTOSPEAK_LOG", self.log_level.upper())}
 
     def _spawn(self, child: Child) -> None:
         child.log = child.log_path.open("ab")
         child.proc = subprocess.Popen(child.args, stdin=subprocess.DEVNULL, stdout=child.log,
-                                      stderr=subprocess.STDOUT, env=self._env(), start_new_session=True)
+                                      stderr=subprocess.STDOUT, env=self._env(), start_new_session=True,
+                                      preexec_fn=_die_with_parent)
 
     def restart_child(self, child: Child) -> None:
         """Start a stopped (or killed) child again with the same arguments and port."""
@@ -260,6 +263,16 @@ class EmbeddedStack:
                 raise StackError(f"not ready after {self.ready_timeout:.0f} s: {names}\n{pending[0].tail()}")
             if pending:
                 time.sleep(0.2)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the launcher dies, even by SIGKILL (Linux only), so a
+    crashed `autospeak up` leaves no cell holding its ports."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _healthy(base_url: str) -> bool:

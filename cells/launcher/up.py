@@ -25,8 +25,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     from cells.launcher.stack import EmbeddedStack, StackError, run_until_interrupted
 
-    stack = EmbeddedStack(args.data_dir, workers=args.workers, capacity=args.capacity,
-                          base_port=args.base_port, profile=args.profile, fresh=args.fresh)
+    try:
+        stack = EmbeddedStack(args.data_dir, workers=args.workers, capacity=args.capacity,
+                              base_port=args.base_port, profile=args.profile, fresh=args.fresh)
+    except ValueError as exc:
+        print(f"autospeak up: {exc}")
+        return 2
     try:
         stack.start(progress=True)
     except StackError as exc:
@@ -72,12 +76,16 @@ def call_stack(data_dir: Path, region: str, script: str) -> int:
 
     print(f"Calling {demo['number']} through the {region} cell ({base}); the caller speaks in real time ...",
           flush=True)
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except (OSError, httpx.HTTPError) as exc:
+        print(f"the {region} cell at {base} did not take the call ({exc}); is `autospeak up` running?")
+        return 1
     api = httpx.Client(base_url=f"{base}/v1/tenants/{demo['tenant_id']}",
                        headers={"Authorization": f"Bearer {demo['owner_token']}"}, timeout=10)
     deadline = time.monotonic() + 30
     call = None
-    while call is None or call["status"] != "completed":
+    while call is None or call["status"] not in ("completed", "failed", "busy", "no_answer", "canceled"):
         if time.monotonic() > deadline:
             print("the control plane has not stored the call's end yet; see GET /calls later")
             return 1

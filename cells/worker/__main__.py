@@ -16,7 +16,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from cells.telephony.call_token import MIN_SECRET_BYTES, SECRET_ENV
-from cells.worker.app import WorkerSettings, create_app
+from cells.worker.app import COORDINATION, WorkerSettings, create_app
 from regions.catalogue import get_region
 
 
@@ -79,10 +79,31 @@ def main(argv: list[str] | None = None) -> int:
     stop = asyncio.Event()
 
     async def run() -> None:
+        app = create_app(settings, agent)
+        coord = app.extensions.get(COORDINATION)
+        stopping: list[asyncio.Task[None]] = []
+
+        async def hand_over_then_stop() -> None:
+            # A cell's worker first leaves the pool and hands its calls over (their state saved, events
+            # flushed, streams closed so that another worker resumes them); then the server stops.
+            try:
+                if coord is not None:
+                    await coord.hand_over()
+            except Exception:
+                logging.getLogger(__name__).exception("handing calls over failed")
+            finally:
+                stop.set()
+
+        def on_signal() -> None:
+            if stopping:  # a second signal: stop now
+                stop.set()
+            else:
+                stopping.append(asyncio.get_running_loop().create_task(hand_over_then_stop()))
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(create_app(settings, agent), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+            loop.add_signal_handler(sig, on_signal)
+        await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
     asyncio.run(run())
     return 0

@@ -39,6 +39,7 @@ from cells.worker.calls import CallLog
 from cells.worker.coordinated import Coordination
 
 log = logging.getLogger(__name__)
+COORDINATION = "autospeak.coordination"  # app.extensions key of a cell worker's Coordination
 
 
 @dataclass
@@ -84,7 +85,9 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
         telephony = TwilioRestTelephony(TwilioRestSettings(
             account_sid=settings.twilio_account_sid, auth_token=settings.twilio_auth_token,
             api_base_url=settings.twilio_api_base_url))
-    calls = CallLog(settings.data_dir)
+    # Only the embedded worker keeps call records on disk: a cell's workers are stateless (the control
+    # plane stores each call from its events) and never write caller data locally.
+    calls = CallLog(settings.data_dir) if not settings.nats_url else None
     active: dict[str, CallSession] = {}
     coord = None
     if settings.nats_url:
@@ -108,7 +111,6 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
     async def on_stream(ws: TwilioMediaSession, accepted: AcceptedStream[ReceptionAgent]) -> None:
         start = accepted.start
         call_id = accepted.claims.call_id
-        record = calls.open(call_id, accepted.claims.tenant_id, accepted.claims.agent_id, start.call_sid)
         transfer_to = accepted.call.call.transfer_number if accepted.call.call else None
 
         async def control(action: str, call: ToolCall) -> None:
@@ -123,11 +125,12 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
         if coord is not None:
             active[call_id] = accepted.call  # type: ignore[assignment]  # counted for /healthz only
             try:
-                await coord.run_stream(ws, accepted.claims, start, accepted.call, ws.events, record.event,
-                                       control, record.close)
+                await coord.run_stream(ws, accepted.claims, start, accepted.call, ws.events, control)
             finally:
                 active.pop(call_id, None)
             return
+        assert calls is not None
+        record = calls.open(call_id, accepted.claims.tenant_id, accepted.claims.agent_id, start.call_sid)
         session = accepted.call.new_session(ws, on_event=record.event, on_control=control)
         active[call_id] = session
         try:
@@ -169,6 +172,8 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
         MediaSocketSettings(auth_token=settings.twilio_auth_token, public_stream_url=settings.stream_url,
                             audience=audience),
         tokens=tokens, resolve_call=resolve_call, on_stream=on_stream))
+    if coord is not None:  # `python -m cells.worker` hands calls over on SIGTERM before the server stops
+        app.extensions[COORDINATION] = coord
 
     @app.before_serving
     async def warm() -> None:

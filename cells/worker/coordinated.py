@@ -7,6 +7,15 @@ the call's lease (a resumed call takes it over from the worker that lost its str
 with every event published, save the history after every turn, and at the end either mark the call
 ended (the worker hung up, or Twilio sent `stop` because the caller did) or, when only the socket
 dropped, release the lease so that the call can continue elsewhere.
+
+A call that really ended always gets its `call_ended` event (the publisher retries it until NATS is
+back); marking its state ended is retried in the background when NATS is away at hang-up. On SIGTERM
+the worker leaves the slot queue group, hands its active calls over (saves their state, releases their
+leases, then closes their streams so the carrier resumes them on another worker), and flushes their
+events before it disconnects. Each media stream records its own WAV segment; the call's state lists
+every segment's key, and `recording_ready` carries them all (`segments`, in order).
+
+Workers are stateless: nothing of a call is kept on this worker's disk (the control plane stores it).
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +46,9 @@ from regions.objectstore import RegionStore
 
 log = logging.getLogger(__name__)
 SAVE_ON = frozenset({"transcript", "agent_said", "tool_result", "turn"})
+DRAIN_S = 10.0  # how long a stopping worker waits for its calls' final events and state writes
+END_RETRY_S = 120.0  # how long marking a call ended is retried while NATS is away
+END_TIMEOUT_S = 5.0  # one attempt at marking a call ended, at hang-up
 
 
 @dataclass
@@ -72,6 +84,11 @@ class Coordination:
         self.js: JetStreamContext | None = None
         self.calls: CallStateStore | None = None
         self.slots: SlotServer | None = None
+        self.draining = False
+        # Active streams (their hand-over signals) and the background work of ended ones (finish steps,
+        # event flushes, retried state writes): a stopping worker waits for both.
+        self._streams: set[_Stream] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self, connect_timeout: float = 30.0) -> None:
         deadline = time.monotonic() + connect_timeout
@@ -94,17 +111,55 @@ class Coordination:
         log.info("worker %s takes calls of region %s (capacity %d)", self.worker_id, self.region,
                  self.capacity)
 
-    async def stop(self) -> None:
+    async def hand_over(self, timeout: float = DRAIN_S) -> None:
+        """Stop taking calls and hand the active ones over (SIGTERM, before the server stops): leave
+        the slot queue group, then end every stream as a dropped one (history saved, lease released,
+        then the socket closed: the carrier asks the control plane, which resumes the call on another
+        worker), and wait (bounded) until their final events are published."""
+        self.draining = True
         if self.slots is not None:
             await self.slots.stop()
+        for stream in list(self._streams):
+            stream.hand_over()
+        await self._settle(timeout, streams_only=True)
+
+    async def stop(self, timeout: float = DRAIN_S) -> None:
+        """Hand over what is still active, flush (bounded) every finish step, event publisher and state
+        write, and only then drain the NATS connection."""
+        deadline = time.monotonic() + timeout
+        await self.hand_over(timeout)
+        await self._settle(max(0.0, deadline - time.monotonic()))
+        for task in list(self._tasks):  # out of time (NATS away): give up what is left
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=1.0)
         if self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
 
+    async def _settle(self, timeout: float, streams_only: bool = False) -> None:
+        deadline = time.monotonic() + timeout
+        while self._streams or (self._tasks and not streams_only):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("stopping with %d streams and %d tasks unsettled", len(self._streams),
+                            len(self._tasks))
+                return
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=min(left, 0.2))
+            else:  # a stream between its hand-over signal and its finish step
+                await asyncio.sleep(min(left, 0.02))
+
+    def _track(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     def health(self) -> dict[str, Any]:
         return {"worker_id": self.worker_id, "region": self.region, "capacity": self.capacity,
                 "reserved": len(self.slots.reserved) if self.slots else 0,
-                "nats": bool(self.nc and self.nc.is_connected)}
+                "nats": bool(self.nc and self.nc.is_connected), "draining": self.draining}
 
     # -- slot requests ----------------------------------------------------------------------------
     def _agent_for(self, spec: dict[str, Any]) -> ReceptionAgent:
@@ -151,62 +206,76 @@ class Coordination:
         return assignment.agent
 
     # -- one media stream ---------------------------------------------------------------------------
+    def _recording_key(self, agent: ReceptionAgent, tenant_id: str, call_id: str,
+                       stream_sid: str) -> str | None:
+        """This stream's recording segment (None when the agent does not record or there is no store)."""
+        if not agent.record_calls or self.store_root is None:
+            return None
+        try:
+            return RegionStore.key(tenant_id, f"{call_id}-{stream_sid}.wav")
+        except ValueError as exc:
+            log.warning("call %s: not recording stream %s: %s", call_id, stream_sid, exc)
+            return None
+
     async def run_stream(self, ws: Any, claims: CallClaims, start: Start, agent: ReceptionAgent,
-                         events: Callable[[], Any], on_event: Callable[[str, dict[str, Any]], None],
-                         on_control: Any, record_close: Callable[[CallSession], Any]) -> None:
+                         events: Callable[[], Any], on_control: Any) -> None:
         assert self.js is not None and self.calls is not None and self.slots is not None
         call_id, tenant_id = call_key(claims.call_id, claims.call_sid), claims.tenant_id
         assignment = self.assignments.pop(call_id, None)
         request = assignment.request if assignment else {}
         region = str(request.get("region") or self.region)
         resume = bool(request.get("resume"))
+        recording = self._recording_key(agent, tenant_id, call_id, start.stream_sid)
+        handover = _Stream()
+        if self.draining:
+            handover.hand_over()  # arrived while this worker stops: on to another worker at once
+        self._streams.add(handover)
         self.slots.stream_started(call_id)
-        try:
-            lease = await self.calls.acquire(call_id, takeover=resume, stream_sid=start.stream_sid,
-                                             tenant_id=tenant_id, agent_id=claims.agent_id,
-                                             call_sid=start.call_sid)
-        except Exception:
-            self.slots.stream_ended(call_id)
-            raise
-        if lease is None:
-            log.warning("call %s: owned by another worker or already ended; refusing stream %s", call_id,
-                        start.stream_sid)
-            self.slots.stream_ended(call_id)
-            await ws.close("call_owned_elsewhere")
-            return
-        history = None
-        if resume and lease.state.get("history"):
-            try:
-                history = history_from_dicts(lease.state["history"])
-            except (ValueError, KeyError, TypeError):
-                log.error("call %s: saved history unreadable; starting afresh", call_id)
-        publisher = EventPublisher(self.js, call_id=call_id, tenant_id=tenant_id, region=region,
-                                   stream_sid=start.stream_sid, source=self.worker_id)
         handed_over: list[bool] = []
         try:
-            await self._run(ws, start, agent, events, on_event, on_control, record_close, lease, history,
-                            publisher, tenant_id, region, handed_over)
+            lease = await self.calls.acquire(call_id, takeover=resume, stream_sid=start.stream_sid,
+                                             recording=recording, tenant_id=tenant_id,
+                                             agent_id=claims.agent_id, call_sid=start.call_sid)
+            if lease is None:
+                log.warning("call %s: owned by another worker or already ended; refusing stream %s", call_id,
+                            start.stream_sid)
+                await ws.close("call_owned_elsewhere")
+                return
+            history = None
+            if resume and lease.state.get("history"):
+                try:
+                    history = history_from_dicts(lease.state["history"])
+                except (ValueError, KeyError, TypeError):
+                    log.error("call %s: saved history unreadable; starting afresh", call_id)
+            publisher = EventPublisher(self.js, call_id=call_id, tenant_id=tenant_id, region=region,
+                                       stream_sid=start.stream_sid, source=self.worker_id)
+            try:
+                await self._run(ws, start, agent, events, on_control, lease, history, publisher, tenant_id,
+                                region, recording, handover, handed_over)
+            finally:
+                if not handed_over:  # the session never ran; otherwise the finish step does this
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(lease.release())
+                    await asyncio.shield(self._track(publisher.close(timeout=30.0)))
         finally:
-            if not handed_over:  # the session never ran; otherwise the finish step does this
+            if not handed_over:
                 self.slots.stream_ended(call_id)
-                await asyncio.shield(lease.release())
-                await asyncio.shield(publisher.close(timeout=30.0))
+                self._streams.discard(handover)
 
     async def _run(self, ws: Any, start: Start, agent: ReceptionAgent, events: Callable[[], Any],
-                   on_event: Callable[[str, dict[str, Any]], None], on_control: Any,
-                   record_close: Callable[[CallSession], Any], lease: CallLease, history: Any,
-                   publisher: EventPublisher, tenant_id: str, region: str, handed_over: list[bool]) -> None:
+                   on_control: Any, lease: CallLease, history: Any, publisher: EventPublisher, tenant_id: str,
+                   region: str, recording: str | None, handover: _Stream,
+                   handed_over: list[bool]) -> None:
         from cells.telephony.twilio_media import Dtmf, Mark, Media, Stop
 
         call_id = lease.call_id
-        recorder = CallRecorder() if agent.record_calls and self.store_root else None
+        recorder = CallRecorder() if recording else None
         saver = _StateSaver(lease)
         held: list[tuple[str, dict[str, Any]]] = []
 
         def event(kind: str, data: dict[str, Any]) -> None:
-            on_event(kind, data)
             if kind == "call_ended":
-                held.append((kind, data))  # published below, once it is known that the call ended
+                held.append((kind, data))  # published by the finish step, once it is known the call ended
                 return
             if kind == "call_started":
                 data = {**data, "worker_id": self.worker_id}
@@ -222,77 +291,186 @@ class Coordination:
 
         transport = _CellTransport(ws, recorder, before_close)
         session = agent.new_session(transport, on_event=event, on_control=on_control)
-        caller_hung_up = False
+
+        caller_hung_up = handing_over = False
         try:
             await session.start(start.stream_sid, start.call_sid, history=history)
             lease.start_heartbeat(on_lost=lambda: asyncio.ensure_future(ws.close("taken_over")))
-            async for ev in events():
-                if isinstance(ev, Media):
-                    if recorder is not None:
-                        recorder.inbound_message(ev.raw)
-                    session.on_media(ev.raw)
-                elif isinstance(ev, Mark):
-                    session.on_mark(ev.name)
-                elif isinstance(ev, Dtmf):
-                    session.on_dtmf(ev.digit)
-                elif isinstance(ev, Stop):
-                    caller_hung_up = True
-                    break
-                if session.state.ended:
-                    break
+            with handover.interruptible():
+                async for ev in events() if not handover.requested else _no_events():
+                    if isinstance(ev, Media):
+                        if recorder is not None:
+                            recorder.inbound_message(ev.raw)
+                        session.on_media(ev.raw)
+                    elif isinstance(ev, Mark):
+                        session.on_mark(ev.name)
+                    elif isinstance(ev, Dtmf):
+                        session.on_dtmf(ev.digit)
+                    elif isinstance(ev, Stop):
+                        caller_hung_up = True
+                        break
+                    if session.state.ended:
+                        break
+        except asyncio.CancelledError:
+            if not handover.consume_cancel():
+                raise  # the server's: the socket is gone (a dropped stream)
         except Exception:  # the socket died under us: end this stream, keep the worker
             log.info("call %s: stream %s ended abruptly", call_id, start.stream_sid, exc_info=True)
         finally:
+            # The worker is stopping: this stream ends as a dropped one, and its socket is closed only
+            # once the call's state is saved and its lease released, so that another worker resumes it.
+            handing_over = handover.requested and not caller_hung_up
             # A task of its own: the server cancels this handler when the socket goes; the call must
             # still be wound down, its state settled and its events published.
-            finish = asyncio.ensure_future(self._finish(session, lease, saver, publisher, recorder, held,
-                                                        caller_hung_up, record_close, tenant_id, region,
-                                                        start.stream_sid))
+            finish = self._track(self._finish(session, lease, saver, publisher, recorder, recording, held,
+                                              caller_hung_up, ws if handing_over else None, region,
+                                              start.stream_sid, handover))
             handed_over.append(True)
             await asyncio.shield(finish)
 
     async def _finish(self, session: CallSession, lease: CallLease, saver: _StateSaver,
-                      publisher: EventPublisher, recorder: CallRecorder | None,
-                      held: list[tuple[str, dict[str, Any]]], caller_hung_up: bool,
-                      record_close: Callable[[CallSession], Any], tenant_id: str, region: str,
-                      stream_sid: str) -> None:
+                      publisher: EventPublisher, recorder: CallRecorder | None, recording: str | None,
+                      held: list[tuple[str, dict[str, Any]]], caller_hung_up: bool, close_ws: Any,
+                      region: str, stream_sid: str, handover: _Stream) -> None:
         call_id = lease.call_id
         agent_ended = session.state.ended or session.state.disposition != "in_progress"
         ended = agent_ended or caller_hung_up
+        lost = False
         try:
-            await session.stop("caller_hung_up")  # keeps a disposition already decided
-        finally:
-            lease.stop_heartbeat()
-            await saver.close()
-            with contextlib.suppress(Exception):
-                record_close(session)
-        if recorder is not None and self.store_root is not None:
             try:
-                store = RegionStore(self.store_root, region)
-                key = RegionStore.key(tenant_id, f"{call_id}-{stream_sid}.wav")
-                size = await asyncio.to_thread(store.put, key, recorder.wav())
-                publisher.emit("recording_ready", {"object_key": key, "duration_ms": recorder.duration_ms,
-                                                   "size_bytes": size, "content_type": "audio/wav"})
+                await session.stop("caller_hung_up")  # keeps a disposition already decided
             except Exception:
-                log.exception("call %s: writing the recording failed", call_id)
-        try:
+                log.exception("call %s: stopping the session failed", call_id)
+            finally:
+                lease.stop_heartbeat()
+                await saver.close()
+            if recorder is not None and recording is not None:
+                await self._save_recording(recorder, recording, lease, publisher, region)
             if ended:
-                await lease.end(session.state.disposition, session.history)
+                lost = not await self._end(lease, session.state.disposition, session.history)
+            else:
+                log.info("call %s: stream %s %s; the call may resume elsewhere", call_id, stream_sid,
+                         "handed over" if close_ws is not None else "dropped")
+                try:
+                    await lease.save(session.history)
+                    await lease.release()
+                except LeaseLost:
+                    log.info("call %s: another worker has taken the call over", call_id)
+                except Exception as exc:  # NATS away: the lease expires and the call resumes anyway
+                    log.warning("call %s: saving the dropped call's state failed: %s", call_id, exc)
+        finally:
+            # A call that really ended is reported ended even when its state could not be written yet
+            # (the publisher retries with the same event id); only a call another worker owns is not.
+            if ended and not lost:
                 started = float(lease.state.get("started_at") or time.time())
                 for kind, data in held:
                     publisher.emit(kind, {**data, "duration_s": round(time.time() - started, 3)})
-            else:
-                log.info("call %s: stream %s dropped; the call may resume elsewhere", call_id, stream_sid)
-                await lease.save(session.history)
-                await lease.release()
-        except LeaseLost:
-            log.info("call %s: another worker has taken the call over", call_id)
-        except Exception:
-            log.exception("call %s: settling the call state failed", call_id)
-        finally:
+            if close_ws is not None:
+                with contextlib.suppress(Exception):
+                    await close_ws.close("worker_shutdown")
             if self.slots is not None:
                 self.slots.stream_ended(call_id)
-            await publisher.close(timeout=30.0)
+            try:
+                await publisher.close(timeout=30.0)
+            finally:
+                self._streams.discard(handover)
+
+    async def _save_recording(self, recorder: CallRecorder, key: str, lease: CallLease,
+                              publisher: EventPublisher, region: str) -> None:
+        """Write this stream's segment; `recording_ready` lists every segment of the call so far that
+        exists (a worker killed mid-call never wrote its own), in stream order."""
+        assert self.store_root is not None
+        store = RegionStore(self.store_root, region)
+        listed = [k for k in lease.state.get("recordings") or () if isinstance(k, str)]
+        if key not in listed:
+            listed.append(key)
+
+        def write() -> tuple[int, list[str]]:
+            size = store.put(key, recorder.wav())
+            return size, [k for k in listed if k == key or store.exists(k)]
+
+        try:
+            size, segments = await asyncio.to_thread(write)
+        except Exception:
+            log.exception("call %s: writing the recording failed", lease.call_id)
+            return
+        publisher.emit("recording_ready", {"object_key": key, "duration_ms": recorder.duration_ms,
+                                           "size_bytes": size, "content_type": "audio/wav",
+                                           "segments": segments})
+
+    async def _end(self, lease: CallLease, disposition: str, history: Any) -> bool:
+        """Mark the call ended; False when another worker owns it. When NATS is away (restarting) the
+        write is retried in the background, bounded, so that the state ends up ended too."""
+        history = list(history)
+        try:
+            await asyncio.wait_for(lease.end(disposition, history), END_TIMEOUT_S)
+            return True
+        except LeaseLost:
+            log.info("call %s: another worker has taken the call over", lease.call_id)
+            return False
+        except Exception as exc:
+            log.warning("call %s: marking the call ended failed (%s: %s); retrying in the background",
+                        lease.call_id, type(exc).__name__, exc)
+            self._track(self._end_later(lease, disposition, history))
+            return True
+
+    async def _end_later(self, lease: CallLease, disposition: str, history: list[Any]) -> None:
+        deadline = time.monotonic() + END_RETRY_S
+        wait = 0.5
+        while time.monotonic() < deadline:
+            await asyncio.sleep(wait)
+            wait = min(2 * wait, 3.0)
+            try:
+                await asyncio.wait_for(lease.end(disposition, history), END_TIMEOUT_S)
+            except LeaseLost:
+                log.warning("call %s: taken over before it could be marked ended", lease.call_id)
+                return
+            except Exception:
+                continue
+            log.warning("call %s: marked ended after NATS came back", lease.call_id)
+            return
+        log.error("call %s: could not mark the call ended within %.0f s; its lease expires",
+                  lease.call_id, END_RETRY_S)
+
+
+async def _no_events() -> AsyncIterator[Any]:
+    """The read loop of a stream handed over before it began."""
+    return
+    yield
+
+
+class _Stream:
+    """One active media stream's hand-over switch: a stopping worker interrupts the stream's read loop
+    (by cancelling the task that runs it, only while it waits for the carrier's next message) and the
+    stream then ends as a dropped one."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._task: asyncio.Task[Any] | None = None
+        self._cancelled = False
+
+    def hand_over(self) -> None:
+        self.requested = True
+        if self._task is not None and not self._cancelled:
+            self._cancelled = True
+            self._task.cancel()
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        self._task = asyncio.current_task()
+        try:
+            yield
+        finally:
+            self._task = None
+
+    def consume_cancel(self) -> bool:
+        """True when the CancelledError being handled is our own hand-over (then it is swallowed)."""
+        if not self._cancelled:
+            return False
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
 
 
 class _CellTransport:

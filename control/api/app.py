@@ -17,6 +17,10 @@ from control.api.settings import ControlSettings
 from control.api.state import EXTENSION_KEY, ApiState
 from control.db.session import create_engine, session_factory
 
+# A process that adds parts to the API (the cell: NATS, the event consumer) registers a callable here
+# returning {"ok": bool, ...}; /healthz then reports it and answers 503 while it is not ok.
+HEALTH_PROBE_KEY = "autospeak.health"
+
 
 def create_control_app(settings: ControlSettings) -> Quart:
     app = Quart(__name__, static_folder=None)
@@ -47,6 +51,14 @@ def create_control_app(settings: ControlSettings) -> Quart:
 
     @app.get("/healthz")
     async def healthz() -> Response:
-        return json_response({"status": "ok", "region": settings.region})
+        body: dict[str, object] = {"status": "ok", "region": settings.region}
+        probe = app.extensions.get(HEALTH_PROBE_KEY)
+        if probe is None:
+            return json_response(body)
+        details = probe()
+        body.update(details)
+        if not details.get("ok", True):
+            body["status"] = "degraded"
+        return json_response(body, 200 if body["status"] == "ok" else 503)
 
     return app

@@ -6,7 +6,8 @@
 
 Variables: AUTOSPEAK_REGION (required), AUTOSPEAK_DATABASE_URL (required), AUTOSPEAK_CELLS
 ("eu=URL,in=URL,us=URL", optional), AUTOSPEAK_RATE_PER_SECOND and AUTOSPEAK_RATE_BURST (per-token
-rate limit, optional), AUTOSPEAK_PLATFORM_TOKEN (the operator secret that creates tenants). The app
+rate limit, optional), AUTOSPEAK_PLATFORM_TOKEN (the operator secret that creates tenants),
+AUTOSPEAK_ALLOW_PRIVATE_WEBHOOKS=1 (dev only: webhooks to loopback/private hosts). The app
 opens its database engine in Quart's `before_serving`, which runs on the
 ASGI lifespan startup: granian's `asgi` interface and hypercorn both send it (granian's `asginl` would
 not, and every request would then fail on a missing engine).
@@ -30,6 +31,7 @@ ENV_CELLS = "AUTOSPEAK_CELLS"
 ENV_RATE_PER_SECOND = "AUTOSPEAK_RATE_PER_SECOND"
 ENV_RATE_BURST = "AUTOSPEAK_RATE_BURST"
 ENV_PLATFORM_TOKEN = "AUTOSPEAK_PLATFORM_TOKEN"
+ENV_ALLOW_PRIVATE_WEBHOOKS = "AUTOSPEAK_ALLOW_PRIVATE_WEBHOOKS"
 
 
 def parse_cells(text: str) -> dict[str, str]:
@@ -77,6 +79,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ControlSettings:
         database_url=env[ENV_DATABASE_URL].strip(),
         cells=parse_cells(env.get(ENV_CELLS, "")),
         platform_token=env.get(ENV_PLATFORM_TOKEN) or None,
+        allow_private_webhooks=env.get(ENV_ALLOW_PRIVATE_WEBHOOKS, "") == "1",
         **extra,  # type: ignore[arg-type]
     )
 

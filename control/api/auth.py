@@ -136,10 +136,13 @@ async def authenticate(tenant_id: uuid.UUID) -> AuthContext:
         raise _unauthorized("The token is not valid.")
     state = api_state()
     home = await tenant_home(tenant_id)
-    # Redirect only well-formed tokens, so that anonymous probing learns nothing about the directory.
-    # The redirect follows the tenant, never the token's region: a token of another region naming a
-    # tenant of this one would otherwise bounce between the two cells.
+    # Redirect only a token minted in the tenant's own home region (every real token of the tenant
+    # is), so that probing with made-up tokens learns little about the directory. The redirect
+    # follows the tenant, never the token: a token of another region naming a tenant of this one
+    # would otherwise bounce between the two cells.
     if home is not None and home != state.settings.region:
+        if claimed != home:
+            raise _unauthorized("The token is not valid or has expired.")
         enforce_residency(home)
     # A token is stored in its tenant's home region, so one minted elsewhere is not valid here.
     row = await _load_token(state.settings.region, token) if claimed == state.settings.region else None

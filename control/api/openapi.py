@@ -90,7 +90,7 @@ _ERROR_TEXT: Final = {
     413: "Body too large.", 415: "Body is not JSON.",
     421: "Tenant homed in another region (redirects disabled).",
     422: "Validation failed; `errors` names each field path.", 429: "Rate limited; see Retry-After.",
-    502: "The carrier failed to carry out the request; nothing was recorded.",
+    502: "The carrier failed; an outbound call is recorded as failed and its Idempotency-Key replays this.",
     503: "The cell is not configured for this operation.",
 }
 

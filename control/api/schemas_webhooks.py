@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints, field_validator
 
 from control.api.schemas import Input, Output
 
@@ -73,6 +74,40 @@ class WebhookEndpointList(Output):
     next_offset: int | None
 
 
+# What the delivery log says about a failed attempt. The dispatcher's raw error text stays internal:
+# "connection refused" versus "timed out" would map the cell's network for whoever picks the URL.
+DeliveryError = Literal["http_error", "timeout", "tls_error", "connection_failed", "address_not_allowed",
+                        "invalid_endpoint", "endpoint_disabled", "delivery_failed"]
+_TLS_MARKERS: Final = ("ssl", "tls", "certificate")
+_POLICY_MARKERS: Final = ("public", "private", "not allowed", "loopback", "link-local", "reserved",
+                          "unicast")
+_ENDPOINT_MARKERS: Final = ("url", "secret", "non-http")
+
+
+def error_category(raw: str | None) -> str | None:
+    """The coarse category of a stored last_error (the dispatcher's text), for the tenant to see."""
+    if raw is None:
+        return None
+    text = raw.lower()
+    head = text.split(":", 1)[0]
+    if re.fullmatch(r"http \d{3}", text.strip()):
+        return "http_error"
+    if "disabled" in text:
+        return "endpoint_disabled"
+    if any(m in text for m in _TLS_MARKERS):
+        return "tls_error"
+    if "timeout" in head or "timed out" in text:
+        return "timeout"
+    if any(m in text for m in _POLICY_MARKERS):
+        return "address_not_allowed"
+    if head.endswith("error") or "connect" in text or "resolve" in text or "refused" in text:
+        # httpx.ConnectError, ReadError, RemoteProtocolError, a DNS failure, ...
+        return "connection_failed"
+    if any(m in text for m in _ENDPOINT_MARKERS):
+        return "invalid_endpoint"
+    return "delivery_failed"
+
+
 class WebhookDeliveryOut(Output):
     id: uuid.UUID
     endpoint_id: uuid.UUID
@@ -81,10 +116,19 @@ class WebhookDeliveryOut(Output):
     status: str
     attempts: int
     response_status: int | None
-    last_error: str | None
+    last_error: DeliveryError | None = Field(
+        description="Why the last attempt failed, as a category; response_status has the receiver's code.")
     next_attempt_at: datetime | None
     created_at: datetime
     delivered_at: datetime | None
+
+    @field_validator("last_error", mode="before")
+    @classmethod
+    def _categorise(cls, value: object) -> object:
+        # Categories pass through unchanged, so a validated model can be validated again.
+        if value is None or value in DeliveryError.__args__:  # type: ignore[attr-defined]
+            return value
+        return error_category(str(value))
 
 
 class WebhookDeliveryList(Output):

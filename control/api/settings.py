@@ -37,6 +37,8 @@ class ControlSettings:
     """Places outbound calls (control.api.outbound.Dialer); None answers 503 to outbound requests."""
     platform_token: str | None = field(default=None, repr=False)
     """The platform operator's secret for creating tenants (POST /v1/tenants); None disables it."""
+    allow_private_webhooks: bool = False
+    """Let tenant webhooks target loopback/private addresses over http (the embedded stack, tests)."""
     run_background: bool = True
     """Run the event consumer and the webhook dispatcher in this process (needs nats_url)."""
 

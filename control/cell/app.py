@@ -11,7 +11,7 @@ from quart import Quart
 
 from cells.coordination.envelope import CallEventEnvelope
 from cells.telephony.call_token import CallTokenAuthority
-from control.api.app import create_control_app
+from control.api.app import HEALTH_PROBE_KEY, create_control_app
 from control.api.settings import ControlSettings
 from control.api.state import api_state
 from control.cell.runtime import CellRuntime
@@ -49,8 +49,12 @@ def create_cell_app(settings: ControlSettings, *, call_token_secret: str | None 
     async def _start_runtime() -> None:
         await runtime.start(api_state().sessions)
 
-    @app.after_serving
     async def _stop_runtime() -> None:
         await runtime.stop()
+
+    # First of the after-serving handlers: the consumer and the dispatcher stop (and finish what they
+    # hold) before the API closes the database engine under them.
+    app.after_serving_funcs.insert(0, _stop_runtime)
+    app.extensions[HEALTH_PROBE_KEY] = runtime.health
 
     return app

@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 
 
 class CellRuntime:
-    def __init__(self, settings: ControlSettings, *, slot_timeout: float = 2.0,
+    def __init__(self, settings: ControlSettings, *, slot_timeout: float = 1.0,
                  slot_attempts: int = 3) -> None:
+        # 3 x 1 s (+ short waits) fits the webhook's 5 s budget for a slot, which also pays for the
+        # agent lookup and the call_created publish; Twilio waits 15 s for the whole answer.
         self.settings = settings
         self.region = settings.region
         self.slot_timeout = slot_timeout
@@ -40,17 +42,21 @@ class CellRuntime:
         self.nc = await nats.connect(self.settings.nats_url, name=f"control-{self.region}",
                                      max_reconnect_attempts=-1, reconnect_time_wait=0.5)
         self.js = self.nc.jetstream()
+        # Retention: the stream's and the bucket's defaults (cells.launcher.jetstream), which the
+        # workers declare too.
         await ensure_call_stream(self.js, self.region)
         kv = await ensure_call_state_bucket(self.js, self.region)
         self.call_state = CallStateStore(kv, self.region)
         if self.settings.run_background and sessions is not None:
-            self.consumer = EventConsumer(self.js, sessions, self.region)
-            await self.consumer.start()
-            self.dispatcher = WebhookDispatcher(sessions, self.region)
+            self.dispatcher = WebhookDispatcher(sessions, self.region,
+                                                allow_private=self.settings.allow_private_webhooks)
             await self.dispatcher.start()
+            # A delivery goes out as soon as its event is stored, not at the next poll.
+            self.consumer = EventConsumer(self.js, sessions, self.region, on_applied=self.dispatcher.wake)
+            await self.consumer.start()
 
     async def stop(self) -> None:
-        for part in (self.dispatcher, self.consumer):
+        for part in (self.consumer, self.dispatcher):
             if part is not None:
                 try:
                     await part.stop()
@@ -77,8 +83,10 @@ class CellRuntime:
         return await self.call_state.should_resume(call_id)
 
     def health(self) -> dict[str, Any]:
+        connected = bool(self.nc is not None and self.nc.is_connected)
         return {
-            "nats": bool(self.nc is not None and self.nc.is_connected),
+            "ok": connected,
+            "nats": connected,
             "consumer": self.consumer.health() if self.consumer is not None else None,
             "webhooks": self.dispatcher.health() if self.dispatcher is not None else None,
         }

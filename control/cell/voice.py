@@ -103,6 +103,11 @@ def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthorit
             "region": region, "agent_id": req.agent_id, "agent": spec, "from": req.from_number,
             "to": req.to_number, "direction": req.direction, "resume": req.resume})
         if not reply or not reply.get("accepted") or not reply.get("stream_url"):
+            if not req.resume:
+                # The caller hears the busy message; the call must not stay "ringing" for ever.
+                await publish(CallEventEnvelope.new(
+                    call_id=req.call_id, tenant_id=req.tenant_id, region=region, kind="call_rejected",
+                    event_id=f"{req.call_id}:rejected", source="control", data={"reason": "no_worker"}))
             return None
         # The call token names the worker as its audience: only that worker accepts the stream.
         return WorkerSlot(str(reply["stream_url"]), worker_id=str(reply.get("worker_id") or "") or None)

@@ -5,6 +5,18 @@ ON CONFLICT DO NOTHING, and an event whose row already exists changes nothing el
 redelivery, a publisher's retry beyond the stream's duplicate window, or a replay of the whole stream
 leaves the database as it was. Webhook deliveries are enqueued in the same transaction, keyed by the
 event id, so a committed event always has its deliveries and a rolled back one never does.
+
+Nothing is stored or sent unredacted: the event's payload, the turn texts and the webhook payloads
+pass through control.events.redact (card numbers always; e-mails and phone numbers unless the call's
+agent switched `redact_pii` off). Identifiers (ids, sids, object keys, the call's own numbers) are
+left as they are.
+
+A call ends once: the first of call_ended (worker), a terminal call_status (carrier) and
+call_rejected (control: no worker took the call) sets its status, ended_at and disposition, makes the
+one usage record (when a duration is known; never for a rejected call) and the one call.ended
+webhook. Later end events are stored as events and change nothing.
+
+Data of the wrong type anywhere ingest reads raises EventRejected: such an event can never apply.
 """
 
 from __future__ import annotations
@@ -13,7 +25,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
@@ -36,14 +48,19 @@ from control.db.models import (
 )
 from control.db.session import run_transaction
 from control.db.tenancy import TenantScope, scoped_select
+from control.events.redact import redact_payload
 from control.events.usage import CURRENCY, amount_micros, billable_seconds
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "END_DISPOSITIONS",
     "PUBLIC_EVENT_TYPES",
+    "REJECT_REASONS",
     "EventRejected",
     "IngestOutcome",
+    "IngestResult",
+    "apply_event",
     "ingest_event",
     "twilio_status",
 ]
@@ -60,10 +77,26 @@ _TWILIO_STATUS: Final = {
     "in-progress": "in_progress", "in_progress": "in_progress", "completed": "completed", "busy": "busy",
     "failed": "failed", "no-answer": "no_answer", "no_answer": "no_answer", "canceled": "canceled",
 }
+# The disposition of a call the carrier ended before any worker did (a completed call whose worker
+# never reported: the other party hung up, as far as anyone can tell).
+END_DISPOSITIONS: Final = {
+    "completed": "caller_hung_up", "busy": "busy", "failed": "failed", "no_answer": "no_answer",
+    "canceled": "canceled",
+}
+# Why the control plane could not hand a call to a worker (call_rejected's reason).
+REJECT_REASONS: Final = frozenset({"no_worker", "unknown_number", "agent_missing"})
 # Latency samples kept per call; the aggregates cover them all, the list is for the dashboard.
 MAX_LATENCY_TURNS: Final = 500
 MAX_TEXT_CHARS: Final = 20_000
+MAX_PAUSED_SEGMENTS: Final = 1_000
+_MAX_DEPTH: Final = 32
 _INT32_MAX: Final = 2**31 - 1
+# Payload keys whose values are identifiers or the call's own metadata, never speech: not redacted.
+_KEEP_KEYS: Final = frozenset({
+    "event_id", "call_id", "call_sid", "stream_sid", "worker_id", "agent_id", "recording_id", "object_key",
+    "content_type", "call_status", "direction", "carrier", "from", "to", "disposition", "reason", "status",
+    "started_at", "ended_at", "timestamp", "type", "speaker",
+})
 
 
 class EventRejected(ValueError):
@@ -79,12 +112,20 @@ class IngestOutcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class IngestResult:
+    outcome: IngestOutcome
+    deliveries: int = 0  # webhook deliveries the event enqueued (so the dispatcher can be woken)
+
+
+@dataclass(slots=True)
 class _Event:
     env: CallEventEnvelope
     scope: TenantScope
     call_id: uuid.UUID
     occurred: datetime
     data: Mapping[str, Any]
+    pii: bool = True  # redact e-mails and phone numbers too (the agent's `redact_pii`)
+    deliveries: int = field(default=0)
 
 
 async def ingest_event(
@@ -98,10 +139,21 @@ async def ingest_event(
     `stream_region` is the region of the stream the event came from; an event claiming another
     region is rejected, so one cell's stream can never write another region's rows.
     """
+    return (await apply_event(sessions, envelope, stream_region=stream_region)).outcome
+
+
+async def apply_event(
+    sessions: async_sessionmaker[AsyncSession],
+    envelope: CallEventEnvelope,
+    *,
+    stream_region: str | None = None,
+) -> IngestResult:
+    """ingest_event, also telling how many webhook deliveries the event enqueued."""
     if stream_region is not None and envelope.region != stream_region:
         raise EventRejected(f"event of region {envelope.region!r} on the stream of {stream_region!r}")
     event = _prepare(envelope)
-    return await run_transaction(sessions, lambda s: _apply(s, event), scope=event.scope)
+    # A fresh copy per attempt: run_transaction may run the body again after a serialization failure.
+    return await run_transaction(sessions, lambda s: _apply(s, replace(event)), scope=event.scope)
 
 
 def _prepare(env: CallEventEnvelope) -> _Event:
@@ -111,10 +163,28 @@ def _prepare(env: CallEventEnvelope) -> _Event:
         raise EventRejected("occurred_at is out of range") from None
     # The envelope validated both ids as UUID text already.
     scope = TenantScope(uuid.UUID(env.tenant_id), env.region)
-    return _Event(env, scope, uuid.UUID(env.call_id), occurred, env.data)
+    return _Event(env, scope, uuid.UUID(env.call_id), occurred, _clean(env.data, 0))
 
 
-async def _apply(session: AsyncSession, event: _Event) -> IngestOutcome:
+def _clean(value: Any, depth: int) -> Any:
+    """The payload as PostgreSQL can store it, or EventRejected: JSONB refuses NaN and NUL characters."""
+    if depth > _MAX_DEPTH:
+        raise EventRejected("event data is nested too deeply")
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        # A lone surrogate ("\ud800" in the JSON) cannot be encoded for the database.
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise EventRejected("event data holds a non-finite number")
+    if isinstance(value, dict):
+        return {_clean(k, depth + 1): _clean(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v, depth + 1) for v in value]
+    return value
+
+
+async def _apply(session: AsyncSession, event: _Event) -> IngestResult:
     """The body of the ingest transaction; `session` must be scoped to the event's tenant."""
     env, scope = event.env, event.scope
     tenant = (await session.execute(
@@ -132,11 +202,15 @@ async def _apply(session: AsyncSession, event: _Event) -> IngestOutcome:
         .values(**await _new_call_values(session, event))
         .on_conflict_do_nothing(index_elements=["id", "region"])
     )
-    # Lock the call so two consumers applying events of one call serialise (turn numbers, latency).
+    # Lock the call so events of one call serialise (turn numbers, latency, the one end).
     call = (await session.execute(
         scoped_select(Call, scope).where(Call.id == event.call_id).with_for_update()
     )).scalar_one()
 
+    # Redact before anything is written: the event row, the turns and the webhook payloads all read
+    # event.data from here on.
+    event.pii = await _redact_pii(session, event, call)
+    event.data = redact_payload(event.data, pii=event.pii, keep=_KEEP_KEYS)
     inserted = await session.scalar(
         insert(CallEvent)
         .values(
@@ -147,12 +221,25 @@ async def _apply(session: AsyncSession, event: _Event) -> IngestOutcome:
         .returning(CallEvent.id)
     )
     if inserted is None:
-        return IngestOutcome.DUPLICATE
+        return IngestResult(IngestOutcome.DUPLICATE)
 
     handler = _HANDLERS.get(env.kind)
     if handler is not None:
         await handler(session, event, call, tenant.plan)
-    return IngestOutcome.APPLIED
+    return IngestResult(IngestOutcome.APPLIED, event.deliveries)
+
+
+async def _redact_pii(session: AsyncSession, event: _Event, call: Call) -> bool:
+    """The call's agent's `redact_pii` compliance setting; on when unknown or absent."""
+    agent_id = call.agent_id
+    if agent_id is None and event.env.kind == "call_created":
+        agent_id = await _known_agent(session, event.scope, event.data.get("agent_id"))
+    if agent_id is None:
+        return True
+    stmt = scoped_select(Agent, event.scope).where(Agent.id == agent_id).with_only_columns(Agent.compliance)
+    compliance = await session.scalar(stmt)
+    # Only an explicit false switches it off: a malformed setting must not leak personal data.
+    return not (isinstance(compliance, dict) and compliance.get("redact_pii") is False)
 
 
 # --- call row ---------------------------------------------------------------------------------
@@ -175,7 +262,7 @@ async def _new_call_values(session: AsyncSession, event: _Event) -> dict[str, An
 
 async def _created_fields(session: AsyncSession, event: _Event) -> dict[str, Any]:
     data, out = event.data, {}
-    direction = data.get("direction")
+    direction = _str(data, "direction", 16)
     if direction in ("inbound", "outbound"):
         out["direction"] = direction
     for key, column in (("from", "from_e164"), ("to", "to_e164")):
@@ -191,13 +278,15 @@ async def _created_fields(session: AsyncSession, event: _Event) -> dict[str, Any
 
 
 async def _known_agent(session: AsyncSession, scope: TenantScope, raw: Any) -> uuid.UUID | None:
-    # A dangling agent id would violate the foreign key and make the event fail on every retry;
-    # the call is still worth recording without its agent.
-    try:
-        agent_id = uuid.UUID(str(raw)) if raw else None
-    except ValueError:
+    # A dangling or unparsable agent id would violate the foreign key and make the event fail on every
+    # retry; the call is still worth recording without its agent.
+    if raw is None or raw == "":
         return None
-    if agent_id is None:
+    if not isinstance(raw, str):
+        raise EventRejected("agent_id must be a string")
+    try:
+        agent_id = uuid.UUID(raw)
+    except ValueError:
         return None
     stmt = scoped_select(Agent, scope).where(Agent.id == agent_id).with_only_columns(Agent.id)
     found: uuid.UUID | None = await session.scalar(stmt)
@@ -236,22 +325,23 @@ async def _on_created(session: AsyncSession, event: _Event, call: Call, plan: st
 
 
 async def _on_started(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
+    resumed = _bool(event.data, "resumed")
     _advance(call, "in_progress")
     if call.carrier_call_sid is None and (sid := _str(event.data, "call_sid", 64)) is not None:
         call.carrier_call_sid = sid
     # A resumed stream (another worker took over) is the same call: one call.started per call.
-    if not event.data.get("resumed"):
+    if not resumed:
         await _enqueue(session, event, "call.started", {"started_at": _iso(event.occurred)})
 
 
 async def _on_transcript(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
-    if event.data.get("ignored"):
+    if _bool(event.data, "ignored"):
         return
     await _add_turn(session, event, call, "caller", interrupted=False)
 
 
 async def _on_agent_said(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
-    await _add_turn(session, event, call, "agent", interrupted=bool(event.data.get("interrupted")))
+    await _add_turn(session, event, call, "agent", interrupted=_bool(event.data, "interrupted"))
 
 
 async def _add_turn(
@@ -260,13 +350,14 @@ async def _add_turn(
     text = event.data.get("text")
     if not isinstance(text, str):
         raise EventRejected(f"{event.env.kind} without text")
+    # Redacted before it is cut (event.data is), so a cut never leaves half a card number behind.
     text = text[:MAX_TEXT_CHARS]
-    # The consumer applies one call's events in stream order and the call row is locked, so max+1
-    # numbers the turns in the order they were spoken.
-    last = await session.scalar(select(func.max(Turn.seq)).where(Turn.call_id == call.id))
     offset = _offset_ms(call, event.occurred)
     start_ms = _int(event.data, "start_ms", offset)
     end_ms = max(_int(event.data, "end_ms", offset), start_ms)
+    # The consumer applies the region's events one at a time in stream order and the call row is
+    # locked, so max+1 numbers the turns in the order they were spoken.
+    last = await session.scalar(select(func.max(Turn.seq)).where(Turn.call_id == call.id))
     seq = (last or 0) + 1
     session.add(event.scope.new(
         Turn, call_id=call.id, seq=seq, speaker=speaker, text=text,
@@ -279,10 +370,18 @@ async def _add_turn(
 
 
 async def _on_turn(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
+    stages = event.data.get("ms_after_speech_end")
+    if stages is not None and not isinstance(stages, dict):
+        raise EventRejected("turn timings must be an object")
+    for value in (stages or {}).values():
+        if value is not None and not _is_number(value):
+            raise EventRejected("turn timings must be numbers")
+    _num(event.data, "voice_to_voice_ms")
     # The texts are already in the turn rows; latency keeps timings only, so it holds no speech.
     timing = {k: v for k, v in event.data.items() if k not in ("caller_text", "agent_text")}
-    latency = dict(call.latency or {})
-    turns = [*(latency.get("turns") or []), timing][-MAX_LATENCY_TURNS:]
+    latency = dict(call.latency) if isinstance(call.latency, dict) else {}
+    kept = latency.get("turns")
+    turns = [*(kept if isinstance(kept, list) else []), timing][-MAX_LATENCY_TURNS:]
     latency["turns"] = turns
     latency["summary"] = _latency_summary(turns)
     call.latency = latency  # a new object, so the JSONB column is written
@@ -300,14 +399,14 @@ def _latency_summary(turns: list[Any]) -> dict[str, Any]:
 
 def _voice_to_voice(timing: Any) -> float | None:
     """The caller's end of speech to the agent's first audio frame, in milliseconds."""
+    # Tolerant: stored samples predate the checks in _on_turn, and one odd sample must not stop a call.
     if not isinstance(timing, dict):
         return None
-    value = (timing.get("ms_after_speech_end") or {}).get("first_frame_sent")
+    stages = timing.get("ms_after_speech_end")
+    value = stages.get("first_frame_sent") if isinstance(stages, dict) else None
     if value is None:
         value = timing.get("voice_to_voice_ms")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    return float(value) if _is_number(value) else None
 
 
 def _percentile(sorted_values: list[float], pct: float) -> float:
@@ -323,8 +422,8 @@ async def _on_recording(session: AsyncSession, event: _Event, call: Call, plan: 
     recording = event.scope.new(
         Recording, id=uuid.uuid4(), call_id=call.id, object_key=key,
         content_type=_str(event.data, "content_type", 100) or "audio/wav",
-        duration_ms=_int(event.data, "duration_ms", 0), size_bytes=max(0, _bigint(event.data, "size_bytes")),
-        paused_segments=list(event.data.get("paused_segments") or []),
+        duration_ms=_int(event.data, "duration_ms", 0), size_bytes=_bigint(event.data, "size_bytes"),
+        paused_segments=_paused_segments(event.data.get("paused_segments")),
     )
     session.add(recording)
     await _enqueue(session, event, "recording.ready", {
@@ -333,45 +432,90 @@ async def _on_recording(session: AsyncSession, event: _Event, call: Call, plan: 
     })
 
 
+def _paused_segments(raw: Any) -> list[Any]:
+    """[[start_ms, end_ms], ...] or [{"start_ms": .., "end_ms": ..}, ...] of the paused stretches."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) > MAX_PAUSED_SEGMENTS:
+        raise EventRejected("paused_segments must be a list of segments")
+    for segment in raw:
+        if isinstance(segment, dict):
+            bounds = [segment.get("start_ms"), segment.get("end_ms")]
+        elif isinstance(segment, list) and len(segment) == 2:
+            bounds = segment
+        else:
+            raise EventRejected("a paused segment must be [start_ms, end_ms]")
+        if not all(_is_number(b) and b >= 0 for b in bounds):
+            raise EventRejected("a paused segment's bounds must be non-negative numbers")
+    return list(raw)
+
+
 async def _on_status(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
-    status = twilio_status(event.data.get("call_status"))
+    raw = event.data.get("call_status")
+    if not isinstance(raw, str):
+        raise EventRejected("call_status must be a string")
+    duration = _num(event.data, "call_duration")
+    status = twilio_status(raw)
     if status is None:
         return  # stored as an event; nothing to change
-    _advance(call, status)
-    if status in TERMINAL_STATUSES and call.ended_at is None:
-        call.ended_at = event.occurred
-    duration = event.data.get("call_duration")
-    if status == "completed" and duration is not None:
-        # Billing must not depend on the worker's call_ended arriving (a worker can die with the
-        # call); whichever end event comes first makes the one ledger record.
-        await _record_usage(session, event, call, plan, duration, {})
+    if status not in TERMINAL_STATUSES:
+        _advance(call, status)
+        return
+    if status == "completed" and duration is None:
+        # Billing must not depend on the worker's call_ended arriving (a worker can die with the call).
+        duration = (event.occurred - call.started_at).total_seconds() if call.started_at else None
+    await _finish(session, event, call, plan, status=status, disposition=END_DISPOSITIONS[status],
+                  duration=duration, usage=event.data)
+
+
+async def _on_rejected(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
+    reason = _str(event.data, "reason", 64)
+    if reason is None:
+        raise EventRejected("call_rejected without a reason")
+    if reason not in REJECT_REASONS:
+        log.info("call_rejected with an unlisted reason; stored as the disposition")
+    # The call never reached a worker: nothing to bill.
+    await _finish(session, event, call, plan, status="failed", disposition=reason, duration=None, usage={})
 
 
 async def _on_ended(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
     data = event.data
-    if call.status not in TERMINAL_STATUSES:
-        call.status = "completed"
-    if call.ended_at is None:
-        call.ended_at = event.occurred
-    if call.disposition is None and (disposition := _str(data, "disposition", 64)) is not None:
-        call.disposition = disposition
-    duration = data.get("duration_s")
+    disposition = _str(data, "disposition", 64)
+    duration = _num(data, "duration_s")
+    turns = _int(data, "turns", 0)
     if duration is None:
-        duration = (call.ended_at - call.started_at).total_seconds()
-    await _record_usage(session, event, call, plan, duration, data)
-    # Two call_ended events (a resumed call's workers) make one call.ended webhook: the first.
-    earlier = await session.scalar(
-        select(func.count()).select_from(CallEvent).where(
-            CallEvent.call_id == call.id,
-            CallEvent.kind == "call_ended",
-            CallEvent.event_id != event.env.event_id,
-        )
-    )
-    if not earlier:
-        await _enqueue(session, event, "call.ended", {
-            "disposition": call.disposition, "status": call.status, "ended_at": _iso(call.ended_at),
-            "duration_s": billable_seconds(duration), "turns": _int(data, "turns", 0),
-        })
+        duration = (event.occurred - call.started_at).total_seconds() if call.started_at else 0
+    if call.ended_at is not None and disposition and call.disposition == END_DISPOSITIONS["completed"]:
+        # The carrier's "completed" overtook the worker's report (the worker uploads the recording
+        # first): the end, the usage record and the webhook stay, but the worker knows *why* the
+        # call ended (booked, transferred, ...), which the carrier cannot.
+        call.disposition = disposition
+        return
+    await _finish(session, event, call, plan, status="completed", disposition=disposition,
+                  duration=duration, usage=data, turns=turns)
+
+
+async def _finish(
+    session: AsyncSession, event: _Event, call: Call, plan: str, *, status: str, disposition: str | None,
+    duration: float | None, usage: Mapping[str, Any], turns: int | None = None,
+) -> None:
+    """End the call, unless an earlier end event did: status, ended_at, disposition, usage, call.ended."""
+    if call.ended_at is not None:
+        return  # the first end wins; this one stays as an event only
+    if call.status not in TERMINAL_STATUSES:
+        call.status = status
+    call.ended_at = event.occurred
+    if call.disposition is None and disposition is not None:
+        call.disposition = disposition
+    if duration is not None:
+        await _record_usage(session, event, call, plan, duration, usage)
+    if turns is None:
+        stmt = select(func.count()).select_from(Turn).where(Turn.call_id == call.id)
+        turns = int(await session.scalar(stmt) or 0)
+    await _enqueue(session, event, "call.ended", {
+        "disposition": call.disposition, "status": call.status, "ended_at": _iso(call.ended_at),
+        "duration_s": billable_seconds(duration), "turns": turns,
+    })
 
 
 async def _record_usage(
@@ -402,6 +546,7 @@ _HANDLERS: Final[dict[str, _Handler]] = {
     "turn": _on_turn,
     "recording_ready": _on_recording,
     "call_status": _on_status,
+    "call_rejected": _on_rejected,
     "call_ended": _on_ended,
 }
 
@@ -425,13 +570,13 @@ async def _enqueue(session: AsyncSession, event: _Event, event_type: str, data: 
     targets = [row.id for row in endpoints if subscribed(row.event_types, event_type)]
     if not targets:
         return
-    # Standard Webhooks payload shape: {type, timestamp, data}.
+    # Standard Webhooks payload shape: {type, timestamp, data}; redacted like everything stored.
     payload = {
         "type": event_type,
         "timestamp": _iso(event.occurred),
-        "data": {"call_id": str(event.call_id), **data},
+        "data": redact_payload({"call_id": str(event.call_id), **data}, pii=event.pii, keep=_KEEP_KEYS),
     }
-    await session.execute(
+    result = await session.execute(
         insert(WebhookDelivery)
         .values([
             {
@@ -442,35 +587,63 @@ async def _enqueue(session: AsyncSession, event: _Event, event_type: str, data: 
             for endpoint_id in targets
         ])
         .on_conflict_do_nothing(index_elements=["region", "endpoint_id", "event_id"])
+        .returning(WebhookDelivery.id)
     )
+    event.deliveries += len(result.all())
 
 
-# --- small helpers ----------------------------------------------------------------------------
+# --- small helpers: typed reads of event data (a wrong type rejects the event) ------------------
 
 
 def _iso(ts: datetime | None) -> str | None:
     return None if ts is None else ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (isinstance(value, int) or math.isfinite(value)))
+
+
 def _str(data: Mapping[str, Any], key: str, max_len: int) -> str | None:
+    """A string field, cut to max_len; None when absent, null or empty."""
     value = data.get(key)
-    if not isinstance(value, str) or not value:
+    if value is None or value == "":
         return None
+    if not isinstance(value, str):
+        raise EventRejected(f"{key} must be a string")
     return value[:max_len]
 
 
-def _int(data: Mapping[str, Any], key: str, default: int) -> int:
+def _num(data: Mapping[str, Any], key: str) -> float | int | None:
     value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if value is None:
+        return None
+    if not _is_number(value):
+        raise EventRejected(f"{key} must be a number")
+    return value  # type: ignore[no-any-return]
+
+
+def _int(data: Mapping[str, Any], key: str, default: int) -> int:
+    value = _num(data, key)
+    if value is None:
         return default
     return max(0, min(int(value), _INT32_MAX))
 
 
 def _bigint(data: Mapping[str, Any], key: str) -> int:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
+    value = _num(data, key)
+    if value is None:
         return 0
-    return min(value, 2**63 - 1)
+    return max(0, min(int(value), 2**63 - 1))
+
+
+def _bool(data: Mapping[str, Any], key: str) -> bool:
+    value = data.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise EventRejected(f"{key} must be true or false")
+    return value
 
 
 def _offset_ms(call: Call, at: datetime) -> int:

@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook
 
+from control.api.netguard import UnsafeWebhookTarget, check_webhook_url, resolve_public
 from control.db.models import WebhookDelivery, WebhookEndpoint
 from control.db.session import run_transaction
 from control.db.tenancy import TenantScope, scoped_update, unscoped
@@ -32,7 +33,7 @@ from regions.catalogue import get_region
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DispatchStats", "RetryPolicy", "WebhookDispatcher", "check_url"]
+__all__ = ["DispatchStats", "RetryPolicy", "WebhookDispatcher"]
 
 DUE_STATUSES: Final = ("pending", "retrying")
 USER_AGENT: Final = "AutoSpeak-Webhooks/1"
@@ -89,19 +90,6 @@ class _Result:
     error: str | None
 
 
-def check_url(url: str) -> str | None:
-    """Why `url` cannot be a webhook target, or None if it can (http or https with a host)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "the endpoint URL cannot be parsed"
-    if parts.scheme not in ("http", "https"):
-        return "refusing to send to a non-http(s) URL"
-    if not parts.hostname:
-        return "the endpoint URL has no host"
-    return None
-
-
 class WebhookDispatcher:
     """Poll and send the due webhook deliveries of `region`; `start()` it or drive `run_once()`."""
 
@@ -117,8 +105,11 @@ class WebhookDispatcher:
         batch: int = 50,
         concurrency: int = 16,
         lease: float | None = None,
+        allow_private: bool = False,
     ) -> None:
         self.region = get_region(region).code
+        # False in production: a tenant's URL must not reach the cell's own network (SSRF).
+        self.allow_private = allow_private
         self.sessions = sessions
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
@@ -163,7 +154,9 @@ class WebhookDispatcher:
             await self._client.aclose()
 
     def wake(self) -> None:
-        """Poll now (e.g. right after events were ingested) instead of at the next interval."""
+        """Poll now instead of at the next interval: EventConsumer(on_applied=dispatcher.wake) calls it
+        after each event that enqueued deliveries. Synchronous and cheap; wakes that come together
+        make one poll."""
         self._wakeup.set()
 
     @property
@@ -175,6 +168,8 @@ class WebhookDispatcher:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            # Cleared before the poll, not after: a wake() that arrives while it runs is kept.
+            self._wakeup.clear()
             try:
                 sent = await self.run_once()
             except asyncio.CancelledError:
@@ -183,9 +178,8 @@ class WebhookDispatcher:
                 self.stats.poll_errors += 1
                 log.warning("webhook dispatcher %s: poll failed (%s)", self.region, type(exc).__name__)
                 sent = 0
-            if sent >= self.batch:
-                continue  # more may be due right now
-            self._wakeup.clear()
+            if sent >= self.batch or self._stopping.is_set():
+                continue  # more may be due right now (or stop() was called during the poll)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
 
@@ -244,8 +238,16 @@ class WebhookDispatcher:
     async def _send(self, claim: _Claim) -> _Result:
         if not claim.enabled:
             return _Result(False, True, None, "the endpoint is disabled")
-        if (problem := check_url(claim.url)) is not None:
-            return _Result(False, True, None, problem)
+        try:
+            check_webhook_url(claim.url, allow_private=self.allow_private)
+            parts = urlsplit(claim.url)
+            # Checked at send time too: the name may resolve elsewhere than when the URL was saved.
+            await resolve_public(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80),
+                                 allow_private=self.allow_private)
+        except UnsafeWebhookTarget as exc:
+            return _Result(False, True, None, str(exc))
+        except OSError:
+            return _Result(False, False, None, "ConnectError: the host name does not resolve")
         try:
             signer = Webhook(claim.secret)
         except Exception:  # never echo the secret

@@ -7,12 +7,13 @@ them, always through the tenant scope. The recording comes from the region's obj
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
-import re
 import uuid
+import wave
 from typing import Final
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.api.auth import current_auth, require
@@ -22,10 +23,10 @@ from control.api.routes.params import (
     DATETIME_SCHEMA,
     PAGE,
     UUID_SCHEMA,
+    bad_query,
     choice_query,
     datetime_query,
     not_found,
-    pattern_query,
     uuid_query,
 )
 from control.api.schemas_calls import CallEventList, CallEventOut, CallList, CallOut, Transcript, TurnOut
@@ -38,11 +39,13 @@ from regions.objectstore import ObjectKeyError, RegionStore
 log = logging.getLogger(__name__)
 bp = Blueprint("calls", __name__, url_prefix=TENANT_PREFIX)
 
-# Carrier statuses (queued, ringing, in-progress, completed, busy, failed, no-answer, canceled, ...).
-_STATUS: Final = re.compile(r"[a-z][a-z_-]{0,15}")
+# The statuses a call row can have, as ingest stores them ("dialing": an outbound call whose carrier
+# request is under way). Twilio spells some with a hyphen; the filter accepts that spelling too.
+CALL_STATUSES: Final = ("dialing", "queued", "ringing", "in_progress", "completed", "busy", "failed",
+                        "no_answer", "canceled")
 _CALL_FILTERS: Final = (
-    QueryParam("status", {"type": "string", "pattern": r"^[a-z][a-z_-]{0,15}$"},
-               "e.g. in-progress, completed"),
+    QueryParam("status", {"type": "string", "enum": list(CALL_STATUSES)},
+               "The call's status; Twilio's spellings (in-progress, no-answer) are accepted too."),
     QueryParam("direction", {"type": "string", "enum": ["inbound", "outbound"]}),
     QueryParam("agent_id", UUID_SCHEMA),
     QueryParam("started_after", DATETIME_SCHEMA, "Calls started at or after this instant."),
@@ -62,10 +65,20 @@ async def load_call(session: AsyncSession, scope: TenantScope, call_id: uuid.UUI
     return call
 
 
+def _status_query() -> str | None:
+    raw = request.args.get("status")
+    if raw is None:
+        return None
+    status = raw.replace("-", "_")
+    if status not in CALL_STATUSES:
+        raise bad_query("status", f"one of {', '.join(CALL_STATUSES)}", "enum")
+    return status
+
+
 @operation(bp, "GET", "/calls", summary="List calls, newest first", response=CallList, query=_CALL_FILTERS)
 @require("viewer")
 async def list_calls(tenant_id: uuid.UUID) -> Response:
-    status = pattern_query("status", _STATUS, "a call status such as in-progress or completed")
+    status = _status_query()
     direction = choice_query("direction", ("inbound", "outbound"))
     agent_id = uuid_query("agent_id")
     after, before = datetime_query("started_after"), datetime_query("started_before")
@@ -145,25 +158,56 @@ async def get_recording(tenant_id: uuid.UUID, call_id: uuid.UUID) -> Response:
     scope = current_auth().scope
     root = api_state().settings.object_store_root
 
-    async def work(session: AsyncSession) -> Recording:
+    async def work(session: AsyncSession) -> list[Recording]:
         await load_call(session, scope, call_id)
-        rec = await session.scalar(scoped_select(Recording, scope).where(Recording.call_id == call_id)
-                                   .order_by(Recording.created_at.desc(), Recording.id).limit(1))
-        if rec is None:
+        # One segment per media stream: a call resumed by another worker has several, in order.
+        rows = list(await session.scalars(scoped_select(Recording, scope).where(Recording.call_id == call_id)
+                                          .order_by(Recording.created_at, Recording.id)))
+        if not rows:
             raise not_found()
-        return rec
+        return rows
 
-    rec = await run_transaction(sessions(), work, scope=scope)
-    # The key must name this tenant: a row pointing at another tenant's object is served as missing.
-    if root is None or not rec.object_key.startswith(f"{scope.tenant_id}/"):
+    rows = await run_transaction(sessions(), work, scope=scope)
+    if root is None:
         raise not_found()
     store = RegionStore(root, scope.region)
-    try:
-        data = await asyncio.to_thread(store.get, rec.object_key)
-    except (FileNotFoundError, IsADirectoryError, ObjectKeyError):
-        log.warning("recording %s of call %s is missing from the %s store", rec.id, call_id, scope.region)
-        raise not_found() from None
+    segments: list[bytes] = []
+    for rec in rows:
+        # The key must name this tenant: a row pointing at another tenant's object is served as missing.
+        if not rec.object_key.startswith(f"{scope.tenant_id}/"):
+            continue
+        try:
+            segments.append(await asyncio.to_thread(store.get, rec.object_key))
+        except (FileNotFoundError, IsADirectoryError, ObjectKeyError):
+            log.warning("recording %s of call %s is missing from the %s store", rec.id, call_id, scope.region)
+    if not segments:
+        raise not_found()
+    rec = rows[-1]
+    data = segments[0] if len(segments) == 1 else _join_wavs(segments)
     return Response(data, status=200, content_type=rec.content_type or "audio/wav", headers={
         "Content-Disposition": f'attachment; filename="call-{call_id}.wav"',
         "Cache-Control": "private, no-store",
     })
+
+
+def _join_wavs(segments: list[bytes]) -> bytes:
+    """One WAV from the call's segments; segments in another format than the first are left out."""
+    out = io.BytesIO()
+    params = None
+    with wave.open(out, "wb") as joined:
+        for data in segments:
+            try:
+                with wave.open(io.BytesIO(data)) as part:
+                    head = (part.getnchannels(), part.getsampwidth(), part.getframerate())
+                    if params is None:
+                        params = head
+                        joined.setnchannels(head[0])
+                        joined.setsampwidth(head[1])
+                        joined.setframerate(head[2])
+                    if head == params:
+                        joined.writeframes(part.readframes(part.getnframes()))
+            except (wave.Error, EOFError):
+                log.warning("a recording segment is not a readable WAV; left out")
+        if params is None:
+            raise not_found()
+    return out.getvalue()

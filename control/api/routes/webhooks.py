@@ -15,13 +15,15 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from quart import Blueprint, Response
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.api import audit
 from control.api.auth import current_auth, require
 from control.api.idempotency import idempotent_create
+from control.api.netguard import UnsafeWebhookTarget, check_webhook_url, url_origin
 from control.api.openapi import QueryParam, operation
-from control.api.problems import ApiProblem
+from control.api.problems import ApiProblem, validation_problem
 from control.api.routes.common import TENANT_PREFIX, int_query, json_response, outcome_response
 from control.api.routes.params import PAGE, not_found, pattern_query
 from control.api.schemas import parse_body
@@ -34,7 +36,7 @@ from control.api.schemas_webhooks import (
     WebhookEndpointOut,
     WebhookEndpointUpdate,
 )
-from control.api.state import sessions
+from control.api.state import api_state, sessions
 from control.db.models import WebhookDelivery, WebhookEndpoint
 from control.db.session import run_transaction
 from control.db.tenancy import TenantScope, scoped_delete, scoped_select
@@ -55,6 +57,19 @@ def new_signing_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
 
 
+def allow_private_webhooks() -> bool:
+    """The cell's policy: loopback/private/plain-http targets only on dev stacks and in tests."""
+    return bool(getattr(api_state().settings, "allow_private_webhooks", False))
+
+
+def _checked_url(url: str) -> str:
+    """`url` if this cell may POST to it, else a 422 naming the url field."""
+    try:
+        return check_webhook_url(url, allow_private=allow_private_webhooks())
+    except UnsafeWebhookTarget as exc:
+        raise validation_problem([{"path": "url", "message": str(exc), "code": "url_not_allowed"}]) from None
+
+
 def _out(row: WebhookEndpoint) -> dict[str, Any]:
     return WebhookEndpointOut.model_validate(row).model_dump(mode="json")
 
@@ -73,6 +88,7 @@ async def _endpoint(session: AsyncSession, scope: TenantScope, endpoint_id: uuid
 @require("admin")
 async def create_endpoint(tenant_id: uuid.UUID) -> Response:
     spec = await parse_body(WebhookEndpointCreate)
+    _checked_url(spec.url)
     scope = current_auth().scope
 
     async def create(session: AsyncSession) -> tuple[int, dict[str, Any]]:
@@ -82,8 +98,9 @@ async def create_endpoint(tenant_id: uuid.UUID) -> Response:
                         created_at=datetime.now(UTC))
         session.add(row)
         await session.flush()
-        audit.record(session, "webhook_endpoint.create", "webhook_endpoint", row.id, url=spec.url,
-                     event_types=list(spec.event_types))
+        # Only the origin: the path or query of a webhook URL often carries the receiver's token.
+        audit.record(session, "webhook_endpoint.create", "webhook_endpoint", row.id,
+                     url=url_origin(spec.url), event_types=list(spec.event_types))
         return 201, {**_out(row), "signing_secret": secret}
 
     # The secret is not kept in the idempotency record: a replay shows the endpoint without it.
@@ -131,13 +148,16 @@ async def update_endpoint(tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> Respo
     if nulls:
         raise ApiProblem(422, "Unprocessable content", f"{nulls[0]}: may not be null", slug="validation",
                          errors=[{"path": n, "message": "may not be null", "code": "null"} for n in nulls])
+    if "url" in change:
+        _checked_url(change["url"])
+    audited = {**change, "url": url_origin(change["url"])} if "url" in change else change
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         row = await _endpoint(session, scope, endpoint_id, lock=True)
         for name, value in change.items():
             setattr(row, name, value)
-        audit.record(session, "webhook_endpoint.update", "webhook_endpoint", endpoint_id, changed=change)
+        audit.record(session, "webhook_endpoint.update", "webhook_endpoint", endpoint_id, changed=audited)
         await session.flush()
         return _out(row)
 
@@ -185,8 +205,34 @@ async def list_deliveries(tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> Respo
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
 
+def _check_retryable(row: WebhookDelivery, now: datetime) -> None:
+    """Refuse (409) a retry that could send the delivery twice or that makes no sense.
+
+    The dispatcher claims a due delivery by counting the attempt and moving next_attempt_at a lease
+    ahead while the status stays pending/retrying, then sends outside any transaction. So a pending
+    row due in the future is held by a dispatcher right now, and a retrying row may be too (a held
+    one and one waiting for its backoff look the same); both are left alone. Only a failed delivery,
+    or a pending one nobody holds, is reset.
+    """
+    def conflict(detail: str, slug: str) -> ApiProblem:
+        return ApiProblem(409, "Conflict", detail, slug=slug, delivery_status=row.status)
+
+    if row.status == "delivered":
+        raise conflict("This delivery was already delivered.", "delivery-already-delivered")
+    if row.status == "retrying":
+        raise conflict("This delivery is being retried automatically; it may be in flight right now.",
+                       "delivery-in-flight")
+    if row.status == "pending":
+        if row.next_attempt_at is not None and row.next_attempt_at > now:
+            raise conflict("This delivery is being sent right now.", "delivery-in-flight")
+        return
+    if row.status != "failed":
+        raise conflict(f"A {row.status} delivery cannot be retried.", "delivery-not-retryable")
+
+
 @operation(bp, "POST", "/webhook-endpoints/<uuid:endpoint_id>/deliveries/<uuid:delivery_id>/retry",
-           summary="Deliver again as soon as possible", status=202, response=WebhookDeliveryOut)
+           summary="Deliver a failed delivery again as soon as possible", status=202,
+           response=WebhookDeliveryOut, errors=(409,))
 @require("operator")
 async def retry_delivery(tenant_id: uuid.UUID, endpoint_id: uuid.UUID, delivery_id: uuid.UUID) -> Response:
     scope = current_auth().scope
@@ -198,10 +244,13 @@ async def retry_delivery(tenant_id: uuid.UUID, endpoint_id: uuid.UUID, delivery_
         row = await session.scalar(stmt)
         if row is None:
             raise not_found()
+        # The database's clock, as the dispatcher's claim uses it (no skew between app hosts).
+        now = await session.scalar(select(func.now()))
+        _check_retryable(row, now)
         previous = row.status
         # The dispatcher picks up pending rows whose next attempt is due; attempts keep counting.
         row.status = "pending"
-        row.next_attempt_at = datetime.now(UTC)
+        row.next_attempt_at = now
         audit.record(session, "webhook_delivery.retry", "webhook_delivery", delivery_id,
                      endpoint_id=str(endpoint_id), previous_status=previous)
         await session.flush()
