@@ -269,7 +269,9 @@ def test_each_region_has_a_control_api_and_workers_with_consistent_settings(
         cells = dict(pair.split("=", 1) for pair in control["--cells"].split(","))
         assert cells == public
         assert csvc["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
-        assert "TWILIO_AUTH_TOKEN" in csvc["environment"] and "TWILIO_AUTH_TOKEN" in wsvc["environment"]
+        for name in ("TWILIO_AUTH_TOKEN", "AUTOSPEAK_CALL_TOKEN_SECRET"):
+            # Both sides need it: the control plane signs call tokens, the worker checks them.
+            assert name in csvc["environment"] and name in wsvc["environment"], name
         assert "replicas" in wsvc.get("deploy", {}), "workers scale with deploy.replicas"
         assert "ports" not in wsvc  # replicas cannot share a host port
         assert control["--host"] == worker["--host"] == "0.0.0.0"
