@@ -13,12 +13,20 @@ from control.api.auth import current_auth, require
 from control.api.idempotency import idempotent_create
 from control.api.openapi import QueryParam, operation
 from control.api.problems import ApiProblem
-from control.api.routes.common import TENANT_PREFIX, int_query, json_response, outcome_response
+from control.api.routes.common import (
+    TENANT_PREFIX,
+    fetch_page,
+    int_query,
+    json_response,
+    outcome_response,
+    scoped_one,
+)
+from control.api.routes.params import not_found
 from control.api.schemas import AgentCreate, AgentList, AgentOut, AgentUpdate, parse_body
 from control.api.state import sessions
 from control.db.models import Agent
 from control.db.session import run_transaction
-from control.db.tenancy import TenantScope, scoped_delete, scoped_select
+from control.db.tenancy import scoped_delete, scoped_select
 
 bp = Blueprint("agents", __name__, url_prefix=TENANT_PREFIX)
 
@@ -28,14 +36,6 @@ _PAGE = (QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 100, "
 
 def _out(agent: Agent) -> dict[str, Any]:
     return AgentOut.model_validate(agent).model_dump(mode="json")
-
-
-async def _get(session: AsyncSession, scope: TenantScope, agent_id: uuid.UUID) -> Agent:
-    # Scoped to the caller's tenant: another tenant's agent is indistinguishable from a missing one.
-    agent = await session.scalar(scoped_select(Agent, scope).where(Agent.id == agent_id))
-    if agent is None:
-        raise ApiProblem(404, "Not Found", "No such resource.", slug="not-found")
-    return agent
 
 
 @operation(bp, "POST", "/agents", summary="Create an agent", status=201, body=AgentCreate,
@@ -66,11 +66,8 @@ async def list_agents(tenant_id: uuid.UUID) -> Response:
 
     async def work(session: AsyncSession) -> AgentList:
         stmt = scoped_select(Agent, scope).order_by(Agent.created_at, Agent.id)
-        stmt = stmt.offset(offset).limit(limit + 1)
-        rows = list(await session.scalars(stmt))
-        more = len(rows) > limit
-        return AgentList(items=[AgentOut.model_validate(a) for a in rows[:limit]],
-                         next_offset=offset + limit if more else None)
+        rows, next_offset = await fetch_page(session, stmt, limit=limit, offset=offset)
+        return AgentList(items=[AgentOut.model_validate(a) for a in rows], next_offset=next_offset)
 
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
@@ -81,7 +78,7 @@ async def get_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        return _out(await _get(session, scope, agent_id))
+        return _out(await scoped_one(session, Agent, scope, Agent.id == agent_id))
 
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
@@ -99,7 +96,7 @@ async def update_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        agent = await _get(session, scope, agent_id)
+        agent = await scoped_one(session, Agent, scope, Agent.id == agent_id)
         for name, value in change.items():
             setattr(agent, name, value)
         agent.updated_at = datetime.now(UTC)
@@ -119,5 +116,5 @@ async def delete_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
         return result.rowcount  # type: ignore[attr-defined]
 
     if await run_transaction(sessions(), work, scope=scope) == 0:
-        raise ApiProblem(404, "Not Found", "No such resource.", slug="not-found")
+        raise not_found()
     return Response("", status=204)

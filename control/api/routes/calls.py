@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.api.auth import current_auth, require
 from control.api.openapi import QueryParam, operation
-from control.api.routes.common import TENANT_PREFIX, int_query, json_response
+from control.api.routes.common import TENANT_PREFIX, fetch_page, int_query, json_response, scoped_one
 from control.api.routes.params import (
     DATETIME_SCHEMA,
     PAGE,
@@ -59,10 +59,7 @@ _EVENT_PAGE: Final = (
 
 
 async def load_call(session: AsyncSession, scope: TenantScope, call_id: uuid.UUID) -> Call:
-    call = await session.scalar(scoped_select(Call, scope).where(Call.id == call_id))
-    if call is None:
-        raise not_found()
-    return call
+    return await scoped_one(session, Call, scope, Call.id == call_id)
 
 
 def _status_query() -> str | None:
@@ -98,10 +95,9 @@ async def list_calls(tenant_id: uuid.UUID) -> Response:
             stmt = stmt.where(Call.started_at >= after)
         if before is not None:
             stmt = stmt.where(Call.started_at < before)
-        stmt = stmt.order_by(Call.started_at.desc(), Call.id).offset(offset).limit(limit + 1)
-        rows = list(await session.scalars(stmt))
-        return CallList(items=[CallOut.model_validate(c) for c in rows[:limit]],
-                        next_offset=offset + limit if len(rows) > limit else None)
+        stmt = stmt.order_by(Call.started_at.desc(), Call.id)
+        rows, next_offset = await fetch_page(session, stmt, limit=limit, offset=offset)
+        return CallList(items=[CallOut.model_validate(c) for c in rows], next_offset=next_offset)
 
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
@@ -143,10 +139,9 @@ async def list_events(tenant_id: uuid.UUID, call_id: uuid.UUID) -> Response:
     async def work(session: AsyncSession) -> CallEventList:
         await load_call(session, scope, call_id)
         stmt = (scoped_select(CallEvent, scope).where(CallEvent.call_id == call_id)
-                .order_by(CallEvent.occurred_at, CallEvent.event_id).offset(offset).limit(limit + 1))
-        rows = list(await session.scalars(stmt))
-        return CallEventList(items=[CallEventOut.model_validate(e) for e in rows[:limit]],
-                             next_offset=offset + limit if len(rows) > limit else None)
+                .order_by(CallEvent.occurred_at, CallEvent.event_id))
+        rows, next_offset = await fetch_page(session, stmt, limit=limit, offset=offset)
+        return CallEventList(items=[CallEventOut.model_validate(e) for e in rows], next_offset=next_offset)
 
     return json_response(await run_transaction(sessions(), work, scope=scope))
 

@@ -19,8 +19,15 @@ from control.api import audit
 from control.api.auth import current_auth, require
 from control.api.idempotency import idempotent_create
 from control.api.openapi import QueryParam, operation
-from control.api.routes.common import TENANT_PREFIX, int_query, json_response, outcome_response
-from control.api.routes.params import PAGE, choice_query, not_found, pattern_query
+from control.api.routes.common import (
+    TENANT_PREFIX,
+    fetch_page,
+    int_query,
+    json_response,
+    outcome_response,
+    scoped_one,
+)
+from control.api.routes.params import PAGE, choice_query, pattern_query
 from control.api.schemas import parse_body
 from control.api.schemas_calls import ConsentCreate, ConsentKind, ConsentList, ConsentOut
 from control.api.schemas_directory import E164_PATTERN
@@ -92,10 +99,9 @@ async def list_consents(tenant_id: uuid.UUID) -> Response:
             stmt = stmt.where(Consent.subject_e164 == subject)
         if kind is not None:
             stmt = stmt.where(Consent.kind == kind)
-        stmt = stmt.order_by(Consent.recorded_at.desc(), Consent.id).offset(offset).limit(limit + 1)
-        rows = list(await session.scalars(stmt))
-        return ConsentList(items=[ConsentOut.model_validate(c) for c in rows[:limit]],
-                           next_offset=offset + limit if len(rows) > limit else None)
+        stmt = stmt.order_by(Consent.recorded_at.desc(), Consent.id)
+        rows, next_offset = await fetch_page(session, stmt, limit=limit, offset=offset)
+        return ConsentList(items=[ConsentOut.model_validate(c) for c in rows], next_offset=next_offset)
 
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
@@ -106,10 +112,7 @@ async def get_consent(tenant_id: uuid.UUID, consent_id: uuid.UUID) -> Response:
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        row = await session.scalar(scoped_select(Consent, scope).where(Consent.id == consent_id))
-        if row is None:
-            raise not_found()
-        return _out(row)
+        return _out(await scoped_one(session, Consent, scope, Consent.id == consent_id))
 
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
@@ -121,10 +124,7 @@ async def revoke_consent(tenant_id: uuid.UUID, consent_id: uuid.UUID) -> Respons
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        row = await session.scalar(scoped_select(Consent, scope).where(Consent.id == consent_id)
-                                   .with_for_update())
-        if row is None:
-            raise not_found()
+        row = await scoped_one(session, Consent, scope, Consent.id == consent_id, lock=True)
         if row.revoked_at is None:  # revoking twice keeps the first time: that is when it stopped
             row.revoked_at = datetime.now(UTC)
             audit.record(session, "consent.revoke", "consent", row.id, kind=row.kind)

@@ -20,7 +20,7 @@ from control.api.auth import current_auth, require
 from control.api.idempotency import idempotent_create
 from control.api.openapi import operation
 from control.api.problems import ApiProblem, validation_problem
-from control.api.routes.common import TENANT_PREFIX, int_query, json_response, outcome_response
+from control.api.routes.common import TENANT_PREFIX, fetch_page, int_query, json_response, outcome_response
 from control.api.routes.params import PAGE, not_found
 from control.api.schemas import parse_body
 from control.api.schemas_directory import (
@@ -112,10 +112,10 @@ async def list_numbers(tenant_id: uuid.UUID) -> Response:
 
     async def work(session: AsyncSession) -> PhoneNumberList:
         stmt = (select(PhoneNumber).where(PhoneNumber.tenant_id == scope.tenant_id)
-                .order_by(PhoneNumber.e164).offset(offset).limit(limit + 1))
-        rows = list(await session.scalars(stmt))
-        return PhoneNumberList(items=[PhoneNumberOut.model_validate(r) for r in rows[:limit]],
-                               next_offset=offset + limit if len(rows) > limit else None)
+                .order_by(PhoneNumber.e164))
+        rows, next_offset = await fetch_page(session, stmt, limit=limit, offset=offset)
+        return PhoneNumberList(items=[PhoneNumberOut.model_validate(r) for r in rows],
+                               next_offset=next_offset)
 
     return json_response(await run_transaction(sessions(), work, scope=scope))
 

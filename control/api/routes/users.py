@@ -15,8 +15,15 @@ from control.api.auth import ROLE_RANK, current_auth, require
 from control.api.idempotency import idempotent_create
 from control.api.openapi import operation
 from control.api.problems import ApiProblem
-from control.api.routes.common import TENANT_PREFIX, int_query, json_response, outcome_response
-from control.api.routes.params import PAGE, not_found
+from control.api.routes.common import (
+    TENANT_PREFIX,
+    fetch_page,
+    int_query,
+    json_response,
+    outcome_response,
+    scoped_one,
+)
+from control.api.routes.params import PAGE
 from control.api.schemas import parse_body
 from control.api.schemas_directory import UserCreate, UserList, UserOut
 from control.api.state import sessions
@@ -64,10 +71,9 @@ async def list_users(tenant_id: uuid.UUID) -> Response:
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> UserList:
-        stmt = scoped_select(User, scope).order_by(User.created_at, User.id).offset(offset).limit(limit + 1)
-        rows = list(await session.scalars(stmt))
-        return UserList(items=[UserOut.model_validate(u) for u in rows[:limit]],
-                        next_offset=offset + limit if len(rows) > limit else None)
+        stmt = scoped_select(User, scope).order_by(User.created_at, User.id)
+        rows, next_offset = await fetch_page(session, stmt, limit=limit, offset=offset)
+        return UserList(items=[UserOut.model_validate(u) for u in rows], next_offset=next_offset)
 
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
@@ -78,10 +84,7 @@ async def get_user(tenant_id: uuid.UUID, user_id: uuid.UUID) -> Response:
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> UserOut:
-        user = await session.scalar(scoped_select(User, scope).where(User.id == user_id))
-        if user is None:
-            raise not_found()
-        return UserOut.model_validate(user)
+        return UserOut.model_validate(await scoped_one(session, User, scope, User.id == user_id))
 
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
@@ -93,9 +96,7 @@ async def delete_user(tenant_id: uuid.UUID, user_id: uuid.UUID) -> Response:
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> None:
-        user = await session.scalar(scoped_select(User, scope).where(User.id == user_id).with_for_update())
-        if user is None:
-            raise not_found()
+        user = await scoped_one(session, User, scope, User.id == user_id, lock=True)
         # A deleted person's tokens must stop working; they are kept (revoked, detached) for the record.
         now = datetime.now(UTC)
         held = scoped_select(ApiToken, scope).where(ApiToken.user_id == user_id)

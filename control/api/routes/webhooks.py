@@ -24,7 +24,14 @@ from control.api.idempotency import idempotent_create
 from control.api.netguard import UnsafeWebhookTarget, check_webhook_url, url_origin
 from control.api.openapi import QueryParam, operation
 from control.api.problems import ApiProblem, validation_problem
-from control.api.routes.common import TENANT_PREFIX, int_query, json_response, outcome_response
+from control.api.routes.common import (
+    TENANT_PREFIX,
+    fetch_page,
+    int_query,
+    json_response,
+    outcome_response,
+    scoped_one,
+)
 from control.api.routes.params import PAGE, not_found, pattern_query
 from control.api.schemas import parse_body
 from control.api.schemas_webhooks import (
@@ -76,11 +83,7 @@ def _out(row: WebhookEndpoint) -> dict[str, Any]:
 
 async def _endpoint(session: AsyncSession, scope: TenantScope, endpoint_id: uuid.UUID,
                     lock: bool = False) -> WebhookEndpoint:
-    stmt = scoped_select(WebhookEndpoint, scope).where(WebhookEndpoint.id == endpoint_id)
-    row = await session.scalar(stmt.with_for_update() if lock else stmt)
-    if row is None:
-        raise not_found()
-    return row
+    return await scoped_one(session, WebhookEndpoint, scope, WebhookEndpoint.id == endpoint_id, lock=lock)
 
 
 @operation(bp, "POST", "/webhook-endpoints", summary="Create a webhook endpoint (the secret is shown once)",
@@ -118,11 +121,10 @@ async def list_endpoints(tenant_id: uuid.UUID) -> Response:
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> WebhookEndpointList:
-        stmt = (scoped_select(WebhookEndpoint, scope).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
-                .offset(offset).limit(limit + 1))
-        rows = list(await session.scalars(stmt))
-        return WebhookEndpointList(items=[WebhookEndpointOut.model_validate(r) for r in rows[:limit]],
-                                   next_offset=offset + limit if len(rows) > limit else None)
+        stmt = scoped_select(WebhookEndpoint, scope).order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+        rows, next_offset = await fetch_page(session, stmt, limit=limit, offset=offset)
+        return WebhookEndpointList(items=[WebhookEndpointOut.model_validate(r) for r in rows],
+                                   next_offset=next_offset)
 
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
@@ -196,11 +198,10 @@ async def list_deliveries(tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> Respo
         stmt = scoped_select(WebhookDelivery, scope).where(WebhookDelivery.endpoint_id == endpoint_id)
         if status is not None:
             stmt = stmt.where(WebhookDelivery.status == status)
-        stmt = (stmt.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id)
-                .offset(offset).limit(limit + 1))
-        rows = list(await session.scalars(stmt))
-        return WebhookDeliveryList(items=[WebhookDeliveryOut.model_validate(d) for d in rows[:limit]],
-                                   next_offset=offset + limit if len(rows) > limit else None)
+        stmt = stmt.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id)
+        rows, next_offset = await fetch_page(session, stmt, limit=limit, offset=offset)
+        return WebhookDeliveryList(items=[WebhookDeliveryOut.model_validate(d) for d in rows],
+                                   next_offset=next_offset)
 
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
@@ -238,12 +239,8 @@ async def retry_delivery(tenant_id: uuid.UUID, endpoint_id: uuid.UUID, delivery_
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> WebhookDeliveryOut:
-        stmt = (scoped_select(WebhookDelivery, scope)
-                .where(WebhookDelivery.id == delivery_id, WebhookDelivery.endpoint_id == endpoint_id)
-                .with_for_update())
-        row = await session.scalar(stmt)
-        if row is None:
-            raise not_found()
+        row = await scoped_one(session, WebhookDelivery, scope, WebhookDelivery.id == delivery_id,
+                               WebhookDelivery.endpoint_id == endpoint_id, lock=True)
         # The database's clock, as the dispatcher's claim uses it (no skew between app hosts).
         now = await session.scalar(select(func.now()))
         _check_retryable(row, now)
