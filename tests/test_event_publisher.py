@@ -46,7 +46,7 @@ async def stored(nc: Client, tenant: str, call: str) -> list[tuple[CallEventEnve
     while True:
         try:
             msgs = await sub.fetch(100, timeout=1.0)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats-py raises its own or asyncio's when nothing is left
             break
         out.extend((CallEventEnvelope.from_bytes(m.data), dict(m.headers or {})) for m in msgs)
     await sub.unsubscribe()

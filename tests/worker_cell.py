@@ -145,7 +145,7 @@ async def call_events(nats_url: str, call_id: str) -> list[CallEventEnvelope]:
     while True:
         try:
             out.extend(CallEventEnvelope.from_bytes(m.data) for m in await sub.fetch(200, timeout=1.0))
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats-py raises its own or asyncio's when nothing is left
             break
     await nc.close()
     return out

@@ -35,7 +35,6 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, StreamInfo
 from nats.js.errors import NotFoundError
@@ -512,7 +511,7 @@ async def _read_all(js: JetStreamContext, info: StreamInfo, handle: Callable[[Ms
         while True:
             try:
                 msg = await sub.next_msg(timeout=_READ_TIMEOUT)
-            except NatsTimeoutError:
+            except TimeoutError:  # nats-py raises its own or asyncio's
                 raise AuditError(f"stream {name}: no message for {_READ_TIMEOUT:.0f} s while reading") \
                     from None
             handle(msg)

@@ -25,7 +25,6 @@ from typing import Any, Final
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError
@@ -218,7 +217,7 @@ class EventConsumer:
                 if self._sub is None:
                     await self._subscribe()
                 msgs = await self._sub.fetch(self.batch, timeout=self.fetch_timeout)  # type: ignore[union-attr]
-            except NatsTimeoutError:
+            except TimeoutError:  # nats' own and asyncio's: nats-py raises both when the stream is idle
                 failures = 0
                 continue  # nothing to do
             except asyncio.CancelledError:
