@@ -36,6 +36,13 @@ def _bench_calls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_cells(args: argparse.Namespace) -> int:
+    from loadtest.cells import bench
+
+    print(bench.report(quick=args.quick), flush=True)
+    return 0
+
+
 def _bench_api(args: argparse.Namespace) -> int:
     from loadtest.api import compare
 
@@ -92,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
         "calls", help="call loop overhead, voice-to-voice latency, concurrent calls per worker")
     calls.add_argument("--quick", action="store_true", help="fewer turns and load levels (~1.5 minutes)")
     calls.set_defaults(func=_bench_calls)
+    cells = bench_sub.add_parser(
+        "cells", help="three cells: call setup over NATS, event pipeline lag, resume after a worker dies")
+    cells.add_argument("--quick", action="store_true", help="fewer calls and one resume (~1.5 minutes)")
+    cells.set_defaults(func=_bench_cells)
     api = bench_sub.add_parser("api", help="control API under locust load: granian vs hypercorn")
     api.add_argument("--users", type=int, default=None, help="concurrent locust users (default 20)")
     api.add_argument("--duration", type=int, default=None, help="seconds of load per server (default 20)")
