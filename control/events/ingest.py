@@ -48,6 +48,18 @@ from control.db.models import (
 )
 from control.db.session import run_transaction
 from control.db.tenancy import TenantScope, scoped_select
+from control.events.fields import (
+    INT32_MAX,
+    EventRejected,
+    bigint,
+    clean,
+    integer,
+    is_number,
+    iso,
+    number,
+    string,
+    truth,
+)
 from control.events.redact import redact_payload
 from control.events.usage import CURRENCY, amount_micros, billable_seconds
 
@@ -89,21 +101,12 @@ REJECT_REASONS: Final = frozenset({"no_worker", "unknown_number", "agent_missing
 MAX_LATENCY_TURNS: Final = 500
 MAX_TEXT_CHARS: Final = 20_000
 MAX_PAUSED_SEGMENTS: Final = 1_000
-_MAX_DEPTH: Final = 32
-_INT32_MAX: Final = 2**31 - 1
 # Payload keys whose values are identifiers or the call's own metadata, never speech: not redacted.
 _KEEP_KEYS: Final = frozenset({
     "event_id", "call_id", "call_sid", "stream_sid", "worker_id", "agent_id", "recording_id", "object_key",
     "content_type", "call_status", "direction", "carrier", "from", "to", "disposition", "reason", "status",
     "started_at", "ended_at", "timestamp", "type", "speaker",
 })
-
-
-class EventRejected(ValueError):
-    """The event can never be applied (unknown tenant, wrong region, unusable data).
-
-    The message names the reason only, never the event's content, so it is safe to log.
-    """
 
 
 class IngestOutcome(StrEnum):
@@ -163,25 +166,7 @@ def _prepare(env: CallEventEnvelope) -> _Event:
         raise EventRejected("occurred_at is out of range") from None
     # The envelope validated both ids as UUID text already.
     scope = TenantScope(uuid.UUID(env.tenant_id), env.region)
-    return _Event(env, scope, uuid.UUID(env.call_id), occurred, _clean(env.data, 0))
-
-
-def _clean(value: Any, depth: int) -> Any:
-    """The payload as PostgreSQL can store it, or EventRejected: JSONB refuses NaN and NUL characters."""
-    if depth > _MAX_DEPTH:
-        raise EventRejected("event data is nested too deeply")
-    if isinstance(value, str):
-        if "\x00" in value:
-            value = value.replace("\x00", "")
-        # A lone surrogate ("\ud800" in the JSON) cannot be encoded for the database.
-        return value.encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise EventRejected("event data holds a non-finite number")
-    if isinstance(value, dict):
-        return {_clean(k, depth + 1): _clean(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v, depth + 1) for v in value]
-    return value
+    return _Event(env, scope, uuid.UUID(env.call_id), occurred, clean(env.data, 0))
 
 
 async def _apply(session: AsyncSession, event: _Event) -> IngestResult:
@@ -255,22 +240,22 @@ async def _new_call_values(session: AsyncSession, event: _Event) -> dict[str, An
     }
     if event.env.kind == "call_created":
         values.update(await _created_fields(session, event))
-    elif (sid := _str(data, "call_sid", 64)) is not None:
+    elif (sid := string(data, "call_sid", 64)) is not None:
         values["carrier_call_sid"] = sid
     return values
 
 
 async def _created_fields(session: AsyncSession, event: _Event) -> dict[str, Any]:
     data, out = event.data, {}
-    direction = _str(data, "direction", 16)
+    direction = string(data, "direction", 16)
     if direction in ("inbound", "outbound"):
         out["direction"] = direction
     for key, column in (("from", "from_e164"), ("to", "to_e164")):
-        if (number := _str(data, key, 16)) is not None:
+        if (number := string(data, key, 16)) is not None:
             out[column] = number
-    if (sid := _str(data, "call_sid", 64)) is not None:
+    if (sid := string(data, "call_sid", 64)) is not None:
         out["carrier_call_sid"] = sid
-    if (carrier := _str(data, "carrier", 32)) is not None:
+    if (carrier := string(data, "carrier", 32)) is not None:
         out["carrier"] = carrier
     if (agent_id := await _known_agent(session, event.scope, data.get("agent_id"))) is not None:
         out["agent_id"] = agent_id
@@ -325,23 +310,23 @@ async def _on_created(session: AsyncSession, event: _Event, call: Call, plan: st
 
 
 async def _on_started(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
-    resumed = _bool(event.data, "resumed")
+    resumed = truth(event.data, "resumed")
     _advance(call, "in_progress")
-    if call.carrier_call_sid is None and (sid := _str(event.data, "call_sid", 64)) is not None:
+    if call.carrier_call_sid is None and (sid := string(event.data, "call_sid", 64)) is not None:
         call.carrier_call_sid = sid
     # A resumed stream (another worker took over) is the same call: one call.started per call.
     if not resumed:
-        await _enqueue(session, event, "call.started", {"started_at": _iso(event.occurred)})
+        await _enqueue(session, event, "call.started", {"started_at": iso(event.occurred)})
 
 
 async def _on_transcript(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
-    if _bool(event.data, "ignored"):
+    if truth(event.data, "ignored"):
         return
     await _add_turn(session, event, call, "caller", interrupted=False)
 
 
 async def _on_agent_said(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
-    await _add_turn(session, event, call, "agent", interrupted=_bool(event.data, "interrupted"))
+    await _add_turn(session, event, call, "agent", interrupted=truth(event.data, "interrupted"))
 
 
 async def _add_turn(
@@ -353,8 +338,8 @@ async def _add_turn(
     # Redacted before it is cut (event.data is), so a cut never leaves half a card number behind.
     text = text[:MAX_TEXT_CHARS]
     offset = _offset_ms(call, event.occurred)
-    start_ms = _int(event.data, "start_ms", offset)
-    end_ms = max(_int(event.data, "end_ms", offset), start_ms)
+    start_ms = integer(event.data, "start_ms", offset)
+    end_ms = max(integer(event.data, "end_ms", offset), start_ms)
     # The consumer applies the region's events one at a time in stream order and the call row is
     # locked, so max+1 numbers the turns in the order they were spoken.
     last = await session.scalar(select(func.max(Turn.seq)).where(Turn.call_id == call.id))
@@ -374,9 +359,9 @@ async def _on_turn(session: AsyncSession, event: _Event, call: Call, plan: str) 
     if stages is not None and not isinstance(stages, dict):
         raise EventRejected("turn timings must be an object")
     for value in (stages or {}).values():
-        if value is not None and not _is_number(value):
+        if value is not None and not is_number(value):
             raise EventRejected("turn timings must be numbers")
-    _num(event.data, "voice_to_voice_ms")
+    number(event.data, "voice_to_voice_ms")
     # The texts are already in the turn rows; latency keeps timings only, so it holds no speech.
     timing = {k: v for k, v in event.data.items() if k not in ("caller_text", "agent_text")}
     latency = dict(call.latency) if isinstance(call.latency, dict) else {}
@@ -406,7 +391,7 @@ def _voice_to_voice(timing: Any) -> float | None:
     value = stages.get("first_frame_sent") if isinstance(stages, dict) else None
     if value is None:
         value = timing.get("voice_to_voice_ms")
-    return float(value) if _is_number(value) else None
+    return float(value) if is_number(value) else None
 
 
 def _percentile(sorted_values: list[float], pct: float) -> float:
@@ -416,13 +401,13 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
 
 
 async def _on_recording(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
-    key = _str(event.data, "object_key", 1024)
+    key = string(event.data, "object_key", 1024)
     if key is None or key.startswith("/") or ".." in key.split("/"):
         raise EventRejected("recording_ready without a usable object key")
     recording = event.scope.new(
         Recording, id=uuid.uuid4(), call_id=call.id, object_key=key,
-        content_type=_str(event.data, "content_type", 100) or "audio/wav",
-        duration_ms=_int(event.data, "duration_ms", 0), size_bytes=_bigint(event.data, "size_bytes"),
+        content_type=string(event.data, "content_type", 100) or "audio/wav",
+        duration_ms=integer(event.data, "duration_ms", 0), size_bytes=bigint(event.data, "size_bytes"),
         paused_segments=_paused_segments(event.data.get("paused_segments")),
     )
     session.add(recording)
@@ -445,7 +430,7 @@ def _paused_segments(raw: Any) -> list[Any]:
             bounds = segment
         else:
             raise EventRejected("a paused segment must be [start_ms, end_ms]")
-        if not all(_is_number(b) and b >= 0 for b in bounds):
+        if not all(is_number(b) and b >= 0 for b in bounds):
             raise EventRejected("a paused segment's bounds must be non-negative numbers")
     return list(raw)
 
@@ -454,7 +439,7 @@ async def _on_status(session: AsyncSession, event: _Event, call: Call, plan: str
     raw = event.data.get("call_status")
     if not isinstance(raw, str):
         raise EventRejected("call_status must be a string")
-    duration = _num(event.data, "call_duration")
+    duration = number(event.data, "call_duration")
     status = twilio_status(raw)
     if status is None:
         return  # stored as an event; nothing to change
@@ -469,7 +454,7 @@ async def _on_status(session: AsyncSession, event: _Event, call: Call, plan: str
 
 
 async def _on_rejected(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
-    reason = _str(event.data, "reason", 64)
+    reason = string(event.data, "reason", 64)
     if reason is None:
         raise EventRejected("call_rejected without a reason")
     if reason not in REJECT_REASONS:
@@ -480,9 +465,9 @@ async def _on_rejected(session: AsyncSession, event: _Event, call: Call, plan: s
 
 async def _on_ended(session: AsyncSession, event: _Event, call: Call, plan: str) -> None:
     data = event.data
-    disposition = _str(data, "disposition", 64)
-    duration = _num(data, "duration_s")
-    turns = _int(data, "turns", 0)
+    disposition = string(data, "disposition", 64)
+    duration = number(data, "duration_s")
+    turns = integer(data, "turns", 0)
     if duration is None:
         duration = (event.occurred - call.started_at).total_seconds() if call.started_at else 0
     if call.ended_at is not None and disposition and call.disposition == END_DISPOSITIONS["completed"]:
@@ -513,7 +498,7 @@ async def _finish(
         stmt = select(func.count()).select_from(Turn).where(Turn.call_id == call.id)
         turns = int(await session.scalar(stmt) or 0)
     await _enqueue(session, event, "call.ended", {
-        "disposition": call.disposition, "status": call.status, "ended_at": _iso(call.ended_at),
+        "disposition": call.disposition, "status": call.status, "ended_at": iso(call.ended_at),
         "duration_s": billable_seconds(duration), "turns": turns,
     })
 
@@ -521,15 +506,15 @@ async def _finish(
 async def _record_usage(
     session: AsyncSession, event: _Event, call: Call, plan: str, duration: Any, data: Mapping[str, Any]
 ) -> None:
-    seconds = min(billable_seconds(duration), _INT32_MAX)
+    seconds = min(billable_seconds(duration), INT32_MAX)
     await session.execute(
         insert(UsageRecord)
         .values(
             id=uuid.uuid4(), region=event.scope.region, tenant_id=event.scope.tenant_id, call_id=call.id,
-            billable_seconds=seconds, stt_seconds=_int(data, "stt_seconds", 0),
-            tts_characters=_int(data, "tts_characters", 0),
-            llm_input_tokens=_int(data, "llm_input_tokens", 0),
-            llm_output_tokens=_int(data, "llm_output_tokens", 0),
+            billable_seconds=seconds, stt_seconds=integer(data, "stt_seconds", 0),
+            tts_characters=integer(data, "tts_characters", 0),
+            llm_input_tokens=integer(data, "llm_input_tokens", 0),
+            llm_output_tokens=integer(data, "llm_output_tokens", 0),
             amount_micros=amount_micros(seconds, plan),
             currency=CURRENCY,
         )
@@ -573,7 +558,7 @@ async def _enqueue(session: AsyncSession, event: _Event, event_type: str, data: 
     # Standard Webhooks payload shape: {type, timestamp, data}; redacted like everything stored.
     payload = {
         "type": event_type,
-        "timestamp": _iso(event.occurred),
+        "timestamp": iso(event.occurred),
         "data": redact_payload({"call_id": str(event.call_id), **data}, pii=event.pii, keep=_KEEP_KEYS),
     }
     result = await session.execute(
@@ -592,62 +577,8 @@ async def _enqueue(session: AsyncSession, event: _Event, event_type: str, data: 
     event.deliveries += len(result.all())
 
 
-# --- small helpers: typed reads of event data (a wrong type rejects the event) ------------------
-
-
-def _iso(ts: datetime | None) -> str | None:
-    return None if ts is None else ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and (isinstance(value, int) or math.isfinite(value)))
-
-
-def _str(data: Mapping[str, Any], key: str, max_len: int) -> str | None:
-    """A string field, cut to max_len; None when absent, null or empty."""
-    value = data.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise EventRejected(f"{key} must be a string")
-    return value[:max_len]
-
-
-def _num(data: Mapping[str, Any], key: str) -> float | int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not _is_number(value):
-        raise EventRejected(f"{key} must be a number")
-    return value  # type: ignore[no-any-return]
-
-
-def _int(data: Mapping[str, Any], key: str, default: int) -> int:
-    value = _num(data, key)
-    if value is None:
-        return default
-    return max(0, min(int(value), _INT32_MAX))
-
-
-def _bigint(data: Mapping[str, Any], key: str) -> int:
-    value = _num(data, key)
-    if value is None:
-        return 0
-    return max(0, min(int(value), 2**63 - 1))
-
-
-def _bool(data: Mapping[str, Any], key: str) -> bool:
-    value = data.get(key)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise EventRejected(f"{key} must be true or false")
-    return value
-
-
 def _offset_ms(call: Call, at: datetime) -> int:
     started = call.started_at
     if started is None:
         return 0
-    return max(0, min(int((at - started).total_seconds() * 1000), _INT32_MAX))
+    return max(0, min(int((at - started).total_seconds() * 1000), INT32_MAX))
