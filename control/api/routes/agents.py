@@ -11,17 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.api.auth import current_auth, require
 from control.api.idempotency import idempotent_create
-from control.api.openapi import QueryParam, operation
+from control.api.openapi import operation
 from control.api.problems import ApiProblem
 from control.api.routes.common import (
     TENANT_PREFIX,
     fetch_page,
-    int_query,
     json_response,
     outcome_response,
     scoped_one,
 )
-from control.api.routes.params import not_found
+from control.api.routes.params import PAGE, not_found, read_page
 from control.api.schemas import AgentCreate, AgentList, AgentOut, AgentUpdate, parse_body
 from control.api.state import sessions
 from control.db.models import Agent
@@ -29,10 +28,6 @@ from control.db.session import run_transaction
 from control.db.tenancy import scoped_delete, scoped_select
 
 bp = Blueprint("agents", __name__, url_prefix=TENANT_PREFIX)
-
-_PAGE = (QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}),
-         QueryParam("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0}))
-
 
 def _out(agent: Agent) -> dict[str, Any]:
     return AgentOut.model_validate(agent).model_dump(mode="json")
@@ -57,11 +52,10 @@ async def create_agent(tenant_id: uuid.UUID) -> Response:
     return outcome_response(outcome, location=f"/v1/tenants/{tenant_id}/agents/{outcome.body['id']}")
 
 
-@operation(bp, "GET", "/agents", summary="List agents", response=AgentList, query=_PAGE)
+@operation(bp, "GET", "/agents", summary="List agents", response=AgentList, query=PAGE)
 @require("viewer")
 async def list_agents(tenant_id: uuid.UUID) -> Response:
-    limit = int_query("limit", 50, 1, 100)
-    offset = int_query("offset", 0, 0, 1_000_000)
+    limit, offset = read_page()
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> AgentList:

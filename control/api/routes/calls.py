@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.api.auth import current_auth, require
 from control.api.openapi import QueryParam, operation
-from control.api.routes.common import TENANT_PREFIX, fetch_page, int_query, json_response, scoped_one
+from control.api.routes.common import TENANT_PREFIX, fetch_page, json_response, scoped_one
 from control.api.routes.params import (
     DATETIME_SCHEMA,
     PAGE,
@@ -27,6 +27,8 @@ from control.api.routes.params import (
     choice_query,
     datetime_query,
     not_found,
+    page_params,
+    read_page,
     uuid_query,
 )
 from control.api.schemas_calls import CallEventList, CallEventOut, CallList, CallOut, Transcript, TurnOut
@@ -52,10 +54,7 @@ _CALL_FILTERS: Final = (
     QueryParam("started_before", DATETIME_SCHEMA, "Calls started before this instant."),
     *PAGE,
 )
-_EVENT_PAGE: Final = (
-    QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 200}),
-    QueryParam("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0}),
-)
+_EVENT_PAGE: Final = page_params(200, 1000)
 
 
 async def load_call(session: AsyncSession, scope: TenantScope, call_id: uuid.UUID) -> Call:
@@ -79,8 +78,7 @@ async def list_calls(tenant_id: uuid.UUID) -> Response:
     direction = choice_query("direction", ("inbound", "outbound"))
     agent_id = uuid_query("agent_id")
     after, before = datetime_query("started_after"), datetime_query("started_before")
-    limit = int_query("limit", 50, 1, 100)
-    offset = int_query("offset", 0, 0, 1_000_000)
+    limit, offset = read_page()
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> CallList:
@@ -132,8 +130,7 @@ async def get_transcript(tenant_id: uuid.UUID, call_id: uuid.UUID) -> Response:
            response=CallEventList, query=_EVENT_PAGE)
 @require("viewer")
 async def list_events(tenant_id: uuid.UUID, call_id: uuid.UUID) -> Response:
-    limit = int_query("limit", 200, 1, 1000)
-    offset = int_query("offset", 0, 0, 1_000_000)
+    limit, offset = read_page(200, 1000)
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> CallEventList:

@@ -6,12 +6,11 @@ import json
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel
-from quart import Response, request
+from quart import Response
 from sqlalchemy import ColumnElement, Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.api.idempotency import REPLAY_HEADER, Outcome
-from control.api.problems import validation_problem
 from control.api.routes.params import not_found
 from control.db.base import Regional
 from control.db.tenancy import TenantScope, scoped_select
@@ -35,16 +34,6 @@ def outcome_response(outcome: Outcome, location: str | None = None) -> Response:
     if location:
         headers["Location"] = location
     return json_response(outcome.body, outcome.status, headers)
-
-
-def int_query(name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise validation_problem([{"path": f"query.{name}", "message": f"an integer from {lo} to {hi}",
-                                   "code": "int_range"}])
-    return int(raw)
 
 
 async def fetch_page(session: AsyncSession, stmt: Select[Any], *, limit: int,

@@ -22,12 +22,11 @@ from control.api.openapi import QueryParam, operation
 from control.api.routes.common import (
     TENANT_PREFIX,
     fetch_page,
-    int_query,
     json_response,
     outcome_response,
     scoped_one,
 )
-from control.api.routes.params import PAGE, choice_query, pattern_query
+from control.api.routes.params import PAGE, choice_query, pattern_query, read_page
 from control.api.schemas import parse_body
 from control.api.schemas_calls import ConsentCreate, ConsentKind, ConsentList, ConsentOut
 from control.api.schemas_directory import E164_PATTERN
@@ -89,8 +88,7 @@ async def create_consent(tenant_id: uuid.UUID) -> Response:
 async def list_consents(tenant_id: uuid.UUID) -> Response:
     subject = pattern_query("subject_e164", _E164, "an E.164 number such as +442071838750")
     kind = choice_query("kind", _KINDS)
-    limit = int_query("limit", 50, 1, 100)
-    offset = int_query("offset", 0, 0, 1_000_000)
+    limit, offset = read_page()
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> ConsentList:

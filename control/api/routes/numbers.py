@@ -20,8 +20,8 @@ from control.api.auth import current_auth, require
 from control.api.idempotency import idempotent_create
 from control.api.openapi import operation
 from control.api.problems import ApiProblem, validation_problem
-from control.api.routes.common import TENANT_PREFIX, fetch_page, int_query, json_response, outcome_response
-from control.api.routes.params import PAGE, not_found
+from control.api.routes.common import TENANT_PREFIX, fetch_page, json_response, outcome_response
+from control.api.routes.params import PAGE, not_found, read_page
 from control.api.schemas import parse_body
 from control.api.schemas_directory import (
     PhoneNumberCreate,
@@ -106,8 +106,7 @@ async def create_number(tenant_id: uuid.UUID) -> Response:
 @operation(bp, "GET", "/phone-numbers", summary="List phone numbers", response=PhoneNumberList, query=PAGE)
 @require("viewer")
 async def list_numbers(tenant_id: uuid.UUID) -> Response:
-    limit = int_query("limit", 50, 1, 100)
-    offset = int_query("offset", 0, 0, 1_000_000)
+    limit, offset = read_page()
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> PhoneNumberList:

@@ -17,8 +17,33 @@ from quart import request
 from control.api.openapi import QueryParam
 from control.api.problems import ApiProblem, validation_problem
 
-PAGE: Final = (QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}),
-               QueryParam("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0}))
+PAGE_DEFAULT: Final = 50
+PAGE_MOST: Final = 100
+MAX_OFFSET: Final = 1_000_000
+
+
+def int_query(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise validation_problem([{"path": f"query.{name}", "message": f"an integer from {lo} to {hi}",
+                                   "code": "int_range"}])
+    return int(raw)
+
+
+# The bounds a list route documents and the bounds it enforces come from one place.
+def page_params(default: int = PAGE_DEFAULT, most: int = PAGE_MOST) -> tuple[QueryParam, QueryParam]:
+    return (QueryParam("limit", {"type": "integer", "minimum": 1, "maximum": most, "default": default}),
+            QueryParam("offset", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0}))
+
+
+def read_page(default: int = PAGE_DEFAULT, most: int = PAGE_MOST) -> tuple[int, int]:
+    """(limit, offset) of the request, within the bounds `page_params` documents."""
+    return int_query("limit", default, 1, most), int_query("offset", 0, 0, MAX_OFFSET)
+
+
+PAGE: Final = page_params()
 
 
 def not_found() -> ApiProblem:

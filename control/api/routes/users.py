@@ -18,12 +18,11 @@ from control.api.problems import ApiProblem
 from control.api.routes.common import (
     TENANT_PREFIX,
     fetch_page,
-    int_query,
     json_response,
     outcome_response,
     scoped_one,
 )
-from control.api.routes.params import PAGE
+from control.api.routes.params import PAGE, read_page
 from control.api.schemas import parse_body
 from control.api.schemas_directory import UserCreate, UserList, UserOut
 from control.api.state import sessions
@@ -66,8 +65,7 @@ async def create_user(tenant_id: uuid.UUID) -> Response:
 @operation(bp, "GET", "/users", summary="List users", response=UserList, query=PAGE)
 @require("viewer")
 async def list_users(tenant_id: uuid.UUID) -> Response:
-    limit = int_query("limit", 50, 1, 100)
-    offset = int_query("offset", 0, 0, 1_000_000)
+    limit, offset = read_page()
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> UserList:

@@ -27,12 +27,11 @@ from control.api.problems import ApiProblem, validation_problem
 from control.api.routes.common import (
     TENANT_PREFIX,
     fetch_page,
-    int_query,
     json_response,
     outcome_response,
     scoped_one,
 )
-from control.api.routes.params import PAGE, not_found, pattern_query
+from control.api.routes.params import PAGE, not_found, pattern_query, read_page
 from control.api.schemas import parse_body
 from control.api.schemas_webhooks import (
     WebhookDeliveryList,
@@ -116,8 +115,7 @@ async def create_endpoint(tenant_id: uuid.UUID) -> Response:
            query=PAGE)
 @require("viewer")
 async def list_endpoints(tenant_id: uuid.UUID) -> Response:
-    limit = int_query("limit", 50, 1, 100)
-    offset = int_query("offset", 0, 0, 1_000_000)
+    limit, offset = read_page()
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> WebhookEndpointList:
@@ -189,8 +187,7 @@ async def delete_endpoint(tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> Respo
 @require("viewer")
 async def list_deliveries(tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> Response:
     status = pattern_query("status", _STATUS, "a delivery status such as pending, delivered or failed")
-    limit = int_query("limit", 50, 1, 100)
-    offset = int_query("offset", 0, 0, 1_000_000)
+    limit, offset = read_page()
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> WebhookDeliveryList:
