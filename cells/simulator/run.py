@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,12 @@ import httpx
 import numpy as np
 
 import media_core
+from cells.launcher.ports import free_port
 from cells.providers.base import FrameFeed, ProviderError
 from cells.simulator.caller import CallResult, ScriptedCaller
 from cells.simulator.scripts import SCRIPTS
 from cells.simulator.twilio_peer import TwilioPeer
 from cells.speech.espeak import EspeakEngine
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

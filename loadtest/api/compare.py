@@ -25,7 +25,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from cells.launcher.ports import free_port
 from control.api.auth import bootstrap_tenant
 from control.api.schemas import AgentCreate
 from control.db.migrate import upgrade
@@ -79,12 +79,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) 
 
     line = fmt_row(headers)
     return "\n".join([line, "-" * len(line), *(fmt_row(r) for r in rows)])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def machine_busy_s() -> float:
