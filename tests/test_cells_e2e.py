@@ -158,8 +158,8 @@ async def _ring_text(peer: TwilioPeer) -> str:
     return resp.text
 
 
-def _worker_of(stack: EmbeddedStack, call_id: str) -> str | None:
-    started = [e for e in events_of(stack, "eu", call_id) if e["kind"] == "call_started"]
+def _worker_of(stack: EmbeddedStack, call_id: str, region: str = "eu") -> str | None:
+    started = [e for e in events_of(stack, region, call_id) if e["kind"] == "call_started"]
     return started[-1]["payload"].get("worker_id") if started else None
 
 
@@ -197,8 +197,36 @@ def test_a_call_whose_worker_dies_is_resumed_by_another_worker(stack: EmbeddedSt
     stack.restart_child(victim)
 
 
-def _live_call_sid(stack: EmbeddedStack) -> str | None:
-    items = api_get(stack, "eu", "/calls?status=in_progress&limit=10").json()["items"]
+def test_a_call_whose_only_worker_dies_ends_as_dropped_and_is_billed(stack: EmbeddedStack) -> None:
+    # The us cell has one worker: when it dies mid-call nobody can resume the call.
+    [victim] = stack.cells["us"].workers
+    result: dict[str, PlacedCall] = {}
+    caller = threading.Thread(target=lambda: result.update(call=asyncio.run(place_call(stack, "us"))))
+    caller.start()
+    try:
+        peer_sid = wait_for(lambda: _live_call_sid(stack, "us"), what="the call to start")
+        call_id = call_id_of(stack, "us", peer_sid)
+        wait_for(lambda: any(e["kind"] == "transcript" for e in events_of(stack, "us", call_id)),
+                 what="the caller's first turn")
+        assert victim.proc is not None
+        os.kill(victim.proc.pid, signal.SIGKILL)
+        caller.join(timeout=120)
+        placed = result["call"]
+        assert placed.result.streams == 1
+        # Twilio asked what to do once the stream dropped; the caller is told, not left in silence.
+        [answer] = placed.peer.action_answers
+        assert "<Say" in answer and "<Connect" not in answer
+        assert wait_completed(stack, "us", placed.call_sid) == call_id
+        detail = api_get(stack, "us", f"/calls/{call_id}").json()
+        assert (detail["status"], detail["disposition"]) == ("completed", "dropped_no_worker")
+        assert _usage_calls(stack, "us") == _completed_calls(stack, "us"), "the talk time is billed"
+    finally:
+        caller.join(timeout=120)
+        stack.restart_child(victim)
+
+
+def _live_call_sid(stack: EmbeddedStack, region: str = "eu") -> str | None:
+    items = api_get(stack, region, "/calls?status=in_progress&limit=10").json()["items"]
     return items[0]["carrier_call_sid"] if items else None
 
 

@@ -405,6 +405,25 @@ def test_a_rejected_call_fails_without_usage(world: World) -> None:
     assert ended[0].payload["data"]["disposition"] == "no_worker"
 
 
+def test_a_call_dropped_with_no_worker_to_resume_it_is_ended_billed_and_counted(world: World) -> None:
+    scope, call_id = world.scopes["eu"], uuid.uuid4()
+    c = str(call_id)
+    # The worker publishes the call up to its first answer, then dies; no worker takes it over.
+    for event in lifecycle(scope, call_id, uuid.uuid4())[:5]:
+        ingest(world, event)
+    ingest(world, env(scope, call_id, "call_ended", f"{c}:resume-failed",
+                      {"disposition": "dropped_no_worker"}, at=T0 + 21))
+    ingest(world, env(scope, call_id, "call_status", f"{c}:status:completed",
+                      {"call_status": "completed", "call_duration": 24}, at=T0 + 24))
+    [call] = rows(world, scope, Call, call_id)
+    assert (call.status, call.disposition) == ("completed", "dropped_no_worker")
+    # The caller was on the line from the call's start to the drop: that is billed, once.
+    assert [u.billable_seconds for u in rows(world, scope, UsageRecord, call_id)] == [21]
+    ended = ended_deliveries(world, scope, call_id)
+    assert ended and {d.event_id for d in ended} == {f"{c}:resume-failed"}
+    assert ended[0].payload["data"]["turns"] == len(rows(world, scope, Turn, call_id)) >= 2
+
+
 def test_a_rejected_call_with_no_created_event_is_still_recorded(world: World) -> None:
     scope, call_id = world.scopes["in"], uuid.uuid4()
     ingest(world, env(scope, call_id, "call_rejected", f"{call_id}:rejected", {"reason": "agent_missing"}))

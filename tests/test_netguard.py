@@ -13,6 +13,7 @@ from control.api.netguard import (
     UnsafeWebhookTarget,
     check_webhook_url,
     is_public_address,
+    pin_to_address,
     resolve_public,
     url_origin,
 )
@@ -190,3 +191,22 @@ def test_url_origin_drops_path_query_and_credentials() -> None:
     )
     assert url_origin("https://hooks.example.com/x?token=1") == "https://hooks.example.com"
     assert url_origin("http://[::1]:9/x") == "http://[::1]:9"
+
+
+@pytest.mark.parametrize(("url", "address", "pinned", "host", "sni"), [
+    ("https://hooks.example.com/a?b=1", "93.184.216.34", "https://93.184.216.34/a?b=1",
+     "hooks.example.com", "hooks.example.com"),
+    ("https://hooks.example.com:8443/x", "2606:2800:220:1::1", "https://[2606:2800:220:1::1]:8443/x",
+     "hooks.example.com:8443", "hooks.example.com"),
+    ("http://hooks.example.com/x", "93.184.216.34", "http://93.184.216.34/x", "hooks.example.com", None),
+])
+def test_a_pinned_request_connects_to_the_address_and_names_the_host(
+        url: str, address: str, pinned: str, host: str, sni: str | None) -> None:
+    target = pin_to_address(url, address)
+    assert target.url == pinned and target.headers == {"host": host}
+    assert target.extensions.get("sni_hostname") == sni
+
+
+def test_a_url_with_an_address_literal_is_sent_as_it_is() -> None:
+    target = pin_to_address("https://[2606:2800:220:1::1]:8443/x", "2606:2800:220:1::1")
+    assert (target.url, target.headers, target.extensions) == ("https://[2606:2800:220:1::1]:8443/x", {}, {})

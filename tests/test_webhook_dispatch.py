@@ -6,13 +6,16 @@ import asyncio
 import base64
 import os
 import socket
+import ssl
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import httpx
 import pytest
+import trustme
 from aiohttp import web
 from db_fixtures import Database, embedded_database
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,7 +27,7 @@ from control.db.migrate import upgrade
 from control.db.models import WebhookDelivery, WebhookEndpoint
 from control.db.session import run_transaction
 from control.db.tenancy import TenantScope, scoped_select
-from control.events import IngestOutcome, RetryPolicy, WebhookDispatcher, apply_event, ingest_event
+from control.events import IngestOutcome, RetryPolicy, WebhookDispatcher, apply_event, ingest_event, webhooks
 
 T = TypeVar("T")
 FAST = RetryPolicy(delays=(0.05,), max_attempts=3, jitter=0.0)
@@ -38,6 +41,7 @@ class Receiver:
     script: dict[str, list[int]] = field(default_factory=dict)  # path -> statuses to answer, then 200
     delay: float = 0.0
     received: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # (path, webhook-id, body)
+    hosts: list[str] = field(default_factory=list)  # the Host header of every verified request
     bad_signatures: int = 0
     port: int = 0
 
@@ -49,6 +53,7 @@ class Receiver:
             self.bad_signatures += 1
             return web.Response(status=401)
         self.received.append((request.path, request.headers["webhook-id"], payload))
+        self.hosts.append(request.headers.get("host", ""))
         if self.delay:
             await asyncio.sleep(self.delay)
         statuses = self.script.get(request.path) or []
@@ -301,3 +306,83 @@ def test_wake_sends_at_once_and_payloads_are_redacted(world: World) -> None:
     assert texts == ["my card is [card]", "call me on [phone]"]
     assert all(row.status == "delivered" for row in deliveries(world, endpoint))
     disable(world, endpoint)
+
+
+# --- the send connects to the address that was checked (no DNS rebinding) --------------------------
+
+
+def pin_name(monkeypatch: pytest.MonkeyPatch, name: str, address: str = "127.0.0.1") -> None:
+    """The resolver check answers `address` for `name`, a name the system's DNS cannot resolve: a
+    delivery arrives only if the sender connects to the checked answer instead of resolving again."""
+    real = webhooks.resolve_public
+
+    async def resolve(host: str, port: int, *, allow_private: bool) -> list[str]:
+        if host == name:
+            return [address]
+        return await real(host, port, allow_private=allow_private)
+
+    monkeypatch.setattr(webhooks, "resolve_public", resolve)
+
+
+def test_a_send_goes_to_the_checked_address_with_the_urls_host_name(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    pin_name(monkeypatch, "hooks.rebind.invalid")
+    endpoint = add_endpoint(world, f"http://hooks.rebind.invalid:{world.receiver.port}/pinned")
+    emit(world)
+    dispatcher = WebhookDispatcher(world.db.sessions, "us", allow_private=True, retry=FAST)
+    world.run(drive(dispatcher, all_final(world, endpoint)))
+    [delivery] = deliveries(world, endpoint)
+    assert delivery.status == "delivered", delivery.last_error
+    assert f"hooks.rebind.invalid:{world.receiver.port}" in world.receiver.hosts
+    world.run(dispatcher.stop())
+
+
+@pytest.fixture(scope="module")
+def tls_receiver(world: World) -> Iterator[tuple[trustme.CA, int, Receiver]]:
+    """An https receiver whose certificate names hooks.example.test only."""
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("hooks.example.test").configure_cert(server_ctx)
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", receiver.handle)
+    runner = web.AppRunner(app)
+
+    async def serve() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx).start()
+        receiver.port = runner.addresses[0][1]
+
+    world.run(serve())
+    try:
+        yield ca, receiver.port, receiver
+    finally:
+        world.run(runner.cleanup())
+
+
+@pytest.mark.parametrize(("name", "delivered"), [("hooks.example.test", True), ("other.example.test", False)])
+def test_https_sends_check_the_certificate_against_the_urls_host_name(
+        world: World, tls_receiver: tuple[trustme.CA, int, Receiver], monkeypatch: pytest.MonkeyPatch,
+        name: str, delivered: bool) -> None:
+    ca, port, receiver = tls_receiver
+    pin_name(monkeypatch, name)
+    path = f"/tls-{name}"
+    endpoint = add_endpoint(world, f"https://{name}:{port}{path}")
+    # add_endpoint filed the secret for the plain receiver; the TLS receiver verifies with it.
+    receiver.secrets[path] = next(v for k, v in world.receiver.secrets.items() if k.endswith(path))
+    emit(world)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    client = httpx.AsyncClient(verify=client_ctx, follow_redirects=False, trust_env=False)
+    dispatcher = WebhookDispatcher(world.db.sessions, "us", allow_private=True, client=client,
+                                   retry=RetryPolicy(delays=(0.05,), max_attempts=1, jitter=0.0))
+    world.run(drive(dispatcher, all_final(world, endpoint)))
+    world.run(client.aclose())
+    [result] = deliveries(world, endpoint)
+    if delivered:
+        assert result.status == "delivered", result.last_error
+        assert f"{name}:{port}" in receiver.hosts
+    else:
+        # The certificate does not name the URL's host: nothing is sent, and the log says why.
+        assert result.status == "failed" and "certificate" in (result.last_error or "").lower()
+        assert all(p != path for p, _, _ in receiver.received)

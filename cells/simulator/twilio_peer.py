@@ -95,6 +95,7 @@ class TwilioPeer:
         self.target: StreamTarget | None = None
         self.stream_sids: list[str] = []  # every stream of this call, in order
         self.action_requests: list[dict[str, str]] = []  # the `<Connect action>` requests made
+        self.action_answers: list[str] = []  # and the TwiML each one got
 
     def _signed(self, url: str, params: dict[str, str]) -> dict[str, str]:
         return {"X-Twilio-Signature": self.validator.compute_signature(url, params)}
@@ -122,6 +123,7 @@ class TwilioPeer:
         async with httpx.AsyncClient(timeout=15) as client:
             resp = await client.post(url, data=form, headers=self._signed(url, form))
         resp.raise_for_status()
+        self.action_answers.append(resp.text)
         return stream_in_twiml(resp.text)
 
     async def open_stream(self, target: StreamTarget) -> None:

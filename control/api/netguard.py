@@ -22,10 +22,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["UnsafeWebhookTarget", "check_webhook_url", "is_public_address", "resolve_public", "url_origin"]
+__all__ = [
+    "PinnedTarget", "UnsafeWebhookTarget", "check_webhook_url", "is_public_address", "pin_to_address",
+    "resolve_public", "url_origin",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -182,3 +186,27 @@ def url_origin(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+@dataclass(frozen=True)
+class PinnedTarget:
+    """A request aimed at one checked address: the URL names the address, while the Host header and
+    the TLS server name (SNI and certificate check) stay the URL's own host name."""
+
+    url: str
+    headers: dict[str, str]
+    extensions: dict[str, str]
+
+
+def pin_to_address(url: str, address: str) -> PinnedTarget:
+    """`url` rewritten to connect to `address` (one that `resolve_public` returned) and nowhere else."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if _literal_ip(host.strip("[]")) is not None:
+        return PinnedTarget(url, {}, {})
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    literal = f"[{ip}]" if ip.version == 6 else str(ip)
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    host_header = f"{host}:{parts.port}" if parts.port else host
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return PinnedTarget(urlunsplit(parts._replace(netloc=netloc)), {"host": host_header}, extensions)

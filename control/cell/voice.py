@@ -37,6 +37,8 @@ _STATUS = re.compile(r"[a-z][a-z-]{1,19}")  # Twilio's CallStatus values: queued
 Publish = Callable[[CallEventEnvelope], Awaitable[None]]
 RequestSlot = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 ShouldResume = Callable[[str], Awaitable[bool]]
+# The disposition of a call whose worker went mid-call when no other worker could take it over.
+RESUME_FAILED = "dropped_no_worker"
 
 
 def _uuid_or_none(value: str | None) -> str | None:
@@ -103,11 +105,18 @@ def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthorit
             "region": region, "agent_id": req.agent_id, "agent": spec, "from": req.from_number,
             "to": req.to_number, "direction": req.direction, "resume": req.resume})
         if not reply or not reply.get("accepted") or not reply.get("stream_url"):
+            # The caller hears the busy message; the call must not stay "ringing" or "in progress".
             if not req.resume:
-                # The caller hears the busy message; the call must not stay "ringing" for ever.
                 await publish(CallEventEnvelope.new(
                     call_id=req.call_id, tenant_id=req.tenant_id, region=region, kind="call_rejected",
                     event_id=f"{req.call_id}:rejected", source="control", data={"reason": "no_worker"}))
+            else:
+                # The caller talked to an agent until its worker went: an ended (billed) call, not a
+                # rejected one, with a disposition that tells the tenant why it stopped.
+                await publish(CallEventEnvelope.new(
+                    call_id=req.call_id, tenant_id=req.tenant_id, region=region, kind="call_ended",
+                    event_id=f"{req.call_id}:resume-failed", source="control",
+                    data={"disposition": RESUME_FAILED}))
             return None
         # The call token names the worker as its audience: only that worker accepts the stream.
         return WorkerSlot(str(reply["stream_url"]), worker_id=str(reply.get("worker_id") or "") or None)

@@ -467,7 +467,8 @@ async def _on_ended(session: AsyncSession, event: _Event, call: Call, plan: str)
     data = event.data
     disposition = string(data, "disposition", 64)
     duration = number(data, "duration_s")
-    turns = integer(data, "turns", 0)
+    # A worker counts its turns; an end the control plane reports (a failed resume) lets the rows count.
+    turns = integer(data, "turns", 0) if number(data, "turns") is not None else None
     if duration is None:
         duration = (event.occurred - call.started_at).total_seconds() if call.started_at else 0
     if call.ended_at is not None and disposition and call.disposition == END_DISPOSITIONS["completed"]:

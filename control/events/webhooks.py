@@ -18,14 +18,14 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook
 
-from control.api.netguard import UnsafeWebhookTarget, check_webhook_url, resolve_public
+from control.api.netguard import UnsafeWebhookTarget, check_webhook_url, pin_to_address, resolve_public
 from control.db.models import WebhookDelivery, WebhookEndpoint
 from control.db.session import run_transaction
 from control.db.tenancy import TenantScope, scoped_update, unscoped
@@ -242,8 +242,9 @@ class WebhookDispatcher:
             check_webhook_url(claim.url, allow_private=self.allow_private)
             parts = urlsplit(claim.url)
             # Checked at send time too: the name may resolve elsewhere than when the URL was saved.
-            await resolve_public(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80),
-                                 allow_private=self.allow_private)
+            addresses = await resolve_public(
+                parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80),
+                allow_private=self.allow_private)
         except UnsafeWebhookTarget as exc:
             return _Result(False, True, None, str(exc))
         except OSError:
@@ -262,12 +263,27 @@ class WebhookDispatcher:
             "webhook-signature": signer.sign(claim.event_id, timestamp, body),
         }
         try:
-            response = await self._client.post(claim.url, content=body.encode(), headers=headers)
+            response = await self._post(claim.url, addresses, body.encode(), headers)
         except httpx.HTTPError as exc:
             return _Result(False, False, None, _describe(exc, claim.url))
         if 200 <= response.status_code < 300:
             return _Result(True, True, response.status_code, None)
         return _Result(False, False, response.status_code, f"HTTP {response.status_code}")
+
+    async def _post(self, url: str, addresses: list[str], body: bytes,
+                    headers: dict[str, str]) -> httpx.Response:
+        """POST to the checked addresses in the resolver's order, never to a fresh DNS answer (which
+        could be a rebinding to a private address); the next address only if one cannot be reached."""
+        for i, address in enumerate(addresses):
+            target = pin_to_address(url, address)
+            try:
+                return await self._client.post(target.url, content=body,
+                                               headers={**headers, **target.headers},
+                                               extensions=target.extensions)
+            except httpx.ConnectError:
+                if i == len(addresses) - 1:
+                    raise
+        raise httpx.ConnectError("no address to connect to")
 
     async def _record(self, session: AsyncSession, claim: _Claim, result: _Result) -> None:
         now = await session.scalar(select(func.now()))
@@ -298,5 +314,8 @@ class WebhookDispatcher:
 def _describe(exc: Exception, url: str) -> str:
     """An error for last_error: the exception type and message, never the URL (it may carry a token)."""
     text = str(exc).replace(url, "<endpoint>")
+    parts = urlsplit(url)
+    if parts.path.strip("/") or parts.query:  # also as part of the address-pinned URL
+        text = text.replace(urlunsplit(("", "", parts.path, parts.query, "")), "<path>")
     detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return detail[:MAX_ERROR_CHARS]
