@@ -347,3 +347,58 @@ def test_every_bind_mount_source_exists(services: dict[str, dict[str, Any]]) -> 
             source = volume.split(":")[0]
             if source.startswith("."):
                 assert (ROOT / source).exists(), f"{name}: {source} does not exist"
+
+
+# --- the media ingress: a stream reaches the replica that offered it -------------------------------
+
+
+INGRESS_CONF = ROOT / "deploy" / "ingress" / "media.conf"
+
+
+def _ingress_route() -> re.Pattern[str]:
+    """The nginx location that proxies streams, as a Python pattern (nginx's (?<n>..) is (?P<n>..))."""
+    [location] = re.findall(r"location ~ (\S+) \{", INGRESS_CONF.read_text())
+    return re.compile(location.replace("(?<", "(?P<"))
+
+
+def test_each_region_routes_a_stream_to_the_worker_named_in_its_url(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from cells.worker.__main__ import expand_public_url
+    from cells.worker.app import WorkerSettings
+
+    workers = _cell_services(services, "cells.worker")
+    route = _ingress_route()
+    for region in REGIONS:
+        worker = workers[region]
+        ingress = services[f"media-{region}"]
+        assert _mounts(ingress)["/etc/nginx/conf.d/default.conf"] == "./deploy/ingress/media.conf"
+        assert worker["service"] in ingress["depends_on"]
+        # The public URL's port is the ingress's published port: Twilio reaches the ingress.
+        public = urlsplit(worker["--public-url"])
+        assert [p.split(":")[0] for p in ingress["ports"]] == [str(public.port)]
+        # A replica's stream URL, with its hostname (compose's default: the container's short id).
+        settings = WorkerSettings(public_base_url=expand_public_url(worker["--public-url"], "3f2a9c1b7d4e"),
+                                  twilio_auth_token="x", data_dir=Path("/nonexistent"))
+        match = route.fullmatch(urlsplit(settings.stream_url).path)
+        assert match is not None and match["worker"] == "3f2a9c1b7d4e" and match["rest"] == "/media"
+    text = INGRESS_CONF.read_text()
+    assert "resolver 127.0.0.11" in text and "proxy_set_header Upgrade $http_upgrade" in text
+
+
+@pytest.mark.parametrize("path", ["/w/../media", "/w/db.internal/media", "/w/crdb-eu:26257/x", "/media",
+                                  "/w/3F2A9C1B7D4E/media"])
+def test_the_ingress_proxies_to_container_ids_only(path: str) -> None:
+    # Anything else would let a caller of the public media URL reach other services on the network.
+    assert _ingress_route().fullmatch(path) is None
+
+
+def test_the_worker_hostname_placeholder() -> None:
+    from cells.worker.__main__ import expand_public_url
+
+    assert expand_public_url("https://m.example.com/w/{hostname}", "3F2A9c1b7d4e") == \
+        "https://m.example.com/w/3f2a9c1b7d4e"
+    assert expand_public_url("https://m.example.com", "anything at all") == "https://m.example.com"
+    for bad in ("", "a/b", "a.b", "-a", "x" * 64):
+        with pytest.raises(ValueError):
+            expand_public_url("https://m.example.com/w/{hostname}", bad)

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import socket
 from pathlib import Path
@@ -19,13 +20,26 @@ from cells.telephony.call_token import MIN_SECRET_BYTES, SECRET_ENV
 from cells.worker.app import COORDINATION, WorkerSettings, create_app
 from regions.catalogue import get_region
 
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def expand_public_url(template: str, hostname: str) -> str:
+    """`template` with `{hostname}` replaced; a name that is not one DNS label cannot go into a URL path."""
+    if "{hostname}" not in template:
+        return template
+    if not _HOSTNAME.fullmatch(hostname):
+        raise ValueError(f"this host's name {hostname!r} cannot stand in a URL")
+    return template.replace("{hostname}", hostname.lower())
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cells.worker")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--data-dir", type=Path, default=Path("data/worker"))
-    parser.add_argument("--public-url", default="", help="URL the carrier uses (default http://HOST:PORT)")
+    parser.add_argument("--public-url", default="",
+                        help="URL the carrier uses (default http://HOST:PORT); {hostname} is replaced by "
+                             "this host's name, so replicas behind one media ingress each hand out their own")
     parser.add_argument("--profile", choices=("embedded", "instant"), default="embedded",
                         help="providers: embedded (default) or instant (zero-latency, for load tests only)")
     parser.add_argument("--nats-url", default=None,
@@ -38,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.capacity < 1:
         parser.error("--capacity must be at least 1")
+    try:
+        args.public_url = expand_public_url(args.public_url, socket.gethostname())
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         region = get_region(args.region).code
     except ValueError as exc:
