@@ -133,6 +133,31 @@ def test_a_dead_provider_gets_an_apology_then_a_transfer_not_dead_air() -> None:
     assert session.history[-1] == Message("assistant", CallConfig().apology_text)
 
 
+def test_a_transfer_stays_a_transfer_when_the_carriers_stop_beats_the_rest_reply() -> None:
+    async def run() -> tuple[CallSession, list[dict[str, Any]]]:
+        phone = Phone()
+        ended: list[dict[str, Any]] = []
+
+        async def control(name: str, call: ToolCall) -> None:
+            # Redirecting the call ends its media stream: Twilio's `stop` reaches the worker, which
+            # stops the session, while the REST request is still on its way back.
+            asyncio.get_running_loop().create_task(session.stop("caller_hung_up"))
+            await asyncio.sleep(10)
+
+        session = make_session(phone, stt_lines=["a human please"], on_control=control,
+                               llm=InstantLlm(tool_on={"human": "transfer_to_human"}),
+                               transfer_number="+15005550009")
+        session.emit = lambda kind, data: ended.append(data) if kind == "call_ended" else None  # type: ignore
+        seq = await start(session, phone)
+        seq = await stream(session, speech_frames("Can I talk to a human please?"), seq)
+        await wait_for(lambda: session.state.ended and bool(ended), 15, session, seq)
+        return session, ended
+
+    session, ended = asyncio.run(run())
+    assert session.state.disposition == "transferred"
+    assert [e["disposition"] for e in ended] == ["transferred"]
+
+
 class HungLlm:
     async def complete(self, messages: Sequence[Message],
                        tools: Sequence[ToolSpec] = ()) -> AsyncIterator[TextDelta | ToolCall]:

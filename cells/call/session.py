@@ -476,9 +476,15 @@ class CallSession:
             return
         disposition = "transferred" if call.name == "transfer_to_human" else "completed"
         if self._on_control is not None:
+            before = self.state.disposition
+            if before == "in_progress":
+                # Decided before the carrier acts: redirecting the call ends its stream, and Twilio's
+                # `stop` can arrive (and stop this session) before the REST request returns.
+                self.state.disposition = disposition
             try:
                 await self._on_control(call.name, call)
             except Exception as exc:  # the carrier refused: tell the caller rather than go silent
+                self.state.disposition = before
                 log.warning("call %s: %s failed: %s", self.call_sid, call.name, exc)
                 self.emit("control_failed", {"action": call.name, "error": str(exc)})
                 if call.name == "transfer_to_human":
