@@ -8,7 +8,7 @@ import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from quart import Quart
@@ -388,3 +388,124 @@ def test_a_misbehaving_stream_is_closed_while_other_calls_carry_on() -> None:
     by_stream = {accepted.start.stream_sid: events for accepted, events, _ in worker.streams}
     assert sum(isinstance(e, Media) for e in by_stream[good.stream_sid]) == 20
     assert isinstance(by_stream[good.stream_sid][-1], Stop)
+
+
+# --- webhooks signed with a shared key (Twilio's Webhooks configuration API) ------------------------
+
+SHARED_KEYS = {"webhooks_sharedkey_old": "old-secret-0123456789",
+               "webhooks_sharedkey_new": "new-secret-9876543210"}
+
+
+def post_with_headers(api: ControlApi, path: str, form: dict[str, str], headers: dict[str, str]) -> int:
+    async def main() -> int:
+        response = await api.app.test_client().post(path, form=form, headers=headers)
+        return response.status_code
+
+    return asyncio.run(main())
+
+
+def shared_key_headers(key_id: str, secret: str, url: str, form: dict[str, str],
+                       algorithm: str = "HMAC_SHA256") -> dict[str, str]:
+    signature = RequestValidator(secret).compute_signature(url, form, algorithm)
+    return {"X-Twilio-Signature": signature,
+            "X-Twilio-Webhooks-Signature-Settings": f"key={key_id},algorithm={algorithm}"}
+
+
+@pytest.mark.parametrize("key_id", sorted(SHARED_KEYS))
+@pytest.mark.parametrize("algorithm", ["HMAC_SHA256", "HMAC_SHA1"])
+def test_a_webhook_signed_with_a_held_shared_key_is_answered(key_id: str, algorithm: str) -> None:
+    # Both keys of a rotation are valid at once.
+    api = ControlApi(shared_keys=SHARED_KEYS)
+    form = voice_form()
+    headers = shared_key_headers(key_id, SHARED_KEYS[key_id], BASE + "/twilio/voice", form, algorithm)
+    assert post_with_headers(api, "/twilio/voice", form, headers) == 200
+    assert len(api.slot_requests) == 1
+
+
+def test_a_shared_key_signature_is_refused_without_the_key_or_with_another_secret() -> None:
+    api = ControlApi(shared_keys=SHARED_KEYS)
+    form, url = voice_form(), BASE + "/twilio/voice"
+    unknown = shared_key_headers("webhooks_sharedkey_gone", "whatever", url, form)
+    # A header naming a key never falls back to the auth token, and the auth token never signs for a key.
+    with_token = shared_key_headers("webhooks_sharedkey_new", AUTH_TOKEN, url, form)
+    other_key = shared_key_headers("webhooks_sharedkey_new", SHARED_KEYS["webhooks_sharedkey_old"], url, form)
+    for headers in (unknown, with_token, other_key):
+        assert post_with_headers(api, "/twilio/voice", form, headers) == 403
+    assert post_with_headers(api, "/twilio/voice", form, {"X-Twilio-Signature": sign(url, form)}) == 200
+    assert len(api.slot_requests) == 1
+
+
+def test_a_media_upgrade_signed_with_a_shared_key_is_accepted() -> None:
+    secret = SHARED_KEYS["webhooks_sharedkey_new"]
+    worker = Worker(CallTokenAuthority("k" * 40), {CALL_SID}, shared_keys=SHARED_KEYS)
+
+    async def status(headers: dict[str, str]) -> int:
+        async with worker.app.test_client().websocket("/media", headers=headers) as ws:
+            try:
+                await asyncio.wait_for(ws.receive(), 0.5)
+            except WebsocketResponseError as exc:
+                return exc.response.status_code
+            except (TimeoutError, WebsocketDisconnectError):
+                return 101  # upgraded: the worker now waits for Twilio's `start`
+        return 101
+
+    good = shared_key_headers("webhooks_sharedkey_new", secret, WORKER_URL, {})
+    bad = shared_key_headers("webhooks_sharedkey_gone", secret, WORKER_URL, {})
+    assert asyncio.run(status(good)) == 101
+    assert asyncio.run(status(bad)) == 403
+
+
+def test_shared_keys_come_from_the_environment_as_id_equals_secret() -> None:
+    from cells.telephony.twilio_signature import parse_shared_keys
+
+    assert parse_shared_keys(" a=1, b = 2 ,") == {"a": "1", "b": "2"}
+    assert parse_shared_keys(None) == {}
+    for bad in ("a", "=x", "a=", "a=1,b"):
+        with pytest.raises(ValueError, match="<key id>=<secret>"):
+            parse_shared_keys(bad)
+
+
+# --- GET webhooks, <Dial> legs, a slow number directory ----------------------------------------------
+
+
+def test_a_number_configured_for_get_is_answered() -> None:
+    api = ControlApi()
+    query = urlencode(voice_form())
+    url = f"{BASE}/twilio/voice?{query}"
+
+    async def main() -> tuple[int, str]:
+        response = await api.app.test_client().get(f"/twilio/voice?{query}",
+                                                   headers={"X-Twilio-Signature": sign(url, {})})
+        return response.status_code, await response.get_data(as_text=True)
+
+    status, body = asyncio.run(main())
+    assert status == 200 and twiml(body).find("Connect") is not None
+    assert api.slot_requests[0].call_sid == CALL_SID
+
+
+def test_only_a_call_we_placed_is_looked_up_by_its_from_number() -> None:
+    api = ControlApi()
+    # A <Dial> leg carries the parent call's caller id as From; our number is still To.
+    api.post("/twilio/voice", voice_form(Direction="outbound-dial"))
+    api.post("/twilio/voice", voice_form(Direction="outbound-api", From=OUR_NUMBER, To=CALLER))
+    assert api.lookups == [OUR_NUMBER, OUR_NUMBER]
+
+
+def test_a_number_directory_that_hangs_gets_the_busy_message_in_time() -> None:
+    async def hang(number: str) -> NumberRoute | None:
+        await asyncio.sleep(30)
+        return None
+
+    app = Quart(__name__)
+    app.register_blueprint(twilio_voice_blueprint(
+        WebhookSettings(auth_token=AUTH_TOKEN, public_base_url=BASE, lookup_timeout_s=0.2),
+        tokens=CallTokenAuthority("k" * 40), lookup_number=hang, request_slot=lambda req: None))
+    form = voice_form()
+
+    async def main() -> tuple[int, str]:
+        response = await app.test_client().post(
+            "/twilio/voice", form=form, headers={"X-Twilio-Signature": sign(BASE + "/twilio/voice", form)})
+        return response.status_code, await response.get_data(as_text=True)
+
+    status, body = asyncio.run(asyncio.wait_for(main(), 10))
+    assert status == 200 and "busy" in (twiml(body).findtext("Say") or "")

@@ -1,12 +1,14 @@
 """Twilio's voice webhooks on the control API: answer a call by pointing its media stream at a worker.
 
-POST {prefix}/voice         a call arrives (or an outbound call we placed is answered)
-POST {prefix}/stream-ended  the `<Connect action>`: the stream ended while the call is still up
-POST {prefix}/status        call status callbacks
+{prefix}/voice         a call arrives (or an outbound call we placed is answered)
+{prefix}/stream-ended  the `<Connect action>`: the stream ended while the call is still up
+{prefix}/status        call status callbacks
 
-Every request must carry a valid X-Twilio-Signature over the public URL Twilio called (configured, since
-behind a proxy our Host differs) and the form parameters. The answer is always TwiML: callers hear a
-polite message when their number is unknown or no worker is free, never an HTTP 500.
+Each takes POST (Twilio's default) or GET (a number may be configured so). Every request must carry a
+valid X-Twilio-Signature over the public URL Twilio called (configured, since behind a proxy our Host
+differs) and the form parameters, made with the auth token or a shared key (twilio_signature).
+The answer is always TwiML: callers hear a polite message when their number is unknown or no worker
+is free, never an HTTP 500.
 """
 
 from __future__ import annotations
@@ -19,23 +21,30 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from quart import Blueprint, Response, abort, request
-from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from cells.telephony.call_token import CallTokenAuthority
+from cells.telephony.twilio_signature import SETTINGS_HEADER, SIGNATURE_HEADER, TwilioSigning
 
 log = logging.getLogger(__name__)
 MAX_FORM_BYTES = 64 * 1024
 _CALL_ENDED = {"completed", "busy", "failed", "no-answer", "canceled"}
+# A call we placed through the REST API: our number is its From. (A <Dial> leg, "outbound-dial",
+# carries the parent call's caller id as From, so only "outbound-api" means that.)
+OUTBOUND_API = "outbound-api"
+_METHODS = ["GET", "POST"]
 
 
 @dataclass(frozen=True)
 class WebhookSettings:
     auth_token: str = field(repr=False)  # the Twilio auth token that signs webhooks
+    shared_keys: Mapping[str, str] = field(default_factory=dict, repr=False)  # key id -> secret
     public_base_url: str = ""  # what Twilio calls in front of this app's root, e.g. https://eu.example.com
     url_prefix: str = "/twilio"
     token_parameter: str = "call_token"  # the <Parameter> name the worker reads the token from
-    slot_timeout_s: float = 5.0  # Twilio gives a webhook 15 s; answer well before that
+    # Twilio gives a webhook 15 s, then tries the fallback URL: lookup + slot answer well before that.
+    lookup_timeout_s: float = 4.0
+    slot_timeout_s: float = 5.0
     max_stream_resumes: int = 2
     allow_insecure_streams: bool = False  # ws:// stream URLs, for local development only
     reject_unknown_numbers: bool = False  # <Reject> (not billed) instead of a spoken message
@@ -120,19 +129,19 @@ def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthor
     outbound call carries, else the CallSid); the regional cell derives a UUID from the CallSid."""
     if not settings.public_base_url.startswith(("https://", "http://")):
         raise ValueError("WebhookSettings.public_base_url must be the absolute URL Twilio calls")
-    validator = RequestValidator(settings.auth_token)
+    signing = TwilioSigning(settings.auth_token, settings.shared_keys)
     bp = Blueprint(name, __name__, url_prefix=settings.url_prefix)
 
     async def signed_form() -> dict[str, str] | None:
         if (request.content_length or 0) > MAX_FORM_BYTES:
             abort(413)
-        form = await request.form
+        # A GET carries Twilio's parameters in the query string, which the signed URL already covers.
+        form = await request.form if request.method == "POST" else request.args
         query = request.query_string.decode("latin-1")
         url = settings.public_base_url.rstrip("/") + request.path + (f"?{query}" if query else "")
-        algorithm = _signature_algorithm(request.headers.get("X-Twilio-Webhooks-Signature-Settings"))
-        signature = request.headers.get("X-Twilio-Signature", "")
-        extra = (algorithm,) if algorithm else ()  # older SDKs take no algorithm argument
-        if not signature or not validator.validate(url, form, signature, *extra):
+        signed_params = form if request.method == "POST" else {}
+        if not signing.is_signed(url, signed_params, request.headers.get(SIGNATURE_HEADER),
+                                 request.headers.get(SETTINGS_HEADER)):
             log.warning("rejected a Twilio webhook with a bad signature: %s %s", request.method, request.path)
             return None
         return {k: form.get(k, "") for k in form}
@@ -153,11 +162,15 @@ def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthor
     async def connect(form: dict[str, str], call_id: str, attempt: int) -> Response:
         call_sid = form.get("CallSid", "")
         direction = form.get("Direction", "inbound")
-        our_number = form.get("From" if direction.startswith("outbound") else "To", "")
+        our_number = form.get("From" if direction == OUTBOUND_API else "To", "")
         try:
-            route = lookup_number(our_number)
-            if inspect.isawaitable(route):
-                route = await route
+            async with asyncio.timeout(settings.lookup_timeout_s):
+                route = lookup_number(our_number)
+                if inspect.isawaitable(route):
+                    route = await route
+        except TimeoutError:
+            log.error("number lookup took over %.1f s for call %s", settings.lookup_timeout_s, call_sid)
+            return _twiml(say_twiml(settings.busy_message, language=settings.say_language))
         except Exception:
             log.exception("number lookup failed for call %s", call_sid)
             return _twiml(say_twiml(settings.busy_message, language=settings.say_language))
@@ -198,7 +211,7 @@ def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthor
             return None
         return slot
 
-    @bp.post("/voice")
+    @bp.route("/voice", methods=_METHODS)
     async def voice() -> Response:
         form = await signed_form()
         if form is None:
@@ -208,7 +221,7 @@ def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthor
         # An outbound call we placed carries our call id in the voice URL; inbound calls use the CallSid.
         return await connect(form, call_id_of(form), attempt=0)
 
-    @bp.post("/stream-ended")
+    @bp.route("/stream-ended", methods=_METHODS)
     async def stream_ended() -> Response:
         form = await signed_form()
         if form is None:
@@ -233,7 +246,7 @@ def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthor
             return _twiml(str(response))
         return await connect(form, call_id_of(form), attempt=attempt)
 
-    @bp.post("/status")
+    @bp.route("/status", methods=_METHODS)
     async def status() -> Response:
         form = await signed_form()
         if form is None:
@@ -246,12 +259,3 @@ def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthor
         return Response("", status=204)
 
     return bp
-
-
-def _signature_algorithm(settings_header: str | None) -> str | None:
-    # Newer twilio SDKs know signatures made with a shared key (HMAC-SHA256); older ones only SHA1.
-    try:
-        from twilio.request_validator import get_signature_algorithm
-    except ImportError:
-        return None
-    return get_signature_algorithm(settings_header)

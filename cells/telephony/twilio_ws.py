@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 from quart import Blueprint, Response, websocket
-from twilio.request_validator import RequestValidator
 
 from cells.telephony.call_token import CallClaims, CallTokenAuthority, CallTokenError
 from cells.telephony.twilio_media import (
@@ -30,13 +29,13 @@ from cells.telephony.twilio_media import (
     Start,
     Stop,
 )
+from cells.telephony.twilio_signature import SETTINGS_HEADER, SIGNATURE_HEADER, TwilioSigning
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # WebSocket close codes (RFC 6455)
 NORMAL, UNSUPPORTED_DATA, POLICY_VIOLATION, TOO_BIG, INTERNAL_ERROR = 1000, 1003, 1008, 1009, 1011
-SIGNATURE_HEADER = "X-Twilio-Signature"
 _CLOSE_CODE = {"binary": UNSUPPORTED_DATA, "oversized": TOO_BIG}
 
 
@@ -64,6 +63,7 @@ class StreamClosed(ConnectionError):
 @dataclass(frozen=True)
 class MediaSocketSettings:
     auth_token: str = field(repr=False)  # the Twilio auth token that signs the upgrade
+    shared_keys: Mapping[str, str] = field(default_factory=dict, repr=False)  # or a shared key: id -> secret
     public_stream_url: str = ""  # this worker's stream URL as given to Twilio, e.g. wss://w3.eu.example/media
     audience: str = ""  # this worker's id, as the webhook used it for the token's audience
     token_parameter: str = "call_token"
@@ -73,9 +73,11 @@ class MediaSocketSettings:
     max_bad_frames: int = 10  # non-fatal protocol errors tolerated on one stream before closing it
 
 
-def upgrade_is_signed(auth_token: str, public_url: str, signature: str | None) -> bool:
-    """`signature` is the upgrade request's X-Twilio-Signature header."""
-    return bool(signature) and RequestValidator(auth_token).validate(public_url, {}, signature)
+def upgrade_is_signed(settings: MediaSocketSettings, signature: str | None,
+                      signature_settings: str | None) -> bool:
+    """The upgrade request's X-Twilio-Signature (and signature settings) over the stream URL as given."""
+    return TwilioSigning(settings.auth_token, settings.shared_keys).is_signed(
+        settings.public_stream_url, {}, signature, signature_settings)
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ def media_stream_blueprint(settings: MediaSocketSettings, *, tokens: CallTokenAu
     @bp.websocket(path)
     async def media() -> Response | None:
         if settings.verify_signature and not upgrade_is_signed(
-                settings.auth_token, settings.public_stream_url, websocket.headers.get(SIGNATURE_HEADER)):
+                settings, websocket.headers.get(SIGNATURE_HEADER), websocket.headers.get(SETTINGS_HEADER)):
             log.warning("refused a media stream upgrade with a bad Twilio signature")
             return Response("invalid Twilio signature", status=403)
         # The real object, not the context-local proxy, so the call loop may use it from any task.

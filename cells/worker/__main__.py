@@ -17,6 +17,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from cells.telephony.call_token import MIN_SECRET_BYTES, SECRET_ENV
+from cells.telephony.twilio_signature import SHARED_KEYS_ENV, parse_shared_keys
 from cells.worker.app import COORDINATION, WorkerSettings, create_app
 from regions.catalogue import get_region
 
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     token = os.environ.get("TWILIO_AUTH_TOKEN")
     if not token:
         raise SystemExit("TWILIO_AUTH_TOKEN must be set (the simulator and Twilio sign with it)")
+    try:
+        shared_keys = parse_shared_keys(os.environ.get(SHARED_KEYS_ENV))
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     args.data_dir.mkdir(parents=True, exist_ok=True)
     extra: dict[str, object] = {}
     if args.nats_url:
@@ -76,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                  "worker_id": args.worker_id or f"{region}-{socket.gethostname()}-{args.port}",
                  "object_store": args.object_store}
     settings = WorkerSettings(public_base_url=args.public_url or f"http://{args.host}:{args.port}",
-                              twilio_auth_token=token, data_dir=args.data_dir,
+                              twilio_auth_token=token, twilio_shared_keys=shared_keys,
+                              data_dir=args.data_dir,
                               twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID"),
                               twilio_api_base_url=os.environ.get("TWILIO_API_BASE_URL"),
                               transfer_number=os.environ.get("AUTOSPEAK_TRANSFER_NUMBER"),

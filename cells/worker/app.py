@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ COORDINATION = "autospeak.coordination"  # app.extensions key of a cell worker's
 class WorkerSettings:
     public_base_url: str  # e.g. http://127.0.0.1:8080 (embedded) or https://w1.eu.example.com
     twilio_auth_token: str = field(repr=False)
+    twilio_shared_keys: Mapping[str, str] = field(default_factory=dict, repr=False)  # webhook signing keys
     call_token_secret: str = field(repr=False, default_factory=lambda: secrets.token_urlsafe(48))
     data_dir: Path | None = None
     numbers: dict[str, NumberRoute] = field(
@@ -164,12 +166,14 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
 
     if coord is None:  # in a cell the control plane answers Twilio's webhooks
         app.register_blueprint(twilio_voice_blueprint(
-            WebhookSettings(auth_token=settings.twilio_auth_token, public_base_url=settings.public_base_url,
+            WebhookSettings(auth_token=settings.twilio_auth_token, shared_keys=settings.twilio_shared_keys,
+                            public_base_url=settings.public_base_url,
                             allow_insecure_streams=settings.stream_url.startswith("ws://")),
             tokens=tokens, lookup_number=settings.numbers.get, request_slot=request_slot))
     audience = coord.worker_id if coord is not None else settings.stream_url
     app.register_blueprint(media_stream_blueprint(
-        MediaSocketSettings(auth_token=settings.twilio_auth_token, public_stream_url=settings.stream_url,
+        MediaSocketSettings(auth_token=settings.twilio_auth_token, shared_keys=settings.twilio_shared_keys,
+                            public_stream_url=settings.stream_url,
                             audience=audience),
         tokens=tokens, resolve_call=resolve_call, on_stream=on_stream))
     if coord is not None:  # `python -m cells.worker` hands calls over on SIGTERM before the server stops

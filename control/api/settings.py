@@ -29,6 +29,8 @@ class ControlSettings:
     public_base_url: str = ""
     """This cell's URL as the carrier sees it (Twilio signs webhooks over it); defaults to cells[region]."""
     twilio_auth_token: str | None = field(default=None, repr=False)
+    twilio_shared_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Twilio webhook signing keys (id -> secret) for URLs a Webhook Rule signs with a shared key."""
     nats_url: str | None = None
     """The region's NATS server; None runs the REST API alone (no calls, no event consumer)."""
     object_store_root: Path | None = None

@@ -1,7 +1,8 @@
 """The cell as an ASGI app built from the environment, for granian (`--factory control.cell.asgi:app`).
 
 On top of the REST API's variables (control.api.asgi): AUTOSPEAK_NATS_URL, AUTOSPEAK_PUBLIC_URL,
-AUTOSPEAK_OBJECT_STORE, TWILIO_AUTH_TOKEN, AUTOSPEAK_CALL_TOKEN_SECRET, and for outbound calls
+AUTOSPEAK_OBJECT_STORE, TWILIO_AUTH_TOKEN (+ TWILIO_WEBHOOK_SHARED_KEYS, `id=secret,...`, when Webhook
+Rules sign with shared keys), AUTOSPEAK_CALL_TOKEN_SECRET, and for outbound calls
 TWILIO_ACCOUNT_SID (+ TWILIO_API_BASE_URL, for a Twilio-compatible endpoint).
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from quart import Quart
 
+from cells.telephony.twilio_signature import SHARED_KEYS_ENV, parse_shared_keys
 from control.api.asgi import settings_from_env
 from control.api.settings import ControlSettings
 from control.cell.app import create_cell_app
@@ -37,6 +39,7 @@ def cell_settings_from_env(env: Mapping[str, str] | None = None) -> ControlSetti
         settings_from_env(env),
         public_base_url=env.get("AUTOSPEAK_PUBLIC_URL", ""),
         twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
+        twilio_shared_keys=parse_shared_keys(env.get(SHARED_KEYS_ENV)),
         nats_url=env.get("AUTOSPEAK_NATS_URL") or None,
         object_store_root=Path(store) if store else None,
         dialer=_dialer(env))

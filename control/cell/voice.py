@@ -19,6 +19,7 @@ from sqlalchemy import select
 from cells.coordination.envelope import CallEventEnvelope, call_id_for_sid
 from cells.telephony.call_token import CallTokenAuthority
 from cells.telephony.twilio_webhook import (
+    OUTBOUND_API,
     NumberRoute,
     SlotRequest,
     WebhookSettings,
@@ -54,7 +55,7 @@ def make_call_id(form: dict[str, str], query_id: str | None) -> str:
 
 
 def our_number(form: dict[str, str]) -> str:
-    return form.get("From" if form.get("Direction", "inbound").startswith("outbound") else "To", "")
+    return form.get("From" if form.get("Direction", "inbound") == OUTBOUND_API else "To", "")
 
 
 async def number_route(region: str, e164: str) -> NumberRoute | None:
@@ -138,7 +139,8 @@ def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthorit
             event_id=f"{call_id}:status:{call_status}", source="control", data=data))
 
     return twilio_voice_blueprint(
-        WebhookSettings(auth_token=settings.twilio_auth_token, public_base_url=public,
+        WebhookSettings(auth_token=settings.twilio_auth_token, shared_keys=settings.twilio_shared_keys,
+                        public_base_url=public,
                         allow_insecure_streams=allow_insecure_streams),
         tokens=tokens, lookup_number=lookup, request_slot=slot, on_status=status,
         should_resume=resume, make_call_id=make_call_id)
