@@ -424,6 +424,23 @@ def test_a_call_dropped_with_no_worker_to_resume_it_is_ended_billed_and_counted(
     assert ended[0].payload["data"]["turns"] == len(rows(world, scope, Turn, call_id)) >= 2
 
 
+def test_a_stale_rejection_never_ends_a_call_a_worker_has_started(world: World) -> None:
+    # A retried webhook reached a second worker whose reservation then ran out unused.
+    scope, call_id = world.scopes["eu"], uuid.uuid4()
+    c = str(call_id)
+    for event in lifecycle(scope, call_id, uuid.uuid4())[:3]:
+        ingest(world, event)
+    ingest(world, env(scope, call_id, "call_rejected", f"{c}:rejected", {"reason": "stream_never_connected"},
+                      at=T0 + 31))
+    [call] = rows(world, scope, Call, call_id)
+    assert (call.status, call.disposition, call.ended_at) == ("in_progress", None, None)
+    assert ended_deliveries(world, scope, call_id) == []
+    ingest(world, env(scope, call_id, "call_ended", f"{c}:MZstream1:9", {"disposition": "booked"},
+                      at=T0 + 40))
+    [call] = rows(world, scope, Call, call_id)
+    assert (call.status, call.disposition) == ("completed", "booked")
+
+
 def test_a_rejected_call_with_no_created_event_is_still_recorded(world: World) -> None:
     scope, call_id = world.scopes["in"], uuid.uuid4()
     ingest(world, env(scope, call_id, "call_rejected", f"{call_id}:rejected", {"reason": "agent_missing"}))

@@ -14,7 +14,7 @@ import pytest
 from nats.aio.client import Client
 
 from cells.coordination.envelope import slot_subject
-from cells.coordination.slots import SlotServer, request_slot
+from cells.coordination.slots import SlotServer, call_key, request_slot
 from cells.launcher import NatsSupercluster
 
 T = TypeVar("T")
@@ -104,17 +104,20 @@ def test_a_full_pool_and_an_empty_pool_give_no_slot(cluster: NatsSupercluster) -
 
 
 def test_a_slot_is_held_until_the_stream_ends_and_a_reservation_expires(cluster: NatsSupercluster) -> None:
+    expired: list[str] = []
+
     async def go() -> dict[str, Any]:
         out: dict[str, Any] = {}
-        async with workers(cluster.url("eu"), [1], reservation_s=0.5) as (w,), \
+        async with workers(cluster.url("eu"), [1], reservation_s=0.5,
+                           on_expire=lambda r: expired.append(r["call_sid"])) as (w,), \
                 await_conn(cluster.url("eu")) as nc:
             out["a"] = await request_slot(nc, "eu", req("a"))
             # The same call asking again (its reply was lost) keeps its one slot.
             out["again"] = json.loads(w.handle(json.dumps(req("a")).encode()))
             out["used_after_again"] = w.used
-            w.stream_started("a")
+            w.stream_started(call_key("a", "CAa"))
             out["b_while_active"] = await request_slot(nc, "eu", req("b"), timeout=0.3, attempts=2)
-            w.stream_ended("a")
+            w.stream_ended(call_key("a", "CAa"))
             out["b"] = await _until_accepted(nc, req("b"))
             # "b" never streams: its reservation expires and the slot comes back.
             out["c"] = await _until_accepted(nc, req("c"))
@@ -126,6 +129,8 @@ def test_a_slot_is_held_until_the_stream_ends_and_a_reservation_expires(cluster:
     assert out["used_after_again"] == 1
     assert out["b_while_active"] is None
     assert out["b"]["accepted"] and out["c"]["accepted"]
+    # The worker is told which call never came (it ends that call); a call that streamed is not named.
+    assert expired[:1] == ["CAb"] and "CAa" not in expired
 
 
 async def _until_accepted(nc: Client, request: dict[str, Any]) -> dict[str, Any]:

@@ -53,6 +53,7 @@ def call_key(call_id: str, call_sid: str = "") -> str:
 class _Reservation:
     expires_at: float
     timer: asyncio.TimerHandle | None
+    request: dict[str, Any] | None = None
 
 
 class SlotServer:
@@ -64,6 +65,7 @@ class SlotServer:
 
     def __init__(self, nc: Client, region: str, *, worker_id: str, stream_url: str, capacity: int,
                  vet: Vetting | None = None, on_accept: Callable[[dict[str, Any]], None] | None = None,
+                 on_expire: Callable[[dict[str, Any]], None] | None = None,
                  reservation_s: float = RESERVATION_S, clock: Callable[[], float] = time.monotonic) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -75,6 +77,8 @@ class SlotServer:
         self.capacity = capacity
         self.vet = vet
         self.on_accept = on_accept
+        # Told when a reserved call's stream never came: nobody else knows the call will not start.
+        self.on_expire = on_expire
         self.reservation_s = reservation_s
         self.clock = clock
         self.reserved: dict[str, _Reservation] = {}
@@ -115,8 +119,13 @@ class SlotServer:
 
     def _expire(self, call_id: str) -> None:
         log.info("slot reserved for call %s expired before its stream arrived", call_id)
-        self.reserved.pop(call_id, None)
+        res = self.reserved.pop(call_id, None)
         self._resync()
+        if res is not None and res.request is not None and self.on_expire is not None:
+            try:
+                self.on_expire(res.request)
+            except Exception:
+                log.exception("on_expire failed for call %s", call_id)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -211,7 +220,8 @@ class SlotServer:
             self._drop_reservation(call_id)
             loop = asyncio.get_running_loop()
             self.reserved[call_id] = _Reservation(
-                self.clock() + self.reservation_s, loop.call_later(self.reservation_s, self._expire, call_id))
+                self.clock() + self.reservation_s, loop.call_later(self.reservation_s, self._expire, call_id),
+                request)
         self.accepted += 1
         if self.on_accept is not None:
             try:

@@ -36,8 +36,10 @@ from nats.js import JetStreamContext
 from cells.call.recorder import CallRecorder
 from cells.call.session import CallSession
 from cells.coordination.call_state import CallLease, CallStateStore, LeaseLost, history_from_dicts
+from cells.coordination.envelope import CallEventEnvelope
 from cells.coordination.publisher import EventPublisher
 from cells.coordination.slots import SlotServer, call_key
+from cells.launcher.jetstream import publish_event
 from cells.providers import registry
 from cells.telephony.call_token import CallClaims
 from cells.telephony.twilio_media import Start
@@ -106,7 +108,8 @@ class Coordination:
         self.calls = await CallStateStore.open(self.js, self.region, worker_id=self.worker_id,
                                                lease_s=self.lease_s)
         self.slots = SlotServer(self.nc, self.region, worker_id=self.worker_id, stream_url=self.stream_url,
-                                capacity=self.capacity, vet=self._vet, on_accept=self._accepted)
+                                capacity=self.capacity, vet=self._vet, on_accept=self._accepted,
+                                on_expire=self._stream_never_came)
         await self.slots.start()
         log.info("worker %s takes calls of region %s (capacity %d)", self.worker_id, self.region,
                  self.capacity)
@@ -195,6 +198,24 @@ class Coordination:
         cutoff = time.monotonic() - 120.0
         for call_id in [c for c, a in self.assignments.items() if a.at < cutoff]:
             del self.assignments[call_id]
+
+    def _stream_never_came(self, request: dict[str, Any]) -> None:
+        """A new call we took whose stream never arrived (the carrier could not connect it): it ends as
+        rejected, or it would stay "ringing" until a status callback an inbound number may never send.
+        (A resumed call is left alone: it is live, and its carrier comes back through `<Connect action>`.)"""
+        call_id, tenant_id = str(request.get("call_id") or ""), str(request.get("tenant_id") or "")
+        if request.get("resume") or not call_id or not tenant_id or self.js is None:
+            return
+        event = CallEventEnvelope.new(call_id=call_id, tenant_id=tenant_id, region=self.region,
+                                      kind="call_rejected", event_id=f"{call_id}:rejected",
+                                      source=self.worker_id, data={"reason": "stream_never_connected"})
+        self._track(self._publish_quietly(event))
+
+    async def _publish_quietly(self, event: CallEventEnvelope) -> None:
+        try:
+            await publish_event(self.js, event.subject, event.to_bytes(), msg_id=event.event_id)
+        except Exception as exc:  # the carrier's status callback (if any) still ends the call
+            log.warning("could not publish %s for call %s: %s", event.kind, event.call_id, exc)
 
     async def resolve_call(self, claims: CallClaims, start: Start) -> ReceptionAgent | None:
         assignment = self.assignments.get(call_key(claims.call_id, claims.call_sid))

@@ -7,6 +7,7 @@ a misconfiguration, and serving it would move that tenant's call data out of its
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -40,6 +41,14 @@ RequestSlot = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 ShouldResume = Callable[[str], Awaitable[bool]]
 # The disposition of a call whose worker went mid-call when no other worker could take it over.
 RESUME_FAILED = "dropped_no_worker"
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+
+
+def _background(coro: Awaitable[Any]) -> None:
+    """Run `coro` to its end even though the request that started it is gone."""
+    task = asyncio.ensure_future(coro)
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 def _uuid_or_none(value: str | None) -> str | None:
@@ -101,23 +110,35 @@ def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthorit
                 data={"direction": "outbound" if req.direction.startswith("outbound") else "inbound",
                       "from": req.from_number, "to": req.to_number, "agent_id": req.agent_id,
                       "call_sid": req.call_sid, "carrier": "twilio"}))
-        reply = await request_slot({
-            "call_id": req.call_id, "call_sid": req.call_sid, "tenant_id": req.tenant_id,
-            "region": region, "agent_id": req.agent_id, "agent": spec, "from": req.from_number,
-            "to": req.to_number, "direction": req.direction, "resume": req.resume})
-        if not reply or not reply.get("accepted") or not reply.get("stream_url"):
+
+        def unassigned() -> CallEventEnvelope:
             # The caller hears the busy message; the call must not stay "ringing" or "in progress".
             if not req.resume:
-                await publish(CallEventEnvelope.new(
+                return CallEventEnvelope.new(
                     call_id=req.call_id, tenant_id=req.tenant_id, region=region, kind="call_rejected",
-                    event_id=f"{req.call_id}:rejected", source="control", data={"reason": "no_worker"}))
-            else:
-                # The caller talked to an agent until its worker went: an ended (billed) call, not a
-                # rejected one, with a disposition that tells the tenant why it stopped.
-                await publish(CallEventEnvelope.new(
-                    call_id=req.call_id, tenant_id=req.tenant_id, region=region, kind="call_ended",
-                    event_id=f"{req.call_id}:resume-failed", source="control",
-                    data={"disposition": RESUME_FAILED}))
+                    event_id=f"{req.call_id}:rejected", source="control", data={"reason": "no_worker"})
+            # The caller talked to an agent until its worker went: an ended (billed) call, not a
+            # rejected one, with a disposition that tells the tenant why it stopped.
+            return CallEventEnvelope.new(
+                call_id=req.call_id, tenant_id=req.tenant_id, region=region, kind="call_ended",
+                event_id=f"{req.call_id}:resume-failed", source="control",
+                data={"disposition": RESUME_FAILED})
+
+        try:
+            reply = await request_slot({
+                "call_id": req.call_id, "call_sid": req.call_sid, "tenant_id": req.tenant_id,
+                "region": region, "agent_id": req.agent_id, "agent": spec, "from": req.from_number,
+                "to": req.to_number, "direction": req.direction, "resume": req.resume})
+        except asyncio.CancelledError:
+            # The webhook's deadline ran out while workers were asked: the caller hears the busy
+            # message, so the call must end here too, from outside this cancelled request.
+            _background(publish(unassigned()))
+            raise
+        except Exception:
+            log.exception("asking the workers for a slot failed for call %s", req.call_id)
+            reply = None
+        if not reply or not reply.get("accepted") or not reply.get("stream_url"):
+            await publish(unassigned())
             return None
         # The call token names the worker as its audience: only that worker accepts the stream.
         return WorkerSlot(str(reply["stream_url"]), worker_id=str(reply.get("worker_id") or "") or None)

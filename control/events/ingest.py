@@ -96,7 +96,7 @@ END_DISPOSITIONS: Final = {
     "canceled": "canceled",
 }
 # Why the control plane could not hand a call to a worker (call_rejected's reason).
-REJECT_REASONS: Final = frozenset({"no_worker", "unknown_number", "agent_missing"})
+REJECT_REASONS: Final = frozenset({"no_worker", "unknown_number", "agent_missing", "stream_never_connected"})
 # Latency samples kept per call; the aggregates cover them all, the list is for the dashboard.
 MAX_LATENCY_TURNS: Final = 500
 MAX_TEXT_CHARS: Final = 20_000
@@ -459,6 +459,13 @@ async def _on_rejected(session: AsyncSession, event: _Event, call: Call, plan: s
         raise EventRejected("call_rejected without a reason")
     if reason not in REJECT_REASONS:
         log.info("call_rejected with an unlisted reason; stored as the disposition")
+    started = select(CallEvent.id).where(
+        CallEvent.region == event.scope.region, CallEvent.tenant_id == event.scope.tenant_id,
+        CallEvent.call_id == call.id, CallEvent.kind == "call_started").limit(1)
+    if await session.scalar(started) is not None:
+        # A worker has the call (a retried webhook reached another worker, or a reservation ran out
+        # after all): a stale rejection must not end a live call. Kept as an event only.
+        return
     # The call never reached a worker: nothing to bill.
     await _finish(session, event, call, plan, status="failed", disposition=reason, duration=None, usage={})
 
