@@ -86,6 +86,13 @@ def test_persistence(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["next_id"] == 3
 
 
+def test_the_first_booking_creates_the_calendars_directory(tmp_path: Path) -> None:
+    # A cell's worker keeps each agent's calendar under agents/<id>/, which exists only once used.
+    path = tmp_path / "agents" / "0b7c" / "calendar.json"
+    Calendar(clock=lambda: NOW, path=path).book("John Smith", "cleaning", datetime(2026, 3, 3, 9, 30))
+    assert [b.name for b in Calendar(clock=lambda: NOW, path=path).bookings()] == ["John Smith"]
+
+
 def test_thread_safety(cal: Calendar) -> None:
     """Many threads race for the same slot: exactly one booking per dentist succeeds."""
     wins: list[str] = []

@@ -285,6 +285,32 @@ def test_a_model_cannot_book_without_the_callers_yes() -> None:
     assert any("caller_declined" in r for r in results) and any("BK1" in r for r in results)
 
 
+class BrokenTools(BookingTools):
+    async def call(self, name: str, arguments: dict[str, Any], *, confirmed: bool = False) -> dict[str, Any]:
+        raise FileNotFoundError("[Errno 2] No such file or directory: '/srv/autospeak/workers/eu-1/cal.tmp'")
+
+
+def test_a_broken_tool_is_reported_without_its_internals() -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    async def run() -> CallSession:
+        phone = Phone()
+        # A lookup (not a booking, which would first ask the caller to confirm) that breaks.
+        session = make_session(phone, stt_lines=["book me in"], tools=BrokenTools(),
+                               llm=InstantLlm(tool_on={"book": "check_availability"}))
+        session._on_event = lambda kind, data: events.append((kind, data))
+        seq = await start(session, phone)
+        seq = await stream(session, speech_frames("Book me in for Tuesday."), seq)
+        await wait_for(lambda: any(k == "tool_result" for k, _ in events), 10, session, seq)
+        await session.stop()
+        return session
+
+    asyncio.run(run())
+    [result] = [d["result"] for k, d in events if k == "tool_result"]
+    assert result == {"ok": False, "error": "tool_failed"}
+    assert "/srv/autospeak" not in repr(events), "call events reach the tenant: no server paths"
+
+
 class DyingStt:
     """Recognises nothing and dies when the first turn ends (a dropped vendor socket)."""
 

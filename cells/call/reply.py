@@ -176,8 +176,9 @@ class Reply:
             return await self.on_control(call)
         try:
             result = await self.tools.call(call.name, call.arguments, confirmed=self.tools.confirms_mutations)
-        except Exception as exc:  # a failing tool must not end the call; the dialogue hears the error
-            log.warning("tool %s failed: %s", call.name, exc)
-            result = {"ok": False, "error": str(exc)}
+        except Exception as exc:  # a failing tool must not end the call; the dialogue hears that it failed
+            # Not the exception's text: it becomes a call event the tenant reads, and may hold server paths.
+            log.warning("tool %s failed: %s: %s", call.name, type(exc).__name__, exc)
+            result = {"ok": False, "error": "tool_failed"}
         self.emit("tool_result", {"name": call.name, "result": result})
         return result

@@ -196,6 +196,7 @@ class Calendar:
             return
         data = {"next_id": self._next_id, "bookings": [b.to_dict() for b in self.bookings()]}
         tmp = self._path.with_suffix(self._path.suffix + ".tmp")
+        self._path.parent.mkdir(parents=True, exist_ok=True)  # an agent's first booking on this worker
         tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, self._path)  # atomic: a crash never leaves half a file
 
