@@ -136,6 +136,21 @@ def test_payloads_are_redacted_recursively_except_identifiers() -> None:
     assert redact_payload({"note": "call 555 123 4567"}, pii=False) == {"note": "call 555 123 4567"}
 
 
+def test_a_recordings_segment_keys_are_identifiers_not_phone_numbers() -> None:
+    # A UUID's digit groups can look like a phone number; the keys must still name the files.
+    segments = [f"t/b606cee3-1ca7-4415-5512-9f3efa1fdea9-MZ{i}.wav" for i in (1, 2)]
+    data = {"object_key": segments[0], "segments": segments, "note": ["call 555 123 4567"]}
+    out = redact_payload(data, pii=True, keep=ingest_keep_keys())
+    assert out["segments"] == segments and out["object_key"] == segments[0]
+    assert out["note"] == ["call [phone]"], "only the named keys are kept, not every list"
+
+
 def test_long_text_is_handled() -> None:
     text = ("the room was lovely and " * 500) + spoken(VISA)
     assert redact_text(text, pii=True).endswith("lovely and [card]")
+
+
+def ingest_keep_keys() -> frozenset[str]:
+    from control.events.ingest import _KEEP_KEYS
+
+    return _KEEP_KEYS

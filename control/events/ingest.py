@@ -105,7 +105,7 @@ MAX_PAUSED_SEGMENTS: Final = 1_000
 _KEEP_KEYS: Final = frozenset({
     "event_id", "call_id", "call_sid", "stream_sid", "worker_id", "agent_id", "recording_id", "object_key",
     "content_type", "call_status", "direction", "carrier", "from", "to", "disposition", "reason", "status",
-    "started_at", "ended_at", "timestamp", "type", "speaker",
+    "started_at", "ended_at", "timestamp", "type", "speaker", "segments",
 })
 
 

@@ -134,8 +134,9 @@ def redact_payload(obj: Any, *, pii: bool, keep: Collection[str] = ()) -> Any:
 
 
 def _redact_item(key: Any, value: Any, *, pii: bool, keep: Collection[str]) -> Any:
-    if key in keep and isinstance(value, str):
-        return value
+    if key in keep and (isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value))):
+        return value  # an identifier, or a list of them (a recording's segment keys)
     # A tool's {"cvv": "123"}: the key is the cue a text would have.
     if isinstance(key, str) and _CVV_KEY.search(key) and _CVV_VALUE.fullmatch(str(value).strip()):
         return CVV
