@@ -285,6 +285,30 @@ def test_a_model_cannot_book_without_the_callers_yes() -> None:
     assert any("caller_declined" in r for r in results) and any("BK1" in r for r in results)
 
 
+def test_a_turns_events_place_it_on_the_calls_own_timeline() -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    async def run() -> float:
+        phone = Phone()
+        session = make_session(phone)
+        session._on_event = lambda kind, data: events.append((kind, data))
+        seq = await start(session, phone)
+        spoke_at = session.clock() - session.started_at
+        seq = await stream(session, speech_frames("Hello, can you hear me?"), seq)
+        await wait_for(lambda: bool(session.turns) and not session._agent_busy(), 10, session, seq)
+        await session.stop()
+        return spoke_at
+
+    spoke_at_s = asyncio.run(run())
+    [said] = [d for k, d in events if k == "transcript"]
+    [turn] = [d for k, d in events if k == "turn"]
+    # The caller spoke for about 1.5 s, starting when the test began streaming speech.
+    assert abs(said["start_ms"] - spoke_at_s * 1000) < 2000 and said["end_ms"] - said["start_ms"] > 500
+    at = turn["at_ms"]
+    assert at["speech_start"] == said["start_ms"] and at["speech_end"] == said["end_ms"]
+    assert at["speech_end"] <= at["turn_end"] <= at["first_frame_sent"] < 60_000, "milliseconds into the call"
+
+
 class BrokenTools(BookingTools):
     async def call(self, name: str, arguments: dict[str, Any], *, confirmed: bool = False) -> dict[str, Any]:
         raise FileNotFoundError("[Errno 2] No such file or directory: '/srv/autospeak/workers/eu-1/cal.tmp'")

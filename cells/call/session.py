@@ -118,6 +118,7 @@ class CallSession:
         # ~400 ms of audio before the VAD's start event (it fires after 64 ms of speech, and soft
         # onsets begin earlier still).
         self._preroll: deque[Any] = deque(maxlen=20)
+        self._speech_start_wall: float | None = None
         self._speech_end_wall: float | None = None
         self._said_upto = 0  # history index up to which assistant words were reported (agent_said)
         self._turns_reported = 0
@@ -257,12 +258,14 @@ class CallSession:
     def _on_vad(self, ev: media_core.VadEvent) -> None:
         now = self.clock()
         self.state.last_activity = now
+        back = (self.state.stream_ms - ev.time_ms) / 1000.0  # the event is about audio already past
         if ev.kind == "start":
+            if not self.endpointer.in_turn:  # a pause inside a turn keeps the turn's first start
+                self._speech_start_wall = now - back
             self.state.speech_started_ms = ev.time_ms
             self.endpointer.on_speech_start(ev.time_ms)
         else:
             self.endpointer.on_speech_end(ev.time_ms)
-            back = (self.state.stream_ms - ev.time_ms) / 1000.0
             self._speech_end_wall = now - back
 
     def _check_barge_in(self, speaking: bool) -> None:
@@ -311,8 +314,15 @@ class CallSession:
     def _report_turns(self) -> None:
         """One `turn` event (stage timings) per caller turn, once its reply is over."""
         for timing in self.turns[self._turns_reported:]:
-            self.emit("turn", timing.as_dict())
+            self.emit("turn", timing.as_event(self.started_at))
         self._turns_reported = len(self.turns)
+
+    def _span_ms(self, timing: TurnTiming) -> dict[str, int]:
+        """When the caller spoke this turn, in milliseconds since the call started (if known)."""
+        if not hasattr(self, "started_at") or timing.speech_start is None or timing.speech_end is None:
+            return {}
+        start = max(0, round(1000 * (timing.speech_start - self.started_at)))
+        return {"start_ms": start, "end_ms": max(start, round(1000 * (timing.speech_end - self.started_at)))}
 
     def _flush_said(self, interrupted: bool = False) -> None:
         """One `agent_said` for the assistant words committed since the last one, as heard (a
@@ -348,7 +358,9 @@ class CallSession:
 
     # -- turns ---------------------------------------------------------------------------------
     def _end_turn(self) -> None:
-        timing = TurnTiming(len(self.turns), speech_end=self._speech_end_wall)
+        timing = TurnTiming(len(self.turns), speech_start=self._speech_start_wall,
+                            speech_end=self._speech_end_wall)
+        self._speech_start_wall = None
         timing.mark("turn_end", self.clock())
         self.endpointer.reset()
         self.state.speech_started_ms = None
@@ -400,7 +412,7 @@ class CallSession:
         timing.caller_text = text
         self.turns.append(timing)
         self.state.reprompts = 0
-        self.emit("transcript", {"text": text, "turn": timing.index})
+        self.emit("transcript", {"text": text, "turn": timing.index, **self._span_ms(timing)})
         self.history.append(Message("user", text))
         self._turn_start = len(self.history)
         self.playout.reset_turn()

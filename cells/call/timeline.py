@@ -14,6 +14,7 @@ class TurnTiming:
     index: int
     caller_text: str = ""
     agent_text: str = ""
+    speech_start: float | None = None  # the caller started speaking (VAD, back-dated to the audio)
     speech_end: float | None = None  # the caller stopped speaking (VAD, back-dated to the audio)
     turn_end: float | None = None  # the endpointer decided the turn was over
     stt_final: float | None = None
@@ -39,3 +40,11 @@ class TurnTiming:
         d = asdict(self)
         d["ms_after_speech_end"] = self.stage_ms()
         return d
+
+    def as_event(self, call_start: float) -> dict[str, object]:
+        """For the call's event stream: each stage as milliseconds since the call started (monotonic
+        clock readings mean nothing outside the worker that took them)."""
+        at_ms = {stage: round((t - call_start) * 1000) for stage in ("speech_start", *STAGES)
+                 if (t := getattr(self, stage)) is not None}
+        return {"index": self.index, "caller_text": self.caller_text, "agent_text": self.agent_text,
+                "interrupted": self.interrupted, "at_ms": at_ms, "ms_after_speech_end": self.stage_ms()}
