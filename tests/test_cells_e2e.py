@@ -134,9 +134,13 @@ def test_requests_for_another_region_or_tenant_are_not_served(stack: EmbeddedSta
     # The in tenant's token on the eu tenant (both as seen by the eu cell): not found, no leak.
     wrong = api_get(stack, "eu", "/agents", token=stack.demo["in"].owner_token)
     assert wrong.status_code in (401, 404)
+    # The eu token cannot tell a tenant that exists elsewhere from one that does not exist at all.
     missing = httpx.get(f"{stack.api_url('eu')}/v1/tenants/00000000-0000-4000-8000-000000000000/agents",
                         headers={"Authorization": f"Bearer {stack.demo['eu'].owner_token}"})
-    assert missing.status_code == 404
+    elsewhere = api_get(stack, "eu", "/agents", tenant_region="in", token=stack.demo["eu"].owner_token)
+    assert missing.status_code == elsewhere.status_code == 401
+    assert {k: v for k, v in missing.json().items() if k != "instance"} == \
+        {k: v for k, v in elsewhere.json().items() if k != "instance"}
     assert api_get(stack, "eu", "/agents", token="as_eu_" + "x" * 43).status_code == 401
     # The us cell does not answer a call to the eu number: its tenant's data may not be served there.
     peer = TwilioPeer(stack.api_url("us"), stack.secrets["twilio_auth_token"],

@@ -182,9 +182,10 @@ def test_calls_of_another_tenant_are_invisible(api: Api) -> None:
     missing = api.call("GET", api.tenant_path("b", f"/calls/{uuid.uuid4()}"), token=b)
     assert missing.status == 404
     for rest in ("", "/transcript", "/events", "/recording"):
-        for label in ("a", "b"):
-            r = api.call("GET", api.tenant_path(label, f"/calls/{call.id}{rest}"), token=b)
-            assert r.status == 404 and r.body == missing.body, (label, rest)
+        r = api.call("GET", api.tenant_path("b", f"/calls/{call.id}{rest}"), token=b)
+        assert r.status == 404 and r.body == missing.body, rest
+        # Under a's tenant id b's token is simply not valid (as under an unknown tenant id).
+        assert api.call("GET", api.tenant_path("a", f"/calls/{call.id}{rest}"), token=b).status == 401
     listed = api.call("GET", api.tenant_path("b", "/calls?limit=100"), token=b)
     assert str(call.id) not in [c["id"] for c in listed.body["items"]]
 
@@ -327,3 +328,20 @@ def test_the_served_openapi_documents_the_resource_routes(api: Api) -> None:
     assert any(p["name"] == "Idempotency-Key" for p in outbound["parameters"])
     recording = doc["paths"][prefix + "/calls/{call_id}/recording"]["get"]["responses"]["200"]["content"]
     assert recording == {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}
+
+
+def test_usage_range_errors_name_the_parameter_that_was_sent(api: Api) -> None:
+    viewer = api.tokens["a:viewer"]
+    today = datetime.now(UTC).date()
+    for query, blamed in (
+        ("from=1900-01-01", "query.from"),  # too long a range up to today, the default `to`
+        (f"from={today + timedelta(days=40)}", "query.from"),  # after today, the default `to`
+        ("to=2000-01-01", "query.to"),  # before the first of this month, the default `from`
+        ("from=2024-01-01&to=2025-12-31", "query.to"),  # both sent: the range's end
+        ("from=2025-03-31&to=2025-03-01", "query.to"),
+    ):
+        r = api.call("GET", api.tenant_path("a", f"/usage?{query}"), token=viewer)
+        assert r.status == 422, (query, r.text)
+        assert [e["path"] for e in r.body["errors"]] == [blamed], (query, r.body)
+    r = api.call("GET", api.tenant_path("a", "/usage?from=1900-01-01"), token=viewer)
+    assert "default: today" in r.body["detail"]

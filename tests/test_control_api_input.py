@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import uuid
 from collections.abc import Iterator
 
 import pytest
-from control_api_fixtures import AGENT, Api, control_api
+from control_api_fixtures import AGENT, FAST, Api, control_api
 from quart import Response
+from sqlalchemy import text
 
 from control.api.openapi import openapi_path
 from control.api.ratelimit import TokenBuckets
-from control.api.state import EXTENSION_KEY
+from control.api.state import EXTENSION_KEY, sessions
 
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[Api]:
-    with control_api(max_body_bytes=16 * 1024) as api:
+    with control_api(max_body_bytes=16 * 1024, **FAST) as api:
         yield api
 
 
@@ -143,3 +147,138 @@ def test_integers_are_accepted_where_numbers_are_expected(api: Api) -> None:
     r = _post(api, json={**AGENT, "voice": {"speed": 1}})
     assert r.status == 201, r.text
     assert r.body["voice"]["speed"] == 1.0
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_json_numbers_are_400_wherever_a_body_is_parsed(api: Api, constant: str) -> None:
+    admin = api.tokens["a:admin"]
+    options = '{"name": "x", "providers": {"llm": {"name": "local", "options": {"temperature": %s}}}}'
+    parameters = '{"name": "x", "tools": [{"name": "t", "parameters": {"max": %s}}]}'
+    speed = '{"name": "x", "voice": {"speed": %s}}'
+    for raw in (options % constant, parameters % constant, speed % constant):
+        r = _post(api, data=raw, headers={"Content-Type": "application/json"})
+        assert r.status == 400, (raw, r.text)
+        assert r.headers["Content-Type"] == PROBLEM and r.body["type"].endswith("/malformed-json")
+    agent = _post(api, json=AGENT).body["id"]
+    r = api.call("PATCH", api.tenant_path("a", f"/agents/{agent}"), token=admin,
+                 data=parameters.replace('"name": "x", ', "") % constant,
+                 headers={"Content-Type": "application/json"})
+    assert r.status == 400 and r.body["type"].endswith("/malformed-json"), r.text
+    r = api.call("POST", api.tenant_path("a", "/webhook-endpoints"), token=admin,
+                 data=f'{{"url": "https://hooks.example.com/x", "enabled": {constant}}}',
+                 headers={"Content-Type": "application/json"})
+    assert r.status == 400, r.text
+    # Nothing was stored as null in their place.
+    got = api.call("GET", api.tenant_path("a", f"/agents/{agent}"), token=admin).body
+    assert got["tools"] == AGENT["tools"]
+
+
+def test_limits_take_ascii_digits_only(api: Api) -> None:
+    viewer = api.tokens["a:viewer"]
+    # FULLWIDTH DIGIT FIVE, ARABIC-INDIC DIGIT FIVE, SUPERSCRIPT TWO, and a number too long to parse.
+    for raw in ("%EF%BC%95", "%D9%A5", "%C2%B2", "1" + "0" * 5000, "+5", " 5", "5.0"):
+        r = api.call("GET", api.tenant_path("a", f"/agents?limit={raw}"), token=viewer)
+        assert r.status == 422 and r.body["errors"][0]["path"] == "query.limit", (raw, r.text)
+    assert api.call("GET", api.tenant_path("a", "/agents?limit=05"), token=viewer).status == 200
+
+
+def test_a_malformed_id_in_the_path_is_the_apis_404(api: Api) -> None:
+    admin = api.tokens["a:admin"]
+    missing = api.call("GET", api.tenant_path("a", f"/agents/{uuid.uuid4()}"), token=admin)
+    assert missing.status == 404 and missing.body["detail"] == "No such resource."
+    for path in (
+        api.tenant_path("a", "/agents/not-a-uuid"),
+        api.tenant_path("a", "/agents/%EF%BC%91"),
+        api.tenant_path("a", "/webhook-endpoints/123/deliveries"),
+        "/v1/tenants/not-a-uuid/agents",
+        "/v1/tenants/not-a-uuid",
+        "/no/such/route",
+    ):
+        r = api.call("GET", path, token=admin)
+        assert r.status == 404 and r.headers["Content-Type"] == PROBLEM, (path, r.text)
+        assert r.body == missing.body, (path, r.text)
+
+
+def _asgi(api: Api, method: str, path: str, token: str) -> tuple[int, dict[str, str], bytes]:
+    """One request straight through the ASGI interface, as a server sees it (Quart's test client
+    rebuilds a Response from the messages, which adds a default Content-Type of its own)."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "root_path": "", "headers": [(b"host", b"eu.cell.test"),
+                                          (b"authorization", f"Bearer {token}".encode())],
+             "client": ("127.0.0.1", 1), "server": ("eu.cell.test", 80), "extensions": {}}
+    sent: list[dict] = []
+    requested = False
+
+    async def exchange() -> None:
+        done = asyncio.Event()
+
+        async def receive() -> dict:
+            nonlocal requested
+            if not requested:
+                requested = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await done.wait()  # the client stays connected until the whole response is sent
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                done.set()
+
+        await api.app(scope, receive, send)
+
+    api.db.run(exchange())
+    [start] = [m for m in sent if m["type"] == "http.response.start"]
+    headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], headers, body
+
+
+def test_204_responses_have_no_body_and_no_content_type(api: Api) -> None:
+    admin = api.tokens["a:admin"]
+    agent = _post(api, json=AGENT).body["id"]
+    token = api.call("POST", api.tenant_path("a", "/tokens"), token=admin, json={"role": "viewer"}).body
+    for path in (f"/agents/{agent}", f"/tokens/{token['id']}"):
+        status, headers, body = _asgi(api, "DELETE", api.tenant_path("a", path), admin)
+        assert status == 204 and body == b"", (path, body)
+        assert "content-type" not in headers and "content-length" not in headers, (path, headers)
+    # Other responses keep theirs.
+    status, headers, body = _asgi(api, "GET", api.tenant_path("a", f"/agents/{agent}"), admin)
+    assert status == 404 and headers["content-type"] == PROBLEM and body
+
+
+def test_database_errors_are_logged_without_their_parameters(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "".join(("hunt", "er2"))  # not in this source, which the logged stack quotes
+
+    @api.app.get("/db-boom-for-test")
+    async def db_boom() -> Response:
+        async with sessions()() as session:
+            await session.execute(text("SELECT CAST(:v AS json)"), {"v": f"{secret}-value"})
+        return Response("unreachable")
+
+    with caplog.at_level(logging.ERROR, logger="control.api.problems"):
+        r = api.call("GET", "/db-boom-for-test")
+    assert r.status == 500 and r.headers["Content-Type"] == PROBLEM
+    assert "hunter2" not in r.text
+    logged = "\n".join(rec.getMessage() + (rec.exc_text or "") for rec in caplog.records)
+    assert "SQLSTATE 22P02" in logged and "Error" in logged, logged
+    assert "db_boom" in logged  # the stack is kept
+    assert "hunter2" not in logged and "hunter2" not in caplog.text
+
+
+def test_a_foreign_key_violation_is_409_not_500(api: Api) -> None:
+    @api.app.get("/fk-boom-for-test")
+    async def fk_boom() -> Response:
+        async with sessions()() as session, session.begin():
+            await session.execute(text("CREATE TEMP TABLE fk_parent (id int PRIMARY KEY) ON COMMIT DROP"))
+            await session.execute(text("CREATE TEMP TABLE fk_child (p int REFERENCES fk_parent (id)) "
+                                       "ON COMMIT DROP"))
+            await session.execute(text("INSERT INTO fk_child VALUES (1)"))
+        return Response("unreachable")
+
+    r = api.call("GET", "/fk-boom-for-test")
+    assert r.status == 409 and r.headers["Content-Type"] == PROBLEM, r.text
+    assert r.body["type"].endswith("/still-referenced") and "fk_" not in r.text

@@ -168,7 +168,7 @@ def test_consents_are_tenant_scoped_and_idempotent(api: Api) -> None:
     for p in (f"/consents/{first.body['id']}", f"/consents/{first.body['id']}/revoke"):
         method = "POST" if p.endswith("revoke") else "GET"
         assert api.call(method, api.tenant_path("b", p), token=b).status == 404
-        assert api.call(method, api.tenant_path("a", p), token=b).status == 404
+        assert api.call(method, api.tenant_path("a", p), token=b).status == 401  # not b's tenant
     listed = api.call(
         "GET", api.tenant_path("b", f"/consents?subject_e164=%2B{body['subject_e164'][1:]}"), token=b
     )

@@ -115,6 +115,31 @@ def test_accepted_urls(url: str) -> None:
     assert check_webhook_url(url, allow_private=False) == url
 
 
+@pytest.mark.parametrize("allow_private", [False, True])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:pass@hooks.example.com/x",
+        "https://user@hooks.example.com/x",
+        "https://:pass@hooks.example.com/x",
+        "https://@hooks.example.com/x",
+        "https://user:pass@93.184.216.34/x",
+        "http://user:pass@127.0.0.1:9123/hook",
+    ],
+)
+def test_urls_with_credentials_are_refused(url: str, allow_private: bool) -> None:
+    with pytest.raises(UnsafeWebhookTarget) as exc:
+        check_webhook_url(url, allow_private=allow_private)
+    message = str(exc.value)
+    assert "user name or password" in message and "signature" in message
+    assert "pass@" not in message.replace("password@", "")  # the credentials are not echoed
+
+
+def test_an_at_sign_outside_the_authority_is_fine() -> None:
+    for url in ("https://hooks.example.com/to/a@b", "https://hooks.example.com/x?email=a@b.example"):
+        assert check_webhook_url(url, allow_private=False) == url
+
+
 def test_dev_stacks_may_use_loopback_over_http() -> None:
     for url in (
         "http://127.0.0.1:9123/hook",

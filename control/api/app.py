@@ -32,9 +32,20 @@ def create_control_app(settings: ControlSettings) -> Quart:
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)
 
+    @app.after_request
+    async def _no_content(response: Response) -> Response:
+        # 204 has no body (RFC 9110 15.3.5), so nothing describes one: Quart would add text/html.
+        if response.status_code == 204:
+            response.set_data(b"")
+            for name in ("Content-Type", "Content-Length"):
+                response.headers.pop(name, None)
+        return response
+
     @app.before_serving
     async def _open_database() -> None:
-        state.engine = create_engine(settings.database_url)
+        # hide_parameters: a database error's text never carries the statement's values (tenant data,
+        # secrets), wherever it ends up (the error handler logs only the type and SQLSTATE anyway).
+        state.engine = create_engine(settings.database_url, hide_parameters=True)
         state.sessions = session_factory(state.engine)
 
     @app.after_serving

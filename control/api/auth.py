@@ -5,7 +5,9 @@ token this random cannot be brute-forced from its digest, so a slow password has
 region in the token lets a cell send it to the home cell without a database lookup.
 
 The guard's order matters for "no existence leak": a token that does not belong to the tenant named
-in the path gets 404 whether or not that tenant exists, before any role check.
+in the path gets the same 401 as an invalid token, whether that tenant exists here, lives in another
+region or does not exist at all, before any role check. Only a token minted in the tenant's own home
+region is redirected (307) to that region's cell.
 """
 
 from __future__ import annotations
@@ -120,12 +122,14 @@ def _unauthorized(detail: str) -> ApiProblem:
                       headers={"WWW-Authenticate": 'Bearer realm="autospeak"'})
 
 
-def _not_found() -> ApiProblem:
-    return ApiProblem(404, "Not Found", "No such resource.", slug="not-found")
+def _not_valid_here() -> ApiProblem:
+    # One answer for a bad token and for a good token naming a tenant that is not its own (existing
+    # here, homed elsewhere, or unknown), so a token cannot probe which tenant ids exist.
+    return _unauthorized("The token is not valid or has expired.")
 
 
 async def authenticate(tenant_id: uuid.UUID) -> AuthContext:
-    """Resolve the caller for a request on `tenant_id`, or raise 401 / 307 / 421 / 404 / 429."""
+    """Resolve the caller for a request on `tenant_id`, or raise 401 / 307 / 421 / 429."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
@@ -142,15 +146,15 @@ async def authenticate(tenant_id: uuid.UUID) -> AuthContext:
     # would otherwise bounce between the two cells.
     if home is not None and home != state.settings.region:
         if claimed != home:
-            raise _unauthorized("The token is not valid or has expired.")
+            raise _not_valid_here()
         enforce_residency(home)
     # A token is stored in its tenant's home region, so one minted elsewhere is not valid here.
     row = await _load_token(state.settings.region, token) if claimed == state.settings.region else None
     now = datetime.now(UTC)
     if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
-        raise _unauthorized("The token is not valid or has expired.")
+        raise _not_valid_here()
     if row.tenant_id != tenant_id:
-        raise _not_found()
+        raise _not_valid_here()
     wait = state.limiter.take(str(row.id))
     if wait > 0:
         raise ApiProblem(429, "Too Many Requests", "Rate limit exceeded for this token.",

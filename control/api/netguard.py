@@ -6,8 +6,9 @@ this guard a URL could aim the cell at its own database, NATS monitoring, the cl
 answer. Two checks, both needed:
 
 - `check_webhook_url` (no network): at creation and update, and again before each send. https only,
-  and no host that is plainly internal (an IP literal that is not public, localhost, a single-label
-  name like a compose service, .internal/.local names).
+  no user:password@ (credentials would be stored and shown to every reader of the endpoint), and no
+  host that is plainly internal (an IP literal that is not public, localhost, a single-label name
+  like a compose service, .internal/.local names).
 - `resolve_public` (DNS): right before each send, since a public name can resolve to a private
   address, or be re-pointed after it was checked. Every address the name resolves to must be public;
   the sender should then connect to one of the returned addresses (not resolve again), so a DNS
@@ -123,6 +124,11 @@ def check_webhook_url(url: str, *, allow_private: bool) -> str:
         port = parts.port  # raises on a port outside 0-65535
     except ValueError:
         raise UnsafeWebhookTarget("not a valid URL") from None
+    if "@" in parts.netloc:
+        # Stored with the endpoint, listed back to every reader, and never a secret to the cell.
+        raise UnsafeWebhookTarget("the URL may not carry a user name or password (user:password@host); "
+                                  "put credentials nowhere in the URL: receivers verify the webhook "
+                                  "signature instead")
     allowed = ("http", "https") if allow_private else ("https",)
     if parts.scheme not in allowed:
         raise UnsafeWebhookTarget("the URL must be https" if not allow_private

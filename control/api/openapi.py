@@ -45,6 +45,7 @@ class Operation:
     idempotent_create: bool = False
     errors: tuple[int, ...] = field(default=())
     media_type: str | None = None  # a non-JSON success body (a recording), documented as binary
+    description: str = ""  # behaviour worth documenting beyond the summary (refusals, side effects)
 
 
 OPERATIONS: list[Operation] = []
@@ -53,12 +54,14 @@ OPERATIONS: list[Operation] = []
 def operation(bp: Blueprint, method: str, rule: str, *, summary: str, status: int = 200,
               body: type[BaseModel] | None = None, response: type[BaseModel] | None = None,
               query: tuple[QueryParam, ...] = (), idempotent_create: bool = False,
-              errors: tuple[int, ...] = (), media_type: str | None = None) -> Callable[[ViewFn], ViewFn]:
+              errors: tuple[int, ...] = (), media_type: str | None = None,
+              description: str = "") -> Callable[[ViewFn], ViewFn]:
     def register(view: ViewFn) -> ViewFn:
         full = (bp.url_prefix or "") + rule
         role = getattr(view, "required_role", None)
         OPERATIONS.append(Operation(method, full, summary, view.__name__, role,
-                                    status, body, response, query, idempotent_create, errors, media_type))
+                                    status, body, response, query, idempotent_create, errors, media_type,
+                                    description))
         bp.add_url_rule(rule, view_func=view, methods=[method])
         return view
 
@@ -83,10 +86,12 @@ def _problem(description: str) -> dict[str, Any]:
 
 _ERROR_TEXT: Final = {
     307: "Tenant homed in another region; follow Location to its home cell.",
-    400: "Malformed JSON or bad header.", 401: "Missing, invalid or expired token.",
+    400: "Malformed JSON or bad header.",
+    401: "Missing, invalid or expired token, or a token of another tenant (the same answer).",
     403: "The token's role is not enough, or a compliance check (consent) refused the action.",
     404: "No such resource for this tenant.",
-    409: "Conflict: the resource exists already, or an idempotent request is still in progress.",
+    409: "Conflict: the resource exists already or is still in use, or an idempotent request is still "
+         "in progress.",
     413: "Body too large.", 415: "Body is not JSON.",
     421: "Tenant homed in another region (redirects disabled).",
     422: "Validation failed; `errors` names each field path.", 429: "Rate limited; see Retry-After.",
@@ -131,8 +136,11 @@ def build_document(title: str = "AutoSpeak control API", version: str = "0.1.0",
         entry: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary,
                                  "parameters": params, "responses": responses,
                                  "security": [{"bearer": []}]}
+        notes = [op.description] if op.description else []
         if op.role is not None:
-            entry["description"] = f"Needs the `{op.role}` role (or higher) on the tenant."
+            notes.append(f"Needs the `{op.role}` role (or higher) on the tenant.")
+        if notes:
+            entry["description"] = "\n\n".join(notes)
         if op.idempotent_create:
             entry["parameters"].append({"name": "Idempotency-Key", "in": "header", "required": False,
                                         "schema": {"type": "string", "minLength": 1, "maxLength": 255},

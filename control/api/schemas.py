@@ -6,6 +6,8 @@ names the field instead of a silently ignored or coerced value.
 
 from __future__ import annotations
 
+import json
+import math
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -19,6 +21,12 @@ from control.api.problems import ApiProblem, field_errors, validation_problem
 M = TypeVar("M", bound=BaseModel)
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+
+
+# Required free text (a name, an id, a source): surrounding whitespace is stripped and what is left
+# may not be empty, so "   " is refused like "".
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+VoiceId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 Role = Literal["owner", "admin", "operator", "viewer"]
 Scalar = str | int | float | bool
 
@@ -36,7 +44,7 @@ class Output(BaseModel):
 
 class Voice(Input):
     provider: Slug = "espeak"
-    voice_id: str = Field(default="en-us", min_length=1, max_length=120)
+    voice_id: VoiceId = "en-us"
     language: str = Field(default="en-US", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
     speed: float = Field(default=1.0, ge=0.5, le=2.0)
 
@@ -93,7 +101,7 @@ Vertical = Literal["reception", "recruit", "stay"]
 
 
 class AgentCreate(Input):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     vertical: Vertical = "reception"
     persona: str = Field(default="", max_length=20000)
     voice: Voice = Field(default_factory=Voice)
@@ -106,7 +114,7 @@ class AgentCreate(Input):
 class AgentUpdate(Input):
     """Partial update: each field given replaces the stored one whole."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     vertical: Vertical | None = None
     persona: str | None = Field(default=None, max_length=20000)
     voice: Voice | None = None
@@ -149,7 +157,7 @@ class TenantOut(Output):
 
 
 class TenantCreate(Input):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     home_region: Literal["eu", "in", "us"]
     plan: Slug = "starter"
 
@@ -161,7 +169,7 @@ class TenantCreated(Output):
 
 class TenantUpdate(Input):
     # home_region is deliberately absent: a tenant's region is fixed at creation (residency).
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
 
 
 class TokenCreate(Input):
@@ -205,12 +213,12 @@ async def parse_body(model: type[M]) -> M:
         raise ApiProblem(415, "Unsupported Media Type", "Send the body as application/json.",
                          slug="unsupported-media-type")
     raw = await request.get_data(as_text=False)  # raises 413 beyond MAX_CONTENT_LENGTH
+    check_json(raw)
     try:
         parsed = model.model_validate_json(raw)
     except ValidationError as exc:
         if any(e["type"] == "json_invalid" for e in exc.errors(include_url=False, include_input=False)):
-            raise ApiProblem(400, "Bad Request", "The body is not valid JSON.",
-                             slug="malformed-json") from None
+            raise _malformed_json() from None
         raise validation_problem(field_errors(exc)) from None
     # PostgreSQL text and JSONB cannot hold U+0000; refuse it here rather than fail in the database.
     bad = list(_nul_paths(parsed.model_dump(mode="json"), ""))
@@ -218,6 +226,34 @@ async def parse_body(model: type[M]) -> M:
         raise validation_problem({"path": p or "(body)", "message": "U+0000 is not allowed in text",
                                   "code": "nul_character"} for p in bad[:10])
     return parsed
+
+
+def _malformed_json() -> ApiProblem:
+    return ApiProblem(400, "Bad Request", "The body is not valid JSON.", slug="malformed-json")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: valid JSON, but no JSON encoder can write it back
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def check_json(raw: bytes) -> None:
+    """400 unless `raw` is strict JSON (RFC 8259) in UTF-8.
+
+    pydantic's parser accepts NaN, Infinity and -Infinity, which are not JSON: in a JSONB column they
+    fail in PostgreSQL (a 500), elsewhere they become null. Python's parser refuses them only when
+    asked, through parse_constant; a number too large for a double (1e999) is refused the same way.
+    """
+    try:
+        json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise _malformed_json() from None
 
 
 def _nul_paths(value: Any, path: str) -> Iterator[str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field, field_validator, model_validator
+from pydantic import AwareDatetime, Field, StringConstraints, field_validator, model_validator
 
 from control.api.schemas import Input, Output
 from control.api.schemas_directory import E164
@@ -88,6 +88,8 @@ class OutboundCallAccepted(Output):
 
 # --- consents ---------------------------------------------------------------------------------
 
+# Stripped, and not empty once stripped (like the names in control.api.schemas).
+ConsentSource = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 ConsentKind = Literal["outbound_call", "recording", "voice_clone", "sms", "marketing"]
 _MAX_CONSENT_SPAN = timedelta(days=100 * 366)
 
@@ -96,7 +98,7 @@ class ConsentCreate(Input):
     subject_e164: E164
     kind: ConsentKind
     granted: bool = Field(description="false records an explicit refusal, which overrides older grants.")
-    source: str = Field(min_length=1, max_length=100, description="Where it was given: ivr, web form, ...")
+    source: ConsentSource = Field(description="Where it was given: ivr, web form, ...")
     expires_at: AwareDatetime | None = None
 
     @field_validator("expires_at")

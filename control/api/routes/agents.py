@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from quart import Blueprint, Response
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.api.auth import current_auth, require
 from control.api.idempotency import idempotent_create
 from control.api.openapi import operation
-from control.api.problems import ApiProblem
+from control.api.problems import FOREIGN_KEY_VIOLATION, ApiProblem
 from control.api.routes.common import (
     TENANT_PREFIX,
     fetch_page,
@@ -20,14 +22,15 @@ from control.api.routes.common import (
     outcome_response,
     scoped_one,
 )
-from control.api.routes.params import PAGE, not_found, read_page
+from control.api.routes.params import PAGE, read_page
 from control.api.schemas import AgentCreate, AgentList, AgentOut, AgentUpdate, parse_body
 from control.api.state import sessions
-from control.db.models import Agent
-from control.db.session import run_transaction
-from control.db.tenancy import scoped_delete, scoped_select
+from control.db.models import Agent, Call, KnowledgeDocument, PhoneNumber
+from control.db.session import run_transaction, sqlstate_of
+from control.db.tenancy import TenantScope, scoped_delete, scoped_select
 
 bp = Blueprint("agents", __name__, url_prefix=TENANT_PREFIX)
+_LISTED = 20  # numbers named in a refusal
 
 def _out(agent: Agent) -> dict[str, Any]:
     return AgentOut.model_validate(agent).model_dump(mode="json")
@@ -100,15 +103,63 @@ async def update_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
 
-@operation(bp, "DELETE", "/agents/<uuid:agent_id>", summary="Delete an agent", status=204)
+_DELETE_NOTES = (
+    "Refused with 409 while anything still refers to the agent, and nothing is deleted: phone numbers "
+    "pointing at it (`agent-has-numbers`: point them at another agent or detach them with "
+    "`PATCH /phone-numbers/{e164}` and `agent_id: null` first), calls on record "
+    "(`agent-has-calls`: call records keep naming their agent, so keep the agent; detaching its numbers "
+    "stops it taking calls) or knowledge documents (`agent-has-knowledge`)."
+)
+
+
+def _in_use(slug: str, detail: str, **extensions: Any) -> ApiProblem:
+    return ApiProblem(409, "Conflict", detail, slug=slug, **extensions)
+
+
+async def _check_unreferenced(session: AsyncSession, scope: TenantScope, agent_id: uuid.UUID) -> None:
+    """409 if anything refers to the agent: a number (no foreign key: it would dangle, and callers
+    would hear that no agent is free) or a call or document (a foreign key: the delete would fail)."""
+    numbers = list(await session.scalars(
+        select(PhoneNumber.e164)
+        .where(PhoneNumber.tenant_id == scope.tenant_id, PhoneNumber.agent_id == agent_id)
+        .order_by(PhoneNumber.e164).limit(_LISTED + 1)))
+    if numbers:
+        shown = ", ".join(numbers[:_LISTED]) + (", ..." if len(numbers) > _LISTED else "")
+        raise _in_use("agent-has-numbers", f"Phone numbers still point at this agent ({shown}). Point them "
+                      "at another agent or detach them (PATCH the number with agent_id null) first.",
+                      phone_numbers=numbers[:_LISTED])
+    called = await session.scalar(scoped_select(Call, scope).where(Call.agent_id == agent_id)
+                                  .with_only_columns(Call.id).limit(1))
+    if called is not None:
+        raise _in_use("agent-has-calls", "This agent has calls on record, which keep referring to it, so it "
+                      "cannot be deleted. Keep it; detaching its phone numbers stops it taking calls.")
+    documented = await session.scalar(scoped_select(KnowledgeDocument, scope)
+                                      .where(KnowledgeDocument.agent_id == agent_id)
+                                      .with_only_columns(KnowledgeDocument.id).limit(1))
+    if documented is not None:
+        raise _in_use("agent-has-knowledge", "Knowledge documents still belong to this agent; delete them "
+                      "first.")
+
+
+@operation(bp, "DELETE", "/agents/<uuid:agent_id>", summary="Delete an agent", status=204, errors=(409,),
+           description=_DELETE_NOTES)
 @require("admin")
 async def delete_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
     scope = current_auth().scope
 
-    async def work(session: AsyncSession) -> int:
-        result = await session.execute(scoped_delete(Agent, scope).where(Agent.id == agent_id))
-        return result.rowcount  # type: ignore[attr-defined]
+    async def work(session: AsyncSession) -> None:
+        # Locked first: a number pointed at it meanwhile (check_agent takes a share lock) waits for this
+        # transaction and then finds no agent; a call inserted meanwhile waits on its foreign key.
+        await scoped_one(session, Agent, scope, Agent.id == agent_id, lock=True)
+        await _check_unreferenced(session, scope, agent_id)
+        try:
+            await session.execute(scoped_delete(Agent, scope).where(Agent.id == agent_id))
+        except IntegrityError as exc:
+            # A reference this transaction could not see (a concurrent call on CockroachDB): same answer.
+            if sqlstate_of(exc) != FOREIGN_KEY_VIOLATION:
+                raise
+            conflict = _in_use("agent-in-use", "Other records still refer to this agent; it was not deleted.")
+            raise conflict from None
 
-    if await run_transaction(sessions(), work, scope=scope) == 0:
-        raise not_found()
+    await run_transaction(sessions(), work, scope=scope)
     return Response("", status=204)

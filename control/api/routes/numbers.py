@@ -51,7 +51,10 @@ async def check_agent(session: AsyncSession, scope: TenantScope, agent_id: uuid.
     """A referenced agent must be one of the tenant's: 422 otherwise (the same for another tenant's)."""
     if agent_id is None:
         return
-    found = await session.scalar(scoped_select(Agent, scope).where(Agent.id == agent_id))
+    # A share lock: an agent being deleted is locked for update, so this waits for that delete and then
+    # finds nothing, instead of pointing a number at an agent that is about to disappear.
+    found = await session.scalar(scoped_select(Agent, scope).where(Agent.id == agent_id)
+                                 .with_for_update(read=True))
     if found is None:
         raise validation_problem([{"path": path, "message": "no such agent", "code": "not_found"}])
 

@@ -15,18 +15,21 @@ from typing import Final
 from quart import request
 
 from control.api.openapi import QueryParam
-from control.api.problems import ApiProblem, validation_problem
+from control.api.problems import ApiProblem, not_found_problem, validation_problem
 
 PAGE_DEFAULT: Final = 50
 PAGE_MOST: Final = 100
 MAX_OFFSET: Final = 1_000_000
+_DIGITS: Final = re.compile(r"[0-9]{1,18}")
+_DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def int_query(name: str, default: int, lo: int, hi: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    # ASCII digits only: str.isdigit and int() also take fullwidth and other Unicode digits.
+    if not _DIGITS.fullmatch(raw) or not lo <= int(raw) <= hi:
         raise validation_problem([{"path": f"query.{name}", "message": f"an integer from {lo} to {hi}",
                                    "code": "int_range"}])
     return int(raw)
@@ -48,7 +51,7 @@ PAGE: Final = page_params()
 
 def not_found() -> ApiProblem:
     # One body for "missing" and "another tenant's": nothing tells the two apart.
-    return ApiProblem(404, "Not Found", "No such resource.", slug="not-found")
+    return not_found_problem()
 
 
 def bad_query(name: str, message: str, code: str = "query") -> ApiProblem:
@@ -79,6 +82,8 @@ def uuid_query(name: str) -> uuid.UUID | None:
     if raw is None:
         return None
     try:
+        if not raw.isascii():  # uuid.UUID reads fullwidth digits too
+            raise ValueError(raw)
         return uuid.UUID(raw)
     except ValueError:
         raise bad_query(name, "a UUID", "uuid") from None
@@ -104,7 +109,7 @@ def date_query(name: str, default: date) -> date:
     if raw is None:
         return default
     try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        if not _DATE.fullmatch(raw):
             raise ValueError(raw)
         return date.fromisoformat(raw)
     except ValueError:

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, time, timedelta
 from typing import Final
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 from sqlalchemy import Date, cast, func
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,10 +35,16 @@ async def get_usage(tenant_id: uuid.UUID) -> Response:
     today = datetime.now(UTC).date()
     first = date_query("from", today.replace(day=1))
     last = date_query("to", today)
+    # A bad range is blamed on a parameter the client sent: `to` if it sent both, else the one it sent
+    # (the other is its default, which the message names).
+    blame = "from" if "to" not in request.args else "to"
+    other = {"from": "`to` (default: today)", "to": "`from`" if "from" in request.args
+             else "`from` (default: the first day of this month)"}[blame]
     if last < first:
-        raise bad_query("to", "must not be before `from`", "range")
+        order = "after" if blame == "from" else "before"
+        raise bad_query(blame, f"must not be {order} {other}", "range")
     if (last - first).days >= MAX_DAYS:
-        raise bad_query("to", f"a range of at most {MAX_DAYS} days", "range")
+        raise bad_query(blame, f"a range of at most {MAX_DAYS} days together with {other}", "range")
     try:
         start = datetime.combine(first, time.min, UTC)
         end = datetime.combine(last, time.min, UTC) + timedelta(days=1)
