@@ -101,6 +101,20 @@ how long will it take
 what time do you close
 what time do you open
 are you open on the weekend
+what are your opening hours
+what are your opening times
+what are your business hours
+what are your hours
+when are you open
+when do you open
+when do you close
+how late are you open
+how late are you open tonight
+are you open today
+are you open tomorrow
+are you open right now
+are you open on saturday
+are you open on sunday
 i'm running late
 i'm stuck in traffic
 i'll be there in ten minutes
