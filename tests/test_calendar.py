@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
+import multiprocessing
 import threading
 from datetime import date, datetime
 from pathlib import Path
@@ -109,6 +111,32 @@ def test_thread_safety(cal: Calendar) -> None:
     for t in threads:
         t.join()
     assert len(wins) == 2 and len(cal.bookings()) == 2
+
+
+def _now() -> datetime:
+    return NOW
+
+
+def _book_in_another_process(path: str, i: int) -> str | None:
+    try:
+        return Calendar(clock=_now, path=path).book(f"P{i}", "cleaning", datetime(2026, 3, 3, 10, 0)).id
+    except ToolError:
+        return None
+
+
+def test_workers_in_separate_processes_share_one_calendar(tmp_path: Path) -> None:
+    """A region's workers book into one calendar file: a caller who booked through one worker can
+    cancel through another, and two workers never give one dentist's slot to two callers."""
+    path = str(tmp_path / "t1" / "calendar-a1.json")
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(4, mp_context=ctx) as pool:
+        wins = [w for w in pool.map(_book_in_another_process, [path] * 12, range(12)) if w]
+    assert len(wins) == 2 and len(set(wins)) == 2  # two dentists, two bookings, distinct ids
+    here, there = Calendar(clock=_now, path=path), Calendar(clock=_now, path=path)
+    booked = here.book("John Smith", "filling", datetime(2026, 3, 4, 9, 0))
+    assert [b.id for b in there.find("John Smith")] == [booked.id]
+    there.cancel(booked.id)
+    assert here.find("John Smith") == [] and len(here.bookings()) == 2
 
 
 def test_free_slots(cal: Calendar) -> None:

@@ -34,6 +34,7 @@ from standardwebhooks.webhooks import Webhook
 
 from cells.launcher.stack import EmbeddedStack
 from cells.simulator.twilio_peer import TwilioPeer
+from regions.objectstore import RegionStore
 
 REGIONS = ("eu", "in", "us")
 
@@ -165,6 +166,21 @@ async def _ring_text(peer: TwilioPeer) -> str:
 def _worker_of(stack: EmbeddedStack, call_id: str, region: str = "eu") -> str | None:
     started = [e for e in events_of(stack, region, call_id) if e["kind"] == "call_started"]
     return started[-1]["payload"].get("worker_id") if started else None
+
+
+def test_a_booking_lands_in_the_regions_shared_calendar(stack: EmbeddedStack) -> None:
+    placed = asyncio.run(place_call(stack, "eu", "booking"))
+    call_id = wait_completed(stack, "eu", placed.call_sid)
+    assert api_get(stack, "eu", f"/calls/{call_id}").json()["status"] == "completed"
+    demo = stack.demo["eu"]
+    # One file for the agent in the eu store, which every eu worker reads and writes; no other region's.
+    name = f"{demo.tenant_id}/calendar-{demo.agent_id}.json"
+    calendar = RegionStore(stack.object_store, "eu").path(name)
+    bookings = json.loads(calendar.read_text())["bookings"]
+    assert [(b["service"], b["time"]) for b in bookings] == [("cleaning", "10:00")]
+    assert "lopez" in bookings[0]["name"].lower()
+    for other in ("in", "us"):
+        assert not RegionStore(stack.object_store, other).root.joinpath(demo.tenant_id).exists()
 
 
 def test_a_call_whose_worker_dies_is_resumed_by_another_worker(stack: EmbeddedStack) -> None:

@@ -7,11 +7,13 @@ consistent state. Times are naive local clinic time; the clock is injected so te
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import fcntl
 import json
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -70,21 +72,51 @@ class Calendar:
         self.clock = clock
         self._path = Path(path) if path else None
         self._lock = threading.RLock()
+        self._depth = 0  # nesting of _locked() in this thread: the file lock is taken once
         self._bookings: dict[str, Booking] = {}
         self._next_id = 1
-        if self._path and self._path.exists():
+        with self._locked():
+            pass  # loads the file, if there is one
+
+    # --- one calendar file shared by several processes (a region's workers) -------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This thread holds the calendar, and (with a file) every process does too: the bookings are
+        re-read if another process changed them, so a check and the booking it allows are atomic."""
+        with self._lock:
+            self._depth += 1
+            try:
+                if self._depth > 1 or self._path is None:
+                    yield
+                    return
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self._path.with_suffix(self._path.suffix + ".lock"), "a+b") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    self._reload()
+                    yield
+            finally:
+                self._depth -= 1
+
+    def _reload(self) -> None:
+        # Read every time under the lock (a calendar is a few kilobytes): a file's mtime has the kernel
+        # tick's granularity, so "unchanged since last read" cannot be told from it reliably.
+        assert self._path is not None
+        try:
             data = json.loads(self._path.read_text())
-            self._bookings = {b["id"]: Booking.from_dict(b) for b in data.get("bookings", [])}
-            self._next_id = int(data.get("next_id", len(self._bookings) + 1))
+        except FileNotFoundError:
+            return
+        self._bookings = {b["id"]: Booking.from_dict(b) for b in data.get("bookings", [])}
+        self._next_id = int(data.get("next_id", len(self._bookings) + 1))
 
     # --- queries ------------------------------------------------------------------------------------
 
     def bookings(self) -> list[Booking]:
-        with self._lock:
+        with self._locked():
             return sorted(self._bookings.values(), key=lambda b: b.start)
 
     def get(self, booking_id: str) -> Booking | None:
-        with self._lock:
+        with self._locked():
             return self._bookings.get(booking_id)
 
     def find(self, name: str, *, include_past: bool = False) -> list[Booking]:
@@ -112,7 +144,7 @@ class Calendar:
     def check(self, service: str, start: datetime, *, ignore: str | None = None) -> str:
         """Raises ToolError if `service` cannot start at `start`; returns the dentist who is free."""
         end = start + self._duration(service)
-        with self._lock:
+        with self._locked():
             if start < self.clock():
                 raise ToolError("in_past", "that time has already passed")
             if start.date() > self.clock().date() + timedelta(days=self.clinic.horizon_days):
@@ -139,7 +171,7 @@ class Calendar:
         out = []
         t = hours[0]
         step = timedelta(minutes=self.clinic.slot_minutes)
-        with self._lock:
+        with self._locked():
             now = self.clock()
             while t + duration <= hours[1]:
                 if t >= now and self._free_dentist(t, t + duration, ignore) is not None:
@@ -159,7 +191,7 @@ class Calendar:
     def book(self, name: str, service: str, start: datetime, phone: str | None = None) -> Booking:
         if not name.strip():
             raise ToolError("missing_name", "a booking needs the patient's name")
-        with self._lock:
+        with self._locked():
             dentist = self.check(service, start)
             booking = Booking(id=f"BK{self._next_id:04d}", name=name.strip(), service=service,
                               dentist=dentist, start=start, end=start + self._duration(service),
@@ -170,7 +202,7 @@ class Calendar:
             return booking
 
     def move(self, booking_id: str, new_start: datetime) -> Booking:
-        with self._lock:
+        with self._locked():
             old = self._require(booking_id)
             dentist = self.check(old.service, new_start, ignore=booking_id)
             moved = replace(old, start=new_start, end=new_start + (old.end - old.start), dentist=dentist)
@@ -179,7 +211,7 @@ class Calendar:
             return moved
 
     def cancel(self, booking_id: str) -> Booking:
-        with self._lock:
+        with self._locked():
             booking = self._require(booking_id)
             del self._bookings[booking_id]
             self._save()

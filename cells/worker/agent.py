@@ -51,6 +51,9 @@ class ReceptionAgent:
     call: CallConfig | None = None
     transfer_number: str | None = None
     record_calls: bool = True  # the agent's compliance settings allow recording its calls
+    # Where the demo calendar keeps its bookings (default: data_dir/calendar.json). A cell's workers
+    # share one file per agent in the region's store, so any of them finds a caller's booking.
+    calendar_path: Path | None = None
 
     def __post_init__(self) -> None:
         vocab = stt_vocabulary(self.clinic)
@@ -62,7 +65,7 @@ class ReceptionAgent:
         extra = {"clinic": self.clinic, "clock": self.clock} if llm_name == "reception_policy" else {}
         self.llm = registry.build("llm", self.providers, **extra)
         self.tts = registry.build("tts", self.providers)
-        path = self.data_dir / "calendar.json" if self.data_dir else None
+        path = self.calendar_path or (self.data_dir / "calendar.json" if self.data_dir else None)
         self.calendar = Calendar(self.clinic, self.clock, path=path)
         # transfer_to_human and end_call are carried out by the call loop; they are listed here so
         # that the dialogue knows it may use them.
@@ -103,7 +106,7 @@ def provider_layer(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def agent_from_spec(spec: Mapping[str, Any], *, data_dir: Path | None,
                     providers: registry.ProviderConfig | None = None,
-                    transfer_number: str | None = None) -> ReceptionAgent:
+                    transfer_number: str | None = None, calendar_path: Path | None = None) -> ReceptionAgent:
     """A Reception agent configured from the control plane's agent row (AgentOut as JSON): persona as
     the system prompt, the voice, and the compliance disclosure. `providers` (a worker profile such as
     the load tests' instant one) wins over the agent's own provider choice."""
@@ -113,7 +116,7 @@ def agent_from_spec(spec: Mapping[str, Any], *, data_dir: Path | None,
     config = providers or registry.ProviderConfig(tenant=provider_layer(spec.get("providers") or {}))
     agent = ReceptionAgent(agent_id=agent_id, tenant_id=str(spec.get("tenant_id") or ""),
                            data_dir=data_dir / "agents" / agent_id if data_dir else None,
-                           providers=config, transfer_number=transfer_number)
+                           providers=config, transfer_number=transfer_number, calendar_path=calendar_path)
     assert agent.call is not None
     voice = spec.get("voice") if isinstance(spec.get("voice"), Mapping) else {}
     compliance = spec.get("compliance") if isinstance(spec.get("compliance"), Mapping) else {}

@@ -171,11 +171,23 @@ class Coordination:
         agent = self.agents.get(key)
         if agent is None:
             agent = agent_from_spec(spec, data_dir=self.data_dir, providers=self.providers,
-                                    transfer_number=self.transfer_number)
+                                    transfer_number=self.transfer_number,
+                                    calendar_path=self._calendar_path(spec))
             for old in [k for k in self.agents if k[0] == key[0]]:
                 del self.agents[old]  # an older version of the same agent
             self.agents[key] = agent
         return agent
+
+    def _calendar_path(self, spec: dict[str, Any]) -> Path | None:
+        """The agent's demo calendar in the region's store (shared by the region's workers, and kept in
+        the tenant's home region like every other piece of its data); None without a store."""
+        if self.store_root is None:
+            return None
+        try:
+            key = RegionStore.key(str(spec.get("tenant_id") or ""), f"calendar-{spec.get('id')}.json")
+        except ValueError:
+            return None
+        return RegionStore(self.store_root, self.region).path(key)
 
     def _vet(self, request: dict[str, Any]) -> str | None:
         spec = request.get("agent")
