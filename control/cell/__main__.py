@@ -6,6 +6,20 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """granian's and the app's own log lines alike, with time, level and logger, on stderr."""
+    line = {"()": "logging.Formatter", "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    handler = {"formatter": "line", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"line": line},
+        "handlers": {"console": handler},
+        "loggers": {"_granian": {"handlers": ["console"], "level": level.upper(), "propagate": False}},
+        "root": {"handlers": ["console"], "level": level.upper()},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     from granian.constants import Interfaces
 
     Granian("control.cell.asgi:app", address=args.host, port=args.port, interface=Interfaces.ASGI,
-            factory=True, workers=1, log_level=args.log_level, websockets=False).serve()
+            factory=True, workers=1, log_level=args.log_level, log_dictconfig=log_config(args.log_level),
+            websockets=False).serve()
     return 0
 
 
