@@ -224,6 +224,8 @@ def test_url_origin_drops_path_query_and_credentials() -> None:
     ("https://hooks.example.com:8443/x", "2606:2800:220:1::1", "https://[2606:2800:220:1::1]:8443/x",
      "hooks.example.com:8443", "hooks.example.com"),
     ("http://hooks.example.com/x", "93.184.216.34", "http://93.184.216.34/x", "hooks.example.com", None),
+    ("https://bücher.example/x", "93.184.216.34", "https://93.184.216.34/x", "xn--bcher-kva.example",
+     "xn--bcher-kva.example"),
 ])
 def test_a_pinned_request_connects_to_the_address_and_names_the_host(
         url: str, address: str, pinned: str, host: str, sni: str | None) -> None:

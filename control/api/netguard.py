@@ -213,6 +213,8 @@ def pin_to_address(url: str, address: str) -> PinnedTarget:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     literal = f"[{ip}]" if ip.version == 6 else str(ip)
     netloc = f"{literal}:{parts.port}" if parts.port else literal
-    host_header = f"{host}:{parts.port}" if parts.port else host
-    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    # Headers and the TLS server name are ASCII: an internationalised name goes as its punycode.
+    ascii_host = host.encode("idna").decode("ascii")
+    host_header = f"{ascii_host}:{parts.port}" if parts.port else ascii_host
+    extensions = {"sni_hostname": ascii_host} if parts.scheme == "https" else {}
     return PinnedTarget(urlunsplit(parts._replace(netloc=netloc)), {"host": host_header}, extensions)

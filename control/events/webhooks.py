@@ -266,6 +266,9 @@ class WebhookDispatcher:
             response = await self._post(claim.url, addresses, body.encode(), headers)
         except httpx.HTTPError as exc:
             return _Result(False, False, None, _describe(exc, claim.url))
+        except Exception as exc:  # anything else still ends as a recorded attempt, never a stuck claim
+            log.warning("webhook delivery %s: unexpected %s", claim.id, type(exc).__name__)
+            return _Result(False, False, None, type(exc).__name__)
         if 200 <= response.status_code < 300:
             return _Result(True, True, response.status_code, None)
         return _Result(False, False, response.status_code, f"HTTP {response.status_code}")
@@ -276,11 +279,13 @@ class WebhookDispatcher:
         could be a rebinding to a private address); the next address only if one cannot be reached."""
         for i, address in enumerate(addresses):
             target = pin_to_address(url, address)
+            # No connection is kept for the next delivery: the pool knows connections by address, so a
+            # kept one would carry another host name's request over a TLS session checked for this one.
             try:
                 return await self._client.post(target.url, content=body,
-                                               headers={**headers, **target.headers},
+                                               headers={**headers, **target.headers, "connection": "close"},
                                                extensions=target.extensions)
-            except httpx.ConnectError:
+            except (httpx.ConnectError, httpx.ConnectTimeout):
                 if i == len(addresses) - 1:
                     raise
         raise httpx.ConnectError("no address to connect to")
