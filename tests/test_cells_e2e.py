@@ -132,9 +132,12 @@ def test_requests_for_another_region_or_tenant_are_not_served(stack: EmbeddedSta
     resp = api_get(stack, "us", "/agents", tenant_region="eu")
     assert resp.status_code == 307
     assert resp.headers["location"].startswith(stack.api_url("eu") + "/v1/tenants/")
-    # The in tenant's token on the eu tenant (both as seen by the eu cell): not found, no leak.
+    # The in tenant's token on the eu tenant: sent to the in cell (by the token alone), which refuses it.
     wrong = api_get(stack, "eu", "/agents", token=stack.demo["in"].owner_token)
-    assert wrong.status_code in (401, 404)
+    assert wrong.status_code == 307 and wrong.headers["location"].startswith(stack.api_url("in"))
+    in_token = {"Authorization": f"Bearer {stack.demo['in'].owner_token}"}
+    refused = httpx.get(wrong.headers["location"], headers=in_token)
+    assert refused.status_code == 401
     # The eu token cannot tell a tenant that exists elsewhere from one that does not exist at all.
     missing = httpx.get(f"{stack.api_url('eu')}/v1/tenants/00000000-0000-4000-8000-000000000000/agents",
                         headers={"Authorization": f"Bearer {stack.demo['eu'].owner_token}"})

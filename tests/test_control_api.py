@@ -167,9 +167,11 @@ def test_tenant_homed_elsewhere_is_redirected_to_its_cell(api: Api) -> None:
     # A POST keeps its method and body through a 307; nothing is created here.
     r = api.call("POST", api.tenant_path("c", "/agents"), token=api.tokens["c:owner"], json=AGENT)
     assert r.status == 307 and r.headers["Location"].endswith(api.tenant_path("c", "/agents"))
-    # A token of another region is not valid for this cell's tenants (and is not bounced back).
-    assert api.call("GET", api.tenant_path("a", "/agents"), token=api.tokens["c:owner"]).status == 401
-    assert api.call("GET", f"/v1/tenants/{uuid.uuid4()}/agents", token=api.tokens["c:owner"]).status == 401
+    # A token of another region goes to its own cell whatever tenant it names (that cell refuses it
+    # for a tenant that is not its own): the answer never depends on which tenants exist.
+    for other in (api.tenant_path("a", "/agents"), f"/v1/tenants/{uuid.uuid4()}/agents"):
+        r = api.call("GET", other, token=api.tokens["c:owner"])
+        assert r.status == 307 and r.headers["Location"] == f"http://us.cell.test:14210{other}"
     # A malformed token learns nothing about the directory.
     assert api.call("GET", path, headers={"Authorization": "Bearer nope"}).status == 401
 

@@ -6,8 +6,8 @@ region in the token lets a cell send it to the home cell without a database look
 
 The guard's order matters for "no existence leak": a token that does not belong to the tenant named
 in the path gets the same 401 as an invalid token, whether that tenant exists here, lives in another
-region or does not exist at all, before any role check. Only a token minted in the tenant's own home
-region is redirected (307) to that region's cell.
+region or does not exist at all, before any role check. A token minted in another region is
+redirected (307) to that region's cell, whatever tenant it names.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.api.problems import ApiProblem
 from control.api.ratelimit import retry_after_header
-from control.api.residency import enforce_residency, tenant_home
+from control.api.residency import enforce_residency
 from control.api.state import api_state, sessions
 from control.db.base import TOKEN_ROLES
 from control.db.models import ApiToken, Plan, Tenant
@@ -139,15 +139,13 @@ async def authenticate(tenant_id: uuid.UUID) -> AuthContext:
     if claimed is None:
         raise _unauthorized("The token is not valid.")
     state = api_state()
-    home = await tenant_home(tenant_id)
-    # Redirect only a token minted in the tenant's own home region (every real token of the tenant
-    # is), so that probing with made-up tokens learns little about the directory. The redirect
-    # follows the tenant, never the token: a token of another region naming a tenant of this one
-    # would otherwise bounce between the two cells.
-    if home is not None and home != state.settings.region:
-        if claimed != home:
-            raise _not_valid_here()
-        enforce_residency(home)
+    # A token is kept in its tenant's home region and names that region, so a token of another
+    # region is sent there (307, or 421 when redirects are off) on its own say-so, without looking
+    # the tenant up: whatever tenant id it names, real or not, here or elsewhere, the answer is the
+    # same, so no token (made up or real) learns from this cell which tenants exist or where. The
+    # home cell then checks the token; it never bounces back, since there the token is local.
+    if claimed != state.settings.region:
+        enforce_residency(claimed)
     # A token is stored in its tenant's home region, so one minted elsewhere is not valid here.
     row = await _load_token(state.settings.region, token) if claimed == state.settings.region else None
     now = datetime.now(UTC)

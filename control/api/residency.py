@@ -1,29 +1,19 @@
-"""Residency at the HTTP edge: a tenant homed in another region is redirected there, never served.
-
-The tenant directory is global (DESIGN.md: it holds no personal data), so any cell can tell where a
-tenant lives without touching that tenant's regional rows.
-"""
+"""Residency at the HTTP edge: a request for a tenant homed in another region is redirected there,
+never served. An API token names its tenant's home region, so the redirect needs no lookup (and
+says nothing about which tenants exist)."""
 
 from __future__ import annotations
 
-import uuid
-
 from quart import request
-from sqlalchemy import select
 
 from control.api.problems import ApiProblem
-from control.api.state import api_state, sessions
-from control.db.models import Tenant
+from control.api.state import api_state
 from regions.residency import Allow, Redirect, check_residency
 
 
-async def tenant_home(tenant_id: uuid.UUID) -> str | None:
-    async with sessions()() as session:
-        return await session.scalar(select(Tenant.home_region).where(Tenant.id == tenant_id))
-
-
 def enforce_residency(tenant_region: str) -> None:
-    """Raise the redirect (307) or the refusal (421) for a tenant homed outside this cell."""
+    """Raise the redirect (307) or the refusal (421) for a request that belongs to another cell (its
+    token's, which is its tenant's home region for every real token)."""
     settings = api_state().settings
     # The raw path and query as the client sent them, so the home cell sees the same request.
     path = request.path
@@ -34,7 +24,7 @@ def enforce_residency(tenant_region: str) -> None:
         return
     if isinstance(decision, Redirect):
         raise ApiProblem(decision.status, "Tenant homed in another region",
-                         f"This tenant is served by the {decision.region.code} cell.",
+                         f"This request is served by the {decision.region.code} cell.",
                          slug="residency-redirect",
                          headers={"Location": decision.location}, home_region=decision.region.code)
     # 421 Misdirected Request: the request reached a server that will not produce a response for it.
