@@ -374,6 +374,11 @@ def test_each_region_routes_a_stream_to_the_worker_named_in_its_url(
         ingress = services[f"media-{region}"]
         assert _mounts(ingress)["/etc/nginx/conf.d/default.conf"] == "./deploy/ingress/media.conf"
         assert worker["service"] in ingress["depends_on"]
+        # The ingress sees the region's workers and nothing else (a URL can name any container id).
+        assert ingress["networks"] == [f"media-{region}"]
+        assert set(services[worker["service"]]["networks"]) == {"default", f"media-{region}"}
+        assert not [n for n, svc in services.items() if f"media-{region}" in svc.get("networks", [])
+                    and n not in (worker["service"], f"media-{region}")]
         # The public URL's port is the ingress's published port: Twilio reaches the ingress.
         public = urlsplit(worker["--public-url"])
         assert [p.split(":")[0] for p in ingress["ports"]] == [str(public.port)]
@@ -389,7 +394,8 @@ def test_each_region_routes_a_stream_to_the_worker_named_in_its_url(
 @pytest.mark.parametrize("path", ["/w/../media", "/w/db.internal/media", "/w/crdb-eu:26257/x", "/media",
                                   "/w/3F2A9C1B7D4E/media"])
 def test_the_ingress_proxies_to_container_ids_only(path: str) -> None:
-    # Anything else would let a caller of the public media URL reach other services on the network.
+    # Names, ports and paths of other services are refused before any lookup (and the ingress's own
+    # network holds only workers, see above).
     assert _ingress_route().fullmatch(path) is None
 
 

@@ -287,3 +287,13 @@ def test_free_ports_avoid_the_ephemeral_range_and_each_other() -> None:
     for port in ports[:5]:
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))  # free now, not merely chosen
+
+
+def test_free_ports_on_a_machine_whose_ephemeral_range_starts_low(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cells.launcher import ports
+
+    monkeypatch.setattr(ports, "_RANGE_FILE", tmp_path / "ip_local_port_range")
+    (tmp_path / "ip_local_port_range").write_text("1024\t65535\n")
+    chosen = ports.free_ports(6)
+    assert len(set(chosen)) == 6 and all(p > 0 for p in chosen)

@@ -164,3 +164,24 @@ def test_workers_of_another_region_never_answer(cluster: NatsSupercluster) -> No
             return await request_slot(nc, "eu", req("elsewhere"), timeout=0.5, attempts=2)
 
     assert run(go()) is None
+
+
+def test_a_stream_being_set_up_keeps_its_reservation(cluster: NatsSupercluster) -> None:
+    expired: list[str] = []
+
+    async def go() -> None:
+        async with workers(cluster.url("eu"), [1], reservation_s=0.4,
+                           on_expire=lambda r: expired.append(r["call_sid"])) as (w,), \
+                await_conn(cluster.url("eu")) as nc:
+            assert await request_slot(nc, "eu", req("slow"))
+            key = call_key("slow", "CAslow")
+            # The stream arrived and its agent warms up for longer than a reservation lasts.
+            for _ in range(4):
+                w.stream_arriving(key)
+                await asyncio.sleep(0.2)
+            assert expired == [] and key in w.reserved
+            # Set-up failed and nothing more happens: the slot is given back after all.
+            await asyncio.sleep(0.6)
+            assert expired == ["CAslow"] and w.free == 1
+
+    run(go())

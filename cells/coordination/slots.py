@@ -112,6 +112,17 @@ class SlotServer:
         self._drop_reservation(call_id)
         self._resync()
 
+    def stream_arriving(self, call_id: str) -> None:
+        """A reserved call's stream is here and being set up (its agent may still be warming up): its
+        reservation starts over, so a slow set-up is not taken for a stream that never came."""
+        res = self.reserved.get(call_id)
+        if res is None:
+            return
+        if res.timer is not None:
+            res.timer.cancel()
+        res.timer = asyncio.get_running_loop().call_later(self.reservation_s, self._expire, call_id)
+        res.expires_at = self.clock() + self.reservation_s
+
     def _drop_reservation(self, call_id: str) -> None:
         res = self.reserved.pop(call_id, None)
         if res is not None and res.timer is not None:

@@ -30,7 +30,9 @@ def free_ports(count: int, host: str = HOST) -> list[int]:
     """`count` distinct ports on `host` that nothing is bound to now and no outgoing connection will take."""
     high = _ephemeral_low()
     if high - _LOWEST < count * 4:
-        raise RuntimeError(f"too few ports below the ephemeral range ({_LOWEST}..{high}) for {count}")
+        # A machine whose ephemeral range starts low (a common tuning: 1024-65535) has no such
+        # ports: take the kernel's choice, and the start-up retry covers the rare collision.
+        return _kernel_ports(count, host)
     rng = random.SystemRandom()  # independent draws in parallel test processes
     chosen: list[int] = []
     # Hold every probe socket until all are chosen so the same port is never returned twice.
@@ -45,6 +47,14 @@ def free_ports(count: int, host: str = HOST) -> list[int]:
             if len(chosen) == count:
                 return chosen
     raise RuntimeError(f"could not find {count} free ports on {host}")
+
+
+def _kernel_ports(count: int, host: str) -> list[int]:
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def free_port(host: str = HOST) -> int:

@@ -230,9 +230,12 @@ class Coordination:
             log.warning("could not publish %s for call %s: %s", event.kind, event.call_id, exc)
 
     async def resolve_call(self, claims: CallClaims, start: Start) -> ReceptionAgent | None:
-        assignment = self.assignments.get(call_key(claims.call_id, claims.call_sid))
+        key = call_key(claims.call_id, claims.call_sid)
+        assignment = self.assignments.get(key)
         if assignment is None or str(assignment.agent.agent_id) != claims.agent_id:
             return None
+        if self.slots is not None:
+            self.slots.stream_arriving(key)
         warm = self._warm.get(id(assignment.agent))
         if warm is not None:
             await asyncio.shield(warm)

@@ -102,14 +102,6 @@ def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthorit
         spec = await agent_spec(region, req.tenant_id, req.agent_id)
         if spec is None:
             return None
-        if not req.resume:
-            # Before a worker is asked: the call row exists even if no worker is free.
-            await publish(CallEventEnvelope.new(
-                call_id=req.call_id, tenant_id=req.tenant_id, region=region, kind="call_created",
-                event_id=f"{req.call_id}:created", source="control",
-                data={"direction": "outbound" if req.direction.startswith("outbound") else "inbound",
-                      "from": req.from_number, "to": req.to_number, "agent_id": req.agent_id,
-                      "call_sid": req.call_sid, "carrier": "twilio"}))
 
         def unassigned() -> CallEventEnvelope:
             # The caller hears the busy message; the call must not stay "ringing" or "in progress".
@@ -125,13 +117,21 @@ def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthorit
                 data={"disposition": RESUME_FAILED})
 
         try:
+            if not req.resume:
+                # Before a worker is asked: the call row exists even if no worker is free.
+                await publish(CallEventEnvelope.new(
+                    call_id=req.call_id, tenant_id=req.tenant_id, region=region, kind="call_created",
+                    event_id=f"{req.call_id}:created", source="control",
+                    data={"direction": "outbound" if req.direction.startswith("outbound") else "inbound",
+                          "from": req.from_number, "to": req.to_number, "agent_id": req.agent_id,
+                          "call_sid": req.call_sid, "carrier": "twilio"}))
             reply = await request_slot({
                 "call_id": req.call_id, "call_sid": req.call_sid, "tenant_id": req.tenant_id,
                 "region": region, "agent_id": req.agent_id, "agent": spec, "from": req.from_number,
                 "to": req.to_number, "direction": req.direction, "resume": req.resume})
         except asyncio.CancelledError:
-            # The webhook's deadline ran out while workers were asked: the caller hears the busy
-            # message, so the call must end here too, from outside this cancelled request.
+            # The webhook's deadline ran out (a slow event store or worker pool): the caller hears the
+            # busy message, so the call must end here too, from outside this cancelled request.
             _background(publish(unassigned()))
             raise
         except Exception:
