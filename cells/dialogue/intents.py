@@ -15,51 +15,111 @@ from cells.dialogue.spoken import ORDINAL_UNITS, TENS, UNITS, parse_phone, token
 
 _YES_WORDS = {"yes", "yeah", "yea", "yep", "yup", "ya", "yah", "sure", "correct", "right", "absolutely",
               "definitely", "certainly", "ok", "okay", "perfect", "great", "fine", "alright", "affirmative",
-              "exactly", "confirm", "confirmed", "please", "good", "lovely", "awesome", "excellent"}
+              "exactly", "confirm", "confirmed", "please", "good", "lovely", "awesome", "excellent", "mhm",
+              "mmhm", "mmhmm", "uhhuh", "yeh", "aye", "cool", "brilliant", "fab", "fantastic", "super",
+              "wonderful", "splendid", "deal", "ideal", "indeed"}
 _YES_PHRASES = ("go ahead", "do it", "book it", "sounds good", "that works", "works for me", "uh huh",
-                "of course", "mm hmm", "why not", "that one", "please do", "no problem", "not a problem")
+                "of course", "mm hmm", "why not", "that one", "please do", "no problem", "not a problem",
+                "you bet", "go for it", "the one", "thatll work", "that will work", "that would work",
+                "works fine", "works great", "do that", "lets do", "mm hm")
 # "cancel" and "change" are not here: "yes cancel it" is a yes; the policy reads them by context.
-_NO_WORDS = {"no", "nope", "nah", "not", "dont", "wrong", "incorrect", "negative", "wait", "isnt"}
-_NO_PHRASES = ("hold on", "never mind", "nevermind", "not quite", "thats wrong", "no thanks", "not right")
+_NO_WORDS = {"no", "nope", "nah", "not", "dont", "wrong", "incorrect", "negative", "wait", "isnt", "naw",
+             "nay", "doesnt", "wont", "cant", "none", "neither"}
+_NO_PHRASES = ("hold on", "never mind", "nevermind", "not quite", "thats wrong", "no thanks", "not right",
+               "uh uh", "rather not", "no way")
 _UNSURE_PHRASES = ("not sure", "dont know", "no idea", "im unsure")
+# Yes answers that contain a no word.
+_YES_DESPITE_NO = ("no problem", "not a problem", "why not", "doesnt matter", "dont mind")
 
 _INTENT_PHRASES: dict[str, tuple[str, ...]] = {
     "move": ("reschedule", "rescheduling", "postpone", "move my", "move the appointment",
              "change my appointment", "change the appointment", "change my booking", "push my",
              "push back my", "move an appointment", "different day for my", "move appointment",
-             "change appointment", "switch my", "move it", "reschedule it"),
-    "cancel": ("cancel", "cancellation", "call off", "cant make it", "wont make it", "not going to make it",
-               "cant come", "wont be able to come", "unable to make", "cant make my"),
-    "human": ("human", "real person", "a person", "receptionist", "operator", "representative", "someone",
-              "somebody", "staff", "front desk", "agent", "manager", "live person", "transfer me"),
-    "hours": ("hours", "are you open", "you open", "opening time", "open on", "open tomorrow", "open today",
-              "when do you open", "when do you close", "closing", "close today", "closed on",
-              "do you close", "you close", "open until", "open till", "open late", "are you closed",
-              "you guys open", "you closed"),
+             "change appointment", "switch my", "move it", "reschedule it", "rebook", "re book"),
+    "cancel": ("cancel", "cancellation", "call off", "get rid of my", "take me off", "no longer need",
+               "wont need", "dont need my", "dont need the appointment", "dont need that appointment"),
+    "human": ("human", "real person", "a person", "receptionist", "operator", "representative",
+              "staff", "front desk", "agent", "manager", "live person", "transfer me", "put me through",
+              "actual person"),
+    "hours": ("hours", "opening time", "opening times", "closing time", "how late", "how early",
+              "are you closed", "you closed", "what time do you start", "what time do you finish"),
     "services": ("services", "what do you offer", "do you offer", "what do you do", "treatments",
-                 "procedures", "kind of", "what can you do", "do you do"),
+                 "procedures", "kind of", "what can you do", "do you do", "do you see", "do you take",
+                 "do you treat", "do you accept", "do you work with", "do you provide"),
     "price": ("price", "prices", "cost", "costs", "how much", "charge", "fee", "fees", "expensive", "pricing",
-              "cheap"),
+              "cheap", "rate", "rates", "set me back", "afford"),
+    "duration": ("how long", "how many minutes", "how many hours", "take long"),
     "location": ("where are you", "address", "located", "location", "directions", "parking", "get there",
-                 "find you", "where is the", "where is your", "where exactly"),
+                 "find you", "where is the", "where is your", "where exactly", "get to you", "to park",
+                 "can i park", "what street", "which street", "you near", "whereabouts", "get to the clinic",
+                 "you close to", "you close by", "what area", "which area", "part of town",
+                 "neighborhood", "neighbourhood",
+                 "get to your"),
     "book": ("book", "booking", "appointment", "schedule", "make an", "come in", "get in", "set up",
              "reserve", "available", "availability", "openings", "an opening", "anything open",
-             "something open", "slot", "see the dentist", "see a dentist", "see doctor", "see dr"),
+             "something open", "slot", "see the dentist", "see a dentist", "see doctor", "see dr",
+             "see me", "fit me in", "squeeze me in", "get me in", "come by", "pop in", "drop in",
+             "anything free", "any free", "got anything", "have anything", "see someone", "see somebody"),
     # Only a booking when a service is named too ("i need a filling", but not "have a good day").
     "book_weak": ("need a", "need an", "want a", "want an", "like a", "like an", "get a", "get an", "have a",
-                  "i need", "looking for", "need to", "come for", "in for"),
+                  "i need", "looking for", "need to", "come for", "in for", "due for", "my teeth",
+                  "my tooth", "i have", "ive got", "i got", "is killing"),
     "goodbye": ("bye", "goodbye", "thats all", "thats it", "nothing else", "have a good", "have a nice",
-                "that will be all", "thatll be all", "im done", "im good", "all good", "hang up"),
-    "thanks": ("thanks", "thank you", "thank"),
+                "that will be all", "thatll be all", "im done", "im good", "all good", "hang up",
+                "thats everything", "that is everything", "thatd be it", "that would be it", "thats about it",
+                "that will do", "thatll do", "im all set", "were done", "were all set", "all sorted",
+                "that is all", "that is it"),
+    "thanks": ("thanks", "thank you", "thank", "cheers", "ta", "appreciate it"),
     "abort": ("never mind", "nevermind", "forget it", "forget about it", "scratch that", "dont book",
               "dont want it", "stop"),
     "repeat": ("repeat", "say that again", "come again", "pardon", "what did you say", "one more time",
                "say again", "didnt hear", "didnt catch"),
+    # Questions only the front desk can answer.
+    "front_desk": ("insurance", "insured", "medicaid", "medicare", "billing", "my bill", "invoice",
+                   "payment plan", "finance", "financing", "refund", "x ray results", "my records",
+                   "prescription", "my results"),
 }
 
+# Rules over word windows, for families of phrasings a phrase list would miss.
+_OPEN_WORDS = {"open", "opens", "close", "closes", "closed", "shut", "shuts"}
+_HOURS_CUES = {"when", "time", "late", "early", "till", "til", "until", "are", "do", "does", "is", "today",
+               "tomorrow", "tonight", "now", "weekend", "weekends", "still", "yet", "usually", "normally"}
+_NOT_HOURS_AFTER = {"slot", "slots", "appointment", "appointments", "spot", "spots", "space", "spaces"}
+_MOVE_VERBS = {"reschedule", "postpone", "move", "moving", "push", "bump", "shift", "rearrange", "change",
+               "changing", "switch", "swap", "delay"}
+_NOT_MOVED = {"number", "phone", "name", "address", "email", "mind", "insurance"}  # "change my number"
+_MOVE_OBJECTS = {"my", "it", "appointment", "booking", "time", "date", "day", "me", "days", "times", "dates"}
+_CANCEL_VERBS = {"scrap", "drop", "delete", "remove", "axe", "ditch"}
+_CANCEL_OBJECTS = {"my", "it", "appointment", "booking", "the"}
+_DAY_NAMES = set(WEEKDAYS) | {"today", "tomorrow", "next", "the"}
+# Said about an existing appointment, these ask for a new time ("i need a different day").
+_MOVE_HINTS = ("another day", "another time", "another date", "different day", "different time",
+               "different date", "later date", "later time", "earlier time", "instead", "can i come",
+               "could i come", "something came up", "rebook", "new time", "new date")
+_NEGATIONS = {"cant", "cannot", "wont", "unable", "couldnt", "not"}
+_ATTEND = {"make", "come", "coming", "attend", "attending", "keep", "there", "go", "making"}
+_SPEAK_VERBS = {"talk", "speak", "speaking", "talking", "chat", "connect", "transfer"}
+_PERSON_WORDS = {"someone", "somebody", "anyone", "anybody", "person", "people", "doctor", "dr", "dentist",
+                 "human", "receptionist", "nurse", "hygienist"}
+_REAL = {"real", "actual", "live", "proper"}
+_WHERE_OBJECTS = {"you", "your", "office", "clinic", "practice", "surgery", "building", "located", "park",
+                  "based", "situated"}
+_PLURAL_DAYS = {f"{d}s" for d in WEEKDAYS} | {"weekends"}
+_WEEKDAY_FORMS = set(WEEKDAYS) | {f"{d}s" for d in WEEKDAYS}
+
+
+_RELATIONS = ("wife", "husband", "son", "daughter", "mother", "mom", "mum", "father", "dad", "kid", "child",
+              "partner", "friend", "brother", "sister", "grandmother", "grandma", "grandfather", "grandpa",
+              "grandson", "granddaughter", "boyfriend", "girlfriend", "niece", "nephew", "aunt", "uncle",
+              "boy", "girl", "baby", "fiance", "fiancee")
 _NAME_INTROS = (("my", "name", "is"), ("the", "name", "is"), ("name", "is"), ("names",), ("name",),
-                ("this", "is"), ("i", "am"), ("im",), ("call", "me"), ("under",), ("its",), ("it", "is"))
-_WEAK_INTROS = {("its",), ("it", "is"), ("under",), ("name",)}  # only count when the name was asked for
+                ("this", "is"), ("i", "am"), ("im",), ("call", "me"), ("under",), ("its",), ("it", "is"),
+                ("patient",), ("as",), *(("my", r) for r in _RELATIONS))
+# Only count when the name was asked for ("its tuesday", "as soon as", "my son has a toothache").
+_WEAK_INTROS = {("its",), ("it", "is"), ("under",), ("name",), ("as",), *(("my", r) for r in _RELATIONS)}
+_SURNAME_INTROS = (("last", "name"), ("surname",), ("family", "name"), ("second", "name"))
+_SELF_NAMED_AFTER = {"here", "calling", "speaking"}  # "john smith here"
+_SPELLING_CUES = {"spelled", "spelt", "thats", "spelling", "as", "like"}
 _NOT_NAMES = {
     "and", "i", "id", "im", "ill", "my", "number", "phone", "please", "thanks", "thank", "you",
     "calling", "to", "for", "about", "from", "here", "a", "an", "the", "want", "would", "like", "need",
@@ -74,9 +134,19 @@ _NOT_NAMES = {
     "there", "then", "time", "day", "week", "month", "all", "set", "great",
 }
 _NOT_NAMES |= set(WEEKDAYS) | set(MONTHS) | set(UNITS) | set(TENS) | set(ORDINAL_UNITS)
+# "perfect" or "sounds great", asked for the name, acknowledges; it names no one.
+_NOT_NAMES |= _YES_WORDS | _NO_WORDS | {w for p in _YES_PHRASES + _NO_PHRASES for w in p.split()}
 # "im calling to ..." is no name; an explicit list, because King and Manning are.
 _NOT_NAMES |= {"under", "surname", "first", "last", "its", "called", "bye", "goodbye", "thanks", "dentist",
-               "clinic", "office", "should", "would", "will"}
+               "clinic", "office", "should", "would", "will", "put", "down", "thats", "soon", "possible",
+               "spelt", "spelling", "letters", "usually", "has", "sorry", "family", "second",
+               "cleaning", "checkup", "filling", "fillings", "whitening", "emergency", "consultation",
+               "toothache", "cavity", "exam", "hygienist", "tooth", "teeth"}
+# "im open to anything", "im flexible": how the caller is, not who
+_NOT_NAMES |= {"open", "flexible", "easy", "happy", "ready", "busy", "away", "out", "off", "back", "late",
+               "early", "due", "scared", "nervous", "worried", "afraid", "unsure", "glad", "able", "unable",
+               "allergic", "pregnant", "retired", "stuck", "home", "around", "currently", "only", "really",
+               "very", "quite", "kind", "pretty", "totally", "after", "before", "up", "free", "pm", "am"}
 _VERBS_ING = {"calling", "looking", "trying", "wondering", "hoping", "going", "booking", "asking", "phoning",
               "ringing", "checking", "coming", "getting", "having", "thinking", "wanting", "needing",
               "planning", "speaking", "doing", "making", "scheduling", "cancelling", "canceling", "moving",
@@ -85,6 +155,7 @@ _VERBS_ING = {"calling", "looking", "trying", "wondering", "hoping", "going", "b
 _FILLERS = {"yes", "yeah", "sure", "ok", "okay", "um", "uh", "er", "well", "so", "oh", "its", "it", "is",
             "the", "name", "my", "names", "thats", "hi", "hello", "hey", "yep", "right"}
 
+_RELATIVE_CHOICES = {"earlier", "later"}
 _CHOICE_WORDS = {"first": 0, "earliest": 0, "earlier": 0, "former": 0, "second": 1, "middle": 1, "third": 2,
                  "last": -1, "latest": -1, "later": -1, "latter": -1, "either": 0, "any": 0, "whichever": 0}
 
@@ -100,6 +171,7 @@ class Understanding:
     time: TimeRequest | None = None
     name: str | None = None
     phone: str | None = None
+    last_date: date | None = None  # a second date in the same turn, when there is one
 
     @property
     def empty(self) -> bool:
@@ -118,20 +190,112 @@ def yes_no(tokens: list[str]) -> str | None:
     joined = f" {' '.join(tokens)} "
     if any(_has(joined, p) for p in _UNSURE_PHRASES):
         return None
-    if any(_has(joined, p) for p in ("no problem", "not a problem", "why not")):
+    if any(_has(joined, p) for p in _YES_DESPITE_NO):
         return "yes"
     if any(t in _NO_WORDS for t in tokens) or any(_has(joined, p) for p in _NO_PHRASES):
         return "no"
     if any(t in _YES_WORDS for t in tokens) or any(_has(joined, p) for p in _YES_PHRASES):
-        return "yes"
+        # "yeah but make it eleven" is no plain yes: it agrees with something else
+        return None if any(t in ("but", "except") for t in tokens) else "yes"
     return None
 
 
+def _near(tokens: list[str], i: int, words: set[str], before: int, after: int) -> bool:
+    window = tokens[max(0, i - before):i] + tokens[i + 1:i + after + 1]
+    return any(t in words for t in window)
+
+
+def intent_tokens(tokens: list[str]) -> list[str]:
+    """Tokens for intent matching: 'you guys', 'you all', 'yall' read as 'you'."""
+    out: list[str] = []
+    for tok in tokens:
+        if tok in ("guys", "folks", "all", "lot") and out and out[-1] == "you":
+            continue
+        out.append("you" if tok in ("yall", "youse") else tok)
+    return out
+
+
+def _asks_hours(tokens: list[str], i: int) -> bool:
+    """'when do you close on fridays', 'what time does the office open', 'are you open saturdays'."""
+    after = tokens[i + 1] if i + 1 < len(tokens) else ""
+    before = tokens[i - 1] if i else ""
+    if after in _NOT_HOURS_AFTER or before in ("anything", "something", "nothing", "an", "any"):
+        return False
+    if after in ("to", "by") or any(t in ("whatever", "whichever", "anything", "something") for t in tokens):
+        return False  # "are you close to the station", "whatever is open is fine"
+    return any(t in _HOURS_CUES or t in _WEEKDAY_FORMS for k, t in enumerate(tokens) if k != i)
+
+
+def _rule_intents(tokens: list[str]) -> set[str]:
+    found: set[str] = set()
+    for i, tok in enumerate(tokens):
+        if tok in _OPEN_WORDS and _asks_hours(tokens, i):
+            found.add("hours")
+        # "do you work weekends", "do you do saturdays": days said as a habit ask about the hours
+        habit = tok in _PLURAL_DAYS or (tok in _WEEKDAY_FORMS | {"weekend"} and "work" in tokens)
+        if habit and tokens[0] in ("do", "are", "does", "is") and "you" in tokens:
+            found.add("hours")
+        # "can i change the time of my appointment", "i have to bump my appointment"
+        if tok in _MOVE_VERBS and any(t in _MOVE_OBJECTS for t in tokens[i + 1:i + 4]) and not any(
+                t in _NOT_MOVED for t in tokens[i + 1:i + 5]):
+            found.add("move")
+        # "i wont be able to make my appointment", "not going to make it", "i cant come tomorrow"
+        if tok in _NEGATIONS and any(t in _ATTEND for t in tokens[i + 1:i + 5]) and (
+                tok != "not" or tokens[i + 1:i + 2] in (["going"], ["gonna"], ["able"], ["make"], ["come"])):
+            found.add("soft_cancel")
+        # "is there anyone i can talk to", "can i speak to doctor patel", "someone real"
+        if tok in _SPEAK_VERBS and _near(tokens, i, _PERSON_WORDS, 4, 4):
+            found.add("human")
+        if tok in _PERSON_WORDS and _near(tokens, i, _REAL, 1, 1):
+            found.add("human")
+        # "scrap my appointment", "delete my booking"
+        if tok in _CANCEL_VERBS and any(t in _CANCEL_OBJECTS for t in tokens[i + 1:i + 3]) and any(
+                t in ("appointment", "booking", "it", "visit") for t in tokens[i + 1:i + 4]):
+            found.add("cancel")
+        # "friday instead of tuesday", "i booked tuesday but i need thursday": a new day for an old booking
+        if (tok == "instead" and tokens[i + 1:i + 2] == ["of"] and any(
+                t in _DAY_NAMES for t in tokens[i + 2:i + 4])) or (
+                tok == "but" and any(t in ("booked", "scheduled", "appointment") for t in tokens[:i]) and any(
+                    t in WEEKDAYS or t in ("today", "tomorrow") for t in tokens[i + 1:])):
+            found.add("move_hint")
+        # "where can i park", "wheres your office"
+        if tok in ("where", "wheres") and any(t in _WHERE_OBJECTS for t in tokens[i + 1:i + 5]):
+            found.add("location")
+        # "what does a filling run", "what would a crown run me"
+        if tok in ("run", "runs") and (tokens[0] in ("what", "how", "whats") or "much" in tokens):
+            found.add("price")
+    return found
+
+
 def detect_intents(tokens: list[str]) -> set[str]:
+    tokens = intent_tokens(tokens)
     joined = f" {' '.join(tokens)} "
     found = {intent for intent, phrases in _INTENT_PHRASES.items() if any(_has(joined, p) for p in phrases)}
+    found |= _rule_intents(tokens)
     if "book" in found and any(_has(joined, p) for p in ("anything open", "something open", "an opening")):
         found.discard("hours")
+    if "hours" in found and not any(t in ("services", "offer", "treatments", "procedures") for t in tokens):
+        found.discard("services")  # "do you do saturdays"
+    if "human" in found and _has(joined, "in person") and not any(t in _SPEAK_VERBS for t in tokens):
+        found.discard("human")  # "can i pay in person"
+    if "move_hint" in found:
+        found.discard("move_hint")
+        if "cancel" not in found:
+            found.add("move")
+    hinted = any(_has(joined, h) for h in _MOVE_HINTS)
+    if "soft_cancel" in found:
+        if "cancel" in found:
+            found.discard("soft_cancel")  # the caller said the word: a plain cancellation
+        elif "move" in found or hinted:
+            found.discard("soft_cancel")  # "i cant make it tuesday, can i come another day"
+            found.add("move")
+        else:
+            found.add("cancel")
+    elif hinted and "cancel" not in found and (
+            "came" in tokens or ("my" in tokens and any(t in _MOVE_OBJECTS - {"me", "my"} for t in tokens))):
+        found.add("move")  # "i need a different time for my appointment", "something came up"
+    if "duration" in found and not any(t in ("take", "takes", "last", "lasts", "be") for t in tokens):
+        found.discard("duration")  # "how long until ..." asks nothing about a visit's length
     return found
 
 
@@ -146,13 +310,53 @@ def find_service(tokens: list[str], clinic: ClinicConfig) -> str | None:
     return best[1] if best else None
 
 
+def _spelled(tokens: list[str], start: int) -> tuple[str, int] | None:
+    """A word spelled letter by letter ('r a m a n'), and where the letters end."""
+    j = start
+    while j < len(tokens) and len(tokens[j]) == 1 and tokens[j].isalpha():
+        j += 1
+    return ("".join(tokens[start:j]), j) if j - start >= 2 else None
+
+
+def _name_word(word: str) -> str:
+    return "O'" + word[2:].capitalize() if word.startswith("o'") else word.capitalize()
+
+
 def _collect_name(tokens: list[str], start: int) -> str | None:
     words: list[str] = []
-    for tok in tokens[start:start + 3]:
+    i = start
+    while i < len(tokens) and len(words) < 3:
+        tok = tokens[i]
+        if (spelled := _spelled(tokens, i)) is not None:
+            # "raman r a m a n", or only the letters: the spelling wins over what was heard
+            if words and spelled[0] != words[-1]:
+                words[-1] = spelled[0]
+            elif not words:
+                words.append(spelled[0])
+            i = spelled[1]
+            break
+        if tok == "o" and i + 1 < len(tokens) and tokens[i + 1].isalpha() and len(tokens[i + 1]) > 2 and \
+                tokens[i + 1] not in _NOT_NAMES:
+            words.append("o'" + tokens[i + 1])  # "o connor"
+            i += 2
+            continue
         if tok in _NOT_NAMES or tok in _VERBS_ING or not tok.isalpha() or len(tok) < 2:
             break
         words.append(tok)
-    return " ".join(w.capitalize() for w in words) or None
+        i += 1
+    if words and i < len(tokens) and tokens[i] in _SPELLING_CUES and (spelled := _spelled(tokens, i + 1)):
+        words[-1] = spelled[0]  # "its jon spelled j o n"
+    return " ".join(_name_word(w) for w in words) or None
+
+
+def _surname(tokens: list[str], after: int) -> str | None:
+    """'... and my last name is raman', said after the first name."""
+    for i in range(after, len(tokens)):
+        for intro in _SURNAME_INTROS:
+            if tuple(tokens[i:i + len(intro)]) == intro:
+                j = i + len(intro) + (1 if tokens[i + len(intro):i + len(intro) + 1] == ["is"] else 0)
+                return _collect_name(tokens, j)
+    return None
 
 
 def find_name(tokens: list[str], expecting: bool = False) -> str | None:
@@ -161,19 +365,25 @@ def find_name(tokens: list[str], expecting: bool = False) -> str | None:
             if tuple(tokens[i:i + len(intro)]) != intro or (intro in _WEAK_INTROS and not expecting):
                 continue
             if (name := _collect_name(tokens, i + len(intro))) is not None:
+                if (last := _surname(tokens, i + len(intro))) and last not in name:
+                    name = f"{name} {last}"
                 return name
-    if expecting:
-        i = 0
-        while i < len(tokens) and tokens[i] in _FILLERS:
-            i += 1
-        return _collect_name(tokens, i)
-    return None
+    i = 0
+    while i < len(tokens) and (tokens[i] in _FILLERS or tokens[i] in ("good", "morning", "afternoon")):
+        i += 1
+    if not expecting:  # "john smith here", "hi its mary calling about my appointment"
+        name = _collect_name(tokens, i)
+        end = i + len(name.split()) if name else i
+        return name if name and end < len(tokens) and tokens[end] in _SELF_NAMED_AFTER else None
+    return _collect_name(tokens, i) or _surname(tokens, 0)
 
 
 def choose_option(tokens: list[str], count: int) -> int | None:
     """Index of the offered option the caller picked by position ('the first one', 'the later one')."""
-    for tok in tokens:
+    for i, tok in enumerate(tokens):
         if tok in _CHOICE_WORDS:
+            if tok in _RELATIVE_CHOICES and not (i and tokens[i - 1] in ("the", "that")):
+                continue  # "anything later" asks for other times; "the later one" picks one
             idx = _CHOICE_WORDS[tok]
             idx = count - 1 if idx < 0 else idx
             return idx if idx < count else None
@@ -203,6 +413,9 @@ def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | No
         if (found := find_date(tokens, today, expecting=expecting == "date")) is not None:
             u.date, span = found
             masked.update(range(span.start, span.end))
+            if (again := find_date(tokens[span.end:], today)) is not None:  # "tuesday but i need thursday"
+                u.last_date = again[0]
+                masked.update(range(span.end + again[1].start, span.end + again[1].end))
         if (t := find_time(tokens, expecting=expecting == "time", masked=masked)) is not None:
             u.time = t[0]
     return u

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, time, timedelta
 
 from cells.dialogue.clinic import WEEKDAYS
-from cells.dialogue.spoken import HOMOPHONES, UNITS, parse_cardinal, parse_ordinal, tokenize
+from cells.dialogue.spoken import HOMOPHONES, TENS, UNITS, parse_cardinal, parse_ordinal, tokenize
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
           "october", "november", "december")
@@ -22,6 +22,8 @@ _NOT_A_DAY_AFTER = {"one", "option", "slot", "available", "time", "thing", "open
 _TIME_ANCHORS = {"at", "around", "about", "by", "for", "say", "from", "after", "before", "till", "until",
                  "like", "maybe", "how", "make", "is", "or", "earlier", "later", "instead", "then", "be",
                  "to", "try", "prefer", "rather", "want", "do"}
+# "make it eleven", "push it to ten": a number after these and "it"/"that" is a time.
+_IT_VERBS = {"make", "do", "book", "move", "push", "change", "put", "switch", "have", "shift", "bump"}
 _ONE_AS_PRONOUN_AFTER = {"that", "the", "this", "first", "second", "third", "last", "other", "earlier",
                          "later", "either", "no", "any", "which", "a", "every", "each", "another"}
 
@@ -103,11 +105,84 @@ def _day_number(tokens: list[str], i: int) -> tuple[int, int] | None:
     return parse_ordinal(tokens, i) or parse_cardinal(tokens, i, max_value=31)
 
 
+_UNIT_DAYS = {"day": 1, "days": 1, "week": 7, "weeks": 7}
+
+
+def _count_at(tokens: list[str], i: int) -> tuple[int, int] | None:
+    """A small count: 'two', 'a', 'a couple of', 'a few'."""
+    for words, value in ((("a", "couple", "of"), 2), (("couple", "of"), 2), (("a", "few"), 3), (("a",), 1)):
+        if tuple(tokens[i:i + len(words)]) == words:
+            return value, i + len(words)
+    return parse_cardinal(tokens, i, max_value=60)
+
+
+def _relative_date(tokens: list[str], i: int, today: date) -> tuple[date, Span] | None:
+    """'in two weeks', 'three days from now', 'a week from tuesday', 'a week today'."""
+    n = len(tokens)
+    lead_in = tokens[i] == "in"
+    got = _count_at(tokens, i + 1 if lead_in else i)
+    if got is None or got[1] >= n or tokens[got[1]] not in _UNIT_DAYS:
+        return None
+    days = got[0] * _UNIT_DAYS[tokens[got[1]]]
+    j = got[1] + 1
+    after = tokens[j] if j < n else ""
+    if after in ("today", "tomorrow") or (after in ("from", "after") and j + 1 < n):
+        k = j + 1 if after in ("from", "after") else j
+        if tokens[k] in ("now", "today"):
+            return today + timedelta(days=days), Span(i, k + 1)
+        if (base := find_date(tokens[k:k + 4], today)) is not None and base[1].start == 0:
+            return base[0] + timedelta(days=days), Span(i, k + base[1].end)
+    if lead_in:
+        if after == "or" and (more := parse_cardinal(tokens, j + 1)) is not None:  # "in a week or two"
+            j = more[1]
+        return today + timedelta(days=days), Span(i, j)
+    return None
+
+
+def _week_phrase(tokens: list[str], i: int, today: date) -> tuple[date, Span] | None:
+    """'this week', 'later this week', 'end of the week', 'week after next', 'this weekend', 'next month'."""
+    tok = tokens[i]
+    prev = tokens[i - 1] if i else ""
+    start = i - 1 if prev in ("this", "next", "the", "coming") else i
+    monday = today - timedelta(days=today.weekday())
+    if tok == "week" and tokens[i + 1:i + 3] == ["after", "next"]:
+        return monday + timedelta(days=14), Span(start, i + 3)
+    if tok == "week" and prev in ("this", "the") and i >= 3 and tokens[i - 3:i - 1] == ["end", "of"]:
+        return max(today, monday + timedelta(days=4)), Span(i - 3, i + 1)
+    if tok == "week" and prev == "this":
+        later = i >= 2 and tokens[i - 2] in ("later", "end")
+        return today + timedelta(days=1 if later else 0), Span(i - 2 if later else start, i + 1)
+    if tok in ("weekend", "weekends"):
+        if today.weekday() == 5 and prev != "next":
+            return today, Span(start, i + 1)
+        return _next_weekday(today, 5, next_week=prev == "next"), Span(start, i + 1)
+    if tok == "month" and prev == "next":
+        y, m = _add_month(today, 1)
+        return date(y, m, 1), Span(start, i + 1)
+    return None
+
+
+def _excluded(tokens: list[str], i: int) -> bool:
+    """Whether the day at tokens[i] is ruled out: 'not tuesday', 'not on the fifth', 'except monday'."""
+    k = i - 1
+    while k >= 0 and i - k <= 3 and tokens[k] in ("on", "this", "next", "the", "a"):
+        k -= 1
+    if k < 0:
+        return False
+    return tokens[k] in ("not", "except", "besides") or (k >= 1 and tokens[k - 1:k + 1] in (["other", "than"],
+                                                                                          ["apart", "from"]))
+
+
 def find_date(tokens: list[str], today: date, expecting: bool = False) -> tuple[date, Span] | None:
     """The first date expression in tokens. `expecting` lets a bare ordinal ('the fifth') count."""
     n = len(tokens)
     for i, tok in enumerate(tokens):
         tok = _WEEKDAY_ALIASES.get(tok, tok)
+        if (tok == "in" or tok in ("a", "couple") or tok in UNITS or tok in TENS or tok.isdigit()) and (
+                rel := _relative_date(tokens, i, today)):
+            return rel
+        if tok in ("week", "weekend", "weekends", "month") and (wk := _week_phrase(tokens, i, today)):
+            return wk
         if tok in ("today", "tonight"):
             return today, Span(i, i + 1)
         if tok == "tomorrow":
@@ -116,7 +191,7 @@ def find_date(tokens: list[str], today: date, expecting: bool = False) -> tuple[
             return today + timedelta(days=1), Span(i, i + 1)
         if tok == "week" and i >= 1 and tokens[i - 1] == "next":
             return _next_weekday(today, 0, next_week=False), Span(i - 1, i + 1)
-        if tok in WEEKDAYS and not (i and tokens[i - 1] == "not"):  # "wednesday not tuesday"
+        if tok in WEEKDAYS and not _excluded(tokens, i):  # "wednesday not tuesday", "any day except monday"
             wd = WEEKDAYS.index(tok)
             start = i - 1 if i >= 1 and tokens[i - 1] in ("next", "this", "coming") else i
             # "tuesday the fifth", "tuesday march fifth", "tuesday fifth"
@@ -131,7 +206,10 @@ def find_date(tokens: list[str], today: date, expecting: bool = False) -> tuple[
                 if (d := _day_of_month(today, day[0], wd)) is not None:
                     return d, Span(start, day[1])
             next_week = start < i and tokens[start] == "next"
-            return _next_weekday(today, wd, next_week=next_week), Span(start, i + 1)
+            end = i + 1
+            if tokens[i + 1:i + 3] == ["next", "week"]:  # "friday next week"
+                next_week, end = True, i + 3
+            return _next_weekday(today, wd, next_week=next_week), Span(start, end)
         month = _month_at(tokens, i)
         if month is not None:
             j = i + 1 + (1 if i + 1 < n and tokens[i + 1] == "the" else 0)
@@ -213,6 +291,14 @@ def _resolve_hour(hour: int, meridiem: str | None, part: str | None) -> int:
     return hour + 12 if 1 <= hour <= 7 else hour
 
 
+def _anchored(tokens: list[str], i: int) -> bool:
+    """Whether the words before tokens[i] make a bare number a time: 'at nine', 'make it nine'."""
+    before = tokens[i - 1] if i >= 1 else ""
+    two_before = tokens[i - 2] if i >= 2 else ""
+    return before in _TIME_ANCHORS or (before in ("it", "that") and two_before in _IT_VERBS) or (
+        before == "than" and two_before in ("later", "earlier", "sooner"))  # "no later than four"
+
+
 def _clock_at(tokens: list[str], i: int, part: str | None,
               expecting: bool) -> tuple[time, Span] | None:
     """An explicit clock time starting at tokens[i]."""
@@ -232,6 +318,10 @@ def _clock_at(tokens: list[str], i: int, part: str | None,
     # "half past nine", "quarter to ten", "ten past two", "twenty to three"
     offset: int | None = None
     j = i
+    if tok == "half" and i + 1 < n and tokens[i + 1] not in ("past", "after") and (
+            h := parse_cardinal(tokens, i + 1, max_value=12)) and h[0] >= 1:
+        meridiem, end = _meridiem_at(tokens, h[1])  # "half two": half past two, said the British way
+        return time(_resolve_hour(h[0], meridiem, part) % 24, 30), Span(i, end)
     if tok == "half":
         offset, j = 30, i + 1
     elif tok == "quarter":
@@ -253,8 +343,9 @@ def _clock_at(tokens: list[str], i: int, part: str | None,
     hour = _hour_at(tokens, i)
     if hour is None:
         return None
-    if tok == "one" and i >= 1 and tokens[i - 1] in _ONE_AS_PRONOUN_AFTER:
-        return None  # "that one", "the first one" pick an offer; they are no time
+    said_as_time = i + 1 < n and tokens[i + 1] in ("am", "pm", "oclock", "thirty", "fifteen", "forty", "oh")
+    if tok == "one" and i >= 1 and tokens[i - 1] in _ONE_AS_PRONOUN_AFTER and not said_as_time:
+        return None  # "that one", "the first one" pick an offer; they are no time ("the one pm" is)
     if tok in ("to", "too", "for", "won", "ate", "tree"):
         # Homophones count only where a time must be: "at to", "to p m".
         after = tokens[i + 1] if i + 1 < n else ""
@@ -267,8 +358,8 @@ def _clock_at(tokens: list[str], i: int, part: str | None,
     meridiem, end = _meridiem_at(tokens, j)
     if end > j:
         explicit = True
-    anchored = i >= 1 and tokens[i - 1] in _TIME_ANCHORS
-    if not (explicit or anchored or expecting):
+    explicit = explicit or tokens[end:end + 1] == ["ish"]  # "nine ish"
+    if not (explicit or _anchored(tokens, i) or expecting):
         return None
     if hour[0] > 12 and meridiem is not None and hour[0] != 12:
         meridiem = None  # "fourteen hundred p m" is still 14:00
@@ -277,14 +368,55 @@ def _clock_at(tokens: list[str], i: int, part: str | None,
     return time(_resolve_hour(hour[0], meridiem, part) % 24, minute), Span(i, end)
 
 
+_BOUND_WORDS = {"after": "after", "before": "before", "from": "after", "later": "after", "earlier": "before",
+                "sooner": "before"}
+# Parts of the day said in more than one word; checked before the single words.
+_PART_PHRASES = ((("after", "work"), "evening"), (("end", "of", "the", "day"), "evening"),
+                 (("late", "afternoon"), "evening"), (("later", "in", "the", "day"), "afternoon"),
+                 (("after", "lunch"), "afternoon"), (("before", "lunch"), "morning"),
+                 (("after", "school"), "afternoon"), (("first", "thing"), "morning"),
+                 (("early", "afternoon"), "afternoon"), (("late", "morning"), "morning"))
+
+
+def _bound_before(tokens: list[str], i: int) -> str | None:
+    """'after three', 'after like two', 'not before ten', 'no earlier than nine', 'anytime from four'."""
+    k = i - 1
+    if k >= 0 and tokens[k] in ("like", "about", "around", "say"):
+        k -= 1
+    if k >= 0 and tokens[k] == "than":
+        k -= 1
+        if k < 0 or tokens[k] not in ("later", "earlier", "sooner"):
+            return None
+    elif k >= 0 and tokens[k] in ("later", "earlier", "sooner", "until", "till", "past"):
+        return None  # "later at three", "until three" and "past three" are no bounds here
+    if k < 0 or tokens[k] not in _BOUND_WORDS:
+        return None
+    if tokens[k] == "from" and not (k and tokens[k - 1] in ("anytime", "time", "anything", "onwards")) and \
+            "onwards" not in tokens[i:i + 3]:
+        return None  # "from" alone is no bound ("calling from nine")
+    bound = _BOUND_WORDS[tokens[k]]
+    if k and tokens[k - 1] in ("not", "no"):  # "not before ten" means after ten
+        bound = "after" if bound == "before" else "before"
+    return bound
+
+
 def find_time(tokens: list[str], expecting: bool = False,
               masked: set[int] | None = None) -> tuple[TimeRequest, list[Span]] | None:
     """A clock time and/or a part of day ('tomorrow morning', 'after three', 'nine thirty')."""
     masked = masked or set()
     part: str | None = None
     spans: list[Span] = []
+    for words, value in _PART_PHRASES:
+        for i in range(len(tokens) - len(words) + 1):
+            if tuple(tokens[i:i + len(words)]) == words and i not in masked:
+                part = value
+                spans.append(Span(i, i + len(words)))
+                masked = masked | set(range(i, i + len(words)))
+                break
+        if part:
+            break
     for i, tok in enumerate(tokens):
-        if i not in masked and tok in _PART_OF_DAY and not (i and tokens[i - 1] == "good"):
+        if part is None and i not in masked and tok in _PART_OF_DAY and not (i and tokens[i - 1] == "good"):
             part = _PART_OF_DAY[tok]
             spans.append(Span(i, i + 1))
             break
@@ -295,9 +427,7 @@ def find_time(tokens: list[str], expecting: bool = False,
         if found is None or any(k in masked for k in range(found[1].start, found[1].end)):
             continue
         at, span = found
-        bound = tokens[i - 1] if i >= 1 and tokens[i - 1] in ("after", "before") else None
-        if bound is None and i >= 2 and tokens[i - 2] in ("after", "before") and tokens[i - 1] == "like":
-            bound = tokens[i - 2]
+        bound = _bound_before(tokens, i)
         spans.append(span)
         if bound:
             return TimeRequest(preference=f"{bound} {at.strftime('%H:%M')}"), spans
@@ -305,7 +435,7 @@ def find_time(tokens: list[str], expecting: bool = False,
     if part is not None:
         return TimeRequest(preference=part), spans
     for i, tok in enumerate(tokens):
-        if tok == "early" and i not in masked:
+        if tok == "early" and i not in masked and tokens[i + 1:i + 2] not in (["next"], ["this"], ["in"]):
             return TimeRequest(preference="morning"), [Span(i, i + 1)]
     return None
 

@@ -98,9 +98,14 @@ class ToolResultSteps:
         if s.flow == "cancel":
             s.readback = s.details()
             return [Say(f"I see {what}."), *self._ask(s, "Would you like me to cancel it?", "confirm")]
-        if s.date and s.time and s.date == b["date"] and s.time == b["time"]:
-            s.date = s.time = None  # the caller named the old slot, not the new one
-        return [Say(f"I see {what}."), *self._next(s)] if s.date else \
+        if s.date == b["date"] and s.alternative:
+            s.date = s.alternative  # "from tuesday to thursday at ten": the day named besides the booked one
+            if s.time == b["time"]:
+                s.time = None
+        elif s.date == b["date"] and (s.time == b["time"] or (s.time is None and not s.preference)):
+            s.date = s.time = None  # the caller named the old slot ("cant make it tuesday"), not the new one
+        s.alternative = None
+        return [Say(f"I see {what}."), *self._next(s)] if s.date or s.time or s.preference else \
             [Say(f"I see {what}."), *self._ask(s, "What day would you like to move it to?", "date")]
 
     def _on_moved(self, s: DialogueState, r: dict[str, Any]) -> list[Action]:

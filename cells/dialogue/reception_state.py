@@ -28,6 +28,7 @@ class DialogueState:
     phone: str | None = None
     phone_asked: bool = False
     booking: dict[str, Any] | None = None  # the existing booking being moved or cancelled
+    alternative: str | None = None  # a second day named with a move, if the first is the booked one
     readback: list[Any] | None = None  # the exact details read back; a yes confirms only these
     failures: int = 0  # consecutive turns not understood
     lookup_failures: int = 0
@@ -42,6 +43,7 @@ class DialogueState:
         self.offered = []
         self.verified = False
         self.booking = None
+        self.alternative = None
         self.readback = None
         self.lookup_failures = 0
 

@@ -8,16 +8,17 @@ read-back of exactly the current details and the caller's answer was a plain yes
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from cells.dialogue.clinic import WEEKDAYS, ClinicConfig
+from cells.dialogue.clinic import WEEKDAYS, ClinicConfig, spoken_hours
 from cells.dialogue.intents import Understanding, choose_option, find_name, understand
 from cells.dialogue.parsing import MONTHS
 from cells.dialogue.reception_results import ToolResultSteps
 from cells.dialogue.reception_state import Action, Call, DialogueState, Say
 from cells.dialogue.replies import (
     booking_phrase,
+    duration_sentence,
     hours_sentence,
     location_sentence,
     price_sentence,
@@ -28,15 +29,23 @@ from cells.dialogue.replies import (
     services_sentence,
 )
 
-_SOON = ("as soon as", "soonest", "earliest", "asap", "first available", "next available", "right away")
+_SOON = ("as soon as", "soonest", "earliest", "asap", "first available", "next available", "right away",
+         "whenever", "any day", "anyday", "any time", "anytime", "whatever works", "whatever you have",
+         "dont mind", "doesnt matter", "no preference", "im flexible", "first thing you have")
 _SLOT_WORDS = {"time": ("time", "hour"), "date": ("day", "date"), "service": ("service", "treatment", "type"),
                "name": ("name",), "phone": ("phone", "number")}
 _DECLINE = ("rather not", "skip", "dont have", "no phone", "not now", "no number", "same number",
-            "this number", "calling from", "on file", "you have it", "already have")
+            "this number", "calling from", "on file", "you have it", "already have", "same one", "this one",
+            "you have my", "youve got", "use this", "same as", "the one im", "one on file", "prefer not",
+            "dont want to give", "not necessary", "no need")
 _GREETINGS = {"hi", "hello", "hey", "hiya", "morning", "afternoon", "evening", "good", "there", "yes", "yeah"}
 _ASK_OPTIONS = ("what times", "what time", "what do you have", "whats available", "what is available",
                 "anything available", "what have you got", "when are you free", "whats free", "options")
 _DAY_WORDS = {*WEEKDAYS, *MONTHS, "today", "tomorrow"}
+_TRANSFER_QUESTION = "Would you like me to transfer you to"
+_ASKS_HOURS = {"hours", "when", "late", "early", "close", "closes", "closing", "shut", "until", "till"}
+# At a read-back, a yes with one of these is no plain yes: "yeah but make it eleven".
+_CHANGE_WORDS = ("change", "wrong", "different", "mistake", "but", "instead", "except")
 
 
 class ReceptionSteps(ToolResultSteps):
@@ -59,7 +68,7 @@ class ReceptionSteps(ToolResultSteps):
         return [Say(f"Thank you for calling {self.clinic.name}."), Say(s.last_prompt)]
 
     def on_user(self, s: DialogueState, text: str) -> list[Action]:
-        expect = "time" if s.expecting == "choose" else s.expecting
+        expect = "time" if s.expecting in ("choose", "change") else s.expecting
         u = understand(text, self.today, self.clinic, expecting=expect)
         if u.empty:
             return self._not_understood(s, "Sorry, I didn't catch that.")
@@ -67,15 +76,30 @@ class ReceptionSteps(ToolResultSteps):
             if u.answer == "yes" or "human" in u.intents:
                 return self._transfer(s, "caller accepted after repeated misunderstandings")
             if u.answer == "no":
+                lead = "Okay, let's try again." if s.failures else "Okay."
                 s.failures = 0
                 s.expecting = s.resume or "intent"
-                return [Say("Okay, let's try again."), *self._prompt(s)]
+                if s.last_prompt.startswith(_TRANSFER_QUESTION):
+                    s.last_prompt = ""  # ask the question it was asking before the offer, not the offer
+                if s.expecting == "name" and s.flow in ("move", "cancel"):
+                    return [Say(lead), *self._ask(s, "What name is the appointment under?")]
+                return [Say(lead), *self._prompt(s)]
         if "human" in u.intents:
             return self._transfer(s, "caller asked for a person")
         if "repeat" in u.intents and not u.has_slots:
             return [Say(s.last_prompt or "How can I help you today?")]
         if self._is_goodbye(s, u):
             return self._goodbye(s)
+        if s.flow in ("book", "move") and "hours" in u.intents and (u.date or u.time) and not any(
+                t in _ASKS_HOURS for t in u.tokens):
+            u.intents.discard("hours")  # "is tuesday at ten open" asks for a slot, not for opening hours
+        if "front_desk" in u.intents and not u.has_slots and not ({"book", "move", "cancel"} & u.intents):
+            s.failures = 0
+            if s.expecting != "transfer":
+                s.resume = s.expecting if s.flow else "anything_else"
+            s.expecting = "transfer"
+            s.last_prompt = "Would you like me to transfer you to someone at the front desk?"
+            return [Say("I can't help with that myself, but our front desk can."), Say(s.last_prompt)]
         info = self._answers(u)
         if info and not ({"book", "move", "cancel"} & u.intents):
             s.failures = 0
@@ -118,9 +142,17 @@ class ReceptionSteps(ToolResultSteps):
     def _answers(self, u: Understanding) -> list[Action]:
         out: list[Action] = []
         if "hours" in u.intents:
-            out.append(Say(hours_sentence(self.clinic, u.date)))
+            day = u.date or (self.today if any(t in ("now", "currently") for t in u.tokens) else None)
+            if "week" in u.tokens:
+                day = None  # "what are your hours next week": the whole week
+            if any(t in ("weekend", "weekends") for t in u.tokens):
+                out.extend(Say(spoken_hours(self.clinic, wd)) for wd in (5, 6))
+            else:
+                out.append(Say(hours_sentence(self.clinic, day)))
         if "price" in u.intents:
             out.append(Say(price_sentence(self.clinic, u.service)))
+        elif "duration" in u.intents:
+            out.append(Say(duration_sentence(self.clinic, u.service)))
         elif "services" in u.intents:
             if u.service:
                 s = self.clinic.service(u.service)
@@ -135,6 +167,19 @@ class ReceptionSteps(ToolResultSteps):
     def _switch_flow(self, s: DialogueState, u: Understanding) -> list[Action] | None:
         mentions_existing = any(t in u.tokens for t in ("my", "appointment", "booking", "existing"))
         cancel = "cancel" in u.intents
+        owns = any(t in ("my", "existing", "booked", "already") for t in u.tokens)
+        if cancel and "soft_cancel" in u.intents and not owns and (
+                s.flow == "book" or "book" in u.intents or u.service):
+            cancel = False  # "i need a cleaning but i cant come before five": a preference, no cancellation
+        if s.flow == "cancel" and s.booking is not None and not cancel and (
+                "move" in u.intents or u.date or (u.time and u.time.at)):
+            # "no, can i move it to thursday instead" at the cancel read-back: keep the booking, move it
+            s.flow, s.readback, s.failures = "move", None, 0
+            self._apply(s, u)
+            b = s.booking
+            if s.date == b.get("date") and s.time in (None, b.get("time")) and not s.preference:
+                s.date = s.time = None  # only named the old appointment
+            return self._next(s)
         if s.flow == "book" and (("abort" in u.intents) or (cancel and not mentions_existing)):
             s.end_flow()
             s.last_prompt = "Is there anything else I can help you with?"
@@ -159,7 +204,8 @@ class ReceptionSteps(ToolResultSteps):
         return None
 
     def _idle(self, s: DialogueState, u: Understanding) -> list[Action]:
-        if s.expecting == "intent" and (set(u.tokens) <= _GREETINGS or u.tokens[0] in _GREETINGS):
+        greets = set(u.tokens) <= _GREETINGS or u.tokens[0] in _GREETINGS
+        if s.expecting == "intent" and greets and not u.name:
             s.last_prompt = "How can I help you today?"
             return [Say(f"Hi, this is {self.clinic.name}."), Say(s.last_prompt)]
         if u.name:
@@ -183,10 +229,13 @@ class ReceptionSteps(ToolResultSteps):
             s.failures = 0
             return self._next(s)
         if s.expecting == "confirm":
-            change_words = any(t in u.tokens for t in ("change", "wrong", "different", "mistake"))
-            if u.answer == "yes" and not change_words and s.readback == s.details():
+            change_words = any(t in u.tokens for t in _CHANGE_WORDS)
+            answer = u.answer
+            if s.flow == "cancel" and {"cancel"} == u.intents & {"cancel", "soft_cancel"} and answer != "no":
+                answer = "yes"  # "just cancel it", asked "would you like me to cancel it?"
+            if answer == "yes" and not change_words and s.readback == s.details():
                 return self._confirmed(s)
-            if u.answer == "no" or change_words:
+            if answer == "no" or change_words:
                 s.failures = 0
                 if s.flow == "cancel":
                     s.end_flow()
@@ -214,6 +263,14 @@ class ReceptionSteps(ToolResultSteps):
                 return self._ask(s, f"I have {say_slots(s.offered)}. Which works best for you?", "choose")
             if s.date and not s.time:
                 return self._next(s)
+        shift = next((t for t in u.tokens if t in ("later", "earlier")), None)
+        picked = choose_option(u.tokens, len(s.offered)) if s.offered else None
+        if s.expecting == "choose" and s.offered and shift and picked is None:
+            # "anything later?": other times on the same day, past the last (or before the first) offered
+            last = datetime.strptime(s.offered[-1], "%H:%M") + timedelta(minutes=1)
+            s.preference = f"after {last:%H:%M}" if shift == "later" else f"before {s.offered[0]}"
+            s.time, s.offered, s.verified, s.failures = None, [], False, 0
+            return self._next(s)
         if s.expecting == "choose":
             if u.answer == "no":
                 s.time, s.offered, s.preference = None, [], None
@@ -221,6 +278,10 @@ class ReceptionSteps(ToolResultSteps):
                 return self._ask(s, "Okay. What other day or time would suit you?")
             if u.answer == "yes" and len(s.offered) > 1:
                 return self._ask(s, f"Which one works best: {say_slots(s.offered)}?")
+        if s.expecting in ("name", "phone") and u.answer == "yes" and not u.has_slots and not s.failures:
+            s.failures += 1  # "sure", "perfect": an acknowledgement, not the answer yet
+            ask = "What name should I put it under?" if s.expecting == "name" else "What's the number?"
+            return self._ask(s, f"Sure. {ask}")
         if s.expecting == "phone" and s.phone_asked and s.failures >= 1:
             return [Say("No worries, we'll go without a number."), *self._next(s, skip_phone=True)]
         return self._not_understood(s, "Sorry, I didn't get that.")
@@ -273,6 +334,8 @@ class ReceptionSteps(ToolResultSteps):
         if s.flow == "book" and not s.service:
             return self._ask(s, "What would you like to come in for? We do check-ups and cleanings, "
                                 "fillings, whitening, emergency visits and consultations.", "service")
+        if not s.date and s.flow == "move" and s.booking and (s.time or s.preference):
+            s.date = s.booking.get("date")  # "can i move it to eleven": the same day, a new time
         if not s.date:
             q = "What day would you like to move it to?" if s.flow == "move" else "What day works for you?"
             return self._ask(s, q, "date")
@@ -320,8 +383,10 @@ class ReceptionSteps(ToolResultSteps):
     def _identify(self, s: DialogueState, u: Understanding, lead: str) -> list[Action]:
         """Move and cancel start by finding the caller's booking under their name."""
         name = u.name or (find_name(u.tokens, expecting=True) if s.expecting == "name" else None)
-        if s.flow == "move":
+        if s.flow == "move":  # of two days ("friday instead of tuesday"), the new one is the one not booked
             self._apply(s, Understanding(text=u.text, tokens=u.tokens, date=u.date, time=u.time))
+            if u.last_date is not None:
+                s.alternative = u.last_date.isoformat()
         if name:
             s.name = name
         elif s.name is None or s.expecting == "name":

@@ -56,6 +56,13 @@ def price_sentence(clinic: ClinicConfig, key: str | None) -> str:
     return f"For example, {say_list(prices, 'and')} {clinic.currency}."
 
 
+def duration_sentence(clinic: ClinicConfig, key: str | None) -> str:
+    if key and (s := clinic.service(key)):
+        return f"A {s.name} takes about {s.minutes} minutes."
+    times = [f"a {s.name} takes about {s.minutes} minutes" for s in clinic.services[:3]]
+    return f"For example, {say_list(times, 'and')}."
+
+
 def hours_sentence(clinic: ClinicConfig, day: date | None = None) -> str:
     return spoken_hours(clinic, day.weekday() if day else None)
 

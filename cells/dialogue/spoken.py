@@ -48,6 +48,10 @@ def tokenize(text: str) -> list[str]:
             out.append(tok + "m")
             i += 2
             continue
+        if tok.endswith("ish") and is_number_word(tok[:-3]):  # "nineish", "9ish": "nine ish"
+            out.extend([tok[:-3], "ish"])
+            i += 1
+            continue
         if re.fullmatch(r"\d{1,2}(am|pm)", tok):
             out.extend([tok[:-2], tok[-2:]])
         else:
@@ -132,11 +136,15 @@ def parse_phone(text: str, min_digits: int = 7) -> str | None:
             piece = str(value)
         elif tok == "hundred" and run:
             piece = "00"
+            k = i + 1 + (1 if i + 1 < len(tokens) and tokens[i + 1] == "and" else 0)
+            rest = parse_cardinal(tokens, k)
+            if rest is not None and (rest[0] >= 10 or k > i + 1):  # "five hundred and fifty five": 555
+                piece, step = f"{rest[0]:02d}", rest[1] - i
         elif (d := _digit_of(tok)) is not None:
             piece = str(d)
         elif tok in UNITS:  # ten .. nineteen said as a pair of digits
             piece = str(UNITS[tok])
-        elif tok in ("dash", "and", "uh", "um") and run:
+        elif tok in ("dash", "and", "uh", "um", "then", "hyphen", "er", "erm") and run:
             i += 1
             continue
         if piece is None:
