@@ -63,6 +63,17 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
+async def serve(receiver: Receiver, ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+    """`receiver` on a free loopback port (https with `ssl_context`); its port is set on it."""
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", receiver.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context).start()
+    receiver.port = runner.addresses[0][1]
+    return runner
+
+
 @dataclass
 class World:
     db: Database
@@ -84,17 +95,7 @@ def world() -> Iterator[World]:
 
         scope = db.run(run_transaction(db.sessions, make))
         receiver = Receiver()
-        app = web.Application()
-        app.router.add_route("POST", "/{tail:.*}", receiver.handle)
-        runner = web.AppRunner(app)
-
-        async def serve() -> None:
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            receiver.port = runner.addresses[0][1]
-
-        db.run(serve())
+        runner = db.run(serve(receiver))
         try:
             yield World(db, scope, receiver)
         finally:
@@ -344,16 +345,7 @@ def tls_receiver(world: World) -> Iterator[tuple[trustme.CA, int, Receiver]]:
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("hooks.example.test").configure_cert(server_ctx)
     receiver = Receiver()
-    app = web.Application()
-    app.router.add_route("POST", "/{tail:.*}", receiver.handle)
-    runner = web.AppRunner(app)
-
-    async def serve() -> None:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx).start()
-        receiver.port = runner.addresses[0][1]
-
-    world.run(serve())
+    runner = world.run(serve(receiver, server_ctx))
     try:
         yield ca, receiver.port, receiver
     finally:
