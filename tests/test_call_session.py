@@ -309,6 +309,28 @@ def test_a_turns_events_place_it_on_the_calls_own_timeline() -> None:
     assert at["speech_end"] <= at["turn_end"] <= at["first_frame_sent"] < 60_000, "milliseconds into the call"
 
 
+def test_a_resumed_streams_turns_are_placed_after_what_went_before() -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+
+    async def run() -> None:
+        phone = Phone()
+        session = make_session(phone)
+        session._on_event = lambda kind, data: events.append((kind, data))
+        # The call has been going for 40 s on another worker when this stream takes over.
+        history = [Message("assistant", "Hi."), Message("user", "hello"),
+                   Message("assistant", "How can I help?")]
+        await session.start("MZresumed", "CAtest", history=history, elapsed_s=40.0)
+        seq = await wait_for(lambda: phone.count("mark") >= 1 and not session.playout.speaking, 5, session)
+        seq = await stream(session, speech_frames("Hello, can you hear me?"), seq)
+        await wait_for(lambda: len(session.turns) >= 1 and not session._agent_busy(), 10, session, seq)
+        await session.stop()
+
+    asyncio.run(run())
+    [said] = [d for k, d in events if k == "transcript"]
+    agent = [d for k, d in events if k == "agent_said"]
+    assert said["start_ms"] >= 40_000 and all(d["start_ms"] >= 40_000 for d in agent), (said, agent)
+
+
 class BrokenTools(BookingTools):
     async def call(self, name: str, arguments: dict[str, Any], *, confirmed: bool = False) -> dict[str, Any]:
         raise FileNotFoundError("[Errno 2] No such file or directory: '/srv/autospeak/workers/eu-1/cal.tmp'")

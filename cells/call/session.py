@@ -126,10 +126,11 @@ class CallSession:
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, stream_sid: str, call_sid: str, *,
-                    history: Sequence[Message] | None = None) -> None:
+                    history: Sequence[Message] | None = None, elapsed_s: float = 0.0) -> None:
         """Starts the call loop. With `history` (a call resumed after its stream dropped) the
         conversation continues from those messages: no disclosure, a short apology and the agent's
-        last question instead."""
+        last question instead. `elapsed_s`: how long the call has been going already (a resumed
+        call), so that its timeline and its maximum length count from the call's start."""
         self.call_sid, self.stream_sid = call_sid, stream_sid
         if history is not None:
             self.resumed = True
@@ -144,7 +145,7 @@ class CallSession:
         self.playout = Playout(self.transport.send, stream_sid, clock=self.clock)
         self.speaker = Speaker(self.tts, self.outbound, self.playout, self.config.voice_id)
         self.feed = FrameFeed()
-        self.started_at = self.clock()
+        self.started_at = self.clock() - max(0.0, elapsed_s)
         for coro in (self.playout.run(), self._stt_loop(), self._watchdog()):
             self._tasks.append(asyncio.create_task(coro))
         self.emit("call_started", {"call_sid": call_sid, "stream_sid": stream_sid, "resumed": self.resumed})

@@ -330,7 +330,11 @@ class Coordination:
 
         caller_hung_up = handing_over = False
         try:
-            await session.start(start.stream_sid, start.call_sid, history=history)
+            # Wall clock: the call started on another worker, whose monotonic clock means nothing here.
+            elapsed = 0.0
+            if history is not None:
+                elapsed = time.time() - float(lease.state.get("started_at") or time.time())
+            await session.start(start.stream_sid, start.call_sid, history=history, elapsed_s=elapsed)
             lease.start_heartbeat(on_lost=lambda: asyncio.ensure_future(ws.close("taken_over")))
             with handover.interruptible():
                 async for ev in events() if not handover.requested else _no_events():
