@@ -1,22 +1,18 @@
-"""Applying call events to the database: rows per kind, idempotency, usage, rejection, ordering."""
+"""Applying call events to the database: rows per kind, idempotency, usage, rejection, ordering,
+malformed data, redaction. How a call ends: test_event_ingest_endings.py."""
 
 from __future__ import annotations
 
-import base64
-import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from db_fixtures import Database, embedded_database
+from ingest_world import T0, World, deliveries, env, ingest, lifecycle, open_world, rows, snapshot
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cells.coordination.envelope import CallEventEnvelope, call_id_for_sid
-from control.api.auth import bootstrap_tenant
-from control.db.migrate import upgrade
 from control.db.models import (
     Agent,
     Call,
@@ -24,123 +20,17 @@ from control.db.models import (
     Recording,
     Turn,
     UsageRecord,
-    WebhookDelivery,
-    WebhookEndpoint,
 )
 from control.db.session import run_transaction
-from control.db.tenancy import TenantScope, scoped_select, unscoped
-from control.events import EventRejected, IngestOutcome, amount_micros, ingest_event
-
-T0 = 1_760_000_000.0
-
-
-@dataclass
-class World:
-    db: Database
-    scopes: dict[str, TenantScope]
-    agent_id: uuid.UUID
-    all_endpoint: uuid.UUID
-    ended_endpoint: uuid.UUID
-
-
-def secret() -> str:
-    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+from control.db.tenancy import TenantScope, unscoped
+from control.events import EventRejected, IngestOutcome, amount_micros
 
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
-    with embedded_database() as db:
-        db.run(upgrade(db.engine))
-        scopes: dict[str, TenantScope] = {}
-        for label, region in (("eu", "eu"), ("in", "in"), ("us", "us")):
-            async def make(session: AsyncSession, label: str = label, region: str = region) -> TenantScope:
-                tenant, _ = await bootstrap_tenant(session, f"ingest {label}", region)
-                return TenantScope(tenant.id, region)
+    with open_world() as w:
+        yield w
 
-            scopes[label] = db.run(run_transaction(db.sessions, make))
-        eu = scopes["eu"]
-
-        async def seed(session: AsyncSession) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
-            agent = eu.new(Agent, id=uuid.uuid4(), name="Reception")
-            every = eu.new(WebhookEndpoint, id=uuid.uuid4(), url="http://127.0.0.1:9/all",
-                           signing_secret=secret(), event_types=[])
-            ended = eu.new(WebhookEndpoint, id=uuid.uuid4(), url="http://127.0.0.1:9/ended",
-                           signing_secret=secret(), event_types=["call.ended"])
-            off = eu.new(WebhookEndpoint, id=uuid.uuid4(), url="http://127.0.0.1:9/off",
-                         signing_secret=secret(), event_types=[], enabled=False)
-            session.add_all([agent, every, ended, off])
-            return agent.id, every.id, ended.id
-
-        agent_id, all_ep, ended_ep = db.run(run_transaction(db.sessions, seed, scope=eu))
-        yield World(db, scopes, agent_id, all_ep, ended_ep)
-
-
-def env(scope: TenantScope, call_id: uuid.UUID, kind: str, event_id: str, data: dict[str, Any] | None = None,
-        *, at: float = T0, region: str | None = None, tenant: uuid.UUID | None = None) -> CallEventEnvelope:
-    return CallEventEnvelope.new(
-        call_id=str(call_id), tenant_id=str(tenant or scope.tenant_id), region=region or scope.region,
-        kind=kind, event_id=event_id, data=data or {}, occurred_at=at, source="test",
-    )
-
-
-def ingest(w: World, envelope: CallEventEnvelope, **kw: Any) -> IngestOutcome:
-    return w.db.run(ingest_event(w.db.sessions, envelope, **kw))
-
-
-def rows(w: World, scope: TenantScope, model: type[Any], call_id: uuid.UUID) -> list[Any]:
-    async def q(session: AsyncSession) -> list[Any]:
-        col = model.id if model is Call else model.call_id
-        return list((await session.execute(scoped_select(model, scope).where(col == call_id))).scalars())
-
-    return w.db.run(run_transaction(w.db.sessions, q, scope=scope))
-
-
-def deliveries(w: World, scope: TenantScope, call_id: uuid.UUID) -> list[WebhookDelivery]:
-    async def q(session: AsyncSession) -> list[WebhookDelivery]:
-        stmt = scoped_select(WebhookDelivery, scope).order_by(WebhookDelivery.created_at)
-        found = (await session.execute(stmt)).scalars()
-        return [d for d in found if d.payload["data"]["call_id"] == str(call_id)]
-
-    return w.db.run(run_transaction(w.db.sessions, q, scope=scope))
-
-
-def snapshot(w: World, scope: TenantScope, call_id: uuid.UUID) -> dict[str, Any]:
-    call = rows(w, scope, Call, call_id)[0]
-    return {
-        "call": (call.status, call.disposition, call.ended_at, call.latency, call.carrier_call_sid),
-        "turns": [(t.seq, t.speaker, t.text) for t in rows(w, scope, Turn, call_id)],
-        "events": len(rows(w, scope, CallEvent, call_id)),
-        "recordings": len(rows(w, scope, Recording, call_id)),
-        "usage": [(u.billable_seconds, u.amount_micros) for u in rows(w, scope, UsageRecord, call_id)],
-        "deliveries": sorted((d.endpoint_id.hex, d.event_id) for d in deliveries(w, scope, call_id)),
-    }
-
-
-def lifecycle(scope: TenantScope, call_id: uuid.UUID, agent_id: uuid.UUID) -> list[CallEventEnvelope]:
-    c, s = str(call_id), "MZstream1"
-    timing = {"index": 1, "caller_text": "hello", "agent_text": "hi there", "speech_end": 1.0,
-              "ms_after_speech_end": {"first_frame_sent": 420.0, "stt_final": 90.0}}
-    return [
-        env(scope, call_id, "call_created", f"{c}:created", {
-            "direction": "inbound", "from": "+4915112345678", "to": "+442071234567",
-            "agent_id": str(agent_id), "call_sid": "CA123", "carrier": "twilio"}),
-        env(scope, call_id, "call_started", f"{c}:{s}:1",
-            {"call_sid": "CA123", "stream_sid": s, "worker_id": "w1", "resumed": False}, at=T0 + 1),
-        env(scope, call_id, "transcript", f"{c}:{s}:2", {"text": "hello", "turn": 1}, at=T0 + 3),
-        env(scope, call_id, "transcript", f"{c}:{s}:3", {"text": "uh", "turn": 2, "ignored": True},
-            at=T0 + 4),
-        env(scope, call_id, "agent_said", f"{c}:{s}:4",
-            {"text": "hi there", "interrupted": True, "start_ms": 3500, "end_ms": 4200}, at=T0 + 5),
-        env(scope, call_id, "turn", f"{c}:{s}:5", timing, at=T0 + 5),
-        env(scope, call_id, "turn", f"{c}:{s}:6",
-            {**timing, "index": 2, "ms_after_speech_end": {"first_frame_sent": 780.0}}, at=T0 + 8),
-        env(scope, call_id, "tool_call", f"{c}:{s}:7", {"name": "book", "args": {}}, at=T0 + 9),
-        env(scope, call_id, "recording_ready", f"{c}:{s}:8", {
-            "object_key": f"{scope.tenant_id}/{c}.wav", "duration_ms": 12300, "size_bytes": 196_800,
-            "content_type": "audio/wav"}, at=T0 + 12),
-        env(scope, call_id, "call_ended", f"{c}:{s}:9",
-            {"disposition": "booked", "turns": 2, "duration_s": 12.3}, at=T0 + 12.3),
-    ]
 
 
 def test_each_kind_lands_in_its_rows(world: World) -> None:
@@ -306,146 +196,6 @@ def test_every_tenant_writes_only_its_region(world: World) -> None:
             "test audit")) or 0)
 
     assert world.db.run(run_transaction(world.db.sessions, count)) == 3
-
-
-# --- the end of a call: whichever end event comes first -----------------------------------------
-
-
-def ended_deliveries(w: World, scope: TenantScope, call_id: uuid.UUID) -> list[WebhookDelivery]:
-    return [d for d in deliveries(w, scope, call_id) if d.event_type == "call.ended"]
-
-
-@pytest.mark.parametrize(("twilio", "status", "disposition"), [
-    ("busy", "busy", "busy"),
-    ("no-answer", "no_answer", "no_answer"),
-    ("failed", "failed", "failed"),
-    ("canceled", "canceled", "canceled"),
-])
-def test_a_terminal_status_without_a_worker_ends_the_call(
-    world: World, twilio: str, status: str, disposition: str
-) -> None:
-    scope, call_id = world.scopes["eu"], uuid.uuid4()
-    c = str(call_id)
-    ingest(world, env(scope, call_id, "call_created", f"{c}:created", {"direction": "outbound"}))
-    ingest(world, env(scope, call_id, "call_status", f"{c}:status:ringing", {"call_status": "ringing"},
-                      at=T0 + 1))
-    ingest(world, env(scope, call_id, "call_status", f"{c}:status:{twilio}", {"call_status": twilio},
-                      at=T0 + 20))
-    [call] = rows(world, scope, Call, call_id)
-    assert (call.status, call.disposition) == (status, disposition)
-    assert call.ended_at.timestamp() == pytest.approx(T0 + 20)
-    assert rows(world, scope, UsageRecord, call_id) == []  # no duration: nothing to bill
-    ended = ended_deliveries(world, scope, call_id)
-    assert len(ended) == 2 and {d.event_id for d in ended} == {f"{c}:status:{twilio}"}  # one per endpoint
-    data = ended[0].payload["data"]
-    assert (data["status"], data["disposition"], data["duration_s"], data["turns"]) == (
-        status, disposition, 0, 0)
-
-    # A late call_ended (or a replay) changes nothing: the first end wins.
-    ingest(world, env(scope, call_id, "call_ended", f"{c}:MZ:9", {"disposition": "booked", "duration_s": 30},
-                      at=T0 + 30))
-    [call] = rows(world, scope, Call, call_id)
-    assert (call.status, call.disposition) == (status, disposition)
-    assert call.ended_at.timestamp() == pytest.approx(T0 + 20)
-    assert rows(world, scope, UsageRecord, call_id) == []
-    assert len(ended_deliveries(world, scope, call_id)) == 2
-    assert len(rows(world, scope, CallEvent, call_id)) == 4  # the late one is kept as an event
-
-
-def test_completed_status_first_then_call_ended_bills_and_notifies_once(world: World) -> None:
-    scope, call_id = world.scopes["eu"], uuid.uuid4()
-    c = str(call_id)
-    ingest(world, env(scope, call_id, "call_created", f"{c}:created", {"direction": "inbound"}))
-    ingest(world, env(scope, call_id, "transcript", f"{c}:MZ:1", {"text": "hello"}, at=T0 + 2))
-    ingest(world, env(scope, call_id, "call_status", f"{c}:status:completed",
-                      {"call_status": "completed", "call_duration": 42}, at=T0 + 42))
-    ingest(world, env(scope, call_id, "call_ended", f"{c}:MZ:2",
-                      {"disposition": "booked", "turns": 1, "duration_s": 41.2}, at=T0 + 43))
-    [call] = rows(world, scope, Call, call_id)
-    # The worker's reason replaces the carrier's guess; the end, the bill and the webhook stay the first.
-    assert (call.status, call.disposition) == ("completed", "booked")
-    assert call.ended_at.timestamp() == pytest.approx(T0 + 42)
-    [usage] = rows(world, scope, UsageRecord, call_id)
-    assert usage.billable_seconds == 42
-    ended = ended_deliveries(world, scope, call_id)
-    assert {d.event_id for d in ended} == {f"{c}:status:completed"} and len(ended) == 2
-    assert ended[0].payload["data"]["duration_s"] == 42 and ended[0].payload["data"]["turns"] == 1
-
-
-def test_call_ended_first_then_completed_status_changes_nothing(world: World) -> None:
-    scope, call_id = world.scopes["eu"], uuid.uuid4()
-    c = str(call_id)
-    ingest(world, env(scope, call_id, "call_created", f"{c}:created", {"direction": "inbound"}))
-    ingest(world, env(scope, call_id, "call_ended", f"{c}:MZ:5",
-                      {"disposition": "booked", "turns": 4, "duration_s": 30}, at=T0 + 30))
-    before = snapshot(world, scope, call_id)
-    ingest(world, env(scope, call_id, "call_status", f"{c}:status:completed",
-                      {"call_status": "completed", "call_duration": 33}, at=T0 + 33))
-    after = snapshot(world, scope, call_id)
-    assert after["call"] == before["call"] and after["usage"] == before["usage"] == [(30, 45_000)]
-    assert after["deliveries"] == before["deliveries"]
-    assert before["call"][:2] == ("completed", "booked")
-
-
-def test_a_rejected_call_fails_without_usage(world: World) -> None:
-    scope, call_id = world.scopes["eu"], uuid.uuid4()
-    c = str(call_id)
-    ingest(world, env(scope, call_id, "call_created", f"{c}:created", {"direction": "inbound"}))
-    ingest(world, env(scope, call_id, "call_rejected", f"{c}:rejected", {"reason": "no_worker"}, at=T0 + 1))
-    # The caller heard the busy message, then Twilio reports the (billed by Twilio) call as completed.
-    ingest(world, env(scope, call_id, "call_status", f"{c}:status:completed",
-                      {"call_status": "completed", "call_duration": 6}, at=T0 + 6))
-    [call] = rows(world, scope, Call, call_id)
-    assert (call.status, call.disposition) == ("failed", "no_worker")
-    assert call.ended_at.timestamp() == pytest.approx(T0 + 1)
-    assert rows(world, scope, UsageRecord, call_id) == []
-    ended = ended_deliveries(world, scope, call_id)
-    assert {d.event_id for d in ended} == {f"{c}:rejected"} and len(ended) == 2
-    assert ended[0].payload["data"]["status"] == "failed"
-    assert ended[0].payload["data"]["disposition"] == "no_worker"
-
-
-def test_a_call_dropped_with_no_worker_to_resume_it_is_ended_billed_and_counted(world: World) -> None:
-    scope, call_id = world.scopes["eu"], uuid.uuid4()
-    c = str(call_id)
-    # The worker publishes the call up to its first answer, then dies; no worker takes it over.
-    for event in lifecycle(scope, call_id, uuid.uuid4())[:5]:
-        ingest(world, event)
-    ingest(world, env(scope, call_id, "call_ended", f"{c}:resume-failed",
-                      {"disposition": "dropped_no_worker"}, at=T0 + 21))
-    ingest(world, env(scope, call_id, "call_status", f"{c}:status:completed",
-                      {"call_status": "completed", "call_duration": 24}, at=T0 + 24))
-    [call] = rows(world, scope, Call, call_id)
-    assert (call.status, call.disposition) == ("completed", "dropped_no_worker")
-    # The caller was on the line from the call's start to the drop: that is billed, once.
-    assert [u.billable_seconds for u in rows(world, scope, UsageRecord, call_id)] == [21]
-    ended = ended_deliveries(world, scope, call_id)
-    assert ended and {d.event_id for d in ended} == {f"{c}:resume-failed"}
-    assert ended[0].payload["data"]["turns"] == len(rows(world, scope, Turn, call_id)) >= 2
-
-
-def test_a_stale_rejection_never_ends_a_call_a_worker_has_started(world: World) -> None:
-    # A retried webhook reached a second worker whose reservation then ran out unused.
-    scope, call_id = world.scopes["eu"], uuid.uuid4()
-    c = str(call_id)
-    for event in lifecycle(scope, call_id, uuid.uuid4())[:3]:
-        ingest(world, event)
-    ingest(world, env(scope, call_id, "call_rejected", f"{c}:rejected", {"reason": "stream_never_connected"},
-                      at=T0 + 31))
-    [call] = rows(world, scope, Call, call_id)
-    assert (call.status, call.disposition, call.ended_at) == ("in_progress", None, None)
-    assert ended_deliveries(world, scope, call_id) == []
-    ingest(world, env(scope, call_id, "call_ended", f"{c}:MZstream1:9", {"disposition": "booked"},
-                      at=T0 + 40))
-    [call] = rows(world, scope, Call, call_id)
-    assert (call.status, call.disposition) == ("completed", "booked")
-
-
-def test_a_rejected_call_with_no_created_event_is_still_recorded(world: World) -> None:
-    scope, call_id = world.scopes["in"], uuid.uuid4()
-    ingest(world, env(scope, call_id, "call_rejected", f"{call_id}:rejected", {"reason": "agent_missing"}))
-    [call] = rows(world, scope, Call, call_id)
-    assert (call.status, call.disposition) == ("failed", "agent_missing") and call.ended_at is not None
 
 
 # --- malformed data inside a well-formed envelope ---------------------------------------------------
