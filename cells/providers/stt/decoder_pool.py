@@ -257,17 +257,26 @@ class DecoderPool:
                 pass
 
     async def open(self, spec: dict[str, Any]) -> DecoderStream:
-        process = min(self._ensure(), key=lambda p: p.streams)
-        stream = next(self._ids)
-        with self._lock:
-            process.streams += 1
-        handle = DecoderStream(self, process, stream)
-        try:
-            await process.request(stream, OPEN, json.dumps(spec).encode())
-        except BaseException:
-            handle.close()
-            raise
-        return handle
+        payload = json.dumps(spec).encode()
+        for attempt in (1, 2):
+            process = min(self._ensure(), key=lambda p: p.streams)
+            stream = next(self._ids)
+            with self._lock:
+                process.streams += 1
+            handle = DecoderStream(self, process, stream)
+            try:
+                await process.request(stream, OPEN, payload)
+                return handle
+            except ProviderError:
+                handle.close()
+                # A process that died before its reader noticed was still on the list: a new stream
+                # (nothing decoded yet, nothing lost) goes to another, once.
+                if attempt == 2 or process.proc.poll() is None:
+                    raise
+            except BaseException:
+                handle.close()
+                raise
+        raise AssertionError("unreachable")
 
     def release(self, process: DecoderProcess) -> None:
         with self._lock:
