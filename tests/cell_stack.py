@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import nats
 
-from cells.launcher.jetstream import call_stream_name
+from cells.contract.jetstream import call_stream_name
 from cells.launcher.stack import EmbeddedStack
 from cells.simulator.caller import CallResult, ScriptedCaller
 from cells.simulator.scripts import SCRIPTS

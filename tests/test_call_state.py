@@ -10,7 +10,7 @@ from typing import TypeVar
 import nats
 import pytest
 
-from cells.coordination.call_state import (
+from cells.contract.call_state import (
     CallStateStore,
     LeaseLost,
     history_from_dicts,

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from cells.telephony.call_token import (
+from cells.contract.call_token import (
     BadCallToken,
     CallTokenAuthority,
     ExpiredCallToken,

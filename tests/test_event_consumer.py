@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cells.coordination.envelope import CallEventEnvelope
-from cells.launcher.jetstream import call_stream_name, call_subject, ensure_call_stream, publish_event
+from cells.contract.envelope import CallEventEnvelope
+from cells.contract.jetstream import call_stream_name, call_subject, ensure_call_stream, publish_event
 from cells.launcher.nats import NatsSupercluster
 from control.api.auth import bootstrap_tenant
 from control.db.migrate import upgrade

@@ -12,7 +12,7 @@ from ingest_world import T0, World, deliveries, env, ingest, lifecycle, open_wor
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cells.coordination.envelope import CallEventEnvelope, call_id_for_sid
+from cells.contract.envelope import CallEventEnvelope, call_id_for_sid
 from control.db.models import (
     Agent,
     Call,

@@ -12,10 +12,10 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from cells.coordination.envelope import CallEventEnvelope
+from cells.contract.envelope import CallEventEnvelope
+from cells.contract.jetstream import call_stream_name, ensure_call_stream
 from cells.coordination.publisher import EventPublisher
-from cells.launcher import NatsSupercluster, ensure_call_stream
-from cells.launcher.jetstream import call_stream_name
+from cells.launcher import NatsSupercluster
 
 T = TypeVar("T")
 

@@ -19,16 +19,14 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import KeyWrongLastSequenceError, ServiceUnavailableError
 
-from cells.launcher import (
-    NatsStartError,
-    NatsSupercluster,
+from cells.contract.jetstream import (
     call_stream_name,
     call_subject,
     ensure_call_state_bucket,
     ensure_call_stream,
-    nats_server_binary,
     publish_event,
 )
+from cells.launcher import NatsStartError, NatsSupercluster, nats_server_binary
 from cells.launcher.ports import free_ports
 from regions import UnknownRegionError
 

@@ -29,9 +29,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy_cockroachdb.asyncpg import CockroachDBDialect_asyncpg
 
-from cells.coordination.envelope import CallEventEnvelope
-from cells.launcher import NatsSupercluster, ensure_call_state_bucket, ensure_call_stream, publish_event
-from cells.launcher.jetstream import call_stream_name, call_subject
+from cells.contract.envelope import CallEventEnvelope
+from cells.contract.jetstream import (
+    call_stream_name,
+    call_subject,
+    ensure_call_state_bucket,
+    ensure_call_stream,
+    publish_event,
+)
+from cells.launcher import NatsSupercluster
 from control.audit.__main__ import main as audit_main
 from control.audit.residency import (
     CRDB_LOCALITIES,

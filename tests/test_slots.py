@@ -13,8 +13,8 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from cells.coordination.envelope import slot_subject
-from cells.coordination.slots import SlotServer, call_key, request_slot
+from cells.contract.envelope import slot_subject
+from cells.contract.slots import SlotServer, call_key, request_slot
 from cells.launcher import NatsSupercluster
 
 T = TypeVar("T")

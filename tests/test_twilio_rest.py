@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from twilio_fake.server import FakeTwilioServer
 
+from cells.contract.twilio_client import CallNotFound
 from cells.providers.base import (
     ProviderConfigError,
     ProviderError,
@@ -17,7 +18,7 @@ from cells.providers.base import (
     ProviderUnavailable,
     TelephonyProvider,
 )
-from cells.telephony.twilio_rest import CallNotFound, TwilioRestSettings, TwilioRestTelephony
+from cells.telephony.twilio_rest import TwilioRestSettings, TwilioRestTelephony
 
 
 @pytest.fixture

@@ -16,15 +16,15 @@ from quart.testing.connections import WebsocketDisconnectError, WebsocketRespons
 from twilio.request_validator import RequestValidator
 from twilio_fake import MediaStreamFrames
 
-from cells.telephony.call_token import CallTokenAuthority
-from cells.telephony.twilio_media import Dtmf, Mark, Media, Stop
-from cells.telephony.twilio_webhook import (
+from cells.contract.call_token import CallTokenAuthority
+from cells.contract.twilio_webhook import (
     NumberRoute,
     SlotRequest,
     WebhookSettings,
     WorkerSlot,
     twilio_voice_blueprint,
 )
+from cells.telephony.twilio_media import Dtmf, Mark, Media, Stop
 from cells.telephony.twilio_ws import (
     AcceptedStream,
     MediaSocketSettings,
@@ -456,7 +456,7 @@ def test_a_media_upgrade_signed_with_a_shared_key_is_accepted() -> None:
 
 
 def test_shared_keys_come_from_the_environment_as_id_equals_secret() -> None:
-    from cells.telephony.twilio_signature import parse_shared_keys
+    from cells.contract.twilio_signature import parse_shared_keys
 
     assert parse_shared_keys(" a=1, b = 2 ,") == {"a": "1", "b": "2"}
     assert parse_shared_keys(None) == {}

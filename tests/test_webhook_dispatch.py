@@ -21,7 +21,7 @@ from db_fixtures import Database, embedded_database
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
-from cells.coordination.envelope import CallEventEnvelope
+from cells.contract.envelope import CallEventEnvelope
 from control.api.auth import bootstrap_tenant
 from control.db.migrate import upgrade
 from control.db.models import WebhookDelivery, WebhookEndpoint

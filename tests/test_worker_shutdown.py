@@ -31,8 +31,8 @@ from worker_cell import (
     worker_cell,
 )
 
-from cells.coordination.call_state import CallStateStore
-from cells.coordination.envelope import call_id_for_sid
+from cells.contract.call_state import CallStateStore
+from cells.contract.envelope import call_id_for_sid
 from cells.simulator.caller import CallerLine, ScriptedCaller
 from cells.simulator.twilio_peer import TwilioPeer
 from cells.speech.espeak import EspeakEngine

@@ -20,21 +20,21 @@ from hypercorn.config import Config
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from quart import Quart
 
-from cells.coordination.call_state import CallStateStore
-from cells.coordination.envelope import CallEventEnvelope, call_id_for_sid
-from cells.coordination.slots import request_slot
-from cells.launcher import NatsSupercluster, ensure_call_stream
-from cells.launcher.jetstream import call_stream_name
-from cells.launcher.ports import free_port
-from cells.simulator.run import worker_process
-from cells.telephony.call_token import SECRET_ENV, CallTokenAuthority
-from cells.telephony.twilio_webhook import (
+from cells.contract.call_state import CallStateStore
+from cells.contract.call_token import SECRET_ENV, CallTokenAuthority
+from cells.contract.envelope import CallEventEnvelope, call_id_for_sid
+from cells.contract.jetstream import call_stream_name, ensure_call_stream
+from cells.contract.slots import request_slot
+from cells.contract.twilio_webhook import (
     NumberRoute,
     SlotRequest,
     WebhookSettings,
     WorkerSlot,
     twilio_voice_blueprint,
 )
+from cells.launcher import NatsSupercluster
+from cells.launcher.ports import free_port
+from cells.simulator.run import worker_process
 
 TOKEN = secrets.token_hex(16)
 SECRET = secrets.token_urlsafe(48)

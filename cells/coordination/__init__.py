@@ -1,1 +1,4 @@
-"""How a cell's parts talk over NATS: slot assignment, call events and live call state."""
+"""A worker's side of the NATS coordination: publishing a media stream's call events in order.
+
+The shared wire contract (subjects, envelope, slots, call state) is in `cells.contract`.
+"""

@@ -17,8 +17,8 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
-from cells.coordination.envelope import CallEventEnvelope, EnvelopeError
-from cells.launcher.jetstream import publish_event
+from cells.contract.envelope import CallEventEnvelope, EnvelopeError
+from cells.contract.jetstream import publish_event
 
 log = logging.getLogger(__name__)
 MAX_QUEUE = 50_000  # events of one stream; a call emits a few per turn, so this spans a long outage

@@ -1,25 +1,9 @@
-"""The cell launcher: starts the embedded services a cell needs (NATS now; the API and workers later)."""
+"""The cell launcher: starts the embedded services a cell needs (NATS, PostgreSQL, the cells).
 
-from cells.launcher.jetstream import (
-    call_state_bucket_name,
-    call_stream_name,
-    call_subject,
-    ensure_call_state_bucket,
-    ensure_call_stream,
-    placement,
-    publish_event,
-)
+It sits above both planes (it seeds the control plane's database and starts workers); nothing in
+the runtime imports it. The NATS names and assets both planes share are in `cells.contract.jetstream`.
+"""
+
 from cells.launcher.nats import NatsStartError, NatsSupercluster, nats_server_binary
 
-__all__ = [
-    "NatsStartError",
-    "NatsSupercluster",
-    "call_state_bucket_name",
-    "call_stream_name",
-    "call_subject",
-    "ensure_call_state_bucket",
-    "ensure_call_stream",
-    "nats_server_binary",
-    "placement",
-    "publish_event",
-]
+__all__ = ["NatsStartError", "NatsSupercluster", "nats_server_binary"]

@@ -1,14 +1,11 @@
 """TelephonyProvider over Twilio's REST API: dial, transfer, hang up and send DTMF on a live call.
 
-Call ids here are Twilio CallSids. The SDK is blocking (requests), so each call runs in a worker thread
-with an overall deadline. `api_base_url` points the client somewhere other than https://api.twilio.com
-(a regional gateway, or the local fake in tests) by setting the Api domain's base URL, the one place the
-SDK builds `/2010-04-01/...` URLs from.
+Call ids here are Twilio CallSids. The client, its deadline and its error mapping are the shared
+`cells.contract.twilio_client` (the control plane dials with it too).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import urllib.parse
@@ -16,35 +13,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import requests
-from twilio.base.exceptions import TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
-from cells.providers.base import (
-    AudioChunk,
-    ProviderConfigError,
-    ProviderError,
-    ProviderTimeout,
-    ProviderUnavailable,
-)
+from cells.contract.twilio_client import PROVIDER, make_client, point_client_at, run_blocking
+from cells.providers.base import AudioChunk, ProviderConfigError
+
+__all__ = ["TwilioRestSettings", "TwilioRestTelephony", "dial_twiml", "play_digits_twiml"]
 
 log = logging.getLogger(__name__)
-PROVIDER = "twilio"
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
 _DIGITS = re.compile(r"[0-9*#wW]{1,64}")  # w = half-second pause, as Twilio's <Play digits> defines
 
 T = TypeVar("T")
 AudioSink = Callable[[str, AudioChunk], Awaitable[None]]
-
-
-class CallNotFound(ProviderError):
-    """Twilio does not know the call (20404), or it is no longer in progress (21220)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, provider=PROVIDER, retryable=False)
 
 
 @dataclass(frozen=True)
@@ -87,53 +70,6 @@ def _check_number(number: str) -> None:
 def _check_call_sid(call_id: str) -> None:
     if not _CALL_SID.fullmatch(call_id):
         raise ProviderConfigError(f"{call_id!r} is not a Twilio CallSid", provider=PROVIDER)
-
-
-def map_twilio_error(exc: Exception, action: str) -> ProviderError:
-    """A Twilio/transport failure -> our provider error, with a message that names what failed."""
-    if isinstance(exc, TwilioRestException):
-        what = f"twilio {action} failed: HTTP {exc.status}, code {exc.code}: {exc.msg}"
-        if exc.code in (20404, 21220) or exc.status == 404:
-            return CallNotFound(what)
-        if exc.status in (401, 403) or exc.code == 20003:
-            return ProviderConfigError(what + " (check the account sid and auth token)", provider=PROVIDER)
-        if exc.status == 429 or exc.status >= 500:
-            return ProviderUnavailable(what, provider=PROVIDER)
-        return ProviderError(what, provider=PROVIDER, retryable=False)
-    if isinstance(exc, requests.Timeout):
-        return ProviderTimeout(f"twilio {action} timed out", provider=PROVIDER)
-    if isinstance(exc, requests.RequestException):
-        return ProviderUnavailable(f"twilio {action} failed: {type(exc).__name__}", provider=PROVIDER)
-    return ProviderError(f"twilio {action} failed: {type(exc).__name__}: {exc}", provider=PROVIDER)
-
-
-def make_client(account_sid: str, auth_token: str, *, api_base_url: str | None = None,
-                timeout_s: float = 10.0) -> Client:
-    """A Twilio REST client with a per-request timeout, optionally aimed at another API base URL."""
-    client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout_s))
-    if api_base_url:
-        point_client_at(client, api_base_url)
-    return client
-
-
-def point_client_at(client: Client, api_base_url: str) -> None:
-    # region/edge would rewrite the host name; an explicit base URL wins.
-    client.region = None
-    client.edge = None
-    client.api.base_url = api_base_url.rstrip("/")
-
-
-async def run_blocking(action: str, fn: Callable[[], T], timeout_s: float) -> T:
-    """Run one blocking SDK call in a thread with an overall deadline; failures become ProviderErrors."""
-    try:
-        # The thread may outlive the deadline; requests' own timeout bounds it.
-        return await asyncio.wait_for(asyncio.to_thread(fn), timeout=timeout_s + 1.0)
-    except TimeoutError:
-        raise ProviderTimeout(f"twilio {action} timed out", provider=PROVIDER) from None
-    except Exception as exc:  # the SDK raises its own, requests' and plain errors
-        err = map_twilio_error(exc, action)
-        log.warning("%s", err)
-        raise err from exc
 
 
 class TwilioRestTelephony:

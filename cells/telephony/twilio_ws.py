@@ -15,7 +15,8 @@ from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 from quart import Blueprint, Response, websocket
 
-from cells.telephony.call_token import CallClaims, CallTokenAuthority, CallTokenError
+from cells.contract.call_token import CallClaims, CallTokenAuthority, CallTokenError
+from cells.contract.twilio_signature import SETTINGS_HEADER, SIGNATURE_HEADER, TwilioSigning
 from cells.telephony.twilio_media import (
     DEFAULT_MAX_FRAME_BYTES,
     Connected,
@@ -29,7 +30,6 @@ from cells.telephony.twilio_media import (
     Start,
     Stop,
 )
-from cells.telephony.twilio_signature import SETTINGS_HEADER, SIGNATURE_HEADER, TwilioSigning
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -16,8 +16,8 @@ from pathlib import Path
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from cells.telephony.call_token import MIN_SECRET_BYTES, SECRET_ENV
-from cells.telephony.twilio_signature import SHARED_KEYS_ENV, parse_shared_keys
+from cells.contract.call_token import MIN_SECRET_BYTES, SECRET_ENV
+from cells.contract.twilio_signature import SHARED_KEYS_ENV, parse_shared_keys
 from cells.worker.app import COORDINATION, WorkerSettings, create_app
 from regions.catalogue import get_region
 

@@ -19,16 +19,16 @@ from typing import Any
 from quart import Quart
 
 from cells.call.session import CallSession
-from cells.providers.base import ToolCall
-from cells.telephony.call_token import CallClaims, CallTokenAuthority
-from cells.telephony.twilio_media import Dtmf, Mark, Media, Start, Stop
-from cells.telephony.twilio_webhook import (
+from cells.contract.call_token import CallClaims, CallTokenAuthority
+from cells.contract.twilio_webhook import (
     NumberRoute,
     SlotRequest,
     WebhookSettings,
     WorkerSlot,
     twilio_voice_blueprint,
 )
+from cells.providers.base import ToolCall
+from cells.telephony.twilio_media import Dtmf, Mark, Media, Start, Stop
 from cells.telephony.twilio_ws import (
     AcceptedStream,
     MediaSocketSettings,

@@ -35,13 +35,13 @@ from nats.js import JetStreamContext
 
 from cells.call.recorder import CallRecorder
 from cells.call.session import CallSession
-from cells.coordination.call_state import CallLease, CallStateStore, LeaseLost, history_from_dicts
-from cells.coordination.envelope import CallEventEnvelope
+from cells.contract.call_state import CallLease, CallStateStore, LeaseLost, history_from_dicts
+from cells.contract.call_token import CallClaims
+from cells.contract.envelope import CallEventEnvelope
+from cells.contract.jetstream import publish_event
+from cells.contract.slots import SlotServer, call_key
 from cells.coordination.publisher import EventPublisher
-from cells.coordination.slots import SlotServer, call_key
-from cells.launcher.jetstream import publish_event
 from cells.providers import registry
-from cells.telephony.call_token import CallClaims
 from cells.telephony.twilio_media import Start
 from cells.worker.agent import ReceptionAgent, agent_from_spec
 from regions.objectstore import RegionStore

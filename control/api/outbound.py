@@ -12,8 +12,7 @@ from typing import Final, Protocol, runtime_checkable
 
 from twilio.rest import Client
 
-from cells.providers.base import ProviderError
-from cells.telephony.twilio_rest import make_client, run_blocking
+from cells.contract.twilio_client import ProviderError, make_client, run_blocking
 
 # Every progress step, so that the call row follows the carrier from queued to completed.
 STATUS_EVENTS: Final = ("initiated", "ringing", "answered", "completed")

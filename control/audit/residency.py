@@ -42,8 +42,8 @@ from sqlalchemy import Select, String, case, cast, column, func, literal, litera
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cells.coordination.envelope import CallEventEnvelope, EnvelopeError
-from cells.launcher.jetstream import call_state_bucket_name, call_stream_name
+from cells.contract.envelope import CallEventEnvelope, EnvelopeError
+from cells.contract.jetstream import call_state_bucket_name, call_stream_name
 from control.db import models  # noqa: F401  (registers every table with the mapper registry)
 from control.db.base import Regional, regional_models
 from control.db.call_models import Recording

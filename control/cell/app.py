@@ -9,8 +9,8 @@ from typing import Any
 
 from quart import Quart
 
-from cells.coordination.envelope import CallEventEnvelope
-from cells.telephony.call_token import CallTokenAuthority
+from cells.contract.call_token import CallTokenAuthority
+from cells.contract.envelope import CallEventEnvelope
 from control.api.app import HEALTH_PROBE_KEY, create_control_app
 from control.api.settings import ControlSettings
 from control.api.state import api_state

@@ -16,7 +16,7 @@ from typing import Any
 
 from quart import Quart
 
-from cells.telephony.twilio_signature import SHARED_KEYS_ENV, parse_shared_keys
+from cells.contract.twilio_signature import SHARED_KEYS_ENV, parse_shared_keys
 from control.api.asgi import settings_from_env
 from control.api.settings import ControlSettings
 from control.cell.app import create_cell_app

@@ -11,10 +11,10 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cells.coordination.call_state import CallStateStore
-from cells.coordination.envelope import CallEventEnvelope
-from cells.coordination.slots import request_slot
-from cells.launcher.jetstream import ensure_call_state_bucket, ensure_call_stream, publish_event
+from cells.contract.call_state import CallStateStore
+from cells.contract.envelope import CallEventEnvelope
+from cells.contract.jetstream import ensure_call_state_bucket, ensure_call_stream, publish_event
+from cells.contract.slots import request_slot
 from control.api.settings import ControlSettings
 from control.events import EventConsumer, WebhookDispatcher
 
@@ -42,7 +42,7 @@ class CellRuntime:
         self.nc = await nats.connect(self.settings.nats_url, name=f"control-{self.region}",
                                      max_reconnect_attempts=-1, reconnect_time_wait=0.5)
         self.js = self.nc.jetstream()
-        # Retention: the stream's and the bucket's defaults (cells.launcher.jetstream), which the
+        # Retention: the stream's and the bucket's defaults (cells.contract.jetstream), which the
         # workers declare too.
         await ensure_call_stream(self.js, self.region)
         kv = await ensure_call_state_bucket(self.js, self.region)

@@ -17,9 +17,9 @@ from typing import Any
 from quart import Blueprint, request
 from sqlalchemy import select
 
-from cells.coordination.envelope import CallEventEnvelope, call_id_for_sid
-from cells.telephony.call_token import CallTokenAuthority
-from cells.telephony.twilio_webhook import (
+from cells.contract.call_token import CallTokenAuthority
+from cells.contract.envelope import CallEventEnvelope, call_id_for_sid
+from cells.contract.twilio_webhook import (
     OUTBOUND_API,
     NumberRoute,
     SlotRequest,

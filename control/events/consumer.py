@@ -32,8 +32,8 @@ from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityE
 from sqlalchemy.exc import TimeoutError as SqlTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cells.coordination.envelope import CallEventEnvelope, EnvelopeError
-from cells.launcher.jetstream import call_stream_name, ensure_call_stream
+from cells.contract.envelope import CallEventEnvelope, EnvelopeError
+from cells.contract.jetstream import call_stream_name, ensure_call_stream
 from control.db.session import sqlstate_of
 from control.events.ingest import EventRejected, IngestOutcome, IngestResult, apply_event
 from regions.catalogue import get_region

@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cells.coordination.envelope import CallEventEnvelope
+from cells.contract.envelope import CallEventEnvelope
 from control.db.models import (
     Agent,
     Call,

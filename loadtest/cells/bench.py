@@ -43,7 +43,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cells.coordination.envelope import call_id_for_sid
+from cells.contract.envelope import call_id_for_sid
 from cells.launcher.stack import Child, EmbeddedStack
 from cells.simulator.caller import ScriptedCaller
 from cells.simulator.scripts import SCRIPTS

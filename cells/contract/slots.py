@@ -29,7 +29,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from cells.coordination.envelope import SLOT_QUEUE, call_id_for_sid, slot_subject
+from cells.contract.envelope import SLOT_QUEUE, call_id_for_sid, slot_subject
 
 log = logging.getLogger(__name__)
 RESERVATION_S = 30.0  # Twilio opens the stream within seconds of the TwiML answer

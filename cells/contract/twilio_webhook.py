@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from quart import Blueprint, Response, abort, request
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from cells.telephony.call_token import CallTokenAuthority
-from cells.telephony.twilio_signature import SETTINGS_HEADER, SIGNATURE_HEADER, TwilioSigning
+from cells.contract.call_token import CallTokenAuthority
+from cells.contract.twilio_signature import SETTINGS_HEADER, SIGNATURE_HEADER, TwilioSigning
 
 log = logging.getLogger(__name__)
 MAX_FORM_BYTES = 64 * 1024

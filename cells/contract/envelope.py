@@ -15,7 +15,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from cells.launcher.jetstream import call_subject
+from cells.contract.jetstream import call_subject
 from regions.catalogue import get_region
 
 # uuid5 namespace for carrier call ids: the same CallSid always maps to the same call id, so a

@@ -27,7 +27,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from cells.launcher.jetstream import ensure_call_state_bucket
+from cells.contract.jetstream import ensure_call_state_bucket
 from cells.providers.base import Message, ToolCall
 
 log = logging.getLogger(__name__)
