@@ -151,6 +151,16 @@ class SttProvider(Protocol):
 
 @runtime_checkable
 class LlmProvider(Protocol):
+    """The dialogue interface: a language model, or a rule-based brain that speaks the same protocol.
+
+    `confirms_mutations` is True only for a provider that itself reads a mutating tool call back and
+    waits for the caller's yes before emitting it, in code (a rule-based policy); every language model
+    says False, and wrappers say True only when everything they wrap does. When it is False the call
+    loop's confirmation gate holds each mutating call until the caller agrees.
+    """
+
+    confirms_mutations: bool
+
     def complete(self, messages: Sequence[Message],
                  tools: Sequence[ToolSpec] = ()) -> AsyncIterator[TextDelta | ToolCall]:
         """Closing the returned generator cancels the request (barge-in)."""

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -102,15 +102,17 @@ async def _next_within(it: AsyncIterator[T], timeout: float, name: str, what: st
         raise ProviderTimeout(f"{name}: no {what} within {timeout:.2f} s", provider=name) from None
 
 
-def build_chain(kind: str, chain: Sequence[dict[str, Any]]) -> list[tuple[str, Any]]:
-    """Providers from config items {"provider", "options", optional "name"}, through the registry."""
+def build_chain(kind: str, chain: Sequence[dict[str, Any]],
+                context: Mapping[str, Any] | None = None) -> list[tuple[str, Any]]:
+    """Providers from config items {"provider", "options", optional "name"}, through the registry;
+    `context` (the per-call objects) goes to each of them."""
     from cells.providers.registry import ProviderConfig, build  # late: the registry imports adapters
 
     out = []
     for i, spec in enumerate(chain):
         item = {k: v for k, v in spec.items() if k in ("provider", "options")}
         out.append((str(spec.get("name") or f"{spec.get('provider')}#{i}"),
-                    build(kind, ProviderConfig(defaults={kind: item}))))
+                    build(kind, ProviderConfig(defaults={kind: item}), context=context)))
     return out
 
 
@@ -121,6 +123,10 @@ def _check(providers: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 
 class FallbackLlm:
+    """An LlmProvider (LLM or brain) that falls back along a chain. It vouches for its own confirmation
+    step only when every provider in the chain does: whichever of them answers a turn, the call loop's
+    confirmation gate must run unless that one asks for the caller's yes itself."""
+
     def __init__(self, providers: Sequence[tuple[str, LlmProvider]], *, first_token_timeout_s: float = 2.0,
                  idle_timeout_s: float = 5.0, apology: str | None = DEFAULT_APOLOGY,
                  transfer_tool: str | None = "transfer_to_human", continue_note: str = CONTINUE_NOTE,
@@ -135,8 +141,19 @@ class FallbackLlm:
         self.last_served: str | None = None  # None after a reply that only apologised
 
     @classmethod
-    def from_options(cls, *, chain: Sequence[dict[str, Any]], **options: Any) -> FallbackLlm:
-        return cls(build_chain("llm", chain), **options)
+    def from_options(cls, *, chain: Sequence[dict[str, Any]], context: Mapping[str, Any] | None = None,
+                     **options: Any) -> FallbackLlm:
+        return cls(build_chain("llm", chain, context), **options)
+
+    @classmethod
+    def from_brain_options(cls, *, chain: Sequence[dict[str, Any]],
+                           context: Mapping[str, Any] | None = None, **options: Any) -> FallbackLlm:
+        """For the "brain" kind: a chain of brains (a rule-based policy, a language model)."""
+        return cls(build_chain("brain", chain, context), **options)
+
+    @property
+    def confirms_mutations(self) -> bool:
+        return all(provider.confirms_mutations is True for _, provider in self.providers)
 
     async def complete(self, messages: Sequence[Message],
                        tools: Sequence[ToolSpec] = ()) -> AsyncIterator[TextDelta | ToolCall]:
@@ -187,8 +204,9 @@ class FallbackTts:
         self.last_served: str | None = None
 
     @classmethod
-    def from_options(cls, *, chain: Sequence[dict[str, Any]], **options: Any) -> FallbackTts:
-        return cls(build_chain("tts", chain), **options)
+    def from_options(cls, *, chain: Sequence[dict[str, Any]], context: Mapping[str, Any] | None = None,
+                     **options: Any) -> FallbackTts:
+        return cls(build_chain("tts", chain, context), **options)
 
     async def synthesize(self, text: str, voice_id: str | None = None) -> AsyncIterator[AudioChunk]:
         for index, (name, provider) in enumerate(self.providers):
@@ -230,8 +248,9 @@ class FallbackStt:
         self.last_served: str | None = None
 
     @classmethod
-    def from_options(cls, *, chain: Sequence[dict[str, Any]], **options: Any) -> FallbackStt:
-        return cls(build_chain("stt", chain), **options)
+    def from_options(cls, *, chain: Sequence[dict[str, Any]], context: Mapping[str, Any] | None = None,
+                     **options: Any) -> FallbackStt:
+        return cls(build_chain("stt", chain, context), **options)
 
     async def stream(self, frames: AsyncIterator[Frame]) -> AsyncIterator[Transcript]:
         state = _SttState()

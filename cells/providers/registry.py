@@ -9,27 +9,54 @@ Configuration shape (plain dicts, e.g. from YAML or the database)::
 
 Each layer may override a whole kind or only some options; options merge key by key, and a layer that
 changes the provider starts from that layer's options only (another adapter's options would not fit).
+
+The dialogue brain (kind "brain") decides the agent's words and tool calls. It is either a rule-based
+policy ("reception_rules", the embedded default) or the language model the "llm" kind configures
+(brain "llm"); a layer that names an llm provider and no brain picks the LLM path. Brains and LLMs
+speak one interface (`LlmProvider`) and declare `confirms_mutations`. The old name
+`llm: reception_policy` is an alias of brain "reception_rules" (agent records still carry it).
+
+Per-call objects (the agent's clinic, clock, STT domain) go in `build(..., context=...)`: a factory
+gets those its signature names, and a wrapper whose factory names `context` gets it whole to pass to
+what it builds. No caller needs to know which adapter takes what.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from cells.providers.base import ProviderConfigError
 
-KINDS = ("stt", "llm", "tts", "voice_cloner", "telephony")
+log = logging.getLogger(__name__)
+KINDS = ("stt", "brain", "llm", "tts", "voice_cloner", "telephony")
+# Kinds whose providers speak LlmProvider and must declare whether they confirm their own mutations.
+DIALOGUE_KINDS: Final = ("brain", "llm")
+LLM_BRAIN: Final = "llm"  # the brain that is the "llm" kind's language model
 
-# (kind, name) -> "module:factory". The factory is called with the merged options as keyword arguments.
-_TABLE: dict[tuple[str, str], str] = {
+
+@dataclass(frozen=True)
+class Slot:
+    """A table entry meaning "build this other kind from the same configuration"."""
+
+    kind: str
+
+
+# (kind, name) -> "module:factory" (or a Slot). The factory is called with the merged options as
+# keyword arguments, plus the context entries its signature names.
+_TABLE: dict[tuple[str, str], str | Slot | Callable[..., Any]] = {
     ("stt", "pocketsphinx"): "cells.providers.stt.pocketsphinx_stt:PocketsphinxStt.from_options",
     ("stt", "speechmatics"): "cells.providers.stt.speechmatics_rt:SpeechmaticsRtStt",
     ("stt", "openai"): "cells.providers.stt.openai_stt:OpenAIStt",
     ("stt", "fallback"): "cells.providers.fallback:FallbackStt.from_options",
-    ("llm", "reception_policy"): "cells.dialogue.reception_policy:ReceptionPolicy.from_options",
+    ("brain", "reception_rules"): "cells.dialogue.reception_policy:ReceptionPolicy",
+    ("brain", LLM_BRAIN): Slot("llm"),
+    ("brain", "router"): "cells.providers.llm.router:LlmRouter.from_brain_options",
+    ("brain", "fallback"): "cells.providers.fallback:FallbackLlm.from_brain_options",
     ("llm", "openai_compat"): "cells.providers.llm.openai_compat:OpenAICompatLlm",
     ("llm", "router"): "cells.providers.llm.router:LlmRouter.from_options",
     ("llm", "fallback"): "cells.providers.fallback:FallbackLlm.from_options",
@@ -39,10 +66,15 @@ _TABLE: dict[tuple[str, str], str] = {
     ("tts", "fallback"): "cells.providers.fallback:FallbackTts.from_options",
 }
 
+# Renamed entries: (kind, old name) -> (kind, new name). Configurations keep working; a log says so.
+ALIASES: dict[tuple[str, str], tuple[str, str]] = {
+    ("llm", "reception_policy"): ("brain", "reception_rules"),  # a rule-based policy is no language model
+}
+
 DEFAULTS: dict[str, Any] = {
     "stt": {"provider": "pocketsphinx", "options": {}},
     "tts": {"provider": "espeak", "options": {}},
-    "llm": {"provider": "reception_policy", "options": {}},
+    "brain": {"provider": "reception_rules", "options": {}},
 }
 
 
@@ -55,6 +87,14 @@ def register(kind: str, name: str, target: str | Callable[..., Any]) -> None:
 
 def registered(kind: str) -> list[str]:
     return sorted(name for k, name in _TABLE if k == kind)
+
+
+def _brain_view(layer: Mapping[str, Any]) -> Any:
+    """A layer's brain entry: its own, or the LLM path when the layer names an llm provider only."""
+    over = layer.get("brain")
+    if over is None and isinstance(layer.get("llm"), Mapping) and layer["llm"].get("provider"):
+        return {"provider": LLM_BRAIN}
+    return over
 
 
 def _merge_kind(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -79,7 +119,7 @@ class ProviderConfig:
         merged: dict[str, Any] = {}
         for layer_name, layer in (("defaults", self.defaults), ("region", self.region), ("plan", self.plan),
                                   ("tenant", self.tenant)):
-            over = layer.get(kind)
+            over = _brain_view(layer) if kind == "brain" else layer.get(kind)
             if over is None:
                 continue
             if not isinstance(over, Mapping) or set(over) - {"provider", "options"}:
@@ -107,20 +147,55 @@ def _load(target: str | Callable[..., Any], kind: str, name: str) -> Callable[..
     return obj
 
 
-def build(kind: str, config: ProviderConfig | None = None, **extra: Any) -> Any:
-    """The provider of `kind` for `config`. `extra` keyword arguments win over configured options
-    (for per-call objects such as an agent's STT domain)."""
-    name, options = (config or ProviderConfig()).resolve(kind)
+def _entry(kind: str, name: str) -> tuple[str, str, str | Slot | Callable[..., Any]]:
+    if (kind, name) in ALIASES:
+        new_kind, new_name = ALIASES[(kind, name)]
+        log.info("%s provider %r is now %s %r", kind, name, new_kind, new_name)
+        kind, name = new_kind, new_name
     target = _TABLE.get((kind, name))
+    if target is None and kind == "brain" and ("llm", name) in _TABLE:
+        kind, target = "llm", _TABLE[("llm", name)]  # any language model can be the brain
     if target is None:
         known = ", ".join(registered(kind)) or "none"
         raise ProviderConfigError(f"unknown {kind} provider {name!r}; registered: {known}", provider=name)
+    return kind, name, target
+
+
+def _from_context(factory: Callable[..., Any], context: Mapping[str, Any]) -> dict[str, Any]:
+    """The context entries `factory` names as parameters; `context` whole when it names `context`."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature (builtin): it takes none
+        return {}
+    named = {n for n, p in params.items()
+             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    picked = {k: v for k, v in context.items() if k in named}
+    if "context" in named:
+        picked["context"] = context
+    return picked
+
+
+def build(kind: str, config: ProviderConfig | None = None, *, context: Mapping[str, Any] | None = None,
+          **extra: Any) -> Any:
+    """The provider of `kind` for `config`. `context` holds per-call objects (an agent's clinic, clock,
+    STT domain); each factory gets those its signature names. `extra` keyword arguments go to every
+    factory and win over configured options."""
+    config = config or ProviderConfig()
+    name, options = config.resolve(kind)
+    kind, name, target = _entry(kind, name)
+    if isinstance(target, Slot):
+        return build(target.kind, config, context=context, **extra)
     factory = _load(target, kind, name)
-    kwargs = {**options, **extra}
+    kwargs = {**options, **_from_context(factory, context or {}), **extra}
     try:  # check the options against the signature so that a TypeError inside the adapter is not masked
         inspect.signature(factory).bind(**kwargs)
     except TypeError as exc:
         raise ProviderConfigError(f"bad options for {kind} provider {name!r}: {exc}", provider=name) from exc
     except ValueError:  # no signature available (builtin); let the call decide
         pass
-    return factory(**kwargs)
+    provider = factory(**kwargs)
+    if kind in DIALOGUE_KINDS and not isinstance(getattr(provider, "confirms_mutations", None), bool):
+        raise ProviderConfigError(
+            f"{kind} provider {name!r} does not declare confirms_mutations (True only when it asks for "
+            "and checks the caller's yes itself before every mutating tool call)", provider=name)
+    return provider

@@ -23,8 +23,9 @@ from cells.tools.calendar import Calendar, CalendarTools
 
 class AgentTools:
     """The agent's tools as the call loop sees them. A mutating tool runs with `confirmed=True`
-    only when the dialogue provider vouches for its own confirmation step (a rule-based policy)
-    or after the call loop's confirmation gate heard the caller's yes."""
+    only when the brain vouches for its own confirmation step (`LlmProvider.confirms_mutations`:
+    a rule-based policy, or a wrapper of nothing else) or after the call loop's confirmation gate
+    heard the caller's yes."""
 
     def __init__(self, registry_: ToolRegistry, confirms_mutations: bool) -> None:
         self.registry = registry_
@@ -58,13 +59,11 @@ class ReceptionAgent:
     def __post_init__(self) -> None:
         vocab = stt_vocabulary(self.clinic)
         domain = Domain(services=vocab["services"], names=vocab["names"], extra_phrases=vocab["phrases"])
-        stt_name, _ = self.providers.resolve("stt")
-        stt_extra = {"domain": domain} if stt_name == "pocketsphinx" else {}
-        self.stt = registry.build("stt", self.providers, **stt_extra)
-        llm_name, _ = self.providers.resolve("llm")
-        extra = {"clinic": self.clinic, "clock": self.clock} if llm_name == "reception_policy" else {}
-        self.llm = registry.build("llm", self.providers, **extra)
-        self.tts = registry.build("tts", self.providers)
+        # The agent's own objects; each provider's factory takes those its signature names.
+        context = {"domain": domain, "clinic": self.clinic, "clock": self.clock}
+        self.stt = registry.build("stt", self.providers, context=context)
+        self.brain = registry.build("brain", self.providers, context=context)
+        self.tts = registry.build("tts", self.providers, context=context)
         path = self.calendar_path or (self.data_dir / "calendar.json" if self.data_dir else None)
         self.calendar = Calendar(self.clinic, self.clock, path=path)
         # transfer_to_human and end_call are carried out by the call loop; they are listed here so
@@ -72,7 +71,7 @@ class ReceptionAgent:
         end_call = FunctionTool("end_call", "End the call after saying goodbye.",
                                 {"type": "object", "properties": {}, "required": []}, lambda: {"ok": True})
         tools = ToolRegistry([*CalendarTools(self.calendar).adapters(), TransferToHuman(), end_call])
-        self.tools = AgentTools(tools, bool(getattr(self.llm, "confirms_mutations", False)))
+        self.tools = AgentTools(tools, self.brain.confirms_mutations)
         self.call = self.call or CallConfig(
             disclosure=(f"Thank you for calling {self.clinic.name}. I'm an AI assistant, and this call "
                         "may be recorded. How can I help you today?"),
@@ -86,7 +85,7 @@ class ReceptionAgent:
 
     def new_session(self, transport: Transport, **kwargs: Any) -> CallSession:
         assert self.call is not None
-        return CallSession(self.call, stt=self.stt, llm=self.llm, tts=self.tts, tools=self.tools,
+        return CallSession(self.call, stt=self.stt, llm=self.brain, tts=self.tts, tools=self.tools,
                            chunker_factory=SentenceChunker, transport=transport, **kwargs)
 
 

@@ -91,6 +91,8 @@ class OpenAICompatLlm:
     a failure surfaces as a `ProviderError` and the fallback wrapper decides what happens next.
     """
 
+    confirms_mutations = False  # a model may skip the read-back: the call loop's gate confirms
+
     def __init__(self, *, model: str, base_url: str | None = None, api_key: str | None = None,
                  api_key_env: str | None = "OPENAI_API_KEY", api_key_required: bool = True,
                  timeout_s: float = 20.0, connect_timeout_s: float = 3.0, max_retries: int = 1,

@@ -75,6 +75,7 @@ class LlmRouter:
     """`LlmProvider` that delegates each request to the route its rules pick.
 
     `on_route(name)` (optional) is told the choice, for latency events; `last_route` keeps it too.
+    It vouches for its own confirmation step only when every route does (any route may answer).
     """
 
     def __init__(self, routes: Mapping[str, LlmProvider], rules: Sequence[RouteRule], default: str,
@@ -91,12 +92,30 @@ class LlmRouter:
 
     @classmethod
     def from_options(cls, *, routes: Mapping[str, Mapping[str, Any]],
-                     rules: Sequence[Mapping[str, Any]] = (), default: str) -> LlmRouter:
+                     rules: Sequence[Mapping[str, Any]] = (), default: str,
+                     context: Mapping[str, Any] | None = None) -> LlmRouter:
         """Builds each route through the registry from its own {"provider", "options"} spec."""
+        return cls._built("llm", routes, rules, default, context)
+
+    @classmethod
+    def from_brain_options(cls, *, routes: Mapping[str, Mapping[str, Any]],
+                           rules: Sequence[Mapping[str, Any]] = (), default: str,
+                           context: Mapping[str, Any] | None = None) -> LlmRouter:
+        """For the "brain" kind: routes are brains (a rule-based policy, a language model)."""
+        return cls._built("brain", routes, rules, default, context)
+
+    @classmethod
+    def _built(cls, kind: str, routes: Mapping[str, Mapping[str, Any]], rules: Sequence[Mapping[str, Any]],
+               default: str, context: Mapping[str, Any] | None) -> LlmRouter:
         from cells.providers.registry import ProviderConfig, build  # late: the registry imports adapters
 
-        built = {name: build("llm", ProviderConfig(defaults={"llm": spec})) for name, spec in routes.items()}
+        built = {name: build(kind, ProviderConfig(defaults={kind: dict(spec)}), context=context)
+                 for name, spec in routes.items()}
         return cls(built, [RouteRule.from_config(r) for r in rules], default)
+
+    @property
+    def confirms_mutations(self) -> bool:
+        return all(route.confirms_mutations is True for route in self.routes.values())
 
     def choose(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = ()) -> str:
         for rule in self.rules:
