@@ -12,7 +12,8 @@ changes the provider starts from that layer's options only (another adapter's op
 
 The dialogue brain (kind "brain") decides the agent's words and tool calls. It is either a rule-based
 policy ("reception_rules", the embedded default) or the language model the "llm" kind configures
-(brain "llm"); a layer that names an llm provider and no brain picks the LLM path. Brains and LLMs
+(brain "llm"); a layer that names an llm provider and no brain picks the LLM path, and a brain
+chain (fallback, router) may name any llm provider as one of its brains. Brains and LLMs
 speak one interface (`LlmProvider`) and declare `confirms_mutations`. The old name
 `llm: reception_policy` is an alias of brain "reception_rules" (agent records still carry it).
 
