@@ -44,6 +44,8 @@ class InstantStt:
 class InstantLlm:
     """Answers every user turn with a fixed two-sentence reply (tool calls when asked to)."""
 
+    confirms_mutations = False  # a stand-in for a model: the call loop's gate confirms its bookings
+
     def __init__(self, reply: str = "Sure. I can help with that right away.",
                  tool_on: dict[str, str] | None = None) -> None:
         self.reply = reply
