@@ -21,6 +21,8 @@ from twilio.rest import Client
 
 from cells.providers.base import ProviderConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
 
+# ProviderError is what these functions raise; published here so that the control plane catches it
+# through the contract.
 __all__ = ["PROVIDER", "CallNotFound", "ProviderError", "make_client", "map_twilio_error", "point_client_at",
            "run_blocking"]
 
