@@ -8,7 +8,8 @@ find nothing), on two labelled sets the matcher's examples were not drawn from:
 
 A rule reading counts as right when the expected intent is among the intents it found (of the
 matcher's intent set), wrong when it found others, and no answer when it found none of them. An
-off-topic turn is right when nothing claims it.
+off-topic turn is right when nothing claims it. "rules, then matcher" asks the matcher only when the
+rules found nothing; "matcher, then rules" the other way round.
 
 Run: python -m evals.nlu.intents            (the table; -v lists every miss)
      python -m evals.nlu.intents --tune     (leave-one-out over the examples, and the threshold curve)
@@ -73,7 +74,7 @@ def rule_intents(text: str, intents: set[str]) -> set[str]:
 def evaluate(matcher: IntentMatcher, items: Sequence[tuple[str, str]]) -> dict[str, Tally]:
     intents = set(matcher.intents)
     matches = matcher.match_many([t for t, _ in items])
-    out = {"rules": Tally(), "matcher": Tally(), "rules, then matcher": Tally()}
+    out = {name: Tally() for name in ("rules", "matcher", "rules, then matcher", "matcher, then rules")}
     for (text, expected), match in zip(items, matches, strict=True):
         rules = rule_intents(text, intents)
         mine = {match.intent} if match else set()
@@ -81,6 +82,8 @@ def evaluate(matcher: IntentMatcher, items: Sequence[tuple[str, str]]) -> dict[s
         out["matcher"].add(text, expected, match and f"{match.intent} ({match.score:.2f})", mine)
         both = rules or mine
         out["rules, then matcher"].add(text, expected, ",".join(sorted(both)), both)
+        other = mine or rules
+        out["matcher, then rules"].add(text, expected, ",".join(sorted(other)), other)
     return out
 
 
