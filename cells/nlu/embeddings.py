@@ -34,7 +34,10 @@ class ModelUnavailable(RuntimeError):
 
 def model_dir() -> Path:
     """The installed model folder, located through the import system (no network, no cache dirs)."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    try:
+        spec = importlib.util.find_spec(MODEL_PACKAGE)
+    except (ImportError, ValueError):  # a broken install, or a half-imported module
+        spec = None
     if spec is None or spec.origin is None:
         raise ModelUnavailable(
             f"the sentence-embedding model is not installed; install it with: {INSTALL_HINT}")
