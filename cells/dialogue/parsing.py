@@ -359,6 +359,9 @@ def _clock_at(tokens: list[str], i: int, part: str | None,
     if end > j:
         explicit = True
     explicit = explicit or tokens[end:end + 1] == ["ish"]  # "nine ish"
+    # "eleven not twelve": a number corrected by another is a time
+    corrected = tokens[end:end + 1] == ["not"] and parse_cardinal(tokens, end + 1, 24) is not None
+    explicit = explicit or corrected
     if not (explicit or _anchored(tokens, i) or expecting):
         return None
     if hour[0] > 12 and meridiem is not None and hour[0] != 12:

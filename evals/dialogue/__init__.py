@@ -1,1 +1,1 @@
-"""The Reception policy against whole caller conversations and single turns, in Whisper-style and word-style text."""
+"""The Reception policy on whole caller conversations and single turns, Whisper-style and word-style."""

@@ -35,7 +35,8 @@ def run_conversation(c: Conversation) -> tuple[FakeCall, list[str]]:
         if not last and any(call.called(m) for m in MUTATING):
             problems.append(f"a change ran before the last line (after {line!r})")
             break
-    got = [(b.name, b.service, b.start.isoformat(timespec="minutes"), b.phone) for b in call.calendar.bookings()]
+    got = [(b.name, b.service, b.start.isoformat(timespec="minutes"), b.phone)
+           for b in call.calendar.bookings()]
     if got != list(c.calendar):
         problems.append(f"calendar {got} != {list(c.calendar)}")
     runs = sum(len(call.called(m)) for m in MUTATING)
@@ -45,7 +46,8 @@ def run_conversation(c: Conversation) -> tuple[FakeCall, list[str]]:
     if c.reply_has and c.reply_has not in call.replies[-1]:
         problems.append(f"last reply {call.replies[-1]!r} lacks {c.reply_has!r}")
     if c.transfer != bool(call.transfer.requests):
-        problems.append("transfer expected" if c.transfer else f"unexpected transfer {call.transfer.requests}")
+        requests = call.transfer.requests
+        problems.append("transfer expected" if c.transfer else f"unexpected transfer {requests}")
     return call, problems
 
 
@@ -56,7 +58,8 @@ def check_phrasing(p: Phrasing) -> list[str]:
         "time": u.time.as_argument() if u.time else None,
         "name": u.name, "phone": u.phone, "service": u.service, "answer": u.answer,
     }
-    problems = [f"{k}={got[k]!r}, expected {v!r}" for k, v in p.expect.items() if k != "intent" and got[k] != v]
+    problems = [f"{k}={got[k]!r}, expected {v!r}" for k, v in p.expect.items()
+                if k != "intent" and got[k] != v]
     if "intent" in p.expect and p.expect["intent"] not in u.intents:
         problems.append(f"intents {sorted(u.intents)} lack {p.expect['intent']!r}")
     return problems
