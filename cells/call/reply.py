@@ -17,6 +17,8 @@ from contextlib import aclosing
 from typing import Any, Protocol
 
 import media_core
+from cells.call.claims import HONEST_LINES as _HONEST_LINES
+from cells.call.claims import check_sentence
 from cells.call.confirmation import ConfirmationGate
 from cells.call.playout import Playout
 from cells.call.timeline import TurnTiming
@@ -147,7 +149,11 @@ class Reply:
 
     async def _confirmed_call(self, call: ToolCall) -> dict[str, Any]:
         self.emit("tool_call", {"name": call.name, "arguments": call.arguments, "confirmed": True})
-        result = await self.tools.call(call.name, call.arguments, confirmed=True)
+        try:
+            result = await self.tools.call(call.name, call.arguments, confirmed=True)
+        except Exception as exc:  # the held call is in the history already: it needs its (failed) answer
+            log.warning("tool %s failed: %s: %s", call.name, type(exc).__name__, exc)
+            result = {"ok": False, "error": "tool_failed"}
         self.emit("tool_result", {"name": call.name, "result": result})
         return result
 
@@ -161,14 +167,24 @@ class Reply:
                 if isinstance(item, TextDelta):
                     self.timing.mark("first_token", self.clock())
                     for sentence in chunker.push(item.text):
-                        spoken.append(sentence)
-                        await self.speaker.say(sentence, self.timing, self.clock)
+                        await self._speak_checked(sentence, spoken)
                 elif isinstance(item, ToolCall):
                     calls.append(item)
         for sentence in chunker.flush():
-            spoken.append(sentence)
-            await self.speaker.say(sentence, self.timing, self.clock)
+            await self._speak_checked(sentence, spoken)
         return " ".join(spoken), calls
+
+    async def _speak_checked(self, sentence: str, spoken: list[str]) -> None:
+        """Speaks a sentence unless it claims an outcome no tool result backs (claims.py); then the
+        honest line is said once instead and the rest of the round is dropped."""
+        if spoken and spoken[-1] in _HONEST_LINES:
+            return
+        honest = check_sentence(sentence, self.history, self.tools.is_mutating)
+        if honest is not None:
+            self.emit("claim_replaced", {"said": sentence, "instead": honest})
+            sentence = honest
+        spoken.append(sentence)
+        await self.speaker.say(sentence, self.timing, self.clock)
 
     async def _run_tool(self, call: ToolCall) -> dict[str, Any]:
         self.emit("tool_call", {"name": call.name, "arguments": call.arguments})
