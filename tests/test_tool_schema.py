@@ -64,3 +64,10 @@ def test_calendar_tools_refuse_a_service_off_the_list_and_a_date_of_the_wrong_ty
     result = asyncio.run(registry.call("check_availability", {"service": "massage", "date": 20260305}))
     assert result["error"] == "invalid_argument" and result["fields"] == ["date", "service"]
     assert "cleaning" in result["message"], "the model hears what it may ask for"
+
+
+def test_a_tool_with_a_broken_schema_is_an_error_result_not_a_crash() -> None:
+    tool = FunctionTool("odd", "Odd.", {"type": "object", "properties": {"a": {"type": "wat"}}},
+                        lambda **_: {"ok": True})
+    result = asyncio.run(ToolRegistry([tool]).call("odd", {"a": 1}))
+    assert result["ok"] is False and result["error"] == "bad_tool_schema"

@@ -88,7 +88,10 @@ def _check_args(tool: ToolAdapter, args: Mapping[str, Any]) -> None:
     # An optional argument sent as null means "not given" (models do this); the schema need not say so.
     required = tool.parameters.get("required", [])
     given = {k: v for k, v in args.items() if not (v is None and k not in required)}
-    problems = sorted(_validator(tool).iter_errors(given), key=lambda e: str(list(e.absolute_path)))
+    try:
+        problems = sorted(_validator(tool).iter_errors(given), key=lambda e: str(list(e.absolute_path)))
+    except (jsonschema.SchemaError, jsonschema.exceptions.UnknownType) as e:  # the tool is at fault
+        raise ToolError("bad_tool_schema", f"{tool.name} has an invalid argument schema") from e
     if problems:
         where = [".".join(str(p) for p in e.absolute_path) or "arguments" for e in problems]
         detail = "; ".join(f"{w}: {e.message}" for w, e in zip(where, problems, strict=True))
