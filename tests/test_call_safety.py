@@ -20,7 +20,11 @@ from cells.call.playout import FRAME_S, Playout
 from cells.call.reply import Reply
 from cells.call.timeline import TurnTiming
 from cells.dialogue.chunker import SentenceChunker
+from cells.dialogue.reception_policy import ReceptionPolicy
 from cells.providers.base import Message, TextDelta, ToolCall, ToolSpec
+from cells.tools.base import ToolRegistry
+from cells.tools.calendar import Calendar, CalendarTools
+from evals.dialogue.harness import NOW
 
 BOOK = ToolCall("call_1", "create_booking", {"name": "Anna Kowalski", "start": "2026-03-05T11:00"})
 MOVE = ToolCall("call_2", "move_booking", {"booking_id": "BK1", "new_start": "2026-03-06T10:00"})
@@ -76,7 +80,7 @@ class Speaker:
 class Turns:
     """One call's turns through Reply with one gate, as the session runs them."""
 
-    def __init__(self, llm: ScriptedLlm, tools: BookingBox) -> None:
+    def __init__(self, llm: Any, tools: Any) -> None:
         self.llm, self.tools, self.gate = llm, tools, ConfirmationGate()
         self.history: list[Message] = [Message("system", "You are the receptionist.")]
         self.events: list[tuple[str, dict[str, Any]]] = []
@@ -211,6 +215,8 @@ def test_a_booking_does_not_back_a_claimed_move() -> None:
     ("I've moved it to Friday.", {"moved"}), ("I sent you a text.", {"sent"}),
     ("Your booking is confirmed.", {"confirmed"}), ("You're all set.", {"booked"}),
     ("No problem, you're booked.", {"booked"}),
+    ("The booking was made.", {"booked"}), ("Sorry, we're fully booked on Thursday.", set()),
+    ("That time is already booked.", set()), ("I see your scheduled appointment on Tuesday.", set()),
     ("Shall I book it?", set()), ("I couldn't book that.", set()), ("It isn't cancelled yet.", set()),
     ("Just to confirm, Thursday at 11?", set()), ("What time works for you?", set()),
 ])
@@ -297,3 +303,35 @@ def test_a_segment_whose_mark_came_back_was_heard_in_full() -> None:
 def test_nothing_played_means_nothing_heard() -> None:
     heard, _ = asyncio.run(_play([("one two three", 30)], stop_at=0.0))
     assert heard == ""
+
+
+class PolicyBox:
+    """The Reception policy's calendar tools as the call loop sees them (it confirms changes itself)."""
+
+    confirms_mutations = True
+
+    def __init__(self) -> None:
+        self.calendar = Calendar(clock=lambda: NOW)
+        self.registry = ToolRegistry(CalendarTools(self.calendar).adapters())
+
+    def specs(self) -> Sequence[ToolSpec]:
+        return self.registry.specs()
+
+    def is_mutating(self, name: str) -> bool:
+        return self.registry.is_mutating(name)
+
+    async def call(self, name: str, arguments: dict[str, Any], *, confirmed: bool = False) -> dict[str, Any]:
+        return await self.registry.call(name, arguments, confirmed=confirmed)
+
+
+def test_the_rule_based_policys_true_outcomes_are_spoken_unchanged() -> None:
+    box = PolicyBox()
+    call = Turns(ReceptionPolicy(clock=lambda: NOW), box)  # type: ignore[arg-type]
+    lines = ["I need a cleaning on Thursday at 11 a.m.", "Anna Kowalski.", "555-0142.", "Yes.",
+             "I need to move my appointment.", "Anna Kowalski.", "Friday at 10 a.m.", "Yes.",
+             "I'd like to cancel my appointment. Anna Kowalski.", "Yes, please."]
+    said = [" ".join(call.caller(line)) for line in lines]
+    assert "You're all set for your check-up and cleaning" in said[3]
+    assert "Your appointment is now on Friday, March 6th at 10 a.m." in said[7]
+    assert "Your appointment on Friday, March 6th is cancelled." in said[9]
+    assert not [e for e in call.events if e[0] == "claim_replaced"] and box.calendar.bookings() == []

@@ -15,16 +15,30 @@ from typing import Any
 
 from cells.providers.base import Message
 
-# Outcome -> (words that claim it, tool-name fragments whose success backs it).
-_OUTCOMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "booked": (("booked", "reserved", "scheduled", "all set", "you're in", "youre in", "see you on",
-                "see you then", "have you down", "got you down", "put you down", "pencilled you in",
-                "penciled you in"), ("book", "reserv", "appointment", "schedul")),
-    "cancelled": (("cancelled", "canceled", "called off"), ("cancel",)),
-    "moved": (("moved", "rescheduled", "changed your appointment", "now on"), ("move", "reschedul")),
-    "sent": (("sent", "texted", "emailed"), ("send", "sms", "text", "email", "message", "notify")),
-    "confirmed": (("confirmed",), ()),  # any change that succeeded backs "it's confirmed"
+# Outcome words, and the tool-name fragments whose success backs each outcome.
+_WORDS = {"booked": "booked", "reserved": "booked", "scheduled": "booked", "cancelled": "cancelled",
+          "canceled": "cancelled", "moved": "moved", "rescheduled": "moved", "sent": "sent", "texted": "sent",
+          "emailed": "sent", "confirmed": "confirmed"}
+_BACKED_BY: dict[str, tuple[str, ...]] = {
+    "booked": ("book", "reserv", "appointment", "schedul"), "cancelled": ("cancel",),
+    "moved": ("move", "reschedul"), "sent": ("send", "sms", "text", "email", "message", "notify"),
+    "confirmed": (),  # any change that succeeded backs "it's confirmed"
 }
+_OUTCOME = "|".join(_WORDS)
+# A claim states the outcome as done, of the caller's business: "I've booked", "you're all booked",
+# "it has been cancelled". "We're fully booked" and "that time is already booked" claim nothing.
+_CLAIMS = (
+    re.compile(rf"\b(?:i|i've|ive|i have|we've|weve|we have)\s+(?:just\s+|now\s+|gone ahead and\s+)?"
+               rf"(?P<w>{_OUTCOME})\b"),
+    re.compile(rf"\b(?:you're|youre|you are|you've been|youve been|it's|its|it is|that's|thats|that is|is|"
+               rf"are|has been|have been|was|were|it's been|its been)\s+(?:now\s+|all\s+|been\s+|"
+               rf"successfully\s+)*(?P<w>{_OUTCOME})\b"),
+)
+_PHRASES = {"all set": "booked", "see you on": "booked", "see you then": "booked", "got you down": "booked",
+            "have you down": "booked", "put you down": "booked", "pencilled you in": "booked",
+            "penciled you in": "booked", "booking was made": "booked", "booking has been made": "booked",
+            "made the booking": "booked", "made your booking": "booked", "made a booking": "booked",
+            "made your appointment": "booked", "is now on": "moved", "is now at": "moved"}
 # "No problem, you're booked" still claims; "I couldn't book that" and "it isn't booked yet" do not.
 _NEGATION = re.compile(r"\b(not|never|couldn'?t|can'?t|cannot|wasn'?t|isn'?t|haven'?t|hasn'?t|didn'?t|"
                        r"won'?t|aren'?t|unable|failed)\b", re.IGNORECASE)
@@ -40,10 +54,10 @@ HONEST: dict[str, str] = {
 def claimed_outcomes(sentence: str) -> set[str]:
     """Outcomes a sentence states as done; none for a question or a sentence with a negation."""
     text = " ".join(sentence.lower().replace("\u2019", "'").split())
-    if not text or text.rstrip().endswith("?") or _NEGATION.search(text):
+    if not text or text.endswith("?") or _NEGATION.search(text):
         return set()
-    return {o for o, (words, _) in _OUTCOMES.items() if any(re.search(rf"\b{re.escape(w)}\b", text)
-                                                         for w in words)}
+    found = {_WORDS[m.group("w")] for pattern in _CLAIMS for m in pattern.finditer(text)}
+    return found | {o for phrase, o in _PHRASES.items() if re.search(rf"\b{phrase}\b", text)}
 
 
 def _succeeded(content: Any) -> bool:
@@ -68,7 +82,7 @@ def succeeded_tools(history: Sequence[Message]) -> list[str]:
 
 
 def backed(outcome: str, tools: Sequence[str], is_mutating: Callable[[str], bool]) -> bool:
-    fragments = _OUTCOMES[outcome][1]
+    fragments = _BACKED_BY[outcome]
     if not fragments:
         return any(is_mutating(t) for t in tools)
     return any(is_mutating(t) and any(f in t.lower() for f in fragments) for t in tools)
