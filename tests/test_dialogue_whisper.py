@@ -11,13 +11,13 @@ import pytest
 
 from cells.dialogue.clinic import default_clinic
 from cells.dialogue.intents import understand
-from evals.dialogue.conversations import CONVERSATIONS, Conversation
+from evals.dialogue.conversations import CONVERSATIONS, FRESH, Conversation
 from evals.dialogue.harness import NOW, FakeCall
 from evals.dialogue.paraphrases import check_phrasing, run_conversation
 from evals.dialogue.phrasings import PHRASINGS, Phrasing
 
 
-@pytest.mark.parametrize("conversation", CONVERSATIONS, ids=[c.id for c in CONVERSATIONS])
+@pytest.mark.parametrize("conversation", CONVERSATIONS + FRESH, ids=[c.id for c in CONVERSATIONS + FRESH])
 def test_conversation(conversation: Conversation) -> None:
     _, problems = run_conversation(conversation)
     assert not problems, problems

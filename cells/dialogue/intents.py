@@ -460,6 +460,13 @@ def _written_name(tokens: list[str], text: str) -> str | None:
             name = _collect_name(tokens, i + len(intro))
             if name and all(_capitalised_mid_sentence(w.lower(), text) for w in name.split()):
                 return name
+    # A sentence of its own that is only a capitalised full name: "I need to cancel. John Smith."
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        words = re.findall(r"[A-Za-z'\u2019-]+", sentence)
+        if 2 <= len(words) <= 3 and all(w[:1].isupper() for w in words) and re.search(r"[.!?]$", sentence):
+            name = _collect_name(tokenize(sentence), 0)
+            if name and len(name.split()) == len(words):
+                return name
     return None
 
 

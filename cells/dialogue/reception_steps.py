@@ -89,6 +89,10 @@ class ReceptionSteps(ToolResultSteps):
     def on_user(self, s: DialogueState, text: str) -> list[Action]:
         expect = "time" if s.expecting in ("choose", "change") else s.expecting
         u = understand(text, self.today, self.clinic, expecting=expect)
+        if u.service:
+            s.topic = u.service
+        elif s.topic and "book" in u.intents and any(t in ("one", "it", "that", "them") for t in u.tokens):
+            u.service = s.topic  # "how much is a checkup?" ... "can i book one for saturday"
         if u.empty:
             return self._not_understood(s, "Sorry, I didn't catch that.")
         if s.expecting == "transfer":
@@ -246,6 +250,8 @@ class ReceptionSteps(ToolResultSteps):
         changed = self._apply(s, u)
         if changed:
             s.failures = 0
+            if s.expecting == "phone" and not u.phone:
+                s.phone_asked = False  # a correction instead of the number: ask for the number again
             return self._next(s)
         if s.expecting == "confirm":
             change_words = any(t in u.tokens for t in _CHANGE_WORDS)

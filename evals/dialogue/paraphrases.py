@@ -16,7 +16,7 @@ from datetime import datetime
 
 from cells.dialogue.clinic import default_clinic
 from cells.dialogue.intents import understand
-from evals.dialogue.conversations import CONVERSATIONS, Conversation
+from evals.dialogue.conversations import CONVERSATIONS, FRESH, Conversation
 from evals.dialogue.harness import NOW, FakeCall
 from evals.dialogue.phrasings import PHRASINGS, Phrasing
 
@@ -76,6 +76,12 @@ def main(argv: list[str]) -> int:
         passed_kind[c.kind] += not problems
         if problems:
             failures.append(f"conversation {c.id}: " + "; ".join(problems))
+    fresh_ok = 0
+    for c in FRESH:
+        _, problems = run_conversation(c)
+        fresh_ok += not problems
+        if problems:
+            failures.append(f"fresh conversation {c.id}: " + "; ".join(problems))
     phr_ok = 0
     for p in PHRASINGS:
         problems = check_phrasing(p)
@@ -87,6 +93,7 @@ def main(argv: list[str]) -> int:
           f"({100 * conv_ok / len(CONVERSATIONS):.1f}%)")
     for kind in sorted(by_kind):
         print(f"  {kind:9s} {passed_kind[kind]}/{by_kind[kind]}")
+    print(f"fresh conversations (written after the first round of fixes): {fresh_ok}/{len(FRESH)} passed")
     print(f"single turns: {phr_ok}/{len(PHRASINGS)} passed ({100 * phr_ok / len(PHRASINGS):.1f}%)")
     if verbose:
         for f in failures:
