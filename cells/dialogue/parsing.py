@@ -214,6 +214,9 @@ def find_date(tokens: list[str], today: date, expecting: bool = False) -> tuple[
             if tokens[i + 1:i + 3] == ["next", "week"]:  # "friday next week"
                 next_week, end = True, i + 3
             return _next_weekday(today, wd, next_week=next_week), Span(start, end)
+        if tok.isdigit() and len(tok) <= 2 and (month := _month_at(tokens, i + 1)) is not None:
+            if (d := _month_day(today, month, int(tok))) is not None:  # "5 March"
+                return d, Span(i, i + 2)
         month = _month_at(tokens, i)
         if month is not None:
             j = i + 1 + (1 if i + 1 < n and tokens[i + 1] == "the" else 0)

@@ -35,7 +35,8 @@ def tokenize(text: str) -> list[str]:
     t = re.sub(r"\b([ap])\.\s?m\b\.?", r"\1m", t)
     t = re.sub(r"\bo'?\s?clock\b", "oclock", t)
     t = t.replace("'", "").replace("\u2019", "")
-    t = re.sub(r"(\d)\.(\d)", r"\1:\2", t)  # "9.30" said as a time is written with a dot sometimes
+    t = re.sub(r"\b(\d{1,2})\.(\d\d)(?!\d)", r"\1:\2", t)  # "9.30" is a time ("555.0142" is not)
+    t = re.sub(r"\b(\d{1,2}:\d\d)(am|pm)\b", r"\1 \2", t)  # "2:30pm"
     t = re.sub(r"[^a-z0-9:\s]", " ", t)
     tokens = t.split()
     out: list[str] = []
