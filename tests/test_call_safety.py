@@ -144,6 +144,15 @@ def test_a_no_declines_and_the_model_hears_it() -> None:
     assert call.tools.runs == [] and call.tool_results()[-1] == {"ok": False, "status": "caller_declined"}
 
 
+@pytest.mark.parametrize("answer", ["Sure, why not? Actually, no.", "No problem. Wait, no.",
+                                    "Yes. No, hold on."])
+def test_a_yes_taken_back_in_the_same_breath_runs_nothing(answer: str) -> None:
+    call = Turns(ScriptedLlm([BOOK]), BookingBox())
+    call.caller("Book me in Thursday at eleven.")
+    call.caller(answer)
+    assert call.tools.runs == [] and call.tool_results()[-1]["status"] == "caller_declined"
+
+
 def test_a_yes_runs_the_held_change_once_confirmed() -> None:
     call = Turns(ScriptedLlm([BOOK], [TextDelta("You're booked for Thursday at 11 a.m.")]), BookingBox())
     call.caller("Book me in Thursday at eleven.")

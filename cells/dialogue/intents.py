@@ -196,8 +196,9 @@ def yes_no(tokens: list[str]) -> str | None:
     joined = f" {' '.join(tokens)} "
     if any(_has(joined, p) for p in _UNSURE_PHRASES):
         return None
-    if any(_has(joined, p) for p in _YES_DESPITE_NO):
-        return "yes"
+    for phrase in _YES_DESPITE_NO:  # "no problem" is a yes; "sure why not ... actually no" is not
+        joined = joined.replace(f" {phrase} ", " yes ")
+    tokens = joined.split()
     if any(t in _NO_WORDS for t in tokens) or any(_has(joined, p) for p in _NO_PHRASES):
         return "no"
     if any(t in _YES_WORDS for t in tokens) or any(_has(joined, p) for p in _YES_PHRASES):
