@@ -202,7 +202,8 @@ CONVERSATIONS: tuple[Conversation, ...] = (
 )
 
 # Written after the fixes that made CONVERSATIONS pass and run once before any further change, so their
-# first pass rate says how well the policy reads phrasings it was not tuned on (see the report).
+# first pass rate says how well the policy reads phrasings it was not tuned on: the first batch passed
+# 10 of 15 on its first run (then fixed), the second batch 10 of 10.
 FRESH: tuple[Conversation, ...] = (
     _c("fresh-scale-and-polish", "book",
        ["Good morning! I was hoping to book in for a scale and polish sometime next week, ideally Wednesday "
@@ -258,4 +259,39 @@ FRESH: tuple[Conversation, ...] = (
     _c("fresh-12-noon", "book",
        ["Any chance of a cleaning tomorrow at 12 noon?", "George King.", "It's 555-0100.", "Mm-hmm."],
        [("George King", "cleaning", "2026-03-03T12:00", "5550100")]),
+    # A second batch, written and run once after the first batch passed.
+    _c("fresh2-friday-morning-filling", "book",
+       ["Hi, yeah, um, is there any chance I could get a filling done this Friday? Morning would be best.",
+        "Uh, 10:30?", "Sure. Benjamin Carter.", "Yeah, 555-0167.", "Yes, go ahead."],
+       [("Benjamin Carter", "filling", "2026-03-06T10:30", "5550167")]),
+    _c("fresh2-quarter-to-nine", "book",
+       ["I need to book a cleaning for next Tuesday, the 10th, at quarter to nine.", "Chloe Adams.",
+        "It's 07700 900321.", "That's correct, thank you."],
+       [("Chloe Adams", "cleaning", "2026-03-10T08:45", "07700900321")]),
+    _c("fresh2-move-wednesday", "move",
+       ["Can I move my Wednesday appointment to Thursday morning? It's John Smith.", "9 a.m. please.",
+        "Yes."],
+       [("John Smith", "filling", "2026-03-05T09:00", None)], before=(JOHN,)),
+    _c("fresh2-wont-make-it", "cancel",
+       ["Hi, it's Anna Kowalski, I won't be able to make it tomorrow, can you cancel it?", "Yes, please."],
+       [], before=(ANNA,), mutations=1),
+    _c("fresh2-price-mid-booking", "book",
+       ["I'd like a whitening appointment.", "How much does that cost?", "Okay. Friday at 1pm?", "Nina Shah.",
+        "No, thanks.", "Yes."],
+       [("Nina Shah", "whitening", "2026-03-06T13:00", None)]),
+    _c("fresh2-thursday-not-tuesday", "book",
+       ["Cleaning Tuesday at 2pm, please.", "No, sorry, Thursday, not Tuesday.", "Amy Clarke.", "555-0142.",
+        "Yes."],
+       [("Amy Clarke", "cleaning", "2026-03-05T14:00", "5550142")]),
+    _c("fresh2-maybe-monday", "book",
+       ["Can I get an appointment? I think I need a filling. Maybe Monday?", "Around 11?", "Sam Turner.",
+        "Sure, 07700 900999.", "Yes."],
+       [("Sam Turner", "filling", "2026-03-09T11:00", "07700900999")]),
+    _c("fresh2-check-schedule", "refuse",
+       ["I'd like to book a consultation for Thursday at 10.", "Ella Morris.", "555 0142.",
+        "Actually no, I need to check my schedule first. I'll call back."],
+       []),
+    _c("fresh2-saturday-opening", "hours", ["Hi! What time do you open on Saturday morning?"], [],
+       reply_has="9 a.m."),
+    _c("fresh2-dr-nguyen", "transfer", ["Hi, I'd like to speak with Dr. Nguyen, please."], [], transfer=True),
 )
