@@ -31,7 +31,9 @@ def test_phrasing(phrasing: Phrasing) -> None:
 @pytest.mark.parametrize("number", [
     "It's five five five for one two one three.", "Five five five, zero one four two.", "555-0142.",
     "Uh, five five five, to one, one two.", "07700 900123, thank you.", "five five five for one",
-    "This is Mark's number, 555-0142.", "I'm on 07700 900123 at work.",
+    "This is Mark's number, 555-0142.", "I'm on 07700 900123 at work.", "555-0142, but call me after 5.",
+    "It's 07700 900123, best in the evening.", "Call me in the evening, I'm at work.",
+    "555-0142, best after 5 p.m.", "555-0142. Reach me at 4pm.",
 ])
 def test_the_phone_numbers_turn_keeps_the_agreed_date_time_and_name(number: str) -> None:
     call = FakeCall()

@@ -517,6 +517,8 @@ def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | No
     u.name = _surface(find_name(tokens, expecting=name_expected), text)
     if u.name is None and not name_expected:
         u.name = _surface(_written_name(tokens, text), text)
+    if expecting == "phone" and u.phone:
+        return u  # the number's turn never changes the agreed day or time ("555-0142, call after 5")
     free = [t if i not in masked else "_" for i, t in enumerate(tokens)]
     if (found := find_date(free, today, expecting=expecting == "date")) is not None:
         u.date, span = found

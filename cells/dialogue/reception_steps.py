@@ -332,6 +332,8 @@ class ReceptionSteps(ToolResultSteps):
             s.date, s.verified, s.offered = u.date.isoformat(), False, []
         elif s.date is None and any(p in u.text.lower() for p in _SOON):
             s.date, s.offered = self.today.isoformat(), []
+        if u.time is not None and s.expecting == "phone" and u.time.at is None and s.time:
+            u.time = None  # "call me in the evening" while giving a number is no new appointment time
         if u.time is not None:
             at = u.time.as_argument() if u.time.at else None
             if at and at != s.time:
