@@ -451,7 +451,7 @@ def _capitalised_mid_sentence(word: str, text: str) -> bool:
     return False
 
 
-def _written_name(tokens: list[str], text: str) -> str | None:
+def _written_name(tokens: list[str], text: str, not_names: set[str]) -> str | None:
     """A name after a weak intro ('it's Anna Kowalski', 'under Tom Baker') that the recogniser wrote
     capitalised: Whisper capitalises names, so 'it's Thursday' or 'it's fine' stay no name."""
     for i in range(len(tokens)):
@@ -464,9 +464,9 @@ def _written_name(tokens: list[str], text: str) -> str | None:
     # A sentence of its own that is only a capitalised full name: "I need to cancel. John Smith."
     for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
         words = re.findall(r"[A-Za-z'\u2019-]+", sentence)
-        if 2 <= len(words) <= 3 and all(w[:1].isupper() for w in words) and re.search(r"[.!?]$", sentence):
+        if 2 <= len(words) <= 3 and all(w[:1].isupper() for w in words) and sentence.endswith("."):
             name = _collect_name(tokenize(sentence), 0)
-            if name and len(name.split()) == len(words):
+            if name and len(name.split()) == len(words) and not set(tokenize(name)) & not_names:
                 return name
     return None
 
@@ -516,7 +516,8 @@ def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | No
     name_expected = _name_expected(tokens, expecting)
     u.name = _surface(find_name(tokens, expecting=name_expected), text)
     if u.name is None and not name_expected:
-        u.name = _surface(_written_name(tokens, text), text)
+        clinic_words = set(tokenize(f"{clinic.name} {' '.join(clinic.dentists)}"))
+        u.name = _surface(_written_name(tokens, text, clinic_words), text)
     if expecting == "phone" and u.phone:
         return u  # the number's turn never changes the agreed day or time ("555-0142, call after 5")
     free = [t if i not in masked else "_" for i, t in enumerate(tokens)]

@@ -115,6 +115,11 @@ PHRASINGS: tuple[Phrasing, ...] = (
     _p("My name is Anna Kowalski, I'm calling about a cleaning.", None, name="Anna Kowalski"),
     _p("Put it under David Miller, please.", "name", name="David Miller"),
     _p("Hi, it's Laura Green.", "name", name="Laura Green"),
+    _p("I need to cancel. John Smith.", None, name="John Smith", intent="cancel"),
+    _p("Hi. Bright Smile Dental?", None, name=None),
+    _p("Hello. Bright Smile Dental.", None, name=None),
+    _p("Yes, it's Thursday.", "confirm", name=None, answer="yes"),
+    _p("Sounds Good.", "confirm", name=None, answer="yes"),
     # --- several facts in one sentence ---------------------------------------------------------------
     _p("I'd like to get my teeth cleaned next Thursday afternoon, my name is Anna Kowalski.", None,
        service="cleaning", date="2026-03-12", time="afternoon", name="Anna Kowalski", intent="book"),
