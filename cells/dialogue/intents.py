@@ -379,7 +379,7 @@ def _with_letter(tokens: list[str]) -> str | None:
         k = j
         while k > 0 and j - k < 3 and _name_like(tokens[k - 1]):
             k -= 1
-        if k < j and any(t.startswith(letter) for t in tokens[k:j]):
+        if k < j and letter in tokens[j - 1]:  # "Kowalski with a K", "Smyth with a Y"
             return " ".join(_name_word(t) for t in tokens[k:j])
     return None
 

@@ -10,8 +10,10 @@ when `understand` reads every slot it states.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime
 
 from cells.dialogue.clinic import default_clinic
@@ -65,6 +67,10 @@ def check_phrasing(p: Phrasing) -> list[str]:
     return problems
 
 
+def _plain(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9:' ]", " ", text.lower()).split())
+
+
 def main(argv: list[str]) -> int:
     verbose = "-v" in argv
     by_kind: Counter[str] = Counter()
@@ -82,6 +88,9 @@ def main(argv: list[str]) -> int:
         fresh_ok += not problems
         if problems:
             failures.append(f"fresh conversation {c.id}: " + "; ".join(problems))
+    # The same calls as an older recogniser writes them: lower case, no punctuation (digits kept).
+    plain_ok = sum(not run_conversation(replace(c, lines=tuple(_plain(t) for t in c.lines)))[1]
+                   for c in CONVERSATIONS + FRESH)
     phr_ok = 0
     for p in PHRASINGS:
         problems = check_phrasing(p)
@@ -94,6 +103,8 @@ def main(argv: list[str]) -> int:
     for kind in sorted(by_kind):
         print(f"  {kind:9s} {passed_kind[kind]}/{by_kind[kind]}")
     print(f"fresh conversations (written after the first round of fixes): {fresh_ok}/{len(FRESH)} passed")
+    print(f"all {len(CONVERSATIONS + FRESH)} in lower case without punctuation: {plain_ok} passed "
+          "(names said without a cue rely on Whisper's capitals)")
     print(f"single turns: {phr_ok}/{len(PHRASINGS)} passed ({100 * phr_ok / len(PHRASINGS):.1f}%)")
     if verbose:
         for f in failures:
