@@ -179,6 +179,34 @@ def test_a_lookup_next_to_a_change_runs_but_the_change_waits() -> None:
     assert call.tools.runs == [("check_availability", look.arguments, False)]
 
 
+class CheckedBox(BookingBox):
+    """A tool box that can check a call's arguments without running it (as ToolRegistry.validate does)."""
+
+    def validate(self, name: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
+        if "start" not in arguments:
+            return {"ok": False, "error": "missing_argument", "message": f"{name} needs start"}
+        return None
+
+
+def test_a_change_with_bad_arguments_is_refused_to_the_model_not_read_back_to_the_caller() -> None:
+    bad = ToolCall("call_9", "create_booking", {"name": "Anna Kowalski"})
+    llm = ScriptedLlm([bad], [TextDelta("Sorry, what time would you like?")])
+    call = Turns(llm, CheckedBox())
+    said = call.caller("Book me in.")
+    assert said == ["Sorry, what time would you like?"] and call.gate.held is None
+    assert call.tool_results() == [{"ok": False, "error": "missing_argument",
+                                    "message": "create_booking needs start"}]
+    assert call.tools.runs == []
+
+
+def test_the_registry_validates_without_running() -> None:
+    box = PolicyBox()
+    args = {"name": "A", "service": "massage", "start": "2026-03-05T11:00"}
+    assert box.registry.validate("create_booking", args)["error"] == "invalid_argument"  # type: ignore[index]
+    assert box.registry.validate("create_booking", {**args, "service": "cleaning"}) is None
+    assert box.calendar.bookings() == []
+
+
 # --- outcome claims -----------------------------------------------------------------------------------
 
 

@@ -121,7 +121,10 @@ class Reply:
             try:
                 for call in calls:
                     if self.tools.is_mutating(call.name) and not self.tools.confirms_mutations:
-                        if readback is None:
+                        invalid = self._invalid(call)
+                        if invalid is not None:  # the model hears the error; the caller hears no read-back
+                            result = invalid
+                        elif readback is None:
                             result, readback = self.gate.hold(call)
                             self.emit("tool_held", {"name": call.name})
                         else:  # one confirmation at a time, or the first would be lost
@@ -140,6 +143,12 @@ class Reply:
             if readback is not None:
                 await self._say_own(readback)
                 return
+
+    def _invalid(self, call: ToolCall) -> dict[str, Any] | None:
+        """The error result of a change whose arguments the tool would refuse (when the tool box can
+        tell without running it: `validate`), so that no one confirms what cannot run."""
+        validate = getattr(self.tools, "validate", None)
+        return validate(call.name, call.arguments) if callable(validate) else None
 
     async def _say_own(self, text: str) -> None:
         """Words of the call loop's own (read-backs), spoken and kept in the history."""

@@ -145,6 +145,18 @@ class ToolRegistry:
         except ToolError as e:
             return e.as_result()
 
+    def validate(self, name: str, args: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The error result a call would get for its arguments, or None; runs nothing. The call loop
+        asks before reading a change back, so the caller is never asked to confirm what cannot run."""
+        tool = self._tools.get(name)
+        try:
+            if tool is None:
+                raise ToolError("unknown_tool", f"no tool named {name!r}")
+            _check_args(tool, args)
+        except ToolError as e:
+            return e.as_result()
+        return None
+
     async def run(self, call: ToolCall, *, confirmed: bool = False) -> Message:
         """Runs a ToolCall and wraps the result as the role "tool" message that answers it."""
         result = await self.call(call.name, call.arguments, confirmed=confirmed)
