@@ -117,6 +117,13 @@ def test_an_unclear_answer_is_asked_again_and_nothing_runs() -> None:
     assert call.gate.held is not None, "still waiting for a clear answer"
 
 
+def test_the_read_back_says_dates_and_times_as_words() -> None:
+    call = Turns(ScriptedLlm([BOOK]), BookingBox())
+    said = call.caller("Book me in Thursday at eleven.")
+    assert said == ["Just to confirm: create booking, name Anna Kowalski, start Thursday, March 5th at "
+                    "11 a.m. Shall I go ahead?"]
+
+
 def test_too_many_unclear_answers_drop_the_change_without_running_it() -> None:
     call = Turns(ScriptedLlm([BOOK]), BookingBox())
     call.caller("Book me in Thursday at eleven.")
