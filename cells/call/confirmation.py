@@ -16,21 +16,39 @@ import itertools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
+from cells.dialogue.clinic import say_time
 from cells.dialogue.intents import yes_no
+from cells.dialogue.replies import say_date
 from cells.dialogue.spoken import tokenize
 from cells.providers.base import Message, ToolCall
 
 MAX_UNCLEAR = 2  # unclear answers before the held call is dropped
 
 
+def _spoken(value: Any) -> str:
+    """An argument as the caller should hear it: '2026-03-05T11:00' as 'Thursday, March 5th at 11 a.m.'."""
+    text = str(value)
+    try:
+        if len(text) == 10:
+            return say_date(date.fromisoformat(text))
+        if len(text) >= 16 and text[10] == "T":
+            at = datetime.fromisoformat(text)
+            return f"{say_date(at.date())} at {say_time(at.time())}"
+    except ValueError:
+        pass
+    return text
+
+
 def describe(call: ToolCall) -> str:
     """A spoken read-back of a tool call: its name and arguments in plain words."""
     action = call.name.replace("_", " ")
-    details = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in call.arguments.items()
+    details = ", ".join(f"{k.replace('_', ' ')} {_spoken(v)}" for k, v in call.arguments.items()
                         if v not in (None, ""))
-    return f"Just to confirm: {action}" + (f", {details}" if details else "") + ". Shall I go ahead?"
+    said = f"Just to confirm: {action}" + (f", {details}" if details else "")
+    return said + ("" if said.endswith(".") else ".") + " Shall I go ahead?"  # "11 a.m." ends a sentence
 
 
 @dataclass

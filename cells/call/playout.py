@@ -43,11 +43,13 @@ class Playout:
         *,
         lead_frames: int = 3,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._send = send
         self._sid = stream_sid
         self._lead = lead_frames * FRAME_S
         self._clock = clock
+        self._sleep = sleep  # injected with the clock, so tests can run the pacing in simulated time
         self._queue: deque[tuple[str, str]] = deque()  # ("media", json) | ("mark", name)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -56,6 +58,10 @@ class Playout:
         self._order: list[str] = []
         self._next_due: float | None = None
         self._first_sent_at: float | None = None
+        # Playback as the far end does it: frames play back to back, a frame sent after the previous
+        # one finished starts a new run. (start time, index in the turn of its first frame) per run.
+        self._runs: list[tuple[float, int]] = []
+        self._play_until = 0.0
         self._seq = 0
         self._turn_sent = 0
         self.stats = PlayoutStats()
@@ -116,16 +122,17 @@ class Playout:
         self._segments.clear()
         self._order.clear()
         self._next_due = None
-        self._first_sent_at = None
-        self._turn_sent = 0
+        self._forget_turn()
         self._idle.set()
         return heard
 
     def heard_text(self) -> str:
+        """The words of this turn the caller has heard: whole segments whose mark came back, and of the
+        segment playing now the share of its frames already played (sent is not played: frames go out
+        ahead of playback, and a pause in TTS leaves the line silent)."""
         if self._first_sent_at is None:
             return " ".join(self._segments[n].text for n in self._order if self._segments[n].heard)
-        played = int((self._clock() - self._first_sent_at) / FRAME_S)
-        played = min(played, self._turn_sent)
+        played = self._frames_played(self._clock())
         words: list[str] = []
         for name in self._order:
             seg = self._segments[name]
@@ -139,13 +146,28 @@ class Playout:
             break
         return " ".join(words)
 
+    def _frames_played(self, now: float) -> int:
+        """Frames of this turn whose playback had ended by `now`."""
+        for k in range(len(self._runs) - 1, -1, -1):
+            start, first = self._runs[k]
+            if start > now:
+                continue
+            in_run = (self._runs[k + 1][1] if k + 1 < len(self._runs) else self._turn_sent) - first
+            return first + min(in_run, int((now - start) / FRAME_S + 1e-9))
+        return 0
+
     def reset_turn(self) -> None:
         """Forget heard segments once a turn has fully played (keeps memory flat on long calls)."""
         if self._all_heard():
             self._segments.clear()
             self._order.clear()
-            self._first_sent_at = None
-            self._turn_sent = 0
+            self._forget_turn()
+
+    def _forget_turn(self) -> None:
+        self._first_sent_at = None
+        self._turn_sent = 0
+        self._runs.clear()
+        self._play_until = 0.0
 
     # -- the pacing loop -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -168,7 +190,7 @@ class Playout:
                 self._next_due = now
             wait = self._next_due - self._lead - now
             if wait > 0:
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
                 continue  # the queue may have been cleared while sleeping
             self._queue.popleft()
             sent_at = self._clock()
@@ -178,6 +200,10 @@ class Playout:
                     self.on_first_frame(sent_at)
             self.stats.lateness.append(max(0.0, sent_at - (self._next_due - self._lead)))
             self.stats.frames_sent += 1
+            if sent_at > self._play_until or not self._runs:
+                self._runs.append((sent_at, self._turn_sent))  # the line was silent: a new run starts
+                self._play_until = sent_at
+            self._play_until += FRAME_S
             self._turn_sent += 1
             self._next_due += FRAME_S
             await self._send(payload)

@@ -17,6 +17,8 @@ from contextlib import aclosing
 from typing import Any, Protocol
 
 import media_core
+from cells.call.claims import HONEST_LINES as _HONEST_LINES
+from cells.call.claims import check_sentence
 from cells.call.confirmation import ConfirmationGate
 from cells.call.playout import Playout
 from cells.call.timeline import TurnTiming
@@ -119,7 +121,10 @@ class Reply:
             try:
                 for call in calls:
                     if self.tools.is_mutating(call.name) and not self.tools.confirms_mutations:
-                        if readback is None:
+                        invalid = self._invalid(call)
+                        if invalid is not None:  # the model hears the error; the caller hears no read-back
+                            result = invalid
+                        elif readback is None:
                             result, readback = self.gate.hold(call)
                             self.emit("tool_held", {"name": call.name})
                         else:  # one confirmation at a time, or the first would be lost
@@ -139,6 +144,12 @@ class Reply:
                 await self._say_own(readback)
                 return
 
+    def _invalid(self, call: ToolCall) -> dict[str, Any] | None:
+        """The error result of a change whose arguments the tool would refuse (when the tool box can
+        tell without running it: `validate`), so that no one confirms what cannot run."""
+        validate = getattr(self.tools, "validate", None)
+        return validate(call.name, call.arguments) if callable(validate) else None
+
     async def _say_own(self, text: str) -> None:
         """Words of the call loop's own (read-backs), spoken and kept in the history."""
         await self.speaker.say(text, self.timing, self.clock)
@@ -147,7 +158,11 @@ class Reply:
 
     async def _confirmed_call(self, call: ToolCall) -> dict[str, Any]:
         self.emit("tool_call", {"name": call.name, "arguments": call.arguments, "confirmed": True})
-        result = await self.tools.call(call.name, call.arguments, confirmed=True)
+        try:
+            result = await self.tools.call(call.name, call.arguments, confirmed=True)
+        except Exception as exc:  # the held call is in the history already: it needs its (failed) answer
+            log.warning("tool %s failed: %s: %s", call.name, type(exc).__name__, exc)
+            result = {"ok": False, "error": "tool_failed"}
         self.emit("tool_result", {"name": call.name, "result": result})
         return result
 
@@ -161,14 +176,24 @@ class Reply:
                 if isinstance(item, TextDelta):
                     self.timing.mark("first_token", self.clock())
                     for sentence in chunker.push(item.text):
-                        spoken.append(sentence)
-                        await self.speaker.say(sentence, self.timing, self.clock)
+                        await self._speak_checked(sentence, spoken)
                 elif isinstance(item, ToolCall):
                     calls.append(item)
         for sentence in chunker.flush():
-            spoken.append(sentence)
-            await self.speaker.say(sentence, self.timing, self.clock)
+            await self._speak_checked(sentence, spoken)
         return " ".join(spoken), calls
+
+    async def _speak_checked(self, sentence: str, spoken: list[str]) -> None:
+        """Speaks a sentence unless it claims an outcome no tool result backs (claims.py); then the
+        honest line is said once instead and the rest of the round is dropped."""
+        if spoken and spoken[-1] in _HONEST_LINES:
+            return
+        honest = check_sentence(sentence, self.history, self.tools.is_mutating)
+        if honest is not None:
+            self.emit("claim_replaced", {"said": sentence, "instead": honest})
+            sentence = honest
+        spoken.append(sentence)
+        await self.speaker.say(sentence, self.timing, self.clock)
 
     async def _run_tool(self, call: ToolCall) -> dict[str, Any]:
         self.emit("tool_call", {"name": call.name, "arguments": call.arguments})

@@ -6,12 +6,13 @@ asked for, which lets bare answers ("nine", "the fifth", "john smith") count wit
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 
 from cells.dialogue.clinic import WEEKDAYS, ClinicConfig
 from cells.dialogue.parsing import MONTHS, TimeRequest, find_date, find_time
-from cells.dialogue.spoken import ORDINAL_UNITS, TENS, UNITS, parse_phone, tokenize
+from cells.dialogue.spoken import ORDINAL_UNITS, TENS, UNITS, find_phone, tokenize
 
 _YES_WORDS = {"yes", "yeah", "yea", "yep", "yup", "ya", "yah", "sure", "correct", "right", "absolutely",
               "definitely", "certainly", "ok", "okay", "perfect", "great", "fine", "alright", "affirmative",
@@ -155,6 +156,10 @@ _VERBS_ING = {"calling", "looking", "trying", "wondering", "hoping", "going", "b
 _FILLERS = {"yes", "yeah", "sure", "ok", "okay", "um", "uh", "er", "well", "so", "oh", "its", "it", "is",
             "the", "name", "my", "names", "thats", "hi", "hello", "hey", "yep", "right"}
 
+# A read-back answer that mentions the name is about the name ("no, the name's wrong, it's John Smith").
+_NAME_CUES = {"name", "names", "spelled", "spelt", "spell", "surname"}
+# "not 12, 11": the correction said the other way round; the comma is all that tells them apart.
+_CORRECTION_ORDER = re.compile(r"\bnot\s+(\w+),\s*(\w+)\b", re.IGNORECASE)
 _RELATIVE_CHOICES = {"earlier", "later"}
 _CHOICE_WORDS = {"first": 0, "earliest": 0, "earlier": 0, "former": 0, "second": 1, "middle": 1, "third": 2,
                  "last": -1, "latest": -1, "later": -1, "latter": -1, "either": 0, "any": 0, "whichever": 0}
@@ -172,6 +177,7 @@ class Understanding:
     name: str | None = None
     phone: str | None = None
     last_date: date | None = None  # a second date in the same turn, when there is one
+    bare_weekday: bool = False  # the date was a weekday alone ("friday"), not "next friday" or "the 6th"
 
     @property
     def empty(self) -> bool:
@@ -190,8 +196,9 @@ def yes_no(tokens: list[str]) -> str | None:
     joined = f" {' '.join(tokens)} "
     if any(_has(joined, p) for p in _UNSURE_PHRASES):
         return None
-    if any(_has(joined, p) for p in _YES_DESPITE_NO):
-        return "yes"
+    for phrase in _YES_DESPITE_NO:  # "no problem" is a yes; "sure why not ... actually no" is not
+        joined = joined.replace(f" {phrase} ", " yes ")
+    tokens = joined.split()
     if any(t in _NO_WORDS for t in tokens) or any(_has(joined, p) for p in _NO_PHRASES):
         return "no"
     if any(t in _YES_WORDS for t in tokens) or any(_has(joined, p) for p in _YES_PHRASES):
@@ -359,7 +366,27 @@ def _surname(tokens: list[str], after: int) -> str | None:
     return None
 
 
+def _name_like(tok: str) -> bool:
+    return len(tok) > 1 and tok.isalpha() and tok not in _NOT_NAMES and tok not in _VERBS_ING
+
+
+def _with_letter(tokens: list[str]) -> str | None:
+    """'it's Kowalski with a K', 'Smith with an I': the name said before the letter it starts with."""
+    for j in range(1, len(tokens) - 2):
+        letter = tokens[j + 2]
+        if tokens[j:j + 2] not in (["with", "a"], ["with", "an"]) or len(letter) != 1:
+            continue
+        k = j
+        while k > 0 and j - k < 3 and _name_like(tokens[k - 1]):
+            k -= 1
+        if k < j and letter in tokens[j - 1]:  # "Kowalski with a K", "Smyth with a Y"
+            return " ".join(_name_word(t) for t in tokens[k:j])
+    return None
+
+
 def find_name(tokens: list[str], expecting: bool = False) -> str | None:
+    if (lettered := _with_letter(tokens)) is not None:
+        return lettered
     for i in range(len(tokens)):
         for intro in _NAME_INTROS:
             if tuple(tokens[i:i + len(intro)]) != intro or (intro in _WEAK_INTROS and not expecting):
@@ -390,7 +417,81 @@ def choose_option(tokens: list[str], count: int) -> int | None:
     return None
 
 
+def _name_expected(tokens: list[str], expecting: str | None) -> bool:
+    """Asked for the name, or correcting it at a read-back ('no, the name's wrong, it's john smith')."""
+    if expecting == "name":
+        return True
+    return expecting in ("confirm", "change", "phone") and any(t in _NAME_CUES for t in tokens)
+
+
+def _surface(name: str | None, text: str) -> str | None:
+    """The name as the recogniser wrote it when it wrote it capitalised ('O'Connor', 'McDonald')."""
+    if not name:
+        return name
+    written: dict[str, str] = {}
+    for w in text.split():
+        if "-" not in w:  # "W-H-I-T-E" spells a name; it is not how to write it
+            written.setdefault(re.sub(r"[^a-z]", "", w.lower()), w.strip(".,!?;:\""))
+    out = []
+    for word in name.split():
+        surface = written.get(re.sub(r"[^a-z]", "", word.lower()), "")
+        out.append(surface if surface[:1].isupper() and
+                   re.sub(r"[^a-z]", "", surface.lower()) == re.sub(r"[^a-z]", "", word.lower()) else word)
+    return " ".join(out)
+
+
+def _capitalised_mid_sentence(word: str, text: str) -> bool:
+    """Whether the recogniser wrote this word capitalised where a sentence does not start (a name)."""
+    words = re.findall(r"[^\s]+", text)
+    for k, w in enumerate(words):
+        if re.sub(r"[^a-z]", "", w.lower()) != word or not w[:1].isupper():
+            continue
+        if k and not re.search(r"[.!?]$", words[k - 1]):
+            return True
+    return False
+
+
+def _written_name(tokens: list[str], text: str, not_names: set[str]) -> str | None:
+    """A name after a weak intro ('it's Anna Kowalski', 'under Tom Baker') that the recogniser wrote
+    capitalised: Whisper capitalises names, so 'it's Thursday' or 'it's fine' stay no name."""
+    for i in range(len(tokens)):
+        for intro in _WEAK_INTROS:
+            if tuple(tokens[i:i + len(intro)]) != intro:
+                continue
+            name = _collect_name(tokens, i + len(intro))
+            if name and all(_capitalised_mid_sentence(w.lower(), text) for w in name.split()):
+                return name
+    # A sentence of its own that is only a capitalised full name: "I need to cancel. John Smith."
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        words = re.findall(r"[A-Za-z'\u2019-]+", sentence)
+        if 2 <= len(words) <= 3 and all(w[:1].isupper() for w in words) and sentence.endswith("."):
+            name = _collect_name(tokenize(sentence), 0)
+            if name and len(name.split()) == len(words) and not set(tokenize(name)) & not_names:
+                return name
+    return None
+
+
+def _number_runs(tokens: list[str]) -> set[int]:
+    """Positions of number words standing next to other number words ('five five five for one')."""
+    def numeric(t: str) -> bool:
+        return t.isdigit() or t in UNITS or t in TENS or t in ("for", "to", "double", "triple")
+
+    out: set[int] = set()
+    for i, tok in enumerate(tokens):
+        if not numeric(tok) or tok in ("for", "to"):
+            continue
+        if (i and numeric(tokens[i - 1])) or (i + 1 < len(tokens) and numeric(tokens[i + 1])) or (
+                tok.isdigit() and len(tok) >= 3):
+            out.add(i)
+            k = i - 1
+            while k >= 0 and tokens[k] in ("for", "to") and k - 1 >= 0 and numeric(tokens[k - 1]):
+                out.add(k)
+                k -= 1
+    return out
+
+
 def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | None = None) -> Understanding:
+    text = _CORRECTION_ORDER.sub(r"\2 not \1", text)  # "not 12, 11" -> "11 not 12": the comma goes
     tokens = tokenize(text)
     u = Understanding(text=text, tokens=tokens)
     if not tokens:
@@ -404,18 +505,30 @@ def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | No
             u.intents.add("book")
     joined = f" {' '.join(tokens)} "
     phone_cue = any(_has(joined, p) for p in ("number is", "phone is", "reach me", "call me at", "my number",
-                                              "cell is", "mobile is"))
+                                              "numbers", "cell is", "mobile is", "reach me at"))
+    masked: set[int] = set()
     if expecting == "phone" or phone_cue:
-        u.phone = parse_phone(text)
-    u.name = find_name(tokens, expecting=expecting == "name")
-    if u.phone is None:  # the digits of a phone number would otherwise read as a date and a time
-        masked: set[int] = set()
-        if (found := find_date(tokens, today, expecting=expecting == "date")) is not None:
-            u.date, span = found
-            masked.update(range(span.start, span.end))
-            if (again := find_date(tokens[span.end:], today)) is not None:  # "tuesday but i need thursday"
-                u.last_date = again[0]
-                masked.update(range(span.end + again[1].start, span.end + again[1].end))
-        if (t := find_time(tokens, expecting=expecting == "time", masked=masked)) is not None:
-            u.time = t[0]
+        if (phone := find_phone(tokens)) is not None:
+            u.phone = phone[0]
+            masked.update(range(phone[1], phone[2]))  # its digits are no date and no time
+    if expecting == "phone":
+        masked |= _number_runs(tokens)  # half a number is no time either ("five five five for one")
+    name_expected = _name_expected(tokens, expecting)
+    u.name = _surface(find_name(tokens, expecting=name_expected), text)
+    if u.name is None and not name_expected:
+        clinic_words = set(tokenize(f"{clinic.name} {' '.join(clinic.dentists)}"))
+        u.name = _surface(_written_name(tokens, text, clinic_words), text)
+    if expecting == "phone" and u.phone:
+        return u  # the number's turn never changes the agreed day or time ("555-0142, call after 5")
+    free = [t if i not in masked else "_" for i, t in enumerate(tokens)]
+    if (found := find_date(free, today, expecting=expecting == "date")) is not None:
+        u.date, span = found
+        masked.update(range(span.start, span.end))
+        if span.end - span.start == 1 and tokens[span.start] in WEEKDAYS:
+            u.bare_weekday = True
+        if (again := find_date(free[span.end:], today)) is not None:  # "tuesday but i need thursday"
+            u.last_date = again[0]
+            masked.update(range(span.end + again[1].start, span.end + again[1].end))
+    if (t := find_time(tokens, expecting=expecting == "time", masked=masked)) is not None:
+        u.time = t[0]
     return u

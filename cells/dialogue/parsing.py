@@ -25,7 +25,8 @@ _TIME_ANCHORS = {"at", "around", "about", "by", "for", "say", "from", "after", "
 # "make it eleven", "push it to ten": a number after these and "it"/"that" is a time.
 _IT_VERBS = {"make", "do", "book", "move", "push", "change", "put", "switch", "have", "shift", "bump"}
 _ONE_AS_PRONOUN_AFTER = {"that", "the", "this", "first", "second", "third", "last", "other", "earlier",
-                         "later", "either", "no", "any", "which", "a", "every", "each", "another"}
+                         "later", "either", "no", "any", "which", "a", "every", "each", "another",
+                         "earliest", "latest", "soonest", "middle", "final", "early", "late", "next"}
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,10 @@ def find_date(tokens: list[str], today: date, expecting: bool = False) -> tuple[
                 return today + timedelta(days=2), Span(i - 3, i + 1)
             return today + timedelta(days=1), Span(i, i + 1)
         if tok == "week" and i >= 1 and tokens[i - 1] == "next":
-            return _next_weekday(today, 0, next_week=False), Span(i - 1, i + 1)
+            # "sometime next week, ideally wednesday": that weekday of next week, else its monday
+            day = next((WEEKDAYS.index(t) for t in tokens if t in WEEKDAYS), 0)
+            monday = _next_weekday(today, 0, next_week=False)
+            return monday + timedelta(days=day), Span(i - 1, i + 1)
         if tok in WEEKDAYS and not _excluded(tokens, i):  # "wednesday not tuesday", "any day except monday"
             wd = WEEKDAYS.index(tok)
             start = i - 1 if i >= 1 and tokens[i - 1] in ("next", "this", "coming") else i
@@ -210,6 +214,9 @@ def find_date(tokens: list[str], today: date, expecting: bool = False) -> tuple[
             if tokens[i + 1:i + 3] == ["next", "week"]:  # "friday next week"
                 next_week, end = True, i + 3
             return _next_weekday(today, wd, next_week=next_week), Span(start, end)
+        if tok.isdigit() and len(tok) <= 2 and (month := _month_at(tokens, i + 1)) is not None:
+            if (d := _month_day(today, month, int(tok))) is not None:  # "5 March"
+                return d, Span(i, i + 2)
         month = _month_at(tokens, i)
         if month is not None:
             j = i + 1 + (1 if i + 1 < n and tokens[i + 1] == "the" else 0)
@@ -359,6 +366,9 @@ def _clock_at(tokens: list[str], i: int, part: str | None,
     if end > j:
         explicit = True
     explicit = explicit or tokens[end:end + 1] == ["ish"]  # "nine ish"
+    # "eleven not twelve": a number corrected by another is a time
+    corrected = tokens[end:end + 1] == ["not"] and parse_cardinal(tokens, end + 1, 24) is not None
+    explicit = explicit or corrected
     if not (explicit or _anchored(tokens, i) or expecting):
         return None
     if hour[0] > 12 and meridiem is not None and hour[0] != 12:

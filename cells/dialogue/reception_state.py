@@ -33,6 +33,7 @@ class DialogueState:
     failures: int = 0  # consecutive turns not understood
     lookup_failures: int = 0
     resume: str | None = None  # what to go back to if the caller declines a transfer
+    topic: str | None = None  # the service last talked about ("how much is a checkup?" ... "book one")
     last_prompt: str = ""
     ended: bool = False
 

@@ -7,6 +7,7 @@ read-back of exactly the current details and the caller's answer was a plain yes
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -48,6 +49,24 @@ _ASKS_HOURS = {"hours", "when", "late", "early", "close", "closes", "closing", "
 _CHANGE_WORDS = ("change", "wrong", "different", "mistake", "but", "instead", "except")
 
 
+def _same_week(said: date, agreed: str, today: date) -> date:
+    """A weekday alone, said once a date is agreed, means that weekday in the agreed date's week."""
+    current = date.fromisoformat(agreed)
+    candidate = current + timedelta(days=said.weekday() - current.weekday())
+    return candidate if candidate >= today else said
+
+
+def _corrected_name(current: str | None, said: str) -> str:
+    """A one-word correction replaces the word of the name it resembles most ('Kowalski' for 'Cowalski')."""
+    words = (current or "").split()
+    if len(said.split()) > 1 or len(words) < 2:
+        return said
+    scores = [difflib.SequenceMatcher(None, said.lower(), w.lower()).ratio() for w in words]
+    best = max(range(len(words)), key=lambda k: scores[k])
+    words[best if scores[best] >= 0.5 else -1] = said
+    return " ".join(words)
+
+
 class ReceptionSteps(ToolResultSteps):
     def __init__(self, clinic: ClinicConfig, clock: Callable[[], datetime], *, ask_phone: bool = True,
                  max_failures: int = 3) -> None:
@@ -70,6 +89,10 @@ class ReceptionSteps(ToolResultSteps):
     def on_user(self, s: DialogueState, text: str) -> list[Action]:
         expect = "time" if s.expecting in ("choose", "change") else s.expecting
         u = understand(text, self.today, self.clinic, expecting=expect)
+        if u.service:
+            s.topic = u.service
+        elif s.topic and "book" in u.intents and any(t in ("one", "it", "that", "them") for t in u.tokens):
+            u.service = s.topic  # "how much is a checkup?" ... "can i book one for saturday"
         if u.empty:
             return self._not_understood(s, "Sorry, I didn't catch that.")
         if s.expecting == "transfer":
@@ -227,6 +250,8 @@ class ReceptionSteps(ToolResultSteps):
         changed = self._apply(s, u)
         if changed:
             s.failures = 0
+            if s.expecting == "phone" and not u.phone:
+                s.phone_asked = False  # a correction instead of the number: ask for the number again
             return self._next(s)
         if s.expecting == "confirm":
             change_words = any(t in u.tokens for t in _CHANGE_WORDS)
@@ -301,10 +326,14 @@ class ReceptionSteps(ToolResultSteps):
                 s.time, s.verified = s.offered[idx], True
         if u.service and s.flow == "book" and u.service != s.service:
             s.service, s.verified, s.offered = u.service, False, []
+        if u.date and u.bare_weekday and s.date:
+            u.date = _same_week(u.date, s.date, self.today)  # "next thursday" ... "friday instead"
         if u.date and u.date.isoformat() != s.date:
             s.date, s.verified, s.offered = u.date.isoformat(), False, []
         elif s.date is None and any(p in u.text.lower() for p in _SOON):
             s.date, s.offered = self.today.isoformat(), []
+        if u.time is not None and s.expecting == "phone" and u.time.at is None and s.time:
+            u.time = None  # "call me in the evening" while giving a number is no new appointment time
         if u.time is not None:
             at = u.time.as_argument() if u.time.at else None
             if at and at != s.time:
@@ -313,8 +342,9 @@ class ReceptionSteps(ToolResultSteps):
             elif at is None and u.time.preference != s.preference:
                 s.time, s.verified, s.offered = None, False, []
             s.preference = u.time.preference
-        if u.name and (s.expecting == "name" or u.name != s.name) and s.flow == "book":
-            s.name = u.name
+        if u.name and (s.expecting == "name" or u.name != s.name) and s.flow == "book" and not (
+                s.expecting == "phone" and u.phone):  # the number's turn keeps the agreed name
+            s.name = u.name if s.expecting == "name" else _corrected_name(s.name, u.name)
         if u.phone:
             s.phone = u.phone
         return [*s.details(), s.preference] != before

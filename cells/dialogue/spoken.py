@@ -35,7 +35,8 @@ def tokenize(text: str) -> list[str]:
     t = re.sub(r"\b([ap])\.\s?m\b\.?", r"\1m", t)
     t = re.sub(r"\bo'?\s?clock\b", "oclock", t)
     t = t.replace("'", "").replace("\u2019", "")
-    t = re.sub(r"(\d)\.(\d)", r"\1:\2", t)  # "9.30" said as a time is written with a dot sometimes
+    t = re.sub(r"\b(\d{1,2})\.(\d\d)(?!\d)", r"\1:\2", t)  # "9.30" is a time ("555.0142" is not)
+    t = re.sub(r"\b(\d{1,2}:\d\d)(am|pm)\b", r"\1 \2", t)  # "2:30pm"
     t = re.sub(r"[^a-z0-9:\s]", " ", t)
     tokens = t.split()
     out: list[str] = []
@@ -109,38 +110,49 @@ def _digit_of(tok: str) -> int | None:
     return None
 
 
-def parse_phone(text: str, min_digits: int = 7) -> str | None:
-    """Digits of a spoken phone number: 'five five five two one eight seven', 'oh', 'double five'.
+def _digit_at(tokens: list[str], i: int, run: str) -> int | None:
+    """A digit word at tokens[i]; 'to' and 'for' count only inside a run, before another digit."""
+    tok = tokens[i]
+    if tok in ("to", "for"):  # too common as real words: "five five five for one two" has a four
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if not run or (_digit_of(nxt) is None and not nxt.isdigit()):
+            return None
+        tok = HOMOPHONES[tok]
+    return _digit_of(tok)
 
-    Only the longest run of digit-like words counts, so 'my number is ... thanks' works, and a run
-    shorter than min_digits is not a phone number.
+
+def find_phone(tokens: list[str], min_digits: int = 7) -> tuple[str, int, int] | None:
+    """The longest run of digit-like words (digits, its token span start and end) if it is long enough.
+
+    Handles 'five five five two one eight seven', 'oh', 'double five', '07700 900123', '555-0142'
+    (tokenised as '555 0142'), 'five five five, zero one four two', and fillers inside the run.
     """
-    tokens = tokenize(text)
-    best = ""
-    run = ""
+    best: tuple[str, int, int] = ("", 0, 0)
+    run, run_start = "", 0
     i = 0
-    while i < len(tokens):
+    n = len(tokens)
+    while i < n:
         tok = tokens[i]
         piece: str | None = None
         step = 1
-        if tok in ("double", "triple") and i + 1 < len(tokens) and _digit_of(tokens[i + 1]) is not None:
+        if tok in ("double", "triple") and i + 1 < n and _digit_of(tokens[i + 1]) is not None:
             piece = str(_digit_of(tokens[i + 1])) * (2 if tok == "double" else 3)
             step = 2
         elif tok.isdigit():
             piece = tok
         elif tok in TENS:
             value = TENS[tok]
-            if i + 1 < len(tokens) and (u := _digit_of(tokens[i + 1])) is not None and u > 0:
+            if i + 1 < n and (u := _digit_of(tokens[i + 1])) is not None and u > 0:
                 value += u
                 step = 2
             piece = str(value)
         elif tok == "hundred" and run:
             piece = "00"
-            k = i + 1 + (1 if i + 1 < len(tokens) and tokens[i + 1] == "and" else 0)
+            k = i + 1 + (1 if i + 1 < n and tokens[i + 1] == "and" else 0)
             rest = parse_cardinal(tokens, k)
             if rest is not None and (rest[0] >= 10 or k > i + 1):  # "five hundred and fifty five": 555
                 piece, step = f"{rest[0]:02d}", rest[1] - i
-        elif (d := _digit_of(tok)) is not None:
+        elif (d := _digit_at(tokens, i, run)) is not None:
             piece = str(d)
         elif tok in UNITS:  # ten .. nineteen said as a pair of digits
             piece = str(UNITS[tok])
@@ -148,15 +160,32 @@ def parse_phone(text: str, min_digits: int = 7) -> str | None:
             i += 1
             continue
         if piece is None:
-            if len(run) > len(best):
-                best = run
+            if len(run) > len(best[0]):
+                best = (run, run_start, i)
             run = ""
         else:
+            if not run:
+                run_start = i
             run += piece
         i += step
-    if len(run) > len(best):
-        best = run
-    return best if len(best) >= min_digits else None
+    if len(run) > len(best[0]):
+        best = (run, run_start, n)
+    if len(best[0]) < min_digits:
+        return None
+    end = best[2]
+    while end > best[1] and not _is_digitish(tokens[end - 1]):
+        end -= 1  # fillers after the last digit are no part of it
+    return best[0], best[1], end
+
+
+def _is_digitish(tok: str) -> bool:
+    return tok.isdigit() or tok in UNITS or tok in TENS or tok in HOMOPHONES
+
+
+def parse_phone(text: str, min_digits: int = 7) -> str | None:
+    """Digits of a spoken phone number, or None if no run of at least min_digits digits is there."""
+    found = find_phone(tokenize(text), min_digits)
+    return found[0] if found else None
 
 
 def say_digits(digits: str) -> str:

@@ -16,6 +16,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+import jsonschema
+
 from cells.providers.base import Message, ToolCall, ToolSpec
 
 
@@ -72,6 +74,10 @@ class FunctionTool(ToolAdapter):
 
 
 def _check_args(tool: ToolAdapter, args: Mapping[str, Any]) -> None:
+    """Arguments against the tool's JSON Schema, before it runs: a model's wrong type, value out of
+    range or unknown argument comes back as one clear error result it can correct, and nothing runs."""
+    if not isinstance(args, Mapping):
+        raise ToolError("invalid_arguments", f"{tool.name} takes an object of arguments")
     props = tool.parameters.get("properties", {})
     missing = [k for k in tool.parameters.get("required", []) if args.get(k) in (None, "")]
     if missing:
@@ -79,6 +85,22 @@ def _check_args(tool: ToolAdapter, args: Mapping[str, Any]) -> None:
     unknown = [k for k in args if props and k not in props]
     if unknown:
         raise ToolError("unknown_argument", f"{tool.name} does not take {', '.join(unknown)}")
+    # An optional argument sent as null means "not given" (models do this); the schema need not say so.
+    required = tool.parameters.get("required", [])
+    given = {k: v for k, v in args.items() if not (v is None and k not in required)}
+    try:
+        problems = sorted(_validator(tool).iter_errors(given), key=lambda e: str(list(e.absolute_path)))
+    except (jsonschema.SchemaError, jsonschema.exceptions.UnknownType) as e:  # the tool is at fault
+        raise ToolError("bad_tool_schema", f"{tool.name} has an invalid argument schema") from e
+    if problems:
+        where = [".".join(str(p) for p in e.absolute_path) or "arguments" for e in problems]
+        detail = "; ".join(f"{w}: {e.message}" for w, e in zip(where, problems, strict=True))
+        raise ToolError("invalid_argument", f"{tool.name}: {detail}", fields=where)
+
+
+def _validator(tool: ToolAdapter) -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(tool.parameters, default=jsonschema.Draft202012Validator)
+    return cls(tool.parameters)
 
 
 class ToolRegistry:
@@ -122,6 +144,18 @@ class ToolRegistry:
             return await tool.call(args)
         except ToolError as e:
             return e.as_result()
+
+    def validate(self, name: str, args: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The error result a call would get for its arguments, or None; runs nothing. The call loop
+        asks before reading a change back, so the caller is never asked to confirm what cannot run."""
+        tool = self._tools.get(name)
+        try:
+            if tool is None:
+                raise ToolError("unknown_tool", f"no tool named {name!r}")
+            _check_args(tool, args)
+        except ToolError as e:
+            return e.as_result()
+        return None
 
     async def run(self, call: ToolCall, *, confirmed: bool = False) -> Message:
         """Runs a ToolCall and wraps the result as the role "tool" message that answers it."""

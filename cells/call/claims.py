@@ -1,0 +1,104 @@
+"""Outcome claims in an agent's reply, checked against what the tools actually did.
+
+A language model may say "You're booked for Tuesday" after its booking tool failed, or before it ran.
+A sentence that claims an outcome (booked, reserved, cancelled, moved, sent, confirmed) is spoken only
+when the history holds a successful result of a matching tool; otherwise the call loop says an honest
+line instead. Questions ("Shall I book it?") and denials ("I couldn't book that") claim nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cells.providers.base import Message
+
+# Outcome words, and the tool-name fragments whose success backs each outcome.
+_WORDS = {"booked": "booked", "reserved": "booked", "scheduled": "booked", "cancelled": "cancelled",
+          "canceled": "cancelled", "moved": "moved", "rescheduled": "moved", "sent": "sent", "texted": "sent",
+          "emailed": "sent", "confirmed": "confirmed"}
+_BACKED_BY: dict[str, tuple[str, ...]] = {
+    "booked": ("book", "reserv", "appointment", "schedul"), "cancelled": ("cancel",),
+    "moved": ("move", "reschedul"), "sent": ("send", "sms", "text", "email", "message", "notify"),
+    "confirmed": (),  # any change that succeeded backs "it's confirmed"
+}
+_OUTCOME = "|".join(_WORDS)
+# A claim states the outcome as done, of the caller's business: "I've booked", "you're all booked",
+# "it has been cancelled". "We're fully booked" and "that time is already booked" claim nothing.
+_CLAIMS = (
+    re.compile(rf"\b(?:i|i've|ive|i have|we've|weve|we have)\s+(?:just\s+|now\s+|gone ahead and\s+)?"
+               rf"(?P<w>{_OUTCOME})\b"),
+    re.compile(rf"\b(?:you're|youre|you are|you've been|youve been|it's|its|it is|that's|thats|that is|is|"
+               rf"are|has been|have been|was|were|it's been|its been)\s+(?:now\s+|all\s+|been\s+|"
+               rf"successfully\s+)*(?P<w>{_OUTCOME})\b"),
+)
+_PHRASES = {"all set": "booked", "see you on": "booked", "see you then": "booked", "got you down": "booked",
+            "have you down": "booked", "put you down": "booked", "pencilled you in": "booked",
+            "penciled you in": "booked", "booking was made": "booked", "booking has been made": "booked",
+            "made the booking": "booked", "made your booking": "booked", "made a booking": "booked",
+            "made your appointment": "booked", "is now on": "moved", "is now at": "moved"}
+# "No problem, you're booked" still claims; "I couldn't book that" and "it isn't booked yet" do not.
+_NEGATION = re.compile(r"\b(not|never|couldn'?t|can'?t|cannot|wasn'?t|isn'?t|haven'?t|hasn'?t|didn'?t|"
+                       r"won'?t|aren'?t|unable|failed)\b", re.IGNORECASE)
+HONEST: dict[str, str] = {
+    "booked": "I couldn't complete that booking; shall I take a message or put you through?",
+    "cancelled": "I couldn't complete that cancellation; shall I take a message or put you through?",
+    "moved": "I couldn't move that appointment; shall I take a message or put you through?",
+    "sent": "I couldn't send that; shall I take a message or put you through?",
+    "confirmed": "I couldn't complete that; shall I take a message or put you through?",
+}
+
+
+def claimed_outcomes(sentence: str) -> set[str]:
+    """Outcomes a sentence states as done; none for a question or a sentence with a negation."""
+    text = " ".join(sentence.lower().replace("\u2019", "'").split())
+    if not text or text.endswith("?") or _NEGATION.search(text):
+        return set()
+    found = {_WORDS[m.group("w")] for pattern in _CLAIMS for m in pattern.finditer(text)}
+    return found | {o for phrase, o in _PHRASES.items() if re.search(rf"\b{phrase}\b", text)}
+
+
+def _succeeded(content: Any) -> bool:
+    try:
+        result = json.loads(content) if isinstance(content, str) else content
+    except ValueError:
+        return False
+    return isinstance(result, dict) and result.get("ok") is True
+
+
+def succeeded_tools(history: Sequence[Message]) -> list[str]:
+    """Names of the tool calls in the history whose result came back ok."""
+    names: dict[str, str] = {}
+    out: list[str] = []
+    for m in history:
+        if m.role == "assistant":
+            for call in m.tool_calls or ():
+                names[call.id] = call.name
+        elif m.role == "tool" and m.tool_call_id in names and _succeeded(m.content):
+            out.append(names[m.tool_call_id])
+    return out
+
+
+def backed(outcome: str, tools: Sequence[str], is_mutating: Callable[[str], bool]) -> bool:
+    fragments = _BACKED_BY[outcome]
+    if not fragments:
+        return any(is_mutating(t) for t in tools)
+    return any(is_mutating(t) and any(f in t.lower() for f in fragments) for t in tools)
+
+
+def check_sentence(sentence: str, history: Sequence[Message],
+                   is_mutating: Callable[[str], bool]) -> str | None:
+    """None when the sentence may be spoken as it is; else the honest line to say instead."""
+    claims = claimed_outcomes(sentence)
+    if not claims:
+        return None
+    done = succeeded_tools(history)
+    for outcome in sorted(claims):
+        if not backed(outcome, done, is_mutating):
+            return HONEST[outcome]
+    return None
+
+
+HONEST_LINES = frozenset(HONEST.values())

@@ -1,0 +1,1 @@
+"""The Reception policy on whole caller conversations and single turns, Whisper-style and word-style."""
