@@ -37,6 +37,11 @@ class AgentTools:
     def is_mutating(self, name: str) -> bool:
         return self.registry.is_mutating(name)
 
+    def validate(self, name: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
+        """The error a tool would answer for these arguments, without running it (the call loop
+        asks before reading a change back, so no one confirms what cannot run)."""
+        return self.registry.validate(name, arguments)
+
     async def call(self, name: str, arguments: dict[str, Any], *, confirmed: bool = False) -> dict[str, Any]:
         return await self.registry.call(name, arguments, confirmed=confirmed)
 
