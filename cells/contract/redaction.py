@@ -337,6 +337,7 @@ class CallRedactor:
         self._carry_card = False  # ... were masked as a piece of a card
         self._context = 0  # caller inputs still in a card's context
         self._after_card = False  # the last input held a card: a short number next is its code
+        self._said: dict[str, str] = {}  # recent caller inputs as redacted (a turn's report repeats them)
 
     def caller(self, text: str) -> str:
         """One caller input (a turn's transcript, or a keypad entry "keypad 4 1 1 ..."), redacted."""
@@ -384,7 +385,16 @@ class CallRedactor:
                            for at in self._starts)  # a card ends here: a code may follow, no more card
             self._carry_card = tail_card and not whole_card and not complete
         self._context = _CONTEXT_INPUTS if _CARD_CUE.search(text) else max(0, self._context - 1)
+        self._said[text] = out
+        if len(self._said) > 32:
+            del self._said[next(iter(self._said))]
         return out
+
+    def repeated(self, text: str) -> str:
+        """A caller input said before (a turn's report), masked as it was then."""
+        if not isinstance(text, str):
+            return text
+        return self._said.get(text) or redact_text(text, pii=self.pii)
 
     def agent(self, text: str) -> str:
         """What the agent said: masked like any text, and a question about a card opens its context."""
@@ -402,6 +412,9 @@ class CallRedactor:
             return {**self.payload({k: v for k, v in data.items() if k != "text"}), "text": self.caller(text)}
         if kind == "agent_said" and isinstance(text, str):
             return {**self.payload({k: v for k, v in data.items() if k != "text"}), "text": self.agent(text)}
+        if "caller_text" in data:  # a turn's report
+            return {**self.payload({k: v for k, v in data.items() if k != "caller_text"}),
+                    "caller_text": self.repeated(data["caller_text"])}
         return self.payload(data)
 
 
@@ -444,3 +457,20 @@ class RedactingLogFilter(logging.Filter):
         if record.exc_info and record.exc_text is None and record.exc_info[1] is not None:
             record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info), pii=self.pii)
         return True
+
+
+def install_log_redaction(*, pii: bool = False) -> None:
+    """Every log record this process makes is masked as it is made (whatever logger or handler): a
+    process's entry point calls this once, after configuring logging."""
+    old = logging.getLogRecordFactory()
+    if getattr(old, "_autospeak_redacting", False):
+        return
+    filt = RedactingLogFilter(pii=pii)
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = old(*args, **kwargs)
+        filt.filter(record)
+        return record
+
+    factory._autospeak_redacting = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

@@ -27,6 +27,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from cells.contract.redaction import redact_history
 from cells.launcher.jetstream import ensure_call_state_bucket
 from cells.providers.base import Message, ToolCall
 
@@ -64,6 +65,13 @@ def history_to_dicts(history: Iterable[Message]) -> list[dict[str, Any]]:
 
 def history_from_dicts(docs: Sequence[dict[str, Any]]) -> list[Message]:
     return [message_from_dict(d) for d in docs]
+
+
+def _stored(history: Iterable[Message]) -> list[dict[str, Any]]:
+    """The history as the bucket keeps it: card numbers masked (read again whole at every save, so a
+    card completed in a later turn is masked in the earlier ones too). E-mails and phone numbers stay:
+    a resumed call still needs the booking's details."""
+    return redact_history(history_to_dicts(history), pii=False)
 
 
 class CallLease:
@@ -135,7 +143,7 @@ class CallLease:
     async def save(self, history: Iterable[Message] | None = None, **changes: Any) -> None:
         """Save the history (and other fields) and renew the lease."""
         if history is not None:
-            changes["history"] = history_to_dicts(history)
+            changes["history"] = _stored(history)
         await self._write(changes)
 
     async def renew(self) -> None:
@@ -146,7 +154,7 @@ class CallLease:
         self.stop_heartbeat()
         changes: dict[str, Any] = {"status": "ended", "disposition": disposition, "lease_until": 0}
         if history is not None:
-            changes["history"] = history_to_dicts(history)
+            changes["history"] = _stored(history)
         await self._write(changes)
 
     async def release(self) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
+from cells.contract.redaction import CallRedactor
 from cells.coordination.envelope import CallEventEnvelope, EnvelopeError
 from cells.launcher.jetstream import publish_event
 
@@ -27,8 +28,12 @@ MAX_QUEUE = 50_000  # events of one stream; a call emits a few per turn, so this
 class EventPublisher:
     def __init__(self, js: JetStreamContext, *, call_id: str, tenant_id: str, region: str, stream_sid: str,
                  source: str = "", max_queue: int = MAX_QUEUE, ack_timeout: float = 2.0,
-                 retry_wait: float = 0.1, max_retry_wait: float = 2.0) -> None:
+                 retry_wait: float = 0.1, max_retry_wait: float = 2.0,
+                 redactor: CallRedactor | None = None) -> None:
         self.js = js
+        # Nothing leaves the worker unredacted: card numbers always (also when read across turns),
+        # e-mails and phone numbers when the agent asks for it (the caller's redactor knows).
+        self.redactor = redactor or CallRedactor(pii=False)
         self.call_id, self.tenant_id, self.region = str(call_id), str(tenant_id), region
         self.stream_sid = stream_sid
         self.source = source
@@ -67,7 +72,8 @@ class EventPublisher:
         self.seq += 1
         try:
             env = CallEventEnvelope.new(call_id=self.call_id, tenant_id=self.tenant_id, region=self.region,
-                                        kind=kind, event_id=self.event_id(self.seq), data=data or {},
+                                        kind=kind, event_id=self.event_id(self.seq),
+                                        data=self.redactor.event(kind, data or {}),
                                         source=self.source)
             env.to_bytes()  # refuse an oversized event here, not at the head of the queue
         except EnvelopeError as exc:
