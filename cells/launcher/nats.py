@@ -295,7 +295,7 @@ class NatsSupercluster:
         server = self._server(region)
         if server.proc is not None and server.proc.poll() is None:
             return
-        server.root.mkdir(parents=True, exist_ok=True)
+        server.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         peers = [s for code, s in self._servers.items() if code != region]
         # nats-server reads JSON as configuration, so no hand-written config syntax is needed.
         server.conf_path.write_text(json.dumps(_server_config(server, peers), indent=2))
@@ -307,4 +307,5 @@ class NatsSupercluster:
             stderr=subprocess.STDOUT,
             # Own process group: a terminal's Ctrl-C reaches us, and we stop servers in order.
             start_new_session=True,
+            umask=0o077,  # the streams' files hold call events: the service user's only
         )

@@ -64,6 +64,7 @@ class Cell:
 def _load_secrets(path: Path) -> dict[str, str]:
     """The stack's secrets, made once: the carrier signing token, the call-token key, the operator token."""
     if path.is_file():
+        path.chmod(0o600)  # a file an older version left readable
         return json.loads(path.read_text())
     values = {"twilio_auth_token": secrets.token_hex(16), "call_token_secret": secrets.token_urlsafe(48),
               "platform_token": secrets.token_urlsafe(32)}
@@ -103,7 +104,8 @@ class EmbeddedStack:
     def start(self, progress: bool = False) -> EmbeddedStack:
         say = (lambda msg: print(msg, flush=True)) if progress else (lambda msg: None)
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.data_dir.chmod(0o700)  # secrets, the database, call events and recordings live here
             self.secrets = _load_secrets(self.data_dir / "secrets.json")
             say("starting PostgreSQL 18 + pgvector ...")
             self.pg = EmbeddedPostgres(self.data_dir / "pg")
@@ -182,7 +184,9 @@ class EmbeddedStack:
     def _write_manifest(self) -> None:
         """`<data>/stack.json`: where the running cells are, for `autospeak call --stack`."""
         doc = {"cells": {r: c.api.url for r, c in self.cells.items()}, "pid": os.getpid()}
-        (self.data_dir / "stack.json").write_text(json.dumps(doc, indent=2))
+        stack_json = self.data_dir / "stack.json"
+        with os.fdopen(os.open(stack_json, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+            fh.write(json.dumps(doc, indent=2))
 
     async def _migrate_and_seed(self) -> dict[str, DemoTenant]:
         engine = create_engine(self.database_url)
@@ -202,7 +206,7 @@ class EmbeddedStack:
     def _plan_cells(self) -> None:
         assert self.nats is not None
         logs = self.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        logs.mkdir(mode=0o700, parents=True, exist_ok=True)
         for region in self.regions:
             api_port, worker_ports = self._ports(region)
             api_url = f"http://{HOST}:{api_port}"
@@ -236,10 +240,11 @@ class EmbeddedStack:
                 "AUTOSPEAK_LOG": os.environ.get("AUTOSPEAK_LOG", self.log_level.upper())}
 
     def _spawn(self, child: Child) -> None:
-        child.log = child.log_path.open("ab")
+        child.log = os.fdopen(os.open(child.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+        # umask 077: what the cells create (calendars, recordings, logs) is the service user's only.
         child.proc = subprocess.Popen(child.args, stdin=subprocess.DEVNULL, stdout=child.log,
                                       stderr=subprocess.STDOUT, env=self._env(), start_new_session=True,
-                                      preexec_fn=_die_with_parent)
+                                      preexec_fn=_die_with_parent, umask=0o077)
 
     def restart_child(self, child: Child) -> None:
         """Start a stopped (or killed) child again with the same arguments and port."""
