@@ -24,6 +24,7 @@ from control.api.routes.common import (
 )
 from control.api.routes.params import PAGE, read_page
 from control.api.schemas import AgentCreate, AgentList, AgentOut, AgentUpdate, parse_body
+from control.api.secret_options import mask_providers, merge_providers
 from control.api.state import sessions
 from control.db.models import Agent, Call, KnowledgeDocument, PhoneNumber
 from control.db.session import run_transaction, sqlstate_of
@@ -33,7 +34,9 @@ bp = Blueprint("agents", __name__, url_prefix=TENANT_PREFIX)
 _LISTED = 20  # numbers named in a refusal
 
 def _out(agent: Agent) -> dict[str, Any]:
-    return AgentOut.model_validate(agent).model_dump(mode="json")
+    out = AgentOut.model_validate(agent).model_dump(mode="json")
+    out["providers"] = mask_providers(out["providers"])  # secret options are write-only
+    return out
 
 
 @operation(bp, "POST", "/agents", summary="Create an agent", status=201, body=AgentCreate,
@@ -64,7 +67,7 @@ async def list_agents(tenant_id: uuid.UUID) -> Response:
     async def work(session: AsyncSession) -> AgentList:
         stmt = scoped_select(Agent, scope).order_by(Agent.created_at, Agent.id)
         rows, next_offset = await fetch_page(session, stmt, limit=limit, offset=offset)
-        return AgentList(items=[AgentOut.model_validate(a) for a in rows], next_offset=next_offset)
+        return AgentList(items=[AgentOut.model_validate(_out(a)) for a in rows], next_offset=next_offset)
 
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
@@ -95,6 +98,8 @@ async def update_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         agent = await scoped_one(session, Agent, scope, Agent.id == agent_id)
         for name, value in change.items():
+            if name == "providers":
+                value = merge_providers(agent.providers, value)
             setattr(agent, name, value)
         agent.updated_at = datetime.now(UTC)
         await session.flush()
