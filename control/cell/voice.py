@@ -39,6 +39,7 @@ _STATUS = re.compile(r"[a-z][a-z-]{1,19}")  # Twilio's CallStatus values: queued
 Publish = Callable[[CallEventEnvelope], Awaitable[None]]
 RequestSlot = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 ShouldResume = Callable[[str], Awaitable[bool]]
+ClaimCall = Callable[..., Awaitable[bool]]
 # The disposition of a call whose worker went mid-call when no other worker could take it over.
 RESUME_FAILED = "dropped_no_worker"
 _BACKGROUND: set[asyncio.Task[Any]] = set()
@@ -89,6 +90,7 @@ async def agent_spec(region: str, tenant_id: str, agent_id: str) -> dict[str, An
 
 def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthority, publish: Publish,
                          request_slot: RequestSlot, should_resume: ShouldResume,
+                         claim_call: ClaimCall | None = None,
                          allow_insecure_streams: bool = False) -> Blueprint:
     region = settings.region
     if not settings.twilio_auth_token:
@@ -116,6 +118,12 @@ def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthorit
                 event_id=f"{req.call_id}:resume-failed", source="control",
                 data={"disposition": RESUME_FAILED})
 
+        if not req.resume and claim_call is not None and not await claim_call(
+                req.call_id, tenant_id=req.tenant_id, agent_id=req.agent_id, call_sid=req.call_sid):
+            # The same call's webhook again (replayed, or repeated): the call is ringing, live or over
+            # and has its worker; no second slot, no second stream token, no event.
+            log.warning("voice webhook for call %s again; no new stream", req.call_id)
+            return None
         try:
             if not req.resume:
                 # Before a worker is asked: the call row exists even if no worker is free.
