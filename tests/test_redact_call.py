@@ -119,3 +119,17 @@ def test_log_lines_are_masked(caplog: pytest.LogCaptureFixture) -> None:
     finally:
         logger.removeFilter(filt)
     assert VISA not in caplog.text and "[card]" in caplog.text
+
+
+def test_without_a_card_context_the_piece_that_completes_a_card_is_masked() -> None:
+    # Nothing said of a card: the first piece looks like any number and is published as it is (a
+    # number of 7 digits or more is masked anyway when the agent redacts phone numbers); the piece
+    # that makes it a card is masked.
+    r = CallRedactor(pii=False)
+    assert r.caller(f"it's {VISA[:4]} {VISA[4:8]}") == f"it's {VISA[:4]} {VISA[4:8]}"
+    assert r.caller(f"{VISA[8:12]} {VISA[12:]}") == "[card]"
+    assert r.caller("one two three") == "[cvv]"  # what follows a card is its code
+    r = CallRedactor(pii=False)
+    r.caller(spoken(MASTERCARD[:5]))
+    r.caller(spoken(MASTERCARD[5:10]))
+    assert r.caller(spoken(MASTERCARD[10:])) == "[card]"
