@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from control_api_fixtures import AGENT, FAST, Api, control_api, fetch, insert, scope_for
+from control_api_fixtures import AGENT, FAST, Api, api_with, control_api, fetch, insert, scope_for
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.api.auth import make_token_row
+from control.api.sealing import SealError, new_region_key, parse_region_key, seal, unseal
+from control.cell.voice import agent_spec
 from control.db.models import Agent, ApiToken
 from control.db.session import run_transaction
 from control.db.tenancy import scoped_delete, scoped_update, tenant_session
@@ -161,3 +163,48 @@ def test_an_unfiltered_update_and_delete_in_a_tenant_session_stay_in_the_tenant(
     assert _agents(api, "b") == others_before
     assert all(a.persona != "session of a" for a in fetch(api, Agent, tenant_id=api.tenants["b"]))
     assert all(a.persona == "session of a" for a in fetch(api, Agent, tenant_id=api.tenants["a"]))
+
+
+def test_sealing_opens_only_with_the_region_key_and_the_tenant() -> None:
+    key, other = parse_region_key(new_region_key()), parse_region_key(new_region_key())
+    assert key is not None and other is not None
+    sealed = seal(key, "tenant-1", "sk-live-secret")
+    assert "sk-live-secret" not in str(sealed)
+    assert unseal(key, "tenant-1", sealed) == "sk-live-secret"
+    for wrong_key, tenant in ((other, "tenant-1"), (key, "tenant-2")):
+        with pytest.raises(SealError):
+            unseal(wrong_key, tenant, sealed)
+    version, wrapped, body = sealed["sealed"].split(".")
+    tampered = {"sealed": f"{version}.{wrapped}.{body[:-4]}AAAA"}
+    with pytest.raises(SealError):
+        unseal(key, "tenant-1", tampered)
+    with pytest.raises(ValueError):
+        parse_region_key("c2hvcnQ")  # 5 bytes
+
+
+def test_provider_secrets_are_sealed_at_rest_and_opened_for_the_worker(api: Api) -> None:
+    region_key = parse_region_key(new_region_key())
+    with api_with(api, secrets_key=region_key) as sealed_api:
+        admin = api.tokens["a:admin"]
+        created = sealed_api.call("POST", api.tenant_path("a", "/agents"), token=admin,
+                                  json={**AGENT, "providers": SECRET_PROVIDERS})
+        assert created.status == 201, created.text
+        agent_id = created.body["id"]
+        stored = _stored_providers(api, agent_id)
+        assert "sm-key-123456" not in str(stored) and "sk-abcdef" not in str(stored)
+        assert stored["stt"]["options"]["language"] == "en"
+        assert created.body["providers"]["stt"]["options"]["api_key"] == {"set": True}
+        # An update that leaves the key out keeps the sealed one; the worker's spec has it in clear.
+        patched = sealed_api.call("PATCH", api.tenant_path("a", f"/agents/{agent_id}"), token=admin, json={
+            "providers": {"stt": {"name": "speechmatics", "options": {"language": "de"}}}})
+        assert patched.status == 200
+
+        async def spec(key: bytes | None) -> dict:
+            async with sealed_api.app.app_context():
+                got = await agent_spec("eu", str(api.tenants["a"]), agent_id, key)
+            assert got is not None
+            return got["providers"]
+
+        opened = api.db.run(spec(region_key))
+        assert opened["stt"]["options"] == {"api_key": "sm-key-123456", "language": "de"}
+        assert "api_key" not in api.db.run(spec(parse_region_key(new_region_key())))["stt"]["options"]

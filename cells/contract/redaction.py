@@ -162,9 +162,11 @@ def redact_payload(obj: Any, *, pii: bool, keep: Collection[str] = ()) -> Any:
 
 
 def _redact_item(key: Any, value: Any, *, pii: bool, keep: Collection[str]) -> Any:
-    if key in keep and (isinstance(value, str) or (
+    if key in keep and (isinstance(value, (str, int)) or (
             isinstance(value, list) and all(isinstance(v, str) for v in value))):
-        return value  # an identifier, or a list of them (a recording's segment keys)
+        # An identifier, or a list of them (a recording's segment keys); a number where an identifier
+        # belongs is left for the reader to refuse as malformed, not turned into text here.
+        return value
     # A tool's {"cvv": "123"}: the key is the cue a text would have.
     if isinstance(key, str) and _CVV_KEY.search(key) and _CVV_VALUE.fullmatch(str(value).strip()):
         return CVV

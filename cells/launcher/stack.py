@@ -26,6 +26,7 @@ from typing import IO
 from cells.launcher.nats import NatsSupercluster
 from cells.launcher.ports import free_ports
 from cells.launcher.seed import DemoTenant, seed_demo
+from control.api.sealing import SECRETS_KEY_ENV, new_region_key
 from control.db.migrate import upgrade
 from control.db.pg_embedded import EmbeddedPostgres
 from control.db.session import create_engine, session_factory
@@ -62,16 +63,22 @@ class Cell:
 
 
 def _load_secrets(path: Path) -> dict[str, str]:
-    """The stack's secrets, made once: the carrier signing token, the call-token key, the operator token."""
+    """The stack's secrets, made once: the carrier signing token, the call-token key, the operator token,
+    and the region key that seals agents' provider secrets (added to an older file)."""
+    values: dict[str, str] = {}
     if path.is_file():
         path.chmod(0o600)  # a file an older version left readable
-        return json.loads(path.read_text())
-    values = {"twilio_auth_token": secrets.token_hex(16), "call_token_secret": secrets.token_urlsafe(48),
-              "platform_token": secrets.token_urlsafe(32)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(values, fh)
+        values = json.loads(path.read_text())
+    made = {"twilio_auth_token": lambda: secrets.token_hex(16),
+            "call_token_secret": lambda: secrets.token_urlsafe(48),
+            "platform_token": lambda: secrets.token_urlsafe(32), "secrets_key": new_region_key}
+    missing = {name: make() for name, make in made.items() if name not in values}
+    if missing:
+        values.update(missing)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(values, fh)
     return values
 
 
@@ -235,6 +242,7 @@ class EmbeddedStack:
         return {**os.environ, "TWILIO_AUTH_TOKEN": self.secrets["twilio_auth_token"],
                 "AUTOSPEAK_CALL_TOKEN_SECRET": self.secrets["call_token_secret"],
                 "AUTOSPEAK_PLATFORM_TOKEN": self.secrets.get("platform_token", ""),
+                SECRETS_KEY_ENV: self.secrets.get("secrets_key", ""),
                 # One laptop: the tenant's webhook receiver is a local process.
                 "AUTOSPEAK_ALLOW_PRIVATE_WEBHOOKS": "1",
                 "AUTOSPEAK_LOG": os.environ.get("AUTOSPEAK_LOG", self.log_level.upper())}

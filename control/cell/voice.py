@@ -28,6 +28,7 @@ from cells.telephony.twilio_webhook import (
     twilio_voice_blueprint,
 )
 from control.api.schemas import AgentOut
+from control.api.sealing import unseal_providers
 from control.api.settings import ControlSettings
 from control.api.state import sessions
 from control.db.models import Agent, PhoneNumber, Tenant
@@ -81,11 +82,18 @@ async def number_route(region: str, e164: str) -> NumberRoute | None:
     return NumberRoute(str(row.tenant_id), str(row.agent_id))
 
 
-async def agent_spec(region: str, tenant_id: str, agent_id: str) -> dict[str, Any] | None:
+async def agent_spec(region: str, tenant_id: str, agent_id: str,
+                     secrets_key: bytes | None = None) -> dict[str, Any] | None:
+    """The agent as its worker needs it: provider secrets opened (they travel in the slot request,
+    which NATS does not keep)."""
     scope = TenantScope(uuid.UUID(tenant_id), region)
     async with sessions()() as session:
         agent = await session.scalar(scoped_select(Agent, scope).where(Agent.id == uuid.UUID(agent_id)))
-    return AgentOut.model_validate(agent).model_dump(mode="json") if agent is not None else None
+    if agent is None:
+        return None
+    spec = AgentOut.model_validate(agent).model_dump(mode="json")
+    spec["providers"] = unseal_providers(spec["providers"], secrets_key, tenant_id)
+    return spec
 
 
 def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthority, publish: Publish,
@@ -101,7 +109,7 @@ def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthorit
         return await number_route(region, e164)
 
     async def slot(req: SlotRequest) -> WorkerSlot | None:
-        spec = await agent_spec(region, req.tenant_id, req.agent_id)
+        spec = await agent_spec(region, req.tenant_id, req.agent_id, settings.secrets_key)
         if spec is None:
             return None
 

@@ -24,14 +24,20 @@ from control.api.routes.common import (
 )
 from control.api.routes.params import PAGE, read_page
 from control.api.schemas import AgentCreate, AgentList, AgentOut, AgentUpdate, parse_body
+from control.api.sealing import seal_providers
 from control.api.secret_options import mask_providers, merge_providers
-from control.api.state import sessions
+from control.api.state import api_state, sessions
 from control.db.models import Agent, Call, KnowledgeDocument, PhoneNumber
 from control.db.session import run_transaction, sqlstate_of
 from control.db.tenancy import TenantScope, scoped_delete, scoped_select
 
 bp = Blueprint("agents", __name__, url_prefix=TENANT_PREFIX)
 _LISTED = 20  # numbers named in a refusal
+
+def _sealed(providers: Any, scope: TenantScope) -> Any:
+    """Secret provider options sealed at rest with the region's key (when the cell has one)."""
+    return seal_providers(providers, api_state().settings.secrets_key, str(scope.tenant_id))
+
 
 def _out(agent: Agent) -> dict[str, Any]:
     out = AgentOut.model_validate(agent).model_dump(mode="json")
@@ -49,7 +55,8 @@ async def create_agent(tenant_id: uuid.UUID) -> Response:
 
     async def create(session: AsyncSession) -> tuple[int, dict[str, Any]]:
         now = datetime.now(UTC)
-        agent = scope.new(Agent, id=uuid.uuid4(), created_at=now, updated_at=now, **values)
+        stored = {**values, "providers": _sealed(values["providers"], scope)}
+        agent = scope.new(Agent, id=uuid.uuid4(), created_at=now, updated_at=now, **stored)
         session.add(agent)
         await session.flush()
         return 201, _out(agent)
@@ -99,7 +106,7 @@ async def update_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
         agent = await scoped_one(session, Agent, scope, Agent.id == agent_id)
         for name, value in change.items():
             if name == "providers":
-                value = merge_providers(agent.providers, value)
+                value = _sealed(merge_providers(agent.providers, value), scope)
             setattr(agent, name, value)
         agent.updated_at = datetime.now(UTC)
         await session.flush()
