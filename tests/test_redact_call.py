@@ -133,3 +133,11 @@ def test_without_a_card_context_the_piece_that_completes_a_card_is_masked() -> N
     r.caller(spoken(MASTERCARD[:5]))
     r.caller(spoken(MASTERCARD[5:10]))
     assert r.caller(spoken(MASTERCARD[10:])) == "[card]"
+
+
+def test_in_a_card_context_a_misheard_card_is_masked_and_keyed_phone_numbers_stay() -> None:
+    r = CallRedactor(pii=False)
+    misheard = "4111 1111 1111 1112"  # fails Luhn
+    assert r.caller(f"my card is {misheard} and that is it ok thanks bye now") == (
+        "my card is [card] and that is it ok thanks bye now")
+    assert CallRedactor(pii=False).caller(keypad("07700900123")) == keypad("07700900123")

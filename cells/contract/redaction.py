@@ -364,9 +364,13 @@ class CallRedactor:
             digits = "".join(u.digits for u in tail)
             keypad = text.lstrip().lower().startswith("keypad")
             if ((in_context and len(digits) >= _FRAGMENT_MIN)
-                    or (keypad and len(digits) >= _KEYPAD_FRAGMENT_MIN)):
+                    or (keypad and len(digits) >= _KEYPAD_FRAGMENT_MIN and digits[0] in "23456")):
                 forced.append((tail[0].start, tail[-1].end, CARD))
                 tail_card = True
+        if in_context:  # a card misheard by a digit fails Luhn, and is still a card
+            taken = {start for start, _, _ in forced}
+            forced += [(run[0].start, run[-1].end, CARD) for run in runs
+                       if run[0].start not in taken and sum(len(u.digits) for u in run) >= _CARD_MIN - 1]
         out = redact_text(apply_spans(text, forced), pii=self.pii)
         self._after_card = CARD in out
         self._carry_card = False
