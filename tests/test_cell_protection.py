@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -118,7 +119,7 @@ async def _database_rows(stack: EmbeddedStack) -> list[tuple[str, bytes]]:
 
 
 def _files(root: Path) -> list[tuple[str, bytes]]:
-    return [(str(p), p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()]
+    return [(str(p), p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()]
 
 
 def _place(stack: EmbeddedStack, lines: list[CallerLine]) -> TwilioPeer:
@@ -158,9 +159,10 @@ def test_no_card_digit_in_any_store_after_calls_with_cards(stack: EmbeddedStack)
         stores: list[tuple[str, bytes]] = []
         stores += asyncio.run(_stream_messages(stack))
         stores += asyncio.run(_database_rows(stack))
-        stores += _files(stack.data_dir / "nats")  # the streams' and the bucket's files on disk
-        stores += _files(stack.object_store)  # recordings and the clinic's calendar
-        stores += _files(stack.data_dir / "logs")
+        # Every file the stack wrote outside PostgreSQL's own directory (read through SQL above): the
+        # streams' and the bucket's files, recordings, the clinic's calendar, logs, workers' data.
+        stores += [(name, blob) for name, blob in _files(stack.data_dir)
+                   if not Path(name).is_relative_to(stack.data_dir / "pg")]
         stores += [(f"webhook body {i}", body) for i, (body, _) in enumerate(receiver.received)]
         for path in ("", f"/calls/{call_id}", f"/calls/{call_id}/events?limit=500",
                      f"/calls/{call_id}/transcript"):
@@ -172,6 +174,20 @@ def test_no_card_digit_in_any_store_after_calls_with_cards(stack: EmbeddedStack)
     assert calendar, "the booking's calendar file was searched"
     found = [hit for where, blob in stores for hit in leaks(blob, where)]
     assert not found, "card digits stored:\n" + "\n".join(found[:20])
+
+
+def test_what_the_stack_writes_is_its_users_only(stack: EmbeddedStack) -> None:
+    """Files 0600 and folders 0700 under the data directory (PostgreSQL keeps its own 0700 folder).
+    The data directory itself is 0700, except that a stack run by root lets PostgreSQL's own user
+    through to its folder (pgserver opens it for traversal): never writable by others, though."""
+    assert not stat.S_IMODE(stack.data_dir.stat().st_mode) & 0o022
+    opened = []
+    for path in stack.data_dir.rglob("*"):
+        if path.is_relative_to(stack.data_dir / "pg") or path.is_symlink():
+            continue
+        if stat.S_IMODE(path.stat().st_mode) & 0o077:
+            opened.append(f"{oct(stat.S_IMODE(path.stat().st_mode))} {path.relative_to(stack.data_dir)}")
+    assert not opened, "readable by others:\n" + "\n".join(sorted(opened)[:30])
 
 
 def _replay_voice(stack: EmbeddedStack, peer: TwilioPeer) -> httpx.Response:
