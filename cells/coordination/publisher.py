@@ -69,11 +69,16 @@ class EventPublisher:
                 log.error("call %s: event queue full (%d); dropped %d events", self.call_id, self.max_queue,
                           self.dropped)
             return None
+        try:
+            clean = self.redactor.event(kind, data or {})
+        except Exception:  # never publish what could not be redacted, and never break the call
+            log.exception("call %s: redacting event %s failed; dropped", self.call_id, kind)
+            self.dropped += 1
+            return None
         self.seq += 1
         try:
             env = CallEventEnvelope.new(call_id=self.call_id, tenant_id=self.tenant_id, region=self.region,
-                                        kind=kind, event_id=self.event_id(self.seq),
-                                        data=self.redactor.event(kind, data or {}),
+                                        kind=kind, event_id=self.event_id(self.seq), data=clean,
                                         source=self.source)
             env.to_bytes()  # refuse an oversized event here, not at the head of the queue
         except EnvelopeError as exc:
