@@ -141,3 +141,13 @@ def test_in_a_card_context_a_misheard_card_is_masked_and_keyed_phone_numbers_sta
     assert r.caller(f"my card is {misheard} and that is it ok thanks bye now") == (
         "my card is [card] and that is it ok thanks bye now")
     assert CallRedactor(pii=False).caller(keypad("07700900123")) == keypad("07700900123")
+
+
+def test_the_agents_setting_decides_on_phone_numbers_and_a_resume_keeps_the_context() -> None:
+    from cells.providers.base import Message
+
+    assert CallRedactor.for_agent({"compliance": {"redact_pii": False}}).pii is False
+    assert CallRedactor.for_agent({"compliance": {}}).pii is True and CallRedactor.for_agent(None).pii
+    resumed = CallRedactor.for_agent({}, [Message("assistant", "What is your card number?"),
+                                          Message("user", f"it is {VISA[:8]}")])
+    assert resumed.caller(VISA[8:]) == "[card]"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -340,6 +340,21 @@ class CallRedactor:
         self._context = 0  # caller inputs still in a card's context
         self._after_card = False  # the last input held a card: a short number next is its code
         self._said: dict[str, str] = {}  # recent caller inputs as redacted (a turn's report repeats them)
+
+    @classmethod
+    def for_agent(cls, spec: Any, history: Any = ()) -> CallRedactor:
+        """A call's redactor: e-mails and phone numbers too unless the agent (its spec as the control
+        plane sends it) switched `redact_pii` off; a resumed call's conversation so far (messages with
+        `role` and `content`) primes it, so a card read across the resume is still one."""
+        compliance = spec.get("compliance") if isinstance(spec, Mapping) else None
+        pii = not (isinstance(compliance, Mapping) and compliance.get("redact_pii") is False)
+        redactor = cls(pii=pii)
+        for message in history or ():
+            if getattr(message, "role", None) == "user":
+                redactor.caller(message.content)
+            elif getattr(message, "role", None) == "assistant":
+                redactor.agent(message.content)
+        return redactor
 
     def caller(self, text: str) -> str:
         """One caller input (a turn's transcript, or a keypad entry "keypad 4 1 1 ..."), redacted."""

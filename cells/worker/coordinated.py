@@ -290,7 +290,7 @@ class Coordination:
                     log.error("call %s: saved history unreadable; starting afresh", call_id)
             publisher = EventPublisher(self.js, call_id=call_id, tenant_id=tenant_id, region=region,
                                        stream_sid=start.stream_sid, source=self.worker_id,
-                                       redactor=_redactor(request, history))
+                                       redactor=CallRedactor.for_agent(request.get("agent"), history))
             try:
                 await self._run(ws, start, agent, events, on_control, lease, history, publisher, tenant_id,
                                 region, recording, handover, handed_over)
@@ -479,20 +479,6 @@ class Coordination:
             return
         log.error("call %s: could not mark the call ended within %.0f s; its lease expires",
                   lease.call_id, END_RETRY_S)
-
-
-def _redactor(request: dict[str, Any], history: Any) -> CallRedactor:
-    """The call's redactor: e-mails and phone numbers too unless the agent switched `redact_pii` off;
-    a resumed call's conversation so far primes it (a card read across the resume is still one)."""
-    spec = request.get("agent") if isinstance(request.get("agent"), dict) else {}
-    compliance = spec.get("compliance") if isinstance(spec.get("compliance"), dict) else {}
-    redactor = CallRedactor(pii=compliance.get("redact_pii") is not False)
-    for message in history or ():
-        if message.role == "user":
-            redactor.caller(message.content)
-        elif message.role == "assistant":
-            redactor.agent(message.content)
-    return redactor
 
 
 async def _no_events() -> AsyncIterator[Any]:
