@@ -148,7 +148,7 @@ class CallLease:
     async def save(self, history: Iterable[Message] | None = None, **changes: Any) -> None:
         """Save the history (and other fields) and renew the lease."""
         if history is not None:
-            changes["history"] = _stored(history)
+            changes["history"] = await asyncio.to_thread(_stored, list(history))  # off the audio loop
         await self._write(changes)
 
     async def renew(self) -> None:
@@ -159,7 +159,7 @@ class CallLease:
         self.stop_heartbeat()
         changes: dict[str, Any] = {"status": "ended", "disposition": disposition, "lease_until": 0}
         if history is not None:
-            changes["history"] = _stored(history)
+            changes["history"] = await asyncio.to_thread(_stored, list(history))  # off the audio loop
         await self._write(changes)
 
     async def release(self) -> None:
