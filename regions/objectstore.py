@@ -16,6 +16,16 @@ from regions.catalogue import get_region
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 
 
+def private_dirs(path: Path) -> None:
+    """`path` and every missing parent created 0700 (mkdir's `mode` covers only the last one)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+
+
 class ObjectKeyError(ValueError):
     """A key that is not `<tenant uuid>/<plain file name>`."""
 
@@ -41,11 +51,14 @@ class RegionStore:
         return self.root / checked
 
     def put(self, key: str, data: bytes) -> int:
-        """Write atomically (temp file + rename) so a reader never sees half a recording."""
+        """Write atomically (temp file + rename) so a reader never sees half a recording. Objects are
+        callers' data: folders 0700 and files 0600, whatever the process's umask."""
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o600)
         tmp.replace(path)
         return len(data)
 

@@ -195,3 +195,101 @@ def test_an_unacknowledged_write_of_ours_does_not_lose_the_lease(cluster: NatsSu
     state, lost = run(go())
     assert lost is False
     assert state is not None and state["status"] == "ended" and state["worker_id"] == "w1"
+
+
+def test_the_webhook_claims_a_call_once_and_a_worker_takes_the_claim(cluster: NatsSupercluster) -> None:
+    call = str(uuid.uuid4())
+
+    async def go() -> None:
+        nc, (control, w1) = await stores(cluster.url("eu"), "", "w1")
+        try:
+            assert await control.claim(call, tenant_id="t", agent_id="a", call_sid="CA1")
+            assert not await control.claim(call, tenant_id="t", agent_id="a", call_sid="CA1")  # a replay
+            assert not await control.should_resume(call)  # ringing: no stream to resume yet
+            lease = await w1.acquire(call, stream_sid="MZ1", tenant_id="t", agent_id="a")
+            assert lease is not None and lease.state["status"] == "active"
+            assert await control.should_resume(call)
+            await lease.end("completed", HISTORY)
+            assert not await control.claim(call, tenant_id="t", agent_id="a", call_sid="CA1")
+        finally:
+            await nc.close()
+
+    run(go())
+
+
+def test_a_resume_is_granted_only_once_the_stream_is_gone(cluster: NatsSupercluster) -> None:
+    call = str(uuid.uuid4())
+    asked: list[tuple[str, str]] = []
+    answer: list[bool | None] = [True]
+
+    async def live(worker_id: str, call_id: str) -> bool | None:
+        asked.append((worker_id, call_id))
+        return answer[0]
+
+    async def go() -> None:
+        nc, (control, w1) = await stores(cluster.url("eu"), "", "w1")
+        try:
+            lease = await w1.acquire(call, stream_sid="MZ1", tenant_id="t", agent_id="a")
+            assert lease is not None
+            # The worker still has the stream (a replayed callback): no, after the settling time.
+            assert not await control.resumable(call, live, settle_s=0.3, poll_s=0.05)
+            assert asked and asked[0] == ("w1", call)
+            answer[0] = None  # the worker does not answer (killed): gone
+            assert await control.resumable(call, live, settle_s=0.3)
+            answer[0] = False  # it answers that the stream is over
+            assert await control.resumable(call, live, settle_s=0.3)
+            answer[0] = True
+            await lease.release()  # released: gone, whatever a probe would say
+            asked.clear()
+            assert await control.resumable(call, live, settle_s=0.3) and not asked
+            await lease.end("completed")
+            assert not await control.resumable(call, live, settle_s=0.3)
+        finally:
+            await nc.close()
+
+    run(go())
+
+
+def test_the_stream_probe_answers_for_the_worker(cluster: NatsSupercluster) -> None:
+    from cells.contract.stream_probe import serve_probe, stream_live
+
+    async def go() -> None:
+        nc = await nats.connect(cluster.url("eu"))
+        try:
+            live = {"c1"}
+            sub = await serve_probe(nc, "eu", "ws://127.0.0.1:9/media", live.__contains__)
+            assert await stream_live(nc, "eu", "ws://127.0.0.1:9/media", "c1") is True
+            assert await stream_live(nc, "eu", "ws://127.0.0.1:9/media", "c2") is False
+            await sub.unsubscribe()
+            assert await stream_live(nc, "eu", "ws://127.0.0.1:9/media", "c1", timeout=0.5) is None
+        finally:
+            await nc.close()
+
+    run(go())
+
+
+def test_the_saved_history_holds_no_card_number(cluster: NatsSupercluster) -> None:
+    call = str(uuid.uuid4())
+    card = "4111111111111111"
+    history = [Message("assistant", "What number can we reach you on?"),
+               Message("user", "keypad " + " ".join(card[:8])), Message("assistant", "And the rest?"),
+               Message("user", "keypad " + " ".join(card[8:])),
+               Message("assistant", "", tool_calls=(ToolCall("c1", "create_booking", {"phone": card}),)),
+               Message("tool", f'{{"ok": true, "phone": "{card}"}}', tool_call_id="c1")]
+
+    async def go() -> bytes:
+        nc, (w1,) = await stores(cluster.url("eu"), "w1")
+        try:
+            lease = await w1.acquire(call, stream_sid="MZ1", tenant_id="t", agent_id="a")
+            assert lease is not None
+            await lease.save(history)
+            await lease.end("completed", history)
+            entry = await w1.kv.get(call)
+            return entry.value or b""
+        finally:
+            await nc.close()
+
+    raw = run(go()).decode()
+    for leaked in (card, " ".join(card[:8]), " ".join(card[8:])):  # whole, or either keyed half
+        assert leaked not in raw
+    assert "[card]" in raw

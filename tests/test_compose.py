@@ -292,8 +292,6 @@ def test_the_audit_sees_every_regions_store(services: dict[str, dict[str, Any]])
 # --- everything named exists ------------------------------------------------------------------
 
 
-# Written concurrently with this file; its command is checked once the module exists.
-CONCURRENT = {"control.cell": "control.cell (the cell's control API) is being written concurrently"}
 PYTHON_COMMANDS = sorted(
     _python_services(_interpolate(yaml.safe_load(COMPOSE.read_text()))["services"]).items()
 )
@@ -310,8 +308,6 @@ def test_python_command_names_a_module_and_flags_it_accepts(
 ) -> None:
     module, subcommands, options = command
     if importlib.util.find_spec(module) is None:
-        if module in CONCURRENT:
-            pytest.skip(f"{CONCURRENT[module]} and does not exist yet")
         pytest.fail(f"{service}: no module {module}")
     text = _help(module, tuple(subcommands))
     accepted = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text))

@@ -13,15 +13,14 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import schemathesis
 from control_api_fixtures import AGENT, Api, control_api, settings_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.generation import GenerationMode
 
 from cells.launcher.ports import free_port
 from control.api import create_control_app
-
-schemathesis = pytest.importorskip("schemathesis")
-from schemathesis.generation import GenerationMode  # noqa: E402
 
 
 @pytest.fixture(scope="module")

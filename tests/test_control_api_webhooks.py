@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -13,11 +12,9 @@ import pytest
 from control_api_fixtures import FAST, Api, api_with, control_api, fetch, insert, scope_for
 from standardwebhooks.webhooks import Webhook
 
-from control.api import ControlSettings
 from control.db.models import AuditLog, IdempotencyKey, WebhookDelivery, WebhookEndpoint
 
 URL = "https://hooks.example.com/autospeak?team=ops"
-HAS_PRIVATE_FLAG = "allow_private_webhooks" in {f.name for f in dataclasses.fields(ControlSettings)}
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +27,6 @@ def api() -> Iterator[Api]:
 @pytest.fixture(scope="module")
 def dev(api: Api) -> Iterator[Api]:
     """The same tenants behind an app that allows loopback/private http targets (dev stack, tests)."""
-    if not HAS_PRIVATE_FLAG:
-        pytest.skip("ControlSettings has no allow_private_webhooks field yet")
     with api_with(api, allow_private_webhooks=True) as app:
         yield app
 

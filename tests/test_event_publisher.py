@@ -124,3 +124,35 @@ def test_malformed_events_are_refused_at_emit(cluster: NatsSupercluster) -> None
 
     pub = run(go())
     assert pub.dropped == 2 and pub.seq == 0
+
+
+def test_what_reaches_the_stream_is_redacted_across_events(cluster: NatsSupercluster) -> None:
+    from cells.contract.redaction import CallRedactor
+
+    tenant, call = ids()
+    card = "5555555555554444"
+
+    async def go() -> list[Any]:
+        nc = await connect(cluster.url("eu"))
+        js = nc.jetstream()
+        await ensure_call_stream(js, "eu")
+        pub = EventPublisher(js, call_id=call, tenant_id=tenant, region="eu", stream_sid="MZ9",
+                             redactor=CallRedactor(pii=False))
+        pub.emit("transcript", {"text": "keypad " + " ".join(card[:8]), "turn": 1})
+        pub.emit("agent_said", {"text": "And the rest?"})
+        pub.emit("transcript", {"text": "keypad " + " ".join(card[8:]), "turn": 2})
+        pub.emit("turn", {"index": 2, "caller_text": "keypad " + " ".join(card[8:]), "agent_text": ""})
+        pub.emit("tool_call", {"name": "create_booking", "arguments": {"phone": card},
+                               "call_id": call})
+        assert await pub.close()
+        got = await stored(nc, tenant, call)
+        await nc.close()
+        return got
+
+    got = run(go())
+    assert len(got) == 5
+    bodies = [env.to_bytes().decode() for env, _ in got]
+    for body in bodies:
+        for leaked in (card, " ".join(card[:8]), " ".join(card[8:])):
+            assert leaked not in body
+    assert got[4][0].data["call_id"] == call  # identifiers stay

@@ -17,6 +17,7 @@ from twilio.request_validator import RequestValidator
 from twilio_fake import MediaStreamFrames
 
 from cells.contract.call_token import CallTokenAuthority
+from cells.contract.twilio_signature import TwilioSigning
 from cells.contract.twilio_webhook import (
     NumberRoute,
     SlotRequest,
@@ -433,6 +434,24 @@ def test_a_shared_key_signature_is_refused_without_the_key_or_with_another_secre
         assert post_with_headers(api, "/twilio/voice", form, headers) == 403
     assert post_with_headers(api, "/twilio/voice", form, {"X-Twilio-Signature": sign(url, form)}) == 200
     assert len(api.slot_requests) == 1
+
+
+@pytest.mark.parametrize("held", [SHARED_KEYS, {}], ids=["keys held", "no keys held"])
+@pytest.mark.parametrize("algorithm", ["HMAC_SHA256", "HMAC_SHA1"])
+def test_a_header_naming_an_unknown_shared_key_signed_with_the_auth_token_is_refused(
+        held: dict[str, str], algorithm: str) -> None:
+    # The auth token is a valid secret, but the request said it was signed with a key this cell does
+    # not hold: falling back to the auth token would let a key's revocation be bypassed.
+    api = ControlApi(shared_keys=held)
+    form, url = voice_form(), BASE + "/twilio/voice"
+    headers = shared_key_headers("webhooks_sharedkey_unknown", AUTH_TOKEN, url, form, algorithm)
+    assert post_with_headers(api, "/twilio/voice", form, headers) == 403
+    assert api.slot_requests == []
+    signing = TwilioSigning(AUTH_TOKEN, held)
+    assert not signing.is_signed(url, form, headers["X-Twilio-Signature"], headers[
+        "X-Twilio-Webhooks-Signature-Settings"])
+    plain = RequestValidator(AUTH_TOKEN).compute_signature(url, form)
+    assert signing.is_signed(url, form, plain, None)  # the same token without a key header passes
 
 
 def test_a_media_upgrade_signed_with_a_shared_key_is_accepted() -> None:

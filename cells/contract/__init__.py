@@ -8,6 +8,10 @@
 - `call_token`: the one-time signed token that hands a call from the voice webhook to one worker.
 - `twilio_signature`, `twilio_webhook`: Twilio's voice webhook (signature check, TwiML
   `<Connect><Stream><Parameter call_token>`), served by the control plane and by an embedded worker.
+- `stream_probe`: asks the worker holding a call whether its media stream is still up (resume only
+  when it is gone).
+- `redaction`: card, CVV, expiry and PII redaction rules both planes apply (the worker before anything
+  leaves it, the control plane again on ingest).
 - `twilio_client`: the Twilio REST client both planes use (dialling; transfer, hang-up, DTMF).
 
 Modules here import nothing of the control plane, the worker, the call loop or the launcher (the

@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -28,11 +28,17 @@ from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequen
 from nats.js.kv import KeyValue
 
 from cells.contract.jetstream import ensure_call_state_bucket
+from cells.contract.redaction import redact_history
 from cells.providers.base import Message, ToolCall
 
 log = logging.getLogger(__name__)
 LEASE_S = 15.0
 MAX_STATE_BYTES = 512 * 1024  # a KV value must stay well under the server's max payload
+
+
+RINGING = "ringing"  # claimed by the control plane's webhook, no worker's stream yet
+# (worker id, call id) -> the worker still has the call's stream (True), says not (False), no answer (None)
+StreamLive = Callable[[str, str], Awaitable[bool | None]]
 
 
 class LeaseLost(RuntimeError):
@@ -64,6 +70,13 @@ def history_to_dicts(history: Iterable[Message]) -> list[dict[str, Any]]:
 
 def history_from_dicts(docs: Sequence[dict[str, Any]]) -> list[Message]:
     return [message_from_dict(d) for d in docs]
+
+
+def _stored(history: Iterable[Message]) -> list[dict[str, Any]]:
+    """The history as the bucket keeps it: card numbers masked (read again whole at every save, so a
+    card completed in a later turn is masked in the earlier ones too). E-mails and phone numbers stay:
+    a resumed call still needs the booking's details."""
+    return redact_history(history_to_dicts(history), pii=False)
 
 
 class CallLease:
@@ -135,7 +148,7 @@ class CallLease:
     async def save(self, history: Iterable[Message] | None = None, **changes: Any) -> None:
         """Save the history (and other fields) and renew the lease."""
         if history is not None:
-            changes["history"] = history_to_dicts(history)
+            changes["history"] = await asyncio.to_thread(_stored, list(history))  # off the audio loop
         await self._write(changes)
 
     async def renew(self) -> None:
@@ -146,7 +159,7 @@ class CallLease:
         self.stop_heartbeat()
         changes: dict[str, Any] = {"status": "ended", "disposition": disposition, "lease_until": 0}
         if history is not None:
-            changes["history"] = history_to_dicts(history)
+            changes["history"] = await asyncio.to_thread(_stored, list(history))  # off the audio loop
         await self._write(changes)
 
     async def release(self) -> None:
@@ -255,8 +268,8 @@ class CallStateStore:
             if recording and recording not in recordings:
                 recordings.append(recording)
             state = {**current, **{k: v for k, v in fields.items() if k not in ("history", "status")},
-                     "worker_id": self.worker_id, "stream_sid": stream_sid, "lease_until": now + self.lease_s,
-                     "updated_at": now, "recordings": recordings}
+                     "status": "active", "worker_id": self.worker_id, "stream_sid": stream_sid,
+                     "lease_until": now + self.lease_s, "updated_at": now, "recordings": recordings}
             try:
                 revision = await self.kv.update(call_id, json.dumps(state, default=str).encode(),
                                                 last=revision)
@@ -269,3 +282,40 @@ class CallStateStore:
         """For the control plane: the call has live state that is not ended."""
         state = await self.load(call_id)
         return bool(state) and state.get("status") == "active"
+
+    async def claim(self, call_id: str, **fields: Any) -> bool:
+        """For the control plane's voice webhook: the call's entry is created ("ringing", no lease) the
+        first time its carrier asks; False when it exists already (a replayed or repeated webhook for a
+        call that is ringing, live or over: it gets no second worker). A worker's acquire takes the
+        entry over. NATS errors are raised (the caller decides)."""
+        now = self.clock()
+        state = {"call_id": call_id, "region": self.region, "status": RINGING, "history": [],
+                 "disposition": None, "started_at": now, **fields, "worker_id": "", "stream_sid": "",
+                 "lease_until": 0, "updated_at": now, "recordings": []}
+        try:
+            await self.kv.create(call_id, json.dumps(state, default=str).encode())
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def resumable(self, call_id: str, stream_live: StreamLive, *, settle_s: float = 3.0,
+                        poll_s: float = 0.2) -> bool:
+        """For the control plane's `<Connect action>` callback: the call is live and its stream is
+        really gone: its lease released or expired, or its worker says it has no stream for it (or
+        does not answer: killed). A worker that still has the stream (a replayed callback) gets up to
+        `settle_s` to notice a stream that did just end; then the answer is no."""
+        deadline = self.clock() + settle_s
+        while True:
+            state = await self.load(call_id)
+            if not state or state.get("status") != "active":
+                return False
+            holder = str(state.get("worker_id") or "")
+            if not holder or float(state.get("lease_until") or 0) <= self.clock():
+                return True
+            if await stream_live(holder, call_id) is not True:
+                return True
+            if self.clock() >= deadline:
+                log.warning("call %s: the carrier says its stream ended, but worker %s still has it; "
+                            "no resume", call_id, holder)
+                return False
+            await asyncio.sleep(poll_s)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from cells.contract.jetstream import call_subject
+from cells.contract.redaction import KEEP_KEYS, redact_payload
 from regions.catalogue import get_region
 
 # uuid5 namespace for carrier call ids: the same CallSid always maps to the same call id, so a
@@ -76,9 +77,10 @@ class CallEventEnvelope:
     def new(cls, *, call_id: str, tenant_id: str, region: str, kind: str, event_id: str,
             data: dict[str, Any] | None = None, source: str = "",
             occurred_at: float | None = None) -> CallEventEnvelope:
+        # A card number never goes on the wire, whoever builds the event (the publisher masks more).
         return cls(event_id=event_id, call_id=str(call_id), tenant_id=str(tenant_id), region=region,
                    kind=kind, occurred_at=time.time() if occurred_at is None else occurred_at,
-                   data=data or {}, source=source)
+                   data=redact_payload(data or {}, pii=False, keep=KEEP_KEYS), source=source)
 
     @property
     def subject(self) -> str:

@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 
 from cells.contract.envelope import CallEventEnvelope, EnvelopeError
 from cells.contract.jetstream import publish_event
+from cells.contract.redaction import CallRedactor
 
 log = logging.getLogger(__name__)
 MAX_QUEUE = 50_000  # events of one stream; a call emits a few per turn, so this spans a long outage
@@ -27,8 +28,12 @@ MAX_QUEUE = 50_000  # events of one stream; a call emits a few per turn, so this
 class EventPublisher:
     def __init__(self, js: JetStreamContext, *, call_id: str, tenant_id: str, region: str, stream_sid: str,
                  source: str = "", max_queue: int = MAX_QUEUE, ack_timeout: float = 2.0,
-                 retry_wait: float = 0.1, max_retry_wait: float = 2.0) -> None:
+                 retry_wait: float = 0.1, max_retry_wait: float = 2.0,
+                 redactor: CallRedactor | None = None) -> None:
         self.js = js
+        # Nothing leaves the worker unredacted: card numbers always (also when read across turns),
+        # e-mails and phone numbers when the agent asks for it (the caller's redactor knows).
+        self.redactor = redactor or CallRedactor(pii=False)
         self.call_id, self.tenant_id, self.region = str(call_id), str(tenant_id), region
         self.stream_sid = stream_sid
         self.source = source
@@ -64,10 +69,16 @@ class EventPublisher:
                 log.error("call %s: event queue full (%d); dropped %d events", self.call_id, self.max_queue,
                           self.dropped)
             return None
+        try:
+            clean = self.redactor.event(kind, data or {})
+        except Exception:  # never publish what could not be redacted, and never break the call
+            log.exception("call %s: redacting event %s failed; dropped", self.call_id, kind)
+            self.dropped += 1
+            return None
         self.seq += 1
         try:
             env = CallEventEnvelope.new(call_id=self.call_id, tenant_id=self.tenant_id, region=self.region,
-                                        kind=kind, event_id=self.event_id(self.seq), data=data or {},
+                                        kind=kind, event_id=self.event_id(self.seq), data=clean,
                                         source=self.source)
             env.to_bytes()  # refuse an oversized event here, not at the head of the queue
         except EnvelopeError as exc:

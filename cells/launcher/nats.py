@@ -26,6 +26,7 @@ from typing import IO, Any, Self
 
 from cells.launcher.ports import free_ports
 from regions.catalogue import Region, RegionPorts, get_region
+from regions.objectstore import private_dirs
 
 __all__ = ["NatsStartError", "NatsSupercluster", "nats_server_binary"]
 
@@ -295,11 +296,14 @@ class NatsSupercluster:
         server = self._server(region)
         if server.proc is not None and server.proc.poll() is None:
             return
-        server.root.mkdir(parents=True, exist_ok=True)
+        private_dirs(server.root)
         peers = [s for code, s in self._servers.items() if code != region]
         # nats-server reads JSON as configuration, so no hand-written config syntax is needed.
-        server.conf_path.write_text(json.dumps(_server_config(server, peers), indent=2))
-        server.log = server.log_path.open("ab")
+        # The server's configuration and log: the service user's only, like the streams' files.
+        with os.fdopen(os.open(server.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+            fh.write(json.dumps(_server_config(server, peers), indent=2))
+        os.chmod(server.conf_path, 0o600)
+        server.log = os.fdopen(os.open(server.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         server.proc = subprocess.Popen(
             [str(self.binary), "-c", str(server.conf_path)],
             stdin=subprocess.DEVNULL,
@@ -307,4 +311,5 @@ class NatsSupercluster:
             stderr=subprocess.STDOUT,
             # Own process group: a terminal's Ctrl-C reaches us, and we stop servers in order.
             start_new_session=True,
+            umask=0o077,  # the streams' files hold call events: the service user's only
         )

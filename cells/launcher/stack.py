@@ -26,6 +26,7 @@ from typing import IO
 from cells.launcher.nats import NatsSupercluster
 from cells.launcher.ports import free_ports
 from cells.launcher.seed import DemoTenant, seed_demo
+from control.api.sealing import SECRETS_KEY_ENV, new_region_key
 from control.db.migrate import upgrade
 from control.db.pg_embedded import EmbeddedPostgres
 from control.db.session import create_engine, session_factory
@@ -62,15 +63,22 @@ class Cell:
 
 
 def _load_secrets(path: Path) -> dict[str, str]:
-    """The stack's secrets, made once: the carrier signing token, the call-token key, the operator token."""
+    """The stack's secrets, made once: the carrier signing token, the call-token key, the operator token,
+    and the region key that seals agents' provider secrets (added to an older file)."""
+    values: dict[str, str] = {}
     if path.is_file():
-        return json.loads(path.read_text())
-    values = {"twilio_auth_token": secrets.token_hex(16), "call_token_secret": secrets.token_urlsafe(48),
-              "platform_token": secrets.token_urlsafe(32)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(values, fh)
+        path.chmod(0o600)  # a file an older version left readable
+        values = json.loads(path.read_text())
+    made = {"twilio_auth_token": lambda: secrets.token_hex(16),
+            "call_token_secret": lambda: secrets.token_urlsafe(48),
+            "platform_token": lambda: secrets.token_urlsafe(32), "secrets_key": new_region_key}
+    missing = {name: make() for name, make in made.items() if name not in values}
+    if missing:
+        values.update(missing)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(values, fh)
     return values
 
 
@@ -103,7 +111,8 @@ class EmbeddedStack:
     def start(self, progress: bool = False) -> EmbeddedStack:
         say = (lambda msg: print(msg, flush=True)) if progress else (lambda msg: None)
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.data_dir.chmod(0o700)  # secrets, the database, call events and recordings live here
             self.secrets = _load_secrets(self.data_dir / "secrets.json")
             say("starting PostgreSQL 18 + pgvector ...")
             self.pg = EmbeddedPostgres(self.data_dir / "pg")
@@ -182,7 +191,9 @@ class EmbeddedStack:
     def _write_manifest(self) -> None:
         """`<data>/stack.json`: where the running cells are, for `autospeak call --stack`."""
         doc = {"cells": {r: c.api.url for r, c in self.cells.items()}, "pid": os.getpid()}
-        (self.data_dir / "stack.json").write_text(json.dumps(doc, indent=2))
+        stack_json = self.data_dir / "stack.json"
+        with os.fdopen(os.open(stack_json, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+            fh.write(json.dumps(doc, indent=2))
 
     async def _migrate_and_seed(self) -> dict[str, DemoTenant]:
         engine = create_engine(self.database_url)
@@ -202,7 +213,7 @@ class EmbeddedStack:
     def _plan_cells(self) -> None:
         assert self.nats is not None
         logs = self.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        logs.mkdir(mode=0o700, parents=True, exist_ok=True)
         for region in self.regions:
             api_port, worker_ports = self._ports(region)
             api_url = f"http://{HOST}:{api_port}"
@@ -231,15 +242,17 @@ class EmbeddedStack:
         return {**os.environ, "TWILIO_AUTH_TOKEN": self.secrets["twilio_auth_token"],
                 "AUTOSPEAK_CALL_TOKEN_SECRET": self.secrets["call_token_secret"],
                 "AUTOSPEAK_PLATFORM_TOKEN": self.secrets.get("platform_token", ""),
+                SECRETS_KEY_ENV: self.secrets.get("secrets_key", ""),
                 # One laptop: the tenant's webhook receiver is a local process.
                 "AUTOSPEAK_ALLOW_PRIVATE_WEBHOOKS": "1",
                 "AUTOSPEAK_LOG": os.environ.get("AUTOSPEAK_LOG", self.log_level.upper())}
 
     def _spawn(self, child: Child) -> None:
-        child.log = child.log_path.open("ab")
+        child.log = os.fdopen(os.open(child.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+        # umask 077: what the cells create (calendars, recordings, logs) is the service user's only.
         child.proc = subprocess.Popen(child.args, stdin=subprocess.DEVNULL, stdout=child.log,
                                       stderr=subprocess.STDOUT, env=self._env(), start_new_session=True,
-                                      preexec_fn=_die_with_parent)
+                                      preexec_fn=_die_with_parent, umask=0o077)
 
     def restart_child(self, child: Child) -> None:
         """Start a stopped (or killed) child again with the same arguments and port."""

@@ -19,8 +19,10 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from cells.contract.redaction import redact_text
 from cells.dialogue.clinic import WEEKDAYS, ClinicConfig, default_clinic
 from cells.tools.base import FunctionTool, ToolAdapter, ToolError
+from regions.objectstore import private_dirs
 
 Clock = Callable[[], datetime]
 
@@ -90,8 +92,9 @@ class Calendar:
                 if self._depth > 1 or self._path is None:
                     yield
                     return
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self._path.with_suffix(self._path.suffix + ".lock"), "a+b") as lock:
+                private_dirs(self._path.parent)
+                lock_path = self._path.with_suffix(self._path.suffix + ".lock")
+                with os.fdopen(os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600), "r+b") as lock:
                     fcntl.flock(lock, fcntl.LOCK_EX)
                     self._reload()
                     yield
@@ -189,6 +192,11 @@ class Calendar:
     # --- changes ------------------------------------------------------------------------------------
 
     def book(self, name: str, service: str, start: datetime, phone: str | None = None) -> Booking:
+        # A card number given as a name or phone number is never stored (callers key in what they
+        # have): the name keeps "[card]" in its place, the phone number is left out.
+        name = redact_text(name, pii=False)
+        if phone and redact_text(phone, pii=False) != phone:
+            phone = None
         if not name.strip():
             raise ToolError("missing_name", "a booking needs the patient's name")
         with self._locked():
@@ -228,8 +236,11 @@ class Calendar:
             return
         data = {"next_id": self._next_id, "bookings": [b.to_dict() for b in self.bookings()]}
         tmp = self._path.with_suffix(self._path.suffix + ".tmp")
-        self._path.parent.mkdir(parents=True, exist_ok=True)  # an agent's first booking on this worker
-        tmp.write_text(json.dumps(data, indent=1))
+        private_dirs(self._path.parent)  # an agent's first booking here
+        # Patients' names and numbers: readable by the service's user only.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(json.dumps(data, indent=1))
+        os.chmod(tmp, 0o600)  # an older file left with wider rights
         os.replace(tmp, self._path)  # atomic: a crash never leaves half a file
 
 
@@ -327,6 +338,8 @@ class CalendarTools:
         at = _parse_start(start)
         try:
             booking = self.calendar.book(name, service, at, phone)
+            if phone and booking.phone is None:
+                return {"ok": True, "booking": booking.to_dict(), "phone_refused": "not a phone number"}
         except ToolError as e:
             if e.code == "taken":
                 e.details["alternatives"] = [_hhmm(s) for s in

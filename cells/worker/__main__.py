@@ -17,6 +17,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from cells.contract.call_token import MIN_SECRET_BYTES, SECRET_ENV
+from cells.contract.redaction import install_log_redaction
 from cells.contract.twilio_signature import SHARED_KEYS_ENV, parse_shared_keys
 from cells.worker.app import COORDINATION, WorkerSettings, create_app
 from regions.catalogue import get_region
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     logging.basicConfig(level=os.environ.get("AUTOSPEAK_LOG", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()  # no card number in any log line of this process
     token = os.environ.get("TWILIO_AUTH_TOKEN")
     if not token:
         raise SystemExit("TWILIO_AUTH_TOKEN must be set (the simulator and Twilio sign with it)")
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         shared_keys = parse_shared_keys(os.environ.get(SHARED_KEYS_ENV))
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    args.data_dir.mkdir(parents=True, exist_ok=True)
+    args.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     extra: dict[str, object] = {}
     if args.nats_url:
         secret = os.environ.get(SECRET_ENV, "")

@@ -20,6 +20,7 @@ from quart import Quart
 
 from cells.call.session import CallSession
 from cells.contract.call_token import CallClaims, CallTokenAuthority
+from cells.contract.redaction import CallRedactor
 from cells.contract.twilio_webhook import (
     NumberRoute,
     SlotRequest,
@@ -133,7 +134,12 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
             return
         assert calls is not None
         record = calls.open(call_id, accepted.claims.tenant_id, accepted.claims.agent_id, start.call_sid)
-        session = accepted.call.new_session(ws, on_event=record.event, on_control=control)
+        redactor = CallRedactor(pii=False)  # the demo's record keeps booking details, never a card
+
+        def on_event(kind: str, data: dict[str, Any]) -> None:
+            record.event(kind, redactor.event(kind, data))
+
+        session = accepted.call.new_session(ws, on_event=on_event, on_control=control)
         active[call_id] = session
         try:
             await session.start(start.stream_sid, start.call_sid)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cells.call.session import CallSession
+from cells.contract.redaction import CallRedactor, redact_history
 
 
 @dataclass
@@ -33,18 +34,32 @@ class CallRecord:
             "duration_s": round(time.time() - self.started_at, 3),
             "disposition": session.state.disposition,
             "bad_messages": session.state.bad_messages,
-            "turns": [t.as_dict() for t in session.turns],
-            "history": [{"role": m.role, "content": m.content,
-                         "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in m.tool_calls]}
-                        for m in session.history],
+            "turns": _turns(session),
+            "history": redact_history([
+                {"role": m.role, "content": m.content,
+                 "tool_calls": [{"name": c.name, "arguments": c.arguments} for c in m.tool_calls]}
+                for m in session.history]),
             "events": self.events,
         }
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(json.dumps(doc, indent=1, default=str))
+            tmp.chmod(0o600)
             tmp.replace(self.path)
         return doc
+
+
+def _turns(session: CallSession) -> list[dict[str, Any]]:
+    """The turns with their texts redacted in order (a card read across two turns is masked in both)."""
+    redactor = CallRedactor(pii=False)
+    out = []
+    for t in session.turns:
+        d = t.as_dict()
+        d["caller_text"] = redactor.caller(str(d.get("caller_text") or ""))
+        d["agent_text"] = redactor.agent(str(d.get("agent_text") or ""))
+        out.append(redactor.payload(d))
+    return out
 
 
 class CallLog:

@@ -39,7 +39,9 @@ from cells.contract.call_state import CallLease, CallStateStore, LeaseLost, hist
 from cells.contract.call_token import CallClaims
 from cells.contract.envelope import CallEventEnvelope
 from cells.contract.jetstream import publish_event
+from cells.contract.redaction import CallRedactor
 from cells.contract.slots import SlotServer, call_key
+from cells.contract.stream_probe import serve_probe
 from cells.coordination.publisher import EventPublisher
 from cells.providers import registry
 from cells.telephony.twilio_media import Start
@@ -91,6 +93,8 @@ class Coordination:
         # event flushes, retried state writes): a stopping worker waits for both.
         self._streams: set[_Stream] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Calls whose media socket is open on this worker (the control plane asks before a resume).
+        self._live: set[str] = set()
 
     async def start(self, connect_timeout: float = 30.0) -> None:
         deadline = time.monotonic() + connect_timeout
@@ -111,6 +115,7 @@ class Coordination:
                                 capacity=self.capacity, vet=self._vet, on_accept=self._accepted,
                                 on_expire=self._stream_never_came)
         await self.slots.start()
+        await serve_probe(self.nc, self.region, self.worker_id, self._live.__contains__)
         log.info("worker %s takes calls of region %s (capacity %d)", self.worker_id, self.region,
                  self.capacity)
 
@@ -284,7 +289,8 @@ class Coordination:
                 except (ValueError, KeyError, TypeError):
                     log.error("call %s: saved history unreadable; starting afresh", call_id)
             publisher = EventPublisher(self.js, call_id=call_id, tenant_id=tenant_id, region=region,
-                                       stream_sid=start.stream_sid, source=self.worker_id)
+                                       stream_sid=start.stream_sid, source=self.worker_id,
+                                       redactor=CallRedactor.for_agent(request.get("agent"), history))
             try:
                 await self._run(ws, start, agent, events, on_control, lease, history, publisher, tenant_id,
                                 region, recording, handover, handed_over)
@@ -336,6 +342,7 @@ class Coordination:
                 elapsed = time.time() - float(lease.state.get("started_at") or time.time())
             await session.start(start.stream_sid, start.call_sid, history=history, elapsed_s=elapsed)
             lease.start_heartbeat(on_lost=lambda: asyncio.ensure_future(ws.close("taken_over")))
+            self._live.add(call_id)
             with handover.interruptible():
                 async for ev in events() if not handover.requested else _no_events():
                     if isinstance(ev, Media):
@@ -357,6 +364,7 @@ class Coordination:
         except Exception:  # the socket died under us: end this stream, keep the worker
             log.info("call %s: stream %s ended abruptly", call_id, start.stream_sid, exc_info=True)
         finally:
+            self._live.discard(call_id)
             # The worker is stopping: this stream ends as a dropped one, and its socket is closed only
             # once the call's state is saved and its lease released, so that another worker resumes it.
             handing_over = handover.requested and not caller_hung_up

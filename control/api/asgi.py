@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from quart import Quart
 
 from control.api.app import create_control_app
+from control.api.sealing import SECRETS_KEY_ENV, parse_region_key
 from control.api.settings import ControlSettings
 
 ENV_REGION = "AUTOSPEAK_REGION"
@@ -80,6 +81,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ControlSettings:
         cells=parse_cells(env.get(ENV_CELLS, "")),
         platform_token=env.get(ENV_PLATFORM_TOKEN) or None,
         allow_private_webhooks=env.get(ENV_ALLOW_PRIVATE_WEBHOOKS, "") == "1",
+        secrets_key=parse_region_key(env.get(SECRETS_KEY_ENV)),
         **extra,  # type: ignore[arg-type]
     )
 

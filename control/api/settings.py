@@ -41,6 +41,8 @@ class ControlSettings:
     """The platform operator's secret for creating tenants (POST /v1/tenants); None disables it."""
     allow_private_webhooks: bool = False
     """Let tenant webhooks target loopback/private addresses over http (the embedded stack, tests)."""
+    secrets_key: bytes | None = field(default=None, repr=False)
+    """The region key that seals agents' provider secrets at rest (control.api.sealing); None: unsealed."""
     run_background: bool = True
     """Run the event consumer and the webhook dispatcher in this process (needs nats_url)."""
 

@@ -12,9 +12,12 @@ from typing import Any
 def log_config(level: str) -> dict[str, Any]:
     """granian's and the app's own log lines alike, with time, level and logger, on stderr."""
     line = {"()": "logging.Formatter", "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
-    handler = {"formatter": "line", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    # Card numbers never reach a log line, whatever logged them.
+    handler = {"formatter": "line", "class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+               "filters": ["redact"]}
     return {
         "version": 1, "disable_existing_loggers": False,
+        "filters": {"redact": {"()": "cells.contract.redaction.RedactingLogFilter"}},
         "formatters": {"line": line},
         "handlers": {"console": handler},
         "loggers": {"_granian": {"handlers": ["console"], "level": level.upper(), "propagate": False}},

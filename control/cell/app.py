@@ -40,10 +40,14 @@ def create_cell_app(settings: ControlSettings, *, call_token_secret: str | None 
     async def should_resume(call_id: str) -> bool:
         return await runtime.should_resume(call_id)
 
+    async def claim_call(call_id: str, **fields: Any) -> bool:
+        return await runtime.claim_call(call_id, **fields)
+
     public = settings.public_base_url or settings.cells.get(settings.region, "")
     app.register_blueprint(cell_voice_blueprint(
         settings, tokens=CallTokenAuthority(secret), publish=publish, request_slot=request_slot,
-        should_resume=should_resume, allow_insecure_streams=public.startswith("http://")))
+        should_resume=should_resume, claim_call=claim_call,
+        allow_insecure_streams=public.startswith("http://")))
 
     @app.before_serving
     async def _start_runtime() -> None:

@@ -15,6 +15,7 @@ from cells.contract.call_state import CallStateStore
 from cells.contract.envelope import CallEventEnvelope
 from cells.contract.jetstream import ensure_call_state_bucket, ensure_call_stream, publish_event
 from cells.contract.slots import request_slot
+from cells.contract.stream_probe import stream_live
 from control.api.settings import ControlSettings
 from control.events import EventConsumer, WebhookDispatcher
 
@@ -78,9 +79,27 @@ class CellRuntime:
                                   attempts=self.slot_attempts)
 
     async def should_resume(self, call_id: str) -> bool:
-        if self.call_state is None:
+        """The call is live and its stream is really gone (not a replayed `<Connect action>` callback
+        while the first worker still has the stream)."""
+        if self.call_state is None or self.nc is None:
             return False
-        return await self.call_state.should_resume(call_id)
+        nc = self.nc
+
+        async def live(worker_id: str, call: str) -> bool | None:
+            return await stream_live(nc, self.region, worker_id, call, timeout=self.slot_timeout)
+
+        return await self.call_state.resumable(call_id, live)
+
+    async def claim_call(self, call_id: str, **fields: Any) -> bool:
+        """The first webhook of a call claims it; a replayed one gets False (no slot, no events). NATS
+        away: the call goes ahead (a missed replay check beats refusing every call)."""
+        if self.call_state is None:
+            return True
+        try:
+            return await self.call_state.claim(call_id, **fields)
+        except Exception as exc:
+            log.warning("could not claim call %s in the call state (%s); going ahead", call_id, exc)
+            return True
 
     def health(self) -> dict[str, Any]:
         connected = bool(self.nc is not None and self.nc.is_connected)

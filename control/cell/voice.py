@@ -28,6 +28,7 @@ from cells.contract.twilio_webhook import (
     twilio_voice_blueprint,
 )
 from control.api.schemas import AgentOut
+from control.api.sealing import unseal_providers
 from control.api.settings import ControlSettings
 from control.api.state import sessions
 from control.db.models import Agent, PhoneNumber, Tenant
@@ -39,6 +40,7 @@ _STATUS = re.compile(r"[a-z][a-z-]{1,19}")  # Twilio's CallStatus values: queued
 Publish = Callable[[CallEventEnvelope], Awaitable[None]]
 RequestSlot = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
 ShouldResume = Callable[[str], Awaitable[bool]]
+ClaimCall = Callable[..., Awaitable[bool]]
 # The disposition of a call whose worker went mid-call when no other worker could take it over.
 RESUME_FAILED = "dropped_no_worker"
 _BACKGROUND: set[asyncio.Task[Any]] = set()
@@ -80,15 +82,23 @@ async def number_route(region: str, e164: str) -> NumberRoute | None:
     return NumberRoute(str(row.tenant_id), str(row.agent_id))
 
 
-async def agent_spec(region: str, tenant_id: str, agent_id: str) -> dict[str, Any] | None:
+async def agent_spec(region: str, tenant_id: str, agent_id: str,
+                     secrets_key: bytes | None = None) -> dict[str, Any] | None:
+    """The agent as its worker needs it: provider secrets opened (they travel in the slot request,
+    which NATS does not keep)."""
     scope = TenantScope(uuid.UUID(tenant_id), region)
     async with sessions()() as session:
         agent = await session.scalar(scoped_select(Agent, scope).where(Agent.id == uuid.UUID(agent_id)))
-    return AgentOut.model_validate(agent).model_dump(mode="json") if agent is not None else None
+    if agent is None:
+        return None
+    spec = AgentOut.model_validate(agent).model_dump(mode="json")
+    spec["providers"] = unseal_providers(spec["providers"], secrets_key, tenant_id)
+    return spec
 
 
 def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthority, publish: Publish,
                          request_slot: RequestSlot, should_resume: ShouldResume,
+                         claim_call: ClaimCall | None = None,
                          allow_insecure_streams: bool = False) -> Blueprint:
     region = settings.region
     if not settings.twilio_auth_token:
@@ -99,7 +109,7 @@ def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthorit
         return await number_route(region, e164)
 
     async def slot(req: SlotRequest) -> WorkerSlot | None:
-        spec = await agent_spec(region, req.tenant_id, req.agent_id)
+        spec = await agent_spec(region, req.tenant_id, req.agent_id, settings.secrets_key)
         if spec is None:
             return None
 
@@ -116,6 +126,12 @@ def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthorit
                 event_id=f"{req.call_id}:resume-failed", source="control",
                 data={"disposition": RESUME_FAILED})
 
+        if not req.resume and claim_call is not None and not await claim_call(
+                req.call_id, tenant_id=req.tenant_id, agent_id=req.agent_id, call_sid=req.call_sid):
+            # The same call's webhook again (replayed, or repeated): the call is ringing, live or over
+            # and has its worker; no second slot, no second stream token, no event.
+            log.warning("voice webhook for call %s again; no new stream", req.call_id)
+            return None
         try:
             if not req.resume:
                 # Before a worker is asked: the call row exists even if no worker is free.

@@ -60,7 +60,7 @@ from control.events.fields import (
     string,
     truth,
 )
-from control.events.redact import redact_payload
+from control.events.redact import KEEP_KEYS, redact_payload
 from control.events.usage import CURRENCY, amount_micros, billable_seconds
 
 log = logging.getLogger(__name__)
@@ -101,12 +101,7 @@ REJECT_REASONS: Final = frozenset({"no_worker", "unknown_number", "agent_missing
 MAX_LATENCY_TURNS: Final = 500
 MAX_TEXT_CHARS: Final = 20_000
 MAX_PAUSED_SEGMENTS: Final = 1_000
-# Payload keys whose values are identifiers or the call's own metadata, never speech: not redacted.
-_KEEP_KEYS: Final = frozenset({
-    "event_id", "call_id", "call_sid", "stream_sid", "worker_id", "agent_id", "recording_id", "object_key",
-    "content_type", "call_status", "direction", "carrier", "from", "to", "disposition", "reason", "status",
-    "started_at", "ended_at", "timestamp", "type", "speaker", "segments",
-})
+_KEEP_KEYS: Final = KEEP_KEYS  # identifiers and the call's own metadata, never speech
 
 
 class IngestOutcome(StrEnum):

@@ -24,7 +24,9 @@ from control.api.routes.common import (
 )
 from control.api.routes.params import PAGE, read_page
 from control.api.schemas import AgentCreate, AgentList, AgentOut, AgentUpdate, parse_body
-from control.api.state import sessions
+from control.api.sealing import seal_providers
+from control.api.secret_options import mask_providers, merge_providers
+from control.api.state import api_state, sessions
 from control.db.models import Agent, Call, KnowledgeDocument, PhoneNumber
 from control.db.session import run_transaction, sqlstate_of
 from control.db.tenancy import TenantScope, scoped_delete, scoped_select
@@ -32,8 +34,15 @@ from control.db.tenancy import TenantScope, scoped_delete, scoped_select
 bp = Blueprint("agents", __name__, url_prefix=TENANT_PREFIX)
 _LISTED = 20  # numbers named in a refusal
 
+def _sealed(providers: Any, scope: TenantScope) -> Any:
+    """Secret provider options sealed at rest with the region's key (when the cell has one)."""
+    return seal_providers(providers, api_state().settings.secrets_key, str(scope.tenant_id))
+
+
 def _out(agent: Agent) -> dict[str, Any]:
-    return AgentOut.model_validate(agent).model_dump(mode="json")
+    out = AgentOut.model_validate(agent).model_dump(mode="json")
+    out["providers"] = mask_providers(out["providers"])  # secret options are write-only
+    return out
 
 
 @operation(bp, "POST", "/agents", summary="Create an agent", status=201, body=AgentCreate,
@@ -46,7 +55,8 @@ async def create_agent(tenant_id: uuid.UUID) -> Response:
 
     async def create(session: AsyncSession) -> tuple[int, dict[str, Any]]:
         now = datetime.now(UTC)
-        agent = scope.new(Agent, id=uuid.uuid4(), created_at=now, updated_at=now, **values)
+        stored = {**values, "providers": _sealed(values["providers"], scope)}
+        agent = scope.new(Agent, id=uuid.uuid4(), created_at=now, updated_at=now, **stored)
         session.add(agent)
         await session.flush()
         return 201, _out(agent)
@@ -64,7 +74,7 @@ async def list_agents(tenant_id: uuid.UUID) -> Response:
     async def work(session: AsyncSession) -> AgentList:
         stmt = scoped_select(Agent, scope).order_by(Agent.created_at, Agent.id)
         rows, next_offset = await fetch_page(session, stmt, limit=limit, offset=offset)
-        return AgentList(items=[AgentOut.model_validate(a) for a in rows], next_offset=next_offset)
+        return AgentList(items=[AgentOut.model_validate(_out(a)) for a in rows], next_offset=next_offset)
 
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
@@ -95,6 +105,8 @@ async def update_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
     async def work(session: AsyncSession) -> dict[str, Any]:
         agent = await scoped_one(session, Agent, scope, Agent.id == agent_id)
         for name, value in change.items():
+            if name == "providers":
+                value = _sealed(merge_providers(agent.providers, value), scope)
             setattr(agent, name, value)
         agent.updated_at = datetime.now(UTC)
         await session.flush()

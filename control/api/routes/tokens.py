@@ -22,7 +22,7 @@ from control.api.schemas import TokenCreate, TokenCreated, TokenList, TokenOut, 
 from control.api.state import api_state, sessions
 from control.db.models import ApiToken
 from control.db.session import run_transaction
-from control.db.tenancy import scoped_select
+from control.db.tenancy import TenantScope, scoped_select
 
 bp = Blueprint("tokens", __name__, url_prefix=TENANT_PREFIX)
 
@@ -68,7 +68,22 @@ async def list_tokens(tenant_id: uuid.UUID) -> Response:
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
 
-@operation(bp, "DELETE", "/tokens/<uuid:token_id>", summary="Revoke an API token", status=204)
+async def _other_owner(session: AsyncSession, scope: TenantScope, token_id: uuid.UUID, now: datetime) -> bool:
+    """Another owner token that still works. The tenant's owner tokens are locked first, so that two
+    revocations at once cannot each leave the other as the last one and both go through."""
+    stmt = (scoped_select(ApiToken, scope)
+            .where(ApiToken.role == "owner", ApiToken.revoked_at.is_(None))
+            .order_by(ApiToken.id).with_for_update())
+    owners = (await session.scalars(stmt)).all()
+    return any(t.id != token_id and (t.expires_at is None or _aware(t.expires_at) > now) for t in owners)
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+@operation(bp, "DELETE", "/tokens/<uuid:token_id>", summary="Revoke an API token", status=204,
+           errors=(409,))
 @require("admin")
 async def revoke_token(tenant_id: uuid.UUID, token_id: uuid.UUID) -> Response:
     scope = current_auth().scope
@@ -79,7 +94,11 @@ async def revoke_token(tenant_id: uuid.UUID, token_id: uuid.UUID) -> Response:
             raise ApiProblem(404, "Not Found", "No such resource.", slug="not-found")
         _check_can_manage(row.role)
         if row.revoked_at is None:
-            row.revoked_at = datetime.now(UTC)
+            now = datetime.now(UTC)
+            if row.role == "owner" and not await _other_owner(session, scope, row.id, now):
+                raise ApiProblem(409, "Conflict", "This is the tenant's last active owner token: create "
+                                 "another owner token before revoking it.", slug="last-owner-token")
+            row.revoked_at = now
 
     await run_transaction(sessions(), work, scope=scope)
     return Response("", status=204)
