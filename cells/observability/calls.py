@@ -63,6 +63,7 @@ class CallObserver:
         self._anchor_ns = 0  # unix ns of the call loop's zero (turn events count ms from it)
         self._root: Span | None = None
         self._ended = False
+        self._finished = False
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         """Never raises: telemetry must not break a call."""
@@ -128,6 +129,9 @@ class CallObserver:
     def finished(self, session: Any) -> None:
         """The stream is over (after the session stopped): frame pacing, and the root span of a call
         whose stream ended without ending the call (dropped, or handed over to another worker)."""
+        if self._finished:
+            return
+        self._finished = True
         try:
             playout = getattr(session, "playout", None)
             lateness = playout.stats.lateness if playout is not None else ()
