@@ -98,14 +98,20 @@ def test_a_stream_that_ends_without_its_call_is_not_counted_as_an_ended_call() -
     t = telemetry()
     obs = run_call(t, end=False)
 
-    session = SimpleNamespace(playout=SimpleNamespace(stats=SimpleNamespace(lateness=[0.0005, 0.003, 0.05])))
+    lateness = [0.0005, 0.001, 0.003, -0.001, 0.5]
+    session = SimpleNamespace(playout=SimpleNamespace(stats=SimpleNamespace(lateness=lateness)))
     obs.finished(session)
     obs.finished(session)  # once only
     m = metrics(t)
     assert one(m, "autospeak_calls_ended_total") == 0
     assert one(m, "autospeak_worker_streams_moved_total") == 1
-    assert one(m, "autospeak_playout_frame_lateness_seconds_count") == 3
-    assert one(m, "autospeak_playout_frame_lateness_seconds_bucket", le="0.001") == 1
+    # Buckets are "less or equal"; early frames (negative) count as on time; once per stream.
+    assert one(m, "autospeak_playout_frame_lateness_seconds_count") == 5
+    assert one(m, "autospeak_playout_frame_lateness_seconds_bucket", le="0.001") == 3
+    assert one(m, "autospeak_playout_frame_lateness_seconds_bucket", le="0.005") == 4
+    assert one(m, "autospeak_playout_frame_lateness_seconds_bucket", le="0.32") == 4
+    assert one(m, "autospeak_playout_frame_lateness_seconds_bucket", le="+Inf") == 5
+    assert one(m, "autospeak_playout_frame_lateness_seconds_sum") == pytest.approx(0.5045)
     (root,) = [s for s in t.recent.recent()[0]["spans"] if s["name"] == "call"]
     assert root["attributes"]["stream_moved"] is True
 

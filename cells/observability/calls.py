@@ -135,9 +135,7 @@ class CallObserver:
         try:
             playout = getattr(session, "playout", None)
             lateness = playout.stats.lateness if playout is not None else ()
-            hist = self.m.lateness.labels(self.t.region)
-            for late in lateness:
-                hist.observe(max(0.0, late))
+            self.m.lateness.observe_many(lateness)
             if not self._ended and self._root is not None:
                 self._ended = True
                 self.m.handed_off.labels(self.t.region).inc()

@@ -6,9 +6,15 @@ nothing a caller said or keyed in: those belong to traces, which carry ids but n
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 # Per-stage latencies run from a few milliseconds (a frame) to seconds (a slow model or a long caller
 # utterance for vad_end).
@@ -49,9 +55,10 @@ class WorkerMetrics:
                                "end), endpointing, stt_final, first_token, first_audio, first_frame, "
                                "and voice_to_voice (caller's end of speech to the reply's first frame)",
                                ["region", "stage"], buckets=STAGE_BUCKETS, registry=r)
-        self.lateness = Histogram("autospeak_playout_frame_lateness_seconds",
-                                  "Outbound frame lateness against the 20 ms pacing schedule (jitter)",
-                                  ["region"], buckets=LATENESS_BUCKETS, registry=r)
+        self.lateness = BulkHistogram("autospeak_playout_frame_lateness_seconds",
+                                      "Outbound frame lateness against the 20 ms pacing schedule (jitter)",
+                                      region, LATENESS_BUCKETS)
+        r.register(self.lateness)
         self.provider_errors = Counter("autospeak_provider_errors",
                                        "Provider failures seen by the call loop (stage: stt or reply; "
                                        "kind: error or timeout)", ["region", "stage", "kind"], registry=r)
@@ -61,3 +68,38 @@ class WorkerMetrics:
         self.handed_off = Counter("autospeak_worker_streams_moved",
                                   "Streams that ended here without ending their call (dropped or handed "
                                   "over to another worker)", ["region"], registry=r)
+
+
+class BulkHistogram(Collector):
+    """A histogram fed a whole call's values at once (one per frame: 3,000 a minute). Observing them
+    one by one costs ~7 us each on the event loop at hang-up; this counts them with numpy instead."""
+
+    def __init__(self, name: str, doc: str, region: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.doc, self.region = name, doc, region
+        self.bounds = np.asarray(buckets, dtype=np.float64)
+        self.counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # the last one is +Inf
+        self.sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        a = np.fromiter(values, dtype=np.float64)
+        if not a.size:
+            return
+        a = np.maximum(a, 0.0)
+        # Prometheus buckets are "less or equal": the first bound >= the value.
+        counts = np.bincount(np.searchsorted(self.bounds, a, side="left"), minlength=len(self.counts))
+        with self._lock:
+            self.counts += counts
+            self.sum += float(a.sum())
+
+    def describe(self) -> list[Any]:
+        return [HistogramMetricFamily(self.name, self.doc, labels=["region"])]
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            cumulative, total = np.cumsum(self.counts), self.sum
+        family = HistogramMetricFamily(self.name, self.doc, labels=["region"])
+        les = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
+        buckets = [(le, float(c)) for le, c in zip(les, cumulative, strict=True)]
+        family.add_metric([self.region], buckets=buckets, sum_value=total)
+        yield family
