@@ -169,3 +169,46 @@ def test_worker_metrics_and_traces_need_the_operator_token_when_set(tmp_path: An
         assert asyncio.run(get(path, "wrong")) == 401
         assert asyncio.run(get(path, "op-" + "t" * 32)) == 200
     assert asyncio.run(get("/traces/recent?limit=x", "op-" + "t" * 32)) == 400
+
+
+def test_traces_go_out_over_otlp_when_an_endpoint_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real OTLP/HTTP receiver on loopback gets the call's spans (protobuf), ids and all, no words."""
+    import http.server
+    import threading
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    received: list[tuple[str, bytes]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        t = telemetry()
+        run_call(t)
+        t.shutdown()  # flushes the batch
+    finally:
+        server.shutdown()
+    assert received and all(path == "/v1/traces" for path, _ in received)
+    spans = []
+    for _, body in received:
+        req = ExportTraceServiceRequest.FromString(body)
+        spans += [s for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    names = sorted(s.name for s in spans)
+    assert names == sorted(["call", "turn", "vad_end", "endpointing", "stt_final", "first_token",
+                            "first_audio", "first_frame"])
+    for s in spans:
+        attrs = {a.key: a.value.string_value for a in s.attributes}
+        assert attrs["call_id"] == "call-1" and attrs["tenant_id"] == "tenant-1"
+    assert not any(b"4111" in body for _, body in received)
