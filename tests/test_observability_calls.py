@@ -212,3 +212,19 @@ def test_traces_go_out_over_otlp_when_an_endpoint_is_configured(monkeypatch: pyt
         attrs = {a.key: a.value.string_value for a in s.attributes}
         assert attrs["call_id"] == "call-1" and attrs["tenant_id"] == "tenant-1"
     assert not any(b"4111" in body for _, body in received)
+
+
+def test_a_resumed_call_places_its_stages_from_when_the_call_began() -> None:
+    """A call resumed on this worker counts its stage times from the call's start on the first one."""
+    t = telemetry()
+    began = 1_700_000_000.0
+    obs = t.call(call_id="call-r", tenant_id="t", agent_id="a", started_unix=began)
+    obs.event("call_started", {"resumed": True})
+    obs.event("turn", {"index": 3, "interrupted": False, "at_ms": AT_MS})
+    spans = t.recent.recent(call_id="call-r")[0]["spans"]
+    (stage,) = [s for s in spans if s["name"] == "first_frame"]
+    assert stage["end_unix_nano"] == int(began * 1e9) + AT_MS["first_frame_sent"] * 1_000_000
+    assert one(metrics(t), "autospeak_calls_started_total", resumed="true") == 1
+    bad = t.call(call_id="call-x", tenant_id="t", agent_id="a", started_unix="garbage")
+    bad.event("call_started", {"resumed": True})
+    assert one(metrics(t), "autospeak_calls_started_total", resumed="true") == 2

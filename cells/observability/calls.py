@@ -30,11 +30,15 @@ class WorkerTelemetry:
         self.provider, self.tracer = build_tracing("autospeak-worker", region, self.recent)
 
     def call(self, *, call_id: str, tenant_id: str, agent_id: str,
-             started_unix: float | None = None) -> CallObserver:
+             started_unix: Any = None) -> CallObserver:
         """`started_unix`: when the call began, for a call resumed from another worker (its stage
         timestamps count from there)."""
+        try:
+            started = float(started_unix) if started_unix is not None else None
+        except (TypeError, ValueError):
+            started = None  # a malformed saved state costs the resumed call its alignment, nothing more
         return CallObserver(self, call_id=call_id, tenant_id=tenant_id, agent_id=agent_id,
-                            started_unix=started_unix)
+                            started_unix=started)
 
     def provider_attempt(self, kind: str, attempt: Any) -> None:
         """A fallback chain's observer (cells.providers.fallback.Observer): counts attempts by outcome;
