@@ -317,11 +317,10 @@ class Coordination:
                                        started_unix=lease.state.get("started_at"))
 
         def event(kind: str, data: dict[str, Any]) -> None:
-            if kind != "call_ended":  # the finish step reports it, if the call did end here
-                observer.event(kind, data)
             if kind == "call_ended":
                 held.append((kind, data))  # published by the finish step, once it is known the call ended
                 return
+            observer.event(kind, data)
             if kind == "call_started":
                 data = {**data, "worker_id": self.worker_id}
             publisher.emit(kind, data)
