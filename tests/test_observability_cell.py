@@ -54,6 +54,7 @@ def test_a_cell_call_shows_in_the_control_and_worker_metrics_and_traces(stack: E
     assert total(control, "autospeak_events_consumed_total", outcome="applied") >= 4
     assert total(control, "autospeak_nats_up") == 1 and total(control, "autospeak_database_up") == 1
     assert total(control, "autospeak_event_consumer_running") == 1
+    assert total(control, "autospeak_event_consumer_pending") >= 0  # read from JetStream (-1: unknown)
     assert total(control, "autospeak_webhook_dispatcher_running") == 1
 
     def ended() -> list[tuple[str, dict[str, str], float]] | None:

@@ -18,7 +18,7 @@ from control.api.state import api_state
 from control.cell.runtime import CellRuntime
 from control.cell.voice import cell_voice_blueprint
 from control.observability import control_metrics
-from control.observability.ingest import measured_ingest
+from control.observability.ingest import consumer_pending, measured_ingest
 
 log = logging.getLogger(__name__)
 RUNTIME_KEY = "autospeak.cell"
@@ -34,6 +34,7 @@ def create_cell_app(settings: ControlSettings, *, call_token_secret: str | None 
     metrics = control_metrics(app)
     runtime = CellRuntime(settings, ingest=measured_ingest(metrics))
     metrics.watch_runtime(runtime.health)
+    metrics.probes.append(lambda: consumer_pending(metrics, runtime))
     app.extensions[RUNTIME_KEY] = runtime
 
     async def publish(event: CallEventEnvelope) -> None:

@@ -24,6 +24,7 @@ from control.observability.metrics import ControlMetrics
 METRICS_KEY: Final = "autospeak.metrics"
 TOKEN_ENV: Final = "AUTOSPEAK_METRICS_TOKEN"
 DB_CHECK_TIMEOUT_S: Final = 1.0
+PROBE_TIMEOUT_S: Final = 1.0
 
 
 def control_metrics(app: Quart | None = None) -> ControlMetrics:
@@ -59,6 +60,12 @@ def install_metrics(app: Quart, region: str, engine: Callable[[], AsyncEngine | 
                 return Response("operator token required\n", 401, {"WWW-Authenticate": "Bearer"},
                                 content_type="text/plain")
         await _check_database(metrics, engine())
+        for probe in metrics.probes:
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await probe()
+            except Exception:  # a probe sets its own "unknown"; the scrape still answers
+                pass
         return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
     return metrics

@@ -1,6 +1,8 @@
-"""The event consumer's ingest step, measured: how late each call event is applied."""
+"""The event consumer, measured: how late each call event is applied, and how many wait."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,3 +28,14 @@ def measured_ingest(metrics: ControlMetrics) -> Ingest:
         return result
 
     return ingest
+
+
+async def consumer_pending(metrics: ControlMetrics, runtime: Any) -> None:
+    """The consumer's backlog from JetStream (a CellRuntime: its `js` and `consumer`); -1 if unknown."""
+    gauge = metrics.pending.labels(metrics.region)
+    gauge.set(-1)
+    consumer = runtime.consumer
+    if runtime.js is None or consumer is None:
+        return
+    info = await runtime.js.consumer_info(consumer.stream, consumer.durable)
+    gauge.set(float(info.num_pending or 0) + float(info.num_ack_pending or 0))

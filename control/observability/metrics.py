@@ -7,7 +7,7 @@ methods, status codes, outcomes, and the event source as "control" or "worker" (
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
@@ -42,8 +42,13 @@ class ControlMetrics:
                            ["region"], registry=r)
         self.db_check = Gauge("autospeak_database_check_seconds", "How long the scrape's database check took",
                               ["region"], registry=r)
+        self.pending = Gauge("autospeak_event_consumer_pending",
+                             "Call events in the region's stream not yet applied (waiting or in flight; "
+                             "-1: unknown)",
+                             ["region"], registry=r)
         self._runtime = _RuntimeCollector(region)
         r.register(self._runtime)
+        self.probes: list[Callable[[], Awaitable[None]]] = []  # run (with a deadline) at each scrape
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
         method = method if method in _METHODS else "other"  # a client picks the method: keep it bounded
