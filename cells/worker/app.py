@@ -28,6 +28,8 @@ from cells.contract.twilio_webhook import (
     WorkerSlot,
     twilio_voice_blueprint,
 )
+from cells.observability import WorkerTelemetry
+from cells.observability.http import telemetry_blueprint
 from cells.providers.base import ToolCall
 from cells.telephony.twilio_media import Dtmf, Mark, Media, Start, Stop
 from cells.telephony.twilio_ws import (
@@ -93,13 +95,20 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
     calls = CallLog(settings.data_dir) if not settings.nats_url else None
     active: dict[str, CallSession] = {}
     coord = None
+    telemetry = WorkerTelemetry(
+        region=settings.region, capacity=settings.capacity if settings.nats_url else settings.max_calls,
+        active=lambda: len(active),
+        nats_connected=(lambda: bool(coord and coord.nc and coord.nc.is_connected))
+        if settings.nats_url else None)
+    for a in agents.values():
+        telemetry.watch_providers(a.stt, a.brain, a.tts)
     if settings.nats_url:
         coord = Coordination(nats_url=settings.nats_url, region=settings.region,
                              worker_id=settings.worker_id or settings.stream_url,
                              stream_url=settings.stream_url,
                              capacity=settings.capacity, data_dir=settings.data_dir,
                              object_store=settings.object_store, providers=settings.providers,
-                             transfer_number=settings.transfer_number)
+                             transfer_number=settings.transfer_number, telemetry=telemetry)
 
     async def request_slot(req: SlotRequest) -> WorkerSlot | None:
         if len(active) >= settings.max_calls or req.agent_id not in agents:
@@ -135,9 +144,12 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
         assert calls is not None
         record = calls.open(call_id, accepted.claims.tenant_id, accepted.claims.agent_id, start.call_sid)
         redactor = CallRedactor(pii=False)  # the demo's record keeps booking details, never a card
+        observer = telemetry.call(call_id=call_id, tenant_id=accepted.claims.tenant_id,
+                                  agent_id=accepted.claims.agent_id)
 
         def on_event(kind: str, data: dict[str, Any]) -> None:
             record.event(kind, redactor.event(kind, data))
+            observer.event(kind, data)
 
         session = accepted.call.new_session(ws, on_event=on_event, on_control=control)
         active[call_id] = session
@@ -165,6 +177,7 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
                 finally:
                     active.pop(call_id, None)
                     record.close(session)
+                    observer.finished(session)
 
             # The server cancels this handler when the caller's socket goes away; the call must
             # still be wound down and recorded.
@@ -182,6 +195,7 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
                             public_stream_url=settings.stream_url,
                             audience=audience),
         tokens=tokens, resolve_call=resolve_call, on_stream=on_stream))
+    app.register_blueprint(telemetry_blueprint(telemetry))
     if coord is not None:  # `python -m cells.worker` hands calls over on SIGTERM before the server stops
         app.extensions[COORDINATION] = coord
 
@@ -197,6 +211,7 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
     async def shutdown() -> None:
         if coord is not None:
             await coord.stop()
+        telemetry.shutdown()
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

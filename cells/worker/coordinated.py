@@ -43,6 +43,7 @@ from cells.contract.redaction import CallRedactor
 from cells.contract.slots import SlotServer, call_key
 from cells.contract.stream_probe import serve_probe
 from cells.coordination.publisher import EventPublisher
+from cells.observability import CallObserver, WorkerTelemetry
 from cells.providers import registry
 from cells.telephony.twilio_media import Start
 from cells.worker.agent import ReceptionAgent, agent_from_spec
@@ -70,7 +71,7 @@ class Coordination:
     def __init__(self, *, nats_url: str, region: str, worker_id: str, stream_url: str, capacity: int,
                  data_dir: Path | None, object_store: Path | None,
                  providers: registry.ProviderConfig | None = None, transfer_number: str | None = None,
-                 lease_s: float = 15.0) -> None:
+                 lease_s: float = 15.0, telemetry: WorkerTelemetry | None = None) -> None:
         self.nats_url = nats_url
         self.region = region
         self.worker_id = worker_id
@@ -81,6 +82,8 @@ class Coordination:
         self.providers = providers
         self.transfer_number = transfer_number
         self.lease_s = lease_s
+        self.telemetry = telemetry or WorkerTelemetry(region=region, capacity=capacity,
+                                                      active=lambda: len(self._streams))
         self.agents: dict[tuple[str, str], ReceptionAgent] = {}
         self.assignments: dict[str, Assignment] = {}
         self._warm: dict[int, asyncio.Task[None]] = {}
@@ -181,6 +184,7 @@ class Coordination:
             for old in [k for k in self.agents if k[0] == key[0]]:
                 del self.agents[old]  # an older version of the same agent
             self.agents[key] = agent
+            self.telemetry.watch_providers(agent.stt, agent.brain, agent.tts)
         return agent
 
     def _calendar_path(self, spec: dict[str, Any]) -> Path | None:
@@ -314,11 +318,15 @@ class Coordination:
         recorder = CallRecorder() if recording else None
         saver = _StateSaver(lease)
         held: list[tuple[str, dict[str, Any]]] = []
+        observer = self.telemetry.call(call_id=call_id, tenant_id=tenant_id,
+                                       agent_id=str(lease.state.get("agent_id") or ""),
+                                       started_unix=lease.state.get("started_at"))
 
         def event(kind: str, data: dict[str, Any]) -> None:
             if kind == "call_ended":
                 held.append((kind, data))  # published by the finish step, once it is known the call ended
                 return
+            observer.event(kind, data)
             if kind == "call_started":
                 data = {**data, "worker_id": self.worker_id}
             publisher.emit(kind, data)
@@ -372,14 +380,14 @@ class Coordination:
             # still be wound down, its state settled and its events published.
             finish = self._track(self._finish(session, lease, saver, publisher, recorder, recording, held,
                                               caller_hung_up, ws if handing_over else None, region,
-                                              start.stream_sid, handover))
+                                              start.stream_sid, handover, observer))
             handed_over.append(True)
             await asyncio.shield(finish)
 
     async def _finish(self, session: CallSession, lease: CallLease, saver: _StateSaver,
                       publisher: EventPublisher, recorder: CallRecorder | None, recording: str | None,
                       held: list[tuple[str, dict[str, Any]]], caller_hung_up: bool, close_ws: Any,
-                      region: str, stream_sid: str, handover: _Stream) -> None:
+                      region: str, stream_sid: str, handover: _Stream, observer: CallObserver) -> None:
         call_id = lease.call_id
         agent_ended = session.state.ended or session.state.disposition != "in_progress"
         ended = agent_ended or caller_hung_up
@@ -413,6 +421,8 @@ class Coordination:
                 started = float(lease.state.get("started_at") or time.time())
                 for kind, data in held:
                     publisher.emit(kind, {**data, "duration_s": round(time.time() - started, 3)})
+                    observer.event(kind, data)
+            observer.finished(session)
             if close_ws is not None:
                 with contextlib.suppress(Exception):
                     await close_ws.close("worker_shutdown")

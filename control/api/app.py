@@ -16,6 +16,7 @@ from control.api.routes.common import json_response
 from control.api.settings import ControlSettings
 from control.api.state import EXTENSION_KEY, ApiState
 from control.db.session import create_engine, session_factory
+from control.observability import install_metrics
 
 # A process that adds parts to the API (the cell: NATS, the event consumer) registers a callable here
 # returning {"ok": bool, ...}; /healthz then reports it and answers 503 while it is not ok.
@@ -29,6 +30,7 @@ def create_control_app(settings: ControlSettings) -> Quart:
     state = ApiState(settings, TokenBuckets(settings.rate_per_second, settings.rate_burst))
     app.extensions[EXTENSION_KEY] = state
     install_error_handlers(app)
+    install_metrics(app, settings.region, lambda: state.engine)  # GET /metrics, request timing
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from quart import Quart
@@ -16,6 +17,8 @@ from control.api.settings import ControlSettings
 from control.api.state import api_state
 from control.cell.runtime import CellRuntime
 from control.cell.voice import cell_voice_blueprint
+from control.observability import control_metrics
+from control.observability.ingest import consumer_pending, measured_ingest
 
 log = logging.getLogger(__name__)
 RUNTIME_KEY = "autospeak.cell"
@@ -28,14 +31,23 @@ def create_cell_app(settings: ControlSettings, *, call_token_secret: str | None 
     secret = call_token_secret or os.environ.get("AUTOSPEAK_CALL_TOKEN_SECRET", "")
     if len(secret) < 32:
         raise ValueError("AUTOSPEAK_CALL_TOKEN_SECRET (shared with the workers) needs 32 characters or more")
-    runtime = CellRuntime(settings)
+    metrics = control_metrics(app)
+    runtime = CellRuntime(settings, ingest=measured_ingest(metrics))
+    metrics.watch_runtime(runtime.health)
+    metrics.probes.append(lambda: consumer_pending(metrics, runtime))
     app.extensions[RUNTIME_KEY] = runtime
 
     async def publish(event: CallEventEnvelope) -> None:
         await runtime.publish(event)
 
     async def request_slot(req: dict[str, Any]) -> dict[str, Any] | None:
-        return await runtime.request_slot(req)
+        start, outcome = time.perf_counter(), "error"
+        try:
+            reply = await runtime.request_slot(req)
+            outcome = "accepted" if reply and reply.get("accepted") else "no_worker"
+            return reply
+        finally:
+            metrics.slot_done(outcome, time.perf_counter() - start)
 
     async def should_resume(call_id: str) -> bool:
         return await runtime.should_resume(call_id)

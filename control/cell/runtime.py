@@ -18,13 +18,14 @@ from cells.contract.slots import request_slot
 from cells.contract.stream_probe import stream_live
 from control.api.settings import ControlSettings
 from control.events import EventConsumer, WebhookDispatcher
+from control.events.consumer import Ingest
 
 log = logging.getLogger(__name__)
 
 
 class CellRuntime:
     def __init__(self, settings: ControlSettings, *, slot_timeout: float = 1.0,
-                 slot_attempts: int = 3) -> None:
+                 slot_attempts: int = 3, ingest: Ingest | None = None) -> None:
         # 3 x 1 s (+ short waits) fits the webhook's 5 s budget for a slot, which also pays for the
         # agent lookup and the call_created publish; Twilio waits 15 s for the whole answer.
         self.settings = settings
@@ -36,6 +37,7 @@ class CellRuntime:
         self.call_state: CallStateStore | None = None
         self.consumer: EventConsumer | None = None
         self.dispatcher: WebhookDispatcher | None = None
+        self.ingest = ingest  # None: the consumer's default (control.events.ingest.apply_event)
 
     async def start(self, sessions: async_sessionmaker[AsyncSession] | None) -> None:
         assert self.settings.nats_url is not None
@@ -53,7 +55,8 @@ class CellRuntime:
                                                 allow_private=self.settings.allow_private_webhooks)
             await self.dispatcher.start()
             # A delivery goes out as soon as its event is stored, not at the next poll.
-            self.consumer = EventConsumer(self.js, sessions, self.region, on_applied=self.dispatcher.wake)
+            self.consumer = EventConsumer(self.js, sessions, self.region, on_applied=self.dispatcher.wake,
+                                          ingest=self.ingest)
             await self.consumer.start()
 
     async def stop(self) -> None:

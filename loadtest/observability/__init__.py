@@ -1,0 +1,1 @@
+"""What the worker's telemetry costs the event loop (`python -m loadtest.observability`)."""
