@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from quart import Quart, Response
 
+from control.api.knowledge_app import install_knowledge
 from control.api.openapi import build_document
 from control.api.problems import install_error_handlers
 from control.api.ratelimit import TokenBuckets
@@ -29,6 +30,7 @@ def create_control_app(settings: ControlSettings) -> Quart:
     state = ApiState(settings, TokenBuckets(settings.rate_per_second, settings.rate_burst))
     app.extensions[EXTENSION_KEY] = state
     install_error_handlers(app)
+    knowledge_jobs = install_knowledge(app, settings, state)
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)
 
@@ -47,9 +49,11 @@ def create_control_app(settings: ControlSettings) -> Quart:
         # secrets), wherever it ends up (the error handler logs only the type and SQLSTATE anyway).
         state.engine = create_engine(settings.database_url, hide_parameters=True)
         state.sessions = session_factory(state.engine)
+        await knowledge_jobs.start()
 
     @app.after_serving
     async def _close_database() -> None:
+        await knowledge_jobs.stop()  # before the engine goes: a job in flight ends cleanly or resumes later
         if state.engine is not None:
             await state.engine.dispose()
         state.engine = state.sessions = None
