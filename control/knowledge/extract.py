@@ -231,7 +231,7 @@ def extract_csv(text: str) -> list[Block]:
 
 def extract_pdf(data: bytes) -> list[Block]:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PyPdfError
 
     if not data.startswith(b"%PDF-"):
         raise ExtractError("the file is not a PDF (no %PDF- header)")
@@ -242,7 +242,7 @@ def extract_pdf(data: bytes) -> list[Block]:
         pages = [page.extract_text() or "" for page in reader.pages]
     except ExtractError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError,
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError,
             OSError) as exc:
         raise ExtractError(f"the PDF cannot be read ({type(exc).__name__})") from None
     return [b for page in pages for b in extract_plain(page)]

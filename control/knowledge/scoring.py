@@ -16,7 +16,7 @@ import numpy as np
 from cells.contract.knowledge import KnowledgeAnswer, KnowledgeHit
 from control.knowledge.chunker import Chunk
 
-DEFAULT_THRESHOLD: Final = 0.55
+DEFAULT_THRESHOLD: Final = 0.35
 """Best-chunk similarity below which the agent says it does not know (calibrated by
 `autospeak bench knowledge` on the demo agents' questions; see evals/knowledge)."""
 DEFAULT_TOP_K: Final = 3
