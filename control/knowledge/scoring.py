@@ -16,7 +16,7 @@ import numpy as np
 from cells.contract.knowledge import KnowledgeAnswer, KnowledgeHit
 from control.knowledge.chunker import Chunk
 
-DEFAULT_THRESHOLD: Final = 0.35
+DEFAULT_THRESHOLD: Final = 0.30
 """Best-chunk similarity below which the agent says it does not know (calibrated by
 `autospeak bench knowledge` on the demo agents' questions; see evals/knowledge)."""
 DEFAULT_TOP_K: Final = 3
@@ -44,12 +44,16 @@ class VectorIndex:
         self.items = list(items)
         self.vectors = np.asarray(vectors, dtype=np.float32)
 
-    def top(self, query: np.ndarray, k: int) -> list[KnowledgeHit]:
+    def ranked(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(item index, cosine similarity) of the k best items, best first."""
         if not self.items:
             return []
         scores = self.vectors @ np.asarray(query, dtype=np.float32).reshape(-1)
         order = np.argsort(-scores, kind="stable")[:k]
-        return [self._hit(int(i), float(scores[i])) for i in order]
+        return [(int(i), float(scores[i])) for i in order]
+
+    def top(self, query: np.ndarray, k: int) -> list[KnowledgeHit]:
+        return [self._hit(i, score) for i, score in self.ranked(query, k)]
 
     def _hit(self, i: int, score: float) -> KnowledgeHit:
         item = self.items[i]
