@@ -83,6 +83,13 @@ def test_up_serves_three_cells_keeps_data_and_stops_on_ctrl_c(data_dir: Path) ->
             agents = httpx.get(f"{api}/v1/tenants/{demo[region]['tenant_id']}/agents",
                                headers={"Authorization": f"Bearer {demo[region]['owner_token']}"})
             assert agents.status_code == 200 and agents.json()["items"][0]["name"] == "Reception"
+            # The clinic's knowledge files are seeded for its agent (the cell embeds them in the background).
+            owner = {"Authorization": f"Bearer {demo[region]['owner_token']}"}
+            docs = httpx.get(f"{api}/v1/tenants/{demo[region]['tenant_id']}/knowledge/documents",
+                             headers=owner).json()["items"]
+            assert sorted(d["source_uri"] for d in docs) == ["demo:clinic.md", "demo:clinic_faq.csv"]
+            assert {d["agent_id"] for d in docs} == {agents.json()["items"][0]["id"]}
+            assert {d["status"] for d in docs} <= {"queued", "processing", "ready"}
     finally:
         out = _stop(proc)
     assert "stopped" in out
