@@ -17,7 +17,9 @@ from control_api_fixtures import FAST, Api, api_with, control_api, fetch, insert
 from knowledge_fixtures import http_server, make_pdf
 
 from control.db.models import KnowledgeChunk, KnowledgeDocument
+from control.knowledge.chunker import Chunk
 from control.knowledge.embedder import MiniLmEmbedder
+from control.knowledge.scoring import IndexedChunk, VectorIndex
 from control.knowledge.settings import KnowledgeSettings
 
 LIMITS = KnowledgeSettings(max_document_bytes=200_000, max_documents=8)
@@ -188,17 +190,25 @@ def test_questions_outside_the_knowledge_come_back_below_the_threshold(
 
 
 def test_pgvector_cosine_equals_numpy_cosine(api: Api, loaded: dict[str, str]) -> None:
+    """The service (pgvector's HNSW cosine, then the re-ranking) and the benchmark's in-memory twin
+    (numpy dot products of the same vectors, the same re-ranking) return the same hits and scores."""
     question = "what are your opening hours"
     answer = search(api, question, top_k=20)
-    chunks = [c for c in fetch(api, KnowledgeChunk, tenant_id=api.tenants["a"])]
+    rows = fetch(api, KnowledgeChunk, tenant_id=api.tenants["a"])
+    titles = {str(d.id): d.title for d in docs(api)}
+    items = [
+        IndexedChunk(Chunk(r.seq, r.text, r.section, "text"), str(r.document_id), titles[str(r.document_id)])
+        for r in rows
+    ]
+    index = VectorIndex(items, np.asarray([r.embedding for r in rows], dtype=np.float32))
     query = MiniLmEmbedder().encode([question])[0]
-    expected = sorted(
-        ((float(np.dot(np.asarray(c.embedding, dtype=np.float32), query)), c.text) for c in chunks),
-        reverse=True,
-    )[:20]
-    got = [(h["score"], h["text"]) for h in answer["hits"]]
-    assert [t for _, t in got] == [t for _, t in expected]
-    assert np.allclose([s for s, _ in got], [s for s, _ in expected], atol=1e-4)
+    twin = index.search(question, query, 20)
+    got = [(h["text"], h["document_id"]) for h in answer["hits"]]
+    assert got == [(h.text, h.document_id) for h in twin]
+    assert np.allclose([h["score"] for h in answer["hits"]], [h.score for h in twin], atol=1e-4)
+    # Scores are cosine similarities: the numpy dot product of the stored unit vectors.
+    by_text = {r.text: float(np.dot(np.asarray(r.embedding, dtype=np.float32), query)) for r in rows}
+    assert all(abs(h["score"] - by_text[h["text"]]) < 1e-4 for h in answer["hits"])
 
 
 def test_duplicate_upload_is_idempotent(api: Api, loaded: dict[str, str]) -> None:

@@ -24,7 +24,7 @@ from control.knowledge import store
 from control.knowledge.chunker import Chunk, chunk_blocks
 from control.knowledge.embedder import Embedder, default_embedder
 from control.knowledge.extract import ExtractError, extract
-from control.knowledge.scoring import DEFAULT_TOP_K, answer_from
+from control.knowledge.scoring import CANDIDATES, DEFAULT_TOP_K, answer_from, rerank
 from control.knowledge.search import nearest_chunks
 from control.knowledge.settings import KnowledgeSettings
 
@@ -83,10 +83,12 @@ class KnowledgeService:
                      top_k: int = DEFAULT_TOP_K, threshold: float | None = None) -> KnowledgeAnswer:
         started = time.perf_counter()
         query = (await asyncio.to_thread(self.embedder.encode, [question]))[0]
-        hits = await run_transaction(
-            self.sessions(), lambda s: nearest_chunks(s, scope, query, top_k, agent_id), scope=scope)
+        nearest = await run_transaction(
+            self.sessions(), lambda s: nearest_chunks(s, scope, query, max(top_k, CANDIDATES), agent_id),
+            scope=scope)
+        hits = rerank(question, nearest, top_k)
         limit = self.settings.threshold if threshold is None else threshold
-        return answer_from(hits, limit, (time.perf_counter() - started) * 1000)
+        return answer_from(nearest, hits, limit, (time.perf_counter() - started) * 1000)
 
     async def pending_jobs(self) -> list[tuple[TenantScope, uuid.UUID]]:
         """The region's unfinished jobs, all set back to queued (a restart resumes what a crash cut)."""

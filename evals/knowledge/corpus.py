@@ -27,7 +27,10 @@ class Question:
         return bool(self.expected)
 
     def matches(self, chunk: Chunk) -> bool:
-        haystack = chunk.embed_text.lower()
+        return self.matches_text(chunk.embed_text)
+
+    def matches_text(self, text: str) -> bool:
+        haystack = text.lower()
         return any(e.lower() in haystack for e in self.expected)
 
 

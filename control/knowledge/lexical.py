@@ -1,4 +1,9 @@
-"""Okapi BM25 (Robertson & Zaragoza's formulation, k1=1.5, b=0.75): the keyword baseline."""
+"""Okapi BM25 (Robertson & Zaragoza's formulation, k1=1.5, b=0.75).
+
+The search re-ranks the nearest chunks by it (a caller's exact words, "MetLife", "cot", "balcony",
+often decide between neighbours MiniLM scores alike), and the benchmark uses it alone as the keyword
+baseline.
+"""
 
 from __future__ import annotations
 
