@@ -465,3 +465,23 @@ def test_the_residency_audit_covers_knowledge_rows(api: Api, loaded: dict[str, s
         assert [(r[0], r[2], r[3]) for r in found] == [(stray, "us", "eu")]
     finally:
         api.db.run(execute("DELETE FROM knowledge_chunks WHERE id = :id", id=stray))
+
+
+def test_only_document_uploads_get_the_larger_body_limit(api: Api) -> None:
+    # 90 kB of document (120 kB as base64, over the app's 64 KiB) passes the upload route, whose limit
+    # follows the documents' (three long table rows: three chunks, quick to embed)...
+    cell = "spare conveyor belt parts " * 1150
+    table = "part,aisle,notes\n" + "".join(f"shelf {i},{i},{cell}\n" for i in range(3))
+    body = {
+        "title": "Parts",
+        "content_type": "text/csv",
+        "content_base64": base64.b64encode(table.encode()).decode(),
+    }
+    reply = upload(api, body)
+    assert reply.status == 202, reply.text
+    assert wait_done(api, reply.body["id"])["chunk_count"] == 3
+    api.call("DELETE", api.tenant_path("a", f"/knowledge/documents/{reply.body['id']}"), token=owner(api))
+    # ...while every other route keeps the app's 64 KiB limit.
+    big_agent = {"name": "x", "persona": "y" * 100_000}
+    refused = api.call("POST", api.tenant_path("a", "/agents"), token=owner(api), json=big_agent)
+    assert refused.status == 413
