@@ -485,3 +485,37 @@ def test_only_document_uploads_get_the_larger_body_limit(api: Api) -> None:
     big_agent = {"name": "x", "persona": "y" * 100_000}
     refused = api.call("POST", api.tenant_path("a", "/agents"), token=owner(api), json=big_agent)
     assert refused.status == 413
+
+
+def test_a_document_past_the_chunk_quota_fails_with_its_reason_and_writes_no_chunks(
+    api: Api, loaded: dict[str, str]
+) -> None:
+    held = len(fetch(api, KnowledgeChunk, tenant_id=api.tenants["a"]))
+    text = "\n\n".join(f"Locker {i} is on floor {i}. It opens with a key from reception." for i in range(4))
+    with api_with(api, knowledge=KnowledgeSettings(max_chunks=held + 1)) as tight:
+        reply = upload(tight, {"title": "Lockers", "content_type": "text/markdown", "text": "# A\n" + text})
+        # Four paragraphs under one heading merge into one chunk: within the quota.
+        assert wait_done(tight, reply.body["id"])["status"] == "ready"
+        rows = "\n".join(f"| {i} | floor {i} |" for i in range(3))
+        table = {
+            "title": "Locker table",
+            "content_type": "text/markdown",
+            "text": f"| locker | where |\n|---|---|\n{rows}\n",
+        }
+        reply = upload(tight, table)
+        done = wait_done(tight, reply.body["id"])
+    assert done["status"] == "failed" and "quota" in done["error"] and done["chunk_count"] == 0
+    assert fetch(api, KnowledgeChunk, document_id=uuid.UUID(reply.body["id"])) == []
+    assert (
+        api.db.run(
+            _scalar(
+                api,
+                "SELECT count(*) FROM knowledge_documents WHERE content IS NOT NULL "
+                "AND status IN ('ready', 'failed')",
+            )
+        )
+        == 0
+    )
+    for doc in docs(api):
+        if doc.title in ("Lockers", "Locker table"):
+            api.call("DELETE", api.tenant_path("a", f"/knowledge/documents/{doc.id}"), token=owner(api))
