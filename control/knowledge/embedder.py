@@ -32,7 +32,7 @@ class MiniLmEmbedder:
     A question is a handful of tokens: OpenBLAS's threads cost more to wake and join than the matrix
     products they share, and on a busy machine they spin against every other process. Measured on
     this 2-core machine under load: 29 ms per question single-threaded, 259 ms with OpenBLAS's
-    default threads. The limit is process-wide (OpenBLAS has one setting), set once here.
+    default threads. The limit is process-wide (OpenBLAS has one setting), set at the first encoding.
     """
 
     model_id = MINILM_ID
@@ -40,13 +40,15 @@ class MiniLmEmbedder:
     _limited = False
 
     def __init__(self, blas_threads: int | None = 1) -> None:
-        if blas_threads is not None and not MiniLmEmbedder._limited:
-            from threadpoolctl import threadpool_limits
-
-            threadpool_limits(limits=blas_threads, user_api="blas")
-            MiniLmEmbedder._limited = True
+        self.blas_threads = blas_threads
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        # Limited at the first encoding, so a process that never embeds keeps its BLAS settings.
+        if self.blas_threads is not None and not MiniLmEmbedder._limited:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=self.blas_threads, user_api="blas")
+            MiniLmEmbedder._limited = True
         return get_encoder().encode(list(texts))
 
 
