@@ -49,6 +49,17 @@ def _bench_api(args: argparse.Namespace) -> int:
     return compare.run(users=args.users, duration_s=args.duration, quick=args.quick)
 
 
+def _bench_knowledge(args: argparse.Namespace) -> int:
+    from evals.knowledge import bench
+
+    if args.questions is not None and args.agent is None:
+        raise SystemExit("--questions needs --agent (whose knowledge files it asks about)")
+    agents = (args.agent,) if args.agent else bench.AGENTS
+    kwargs = {} if args.threshold is None else {"threshold": args.threshold}
+    print(bench.report(agents, args.questions, **kwargs), flush=True)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from cells.media_demo import run_demo
 
@@ -108,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--duration", type=int, default=None, help="seconds of load per server (default 20)")
     api.add_argument("--quick", action="store_true", help="3 users for 4 s per server (a smoke run)")
     api.set_defaults(func=_bench_api)
+    knowledge = bench_sub.add_parser(
+        "knowledge", help="knowledge retrieval on the demo agents: MiniLM vs BM25, recall, MRR, abstention")
+    knowledge.add_argument("--agent", choices=["clinic", "hotel", "job"], help="one demo agent only")
+    knowledge.add_argument("--questions", type=Path, help="a question file (expected | question per line)")
+    knowledge.add_argument("--threshold", type=float, help="the similarity below which it abstains")
+    knowledge.set_defaults(func=_bench_knowledge)
     return parser
 
 

@@ -83,6 +83,14 @@ def test_up_serves_three_cells_keeps_data_and_stops_on_ctrl_c(data_dir: Path) ->
             agents = httpx.get(f"{api}/v1/tenants/{demo[region]['tenant_id']}/agents",
                                headers={"Authorization": f"Bearer {demo[region]['owner_token']}"})
             assert agents.status_code == 200 and agents.json()["items"][0]["name"] == "Reception"
+            # The clinic's knowledge files are seeded for its agent (the cell embeds them in the background).
+            owner = {"Authorization": f"Bearer {demo[region]['owner_token']}"}
+            docs = httpx.get(f"{api}/v1/tenants/{demo[region]['tenant_id']}/knowledge/documents",
+                             headers=owner).json()["items"]
+            assert sorted(d["source_uri"] for d in docs) == ["demo:clinic.md", "demo:clinic_faq.csv"]
+            assert {d["agent_id"] for d in docs} == {agents.json()["items"][0]["id"]}
+            assert {d["status"] for d in docs} <= {"queued", "processing", "ready"}
+        _worker_asks_the_clinic_knowledge(base, demo["eu"])
     finally:
         out = _stop(proc)
     assert "stopped" in out
@@ -100,3 +108,33 @@ def test_up_serves_three_cells_keeps_data_and_stops_on_ctrl_c(data_dir: Path) ->
     _stop(proc)
     fresh = json.loads((data_dir / "demo.json").read_text())
     assert fresh["eu"]["tenant_id"] != demo["eu"]["tenant_id"]
+
+
+def _worker_asks_the_clinic_knowledge(base: int, demo: dict[str, str]) -> None:
+    """As a worker does during a call: the eu cell answers from the seeded clinic files over NATS, once
+    its background job has embedded them."""
+    import asyncio
+
+    import nats
+
+    from cells.contract.knowledge import NatsKnowledgeSearch
+
+    api = f"http://127.0.0.1:{get_region('eu').ports(base).api}"
+    owner = {"Authorization": f"Bearer {demo['owner_token']}"}
+    for _ in range(600):
+        docs = httpx.get(f"{api}/v1/tenants/{demo['tenant_id']}/knowledge/documents", headers=owner).json()
+        if {d["status"] for d in docs["items"]} == {"ready"}:
+            break
+        assert "failed" not in {d["status"] for d in docs["items"]}, docs
+        time.sleep(0.2)
+
+    async def ask() -> None:
+        nc = await nats.connect(f"nats://127.0.0.1:{get_region('eu').ports(base).nats_client}")
+        try:
+            search = NatsKnowledgeSearch(nc, "eu", demo["tenant_id"], demo["agent_id"], budget_s=30)
+            answer = await search.search("how much is teeth whitening")
+            assert answer.known and "whitening" in answer.hits[0].text.lower(), answer
+        finally:
+            await nc.close()
+
+    asyncio.run(ask())

@@ -1,4 +1,5 @@
-"""The demo tenant of each region in the embedded stack: a clinic with a reception agent and a number.
+"""The demo tenant of each region in the embedded stack: a clinic with a reception agent, a number and
+the clinic's knowledge documents (queued here; the region's control plane embeds them when it starts).
 
 Idempotent: the ids and the owner token go to `<data>/demo.json` (mode 0600, this laptop's dev stack
 only) on the first start and are reused while those tenants exist in the database.
@@ -20,6 +21,10 @@ from control.api.auth import bootstrap_tenant
 from control.db.models import Agent, PhoneNumber, Tenant
 from control.db.session import run_transaction
 from control.db.tenancy import TenantScope
+from control.knowledge import store
+
+DEMO_KNOWLEDGE_DIR = Path(__file__).resolve().parent / "demo_knowledge"
+_KNOWLEDGE_TYPES = {".md": "text/markdown", ".html": "text/html", ".csv": "text/csv"}
 
 # Numbers from ranges set aside for drama and testing where the plan has one (Ofcom 020 7946 0xxx,
 # NANP 555-01xx); the Indian number is an ordinary-looking Mumbai number on no real line here.
@@ -70,8 +75,29 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession], path: Path,
     for region in regions:
         if region not in known:
             known[region] = await _create(sessions, region)
+        demo = known[region]
+        await seed_knowledge(sessions, TenantScope(uuid.UUID(demo.tenant_id), region),
+                             uuid.UUID(demo.agent_id), "clinic")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump({r: asdict(d) for r, d in known.items()}, fh, indent=2)
     return known
+
+
+def demo_knowledge_files(agent_kind: str) -> list[Path]:
+    """The demo knowledge files of one demo agent: "clinic", "hotel" or "job"."""
+    return sorted(p for p in DEMO_KNOWLEDGE_DIR.glob(f"{agent_kind}*") if p.suffix in _KNOWLEDGE_TYPES)
+
+
+async def seed_knowledge(sessions: async_sessionmaker[AsyncSession], scope: TenantScope,
+                         agent_id: uuid.UUID, agent_kind: str) -> None:
+    """Queue the agent's demo knowledge files; idempotent (a document is known by its content hash)."""
+    for path in demo_knowledge_files(agent_kind):
+        upload = store.Upload(path.stem.replace("_", " ").title(), _KNOWLEDGE_TYPES[path.suffix],
+                              path.read_bytes(), agent_id, f"demo:{path.name}")
+
+        async def work(session: AsyncSession, upload: store.Upload = upload) -> None:
+            await store.queue_document(session, scope, upload, max_documents=1000)
+
+        await run_transaction(sessions, work, scope=scope)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from quart import Quart, Response
 
+from control.api.knowledge_app import install_knowledge
 from control.api.openapi import build_document
 from control.api.problems import install_error_handlers
 from control.api.ratelimit import TokenBuckets
@@ -31,6 +32,7 @@ def create_control_app(settings: ControlSettings) -> Quart:
     app.extensions[EXTENSION_KEY] = state
     install_error_handlers(app)
     install_metrics(app, settings.region, lambda: state.engine)  # GET /metrics, request timing
+    knowledge_jobs = install_knowledge(app, settings, state)
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)
 
@@ -49,9 +51,11 @@ def create_control_app(settings: ControlSettings) -> Quart:
         # secrets), wherever it ends up (the error handler logs only the type and SQLSTATE anyway).
         state.engine = create_engine(settings.database_url, hide_parameters=True)
         state.sessions = session_factory(state.engine)
+        await knowledge_jobs.start()
 
     @app.after_serving
     async def _close_database() -> None:
+        await knowledge_jobs.stop()  # before the engine goes: a job in flight ends cleanly or resumes later
         if state.engine is not None:
             await state.engine.dispose()
         state.engine = state.sessions = None

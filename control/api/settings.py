@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from control.knowledge.settings import KnowledgeSettings
 from regions.catalogue import get_region
 from regions.residency import cell_directory
 
@@ -45,6 +46,8 @@ class ControlSettings:
     """The region key that seals agents' provider secrets at rest (control.api.sealing); None: unsealed."""
     run_background: bool = True
     """Run the event consumer and the webhook dispatcher in this process (needs nats_url)."""
+    knowledge: KnowledgeSettings = field(default_factory=KnowledgeSettings)
+    """Knowledge base limits (document size, quotas), URL-fetch policy and the search threshold."""
 
     def __post_init__(self) -> None:
         get_region(self.region)

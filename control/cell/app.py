@@ -13,12 +13,14 @@ from quart import Quart
 from cells.contract.call_token import CallTokenAuthority
 from cells.contract.envelope import CallEventEnvelope
 from control.api.app import HEALTH_PROBE_KEY, create_control_app
+from control.api.routes.knowledge import KNOWLEDGE_KEY
 from control.api.settings import ControlSettings
 from control.api.state import api_state
 from control.cell.runtime import CellRuntime
 from control.cell.voice import cell_voice_blueprint
 from control.observability import control_metrics
 from control.observability.ingest import consumer_pending, measured_ingest
+from control.knowledge.responder import KnowledgeResponder
 
 log = logging.getLogger(__name__)
 RUNTIME_KEY = "autospeak.cell"
@@ -61,11 +63,20 @@ def create_cell_app(settings: ControlSettings, *, call_token_secret: str | None 
         should_resume=should_resume, claim_call=claim_call,
         allow_insecure_streams=public.startswith("http://")))
 
+    knowledge: list[KnowledgeResponder] = []
+
     @app.before_serving
     async def _start_runtime() -> None:
         await runtime.start(api_state().sessions)
+        if runtime.nc is not None:  # the region's workers search the knowledge through this cell
+            responder = KnowledgeResponder(runtime.nc, app.extensions[KNOWLEDGE_KEY].service)
+            await responder.start()
+            knowledge.append(responder)
 
     async def _stop_runtime() -> None:
+        for responder in knowledge:
+            await responder.stop()
+        knowledge.clear()
         await runtime.stop()
 
     # First of the after-serving handlers: the consumer and the dispatcher stop (and finish what they

@@ -12,6 +12,7 @@ from typing import Any
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -133,12 +134,29 @@ class Agent(Regional, Base):
 
 class KnowledgeDocument(Regional, Base):
     __tablename__ = "knowledge_documents"
-    __table_args__ = regional_args("knowledge_documents", same_region_fk(["agent_id"], "agents"))
+    __table_args__ = regional_args(
+        "knowledge_documents",
+        same_region_fk(["agent_id"], "agents"),
+        CheckConstraint("status IN ('queued', 'processing', 'ready', 'failed')", name="status"),
+        # Uploads are idempotent per tenant: the same bytes twice are one document.
+        UniqueConstraint("region", "tenant_id", "content_hash"),
+        Index("ix_knowledge_documents_status", "region", "status"),
+    )
     agent_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     title: Mapped[str] = mapped_column(String(300))
     source_uri: Mapped[str | None] = mapped_column(Text)
     content_type: Mapped[str] = mapped_column(String(100), default="text/plain")
     created_at: Mapped[datetime] = utcnow_column()
+    # The row is also the ingestion job: queued -> processing -> ready | failed (`error` says why).
+    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    error: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64), server_default="")
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    embedding_model: Mapped[str | None] = mapped_column(String(100))
+    # The upload's bytes, kept only until the job ends (a restart then resumes the job).
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    updated_at: Mapped[datetime] = utcnow_column()
 
 
 class KnowledgeChunk(Regional, Base):
@@ -154,11 +172,14 @@ class KnowledgeChunk(Regional, Base):
             postgresql_using="hnsw",
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
+        Index("ix_knowledge_chunks_tenant_document", "region", "tenant_id", "document_id"),
     )
     document_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     seq: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     embedding: Mapped[list[float]] = mapped_column(Vector(EMBEDDING_DIM))
+    section: Mapped[str] = mapped_column(Text, default="", server_default="")
+    embedding_model: Mapped[str] = mapped_column(String(100), server_default="")
 
 
 # --- webhooks ---------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""`autospeak bench knowledge`: retrieval quality of the knowledge base on the demo agents' questions."""
