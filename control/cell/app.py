@@ -18,9 +18,9 @@ from control.api.settings import ControlSettings
 from control.api.state import api_state
 from control.cell.runtime import CellRuntime
 from control.cell.voice import cell_voice_blueprint
+from control.knowledge.responder import KnowledgeResponder
 from control.observability import control_metrics
 from control.observability.ingest import consumer_pending, measured_ingest
-from control.knowledge.responder import KnowledgeResponder
 
 log = logging.getLogger(__name__)
 RUNTIME_KEY = "autospeak.cell"
