@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::kernels::dot;
+use super::kernels::{dot, dot4};
 use super::weights::{parse_onnx, parse_safetensors, Tensor, Tensors};
 use crate::error::MediaError;
 
@@ -74,6 +74,18 @@ impl Conv {
     fn forward(&self, x: &[f32], len_in: usize, y: &mut [f32]) -> usize {
         let len_out = self.out_len(len_in);
         let span = 3 * self.c_in;
+        if len_out == 4 {
+            // The first layer: each weight row read once for all four output steps.
+            let windows: [&[f32]; 4] = std::array::from_fn(|t| &x[t * self.stride * self.c_in..][..span]);
+            for o in 0..self.c_out {
+                let v = dot4(&self.w[o * span..][..span], windows);
+                for (t, v) in v.into_iter().enumerate() {
+                    y[(t + 1) * self.c_out + o] = (self.b[o] + v).max(0.0);
+                }
+            }
+            y[(len_out + 1) * self.c_out..][..self.c_out].fill(0.0);
+            return len_out;
+        }
         for t in 0..len_out {
             let window = &x[t * self.stride * self.c_in..][..span];
             let row = &mut y[(t + 1) * self.c_out..][..self.c_out];
@@ -205,15 +217,15 @@ impl SileroStream {
     pub fn predict(&mut self, chunk: &[i16; CHUNK]) -> f32 {
         self.load(chunk);
         let m = Arc::clone(&self.model);
-        // STFT magnitude, time-major into rows 1..=FRAMES of `a`.
+        // STFT magnitude, time-major into rows 1..=FRAMES of `a`; each basis row is read once
+        // for all four frames.
         self.a[..BINS].fill(0.0);
-        for t in 0..FRAMES {
-            let frame = &self.window[t * HOP..][..WINDOW];
-            let row = &mut self.a[(t + 1) * BINS..][..BINS];
-            for (k, out) in row.iter_mut().enumerate() {
-                let re = dot(&m.basis[k * WINDOW..][..WINDOW], frame);
-                let im = dot(&m.basis[(k + BINS) * WINDOW..][..WINDOW], frame);
-                *out = (re * re + im * im).sqrt();
+        let frames: [&[f32]; FRAMES] = std::array::from_fn(|t| &self.window[t * HOP..][..WINDOW]);
+        for k in 0..BINS {
+            let re = dot4(&m.basis[k * WINDOW..][..WINDOW], frames);
+            let im = dot4(&m.basis[(k + BINS) * WINDOW..][..WINDOW], frames);
+            for t in 0..FRAMES {
+                self.a[(t + 1) * BINS + k] = (re[t] * re[t] + im[t] * im[t]).sqrt();
             }
         }
         self.a[(FRAMES + 1) * BINS..][..BINS].fill(0.0);
@@ -226,14 +238,13 @@ impl SileroStream {
         debug_assert_eq!(len, 1);
         self.xh[..HIDDEN].copy_from_slice(&self.a[HIDDEN..2 * HIDDEN]);
         self.xh[HIDDEN..].copy_from_slice(&self.h);
-        let gate = |g: usize, j: usize| {
-            let r = g * HIDDEN + j;
-            m.lstm_b[r] + dot(&m.lstm_w[r * 2 * HIDDEN..][..2 * HIDDEN], &self.xh)
-        };
+        let row = |g: usize, j: usize| &m.lstm_w[(g * HIDDEN + j) * 2 * HIDDEN..][..2 * HIDDEN];
         let mut logit = m.out_b;
         for j in 0..HIDDEN {
-            let (i, f) = (sigmoid(gate(0, j)), sigmoid(gate(1, j)));
-            let (g, o) = (gate(2, j).tanh(), sigmoid(gate(3, j)));
+            // The four gates of unit j in one pass over [x | h].
+            let z = dot4(&self.xh, [row(0, j), row(1, j), row(2, j), row(3, j)]);
+            let z: [f32; 4] = std::array::from_fn(|g| z[g] + m.lstm_b[g * HIDDEN + j]);
+            let (i, f, g, o) = (sigmoid(z[0]), sigmoid(z[1]), z[2].tanh(), sigmoid(z[3]));
             self.c[j] = f * self.c[j] + i * g;
             self.h[j] = o * self.c[j].tanh();
             logit += m.out_w[j] * self.h[j].max(0.0);
