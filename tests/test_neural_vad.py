@@ -156,3 +156,14 @@ def test_fused_inbound_path_uses_the_neural_stage(model: media_core.NeuralVad) -
         assert frame is not None and len(frame.pcm) == 320
         kinds += [e.kind for e in frame.events]
     assert kinds == ["start", "end"]
+
+
+@pytest.mark.parametrize("kind", ["car", "hum", "white", "pink"])
+def test_two_stage_vad_stays_quiet_on_telephone_noise(model: media_core.NeuralVad, kind: str) -> None:
+    level_db = -30.0
+    n16 = dataset.make_noise(kind, 16000 * 5, 16000, np.random.default_rng(7))
+    x = np.clip(dataset.resample(n16, 16000, 8000) * 32768 * 10 ** (level_db / 20), -32768, 32767)
+    noise = media_core.ulaw_decode(media_core.ulaw_encode(x.astype(np.int16)))
+    result = media_core.Vad(sample_rate=8000, neural=model).process(noise)
+    assert not [e for e in result.events if e.kind == "start"]
+    assert np.mean(np.array(result.probabilities) >= 0.5) < 0.05
