@@ -152,6 +152,12 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// tanh through exp: libm's tanhf (via expm1f) took a third of the network's time; the absolute
+/// error of this form stays near 1e-7, far below what the probabilities can show.
+fn tanh(x: f32) -> f32 {
+    2.0 * sigmoid(2.0 * x) - 1.0
+}
+
 /// One audio stream's state: the LSTM state, the 64-sample context and scratch buffers.
 #[derive(Debug, Clone)]
 pub struct SileroStream {
@@ -244,9 +250,9 @@ impl SileroStream {
             // The four gates of unit j in one pass over [x | h].
             let z = dot4(&self.xh, [row(0, j), row(1, j), row(2, j), row(3, j)]);
             let z: [f32; 4] = std::array::from_fn(|g| z[g] + m.lstm_b[g * HIDDEN + j]);
-            let (i, f, g, o) = (sigmoid(z[0]), sigmoid(z[1]), z[2].tanh(), sigmoid(z[3]));
+            let (i, f, g, o) = (sigmoid(z[0]), sigmoid(z[1]), tanh(z[2]), sigmoid(z[3]));
             self.c[j] = f * self.c[j] + i * g;
-            self.h[j] = o * self.c[j].tanh();
+            self.h[j] = o * tanh(self.c[j]);
             logit += m.out_w[j] * self.h[j].max(0.0);
         }
         sigmoid(logit)
