@@ -152,10 +152,11 @@ pub struct Vad {
     last_probability: f32,
 }
 
-/// How long the network keeps running after the noise gate closes, so that its context is
-/// fresh when speech resumes after a short pause. After that the network is skipped; Silero's
-/// LSTM state then stays as this much gated silence left it, which is what it would have
-/// learnt from more of the same silence.
+/// How long the network keeps running after the noise gate closes (and, for Silero, after its
+/// own probability falls below the release threshold), so that its context is fresh when
+/// speech resumes after a short pause. After that the network is skipped; Silero's LSTM state
+/// then stays as this much silence left it, which is what it would have learnt from more of
+/// the same silence.
 const WARM_MS: f64 = 64.0;
 
 /// Scales the detector's probability down while the line holds nothing but its noise floor.
@@ -320,11 +321,14 @@ impl Vad {
             } else {
                 self.closed_frames = self.closed_frames.saturating_add(1);
             }
-            let run = self.closed_frames <= warm_frames;
+            // The gate wakes the network; Silero, once it hears speech, also decides when it ends
+            // (speech in loud noise dips under the gate's open point between syllables).
+            let held = self.is_neural() && self.last_probability >= self.endpointer.config.release_threshold;
+            let run = self.closed_frames <= warm_frames || held;
             let p = match &mut self.network {
                 Network::Earshot(d) if run => d.predict_i16(frame).clamp(0.0, 1.0) * gate,
                 Network::Silero(s) => match <&[i16; NEURAL_FRAME_SAMPLES]>::try_from(frame) {
-                    Ok(chunk) if run => s.predict(chunk) * gate,
+                    Ok(chunk) if run => s.predict(chunk),
                     Ok(chunk) => {
                         s.skip(chunk);
                         0.0
