@@ -3,6 +3,7 @@
 
 mod kernels;
 mod model;
+mod stft;
 mod weights;
 
 pub use model::{SileroModel, SileroStream, CHUNK, CONTEXT, SAMPLE_RATE};

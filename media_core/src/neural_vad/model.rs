@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use super::kernels::{dot, dot4};
+use super::stft::FftStft;
 use super::weights::{parse_onnx, parse_safetensors, Tensor, Tensors};
 use crate::error::MediaError;
 
@@ -102,6 +103,8 @@ impl Conv {
 #[derive(Debug)]
 pub struct SileroModel {
     basis: Vec<f32>,
+    /// The same STFT through an FFT, when the basis is a windowed DFT (it is in Silero's files).
+    fft: Option<FftStft>,
     convs: [Conv; 4],
     /// LSTM gates (i, f, g, o) x [input | hidden]: one dot product of length 256 per gate unit.
     lstm_w: Vec<f32>,
@@ -144,7 +147,8 @@ impl SileroModel {
             lstm_w.extend_from_slice(&w_hh.data[r * HIDDEN..][..HIDDEN]);
         }
         let lstm_b = b_ih.data.iter().zip(&b_hh.data).map(|(a, b)| a + b).collect();
-        Ok(Self { basis: g(0)?.data.clone(), convs, lstm_w, lstm_b, out_w: g(13)?.data.clone(), out_b: g(14)?.data[0] })
+        let basis = g(0)?.data.clone();
+        Ok(Self { fft: FftStft::from_basis(&basis, 1e-5), basis, convs, lstm_w, lstm_b, out_w: g(13)?.data.clone(), out_b: g(14)?.data[0] })
     }
 }
 
@@ -189,6 +193,11 @@ impl SileroStream {
         &self.model
     }
 
+    /// Whether the STFT runs through the FFT (else the direct strided convolution).
+    pub fn uses_fft(&self) -> bool {
+        self.model.fft.is_some()
+    }
+
     /// Back to the state of a fresh stream (zero LSTM state and context).
     pub fn reset(&mut self) {
         self.h = [0.0; HIDDEN];
@@ -219,22 +228,37 @@ impl SileroStream {
         self.load(chunk);
     }
 
+    /// STFT magnitudes, time-major into rows 1..=FRAMES of `a` (rows 0 and FRAMES + 1 are the
+    /// first conv's zero padding).
+    fn stft(&mut self, m: &SileroModel) {
+        self.a[..BINS].fill(0.0);
+        let frames: [&[f32]; FRAMES] = std::array::from_fn(|t| &self.window[t * HOP..][..WINDOW]);
+        match &m.fft {
+            Some(fft) => {
+                for t in (0..FRAMES).step_by(2) {
+                    let (lo, hi) = self.a[(t + 1) * BINS..][..2 * BINS].split_at_mut(BINS);
+                    fft.magnitudes2(frames[t], frames[t + 1], lo, hi);
+                }
+            }
+            None => {
+                // The direct strided conv: each basis row read once for all four frames.
+                for k in 0..BINS {
+                    let re = dot4(&m.basis[k * WINDOW..][..WINDOW], frames);
+                    let im = dot4(&m.basis[(k + BINS) * WINDOW..][..WINDOW], frames);
+                    for t in 0..FRAMES {
+                        self.a[(t + 1) * BINS + k] = (re[t] * re[t] + im[t] * im[t]).sqrt();
+                    }
+                }
+            }
+        }
+        self.a[(FRAMES + 1) * BINS..][..BINS].fill(0.0);
+    }
+
     /// Speech probability of one 32 ms chunk of 16 kHz audio; advances the LSTM state.
     pub fn predict(&mut self, chunk: &[i16; CHUNK]) -> f32 {
         self.load(chunk);
         let m = Arc::clone(&self.model);
-        // STFT magnitude, time-major into rows 1..=FRAMES of `a`; each basis row is read once
-        // for all four frames.
-        self.a[..BINS].fill(0.0);
-        let frames: [&[f32]; FRAMES] = std::array::from_fn(|t| &self.window[t * HOP..][..WINDOW]);
-        for k in 0..BINS {
-            let re = dot4(&m.basis[k * WINDOW..][..WINDOW], frames);
-            let im = dot4(&m.basis[(k + BINS) * WINDOW..][..WINDOW], frames);
-            for t in 0..FRAMES {
-                self.a[(t + 1) * BINS + k] = (re[t] * re[t] + im[t] * im[t]).sqrt();
-            }
-        }
-        self.a[(FRAMES + 1) * BINS..][..BINS].fill(0.0);
+        self.stft(&m);
         self.b[..HIDDEN].fill(0.0);
         let mut len = m.convs[0].forward(&self.a, FRAMES, &mut self.b);
         self.a[..HIDDEN].fill(0.0);
