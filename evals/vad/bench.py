@@ -260,18 +260,18 @@ def _rate_report(rate: int, tracks: list[Track], dets: list[Detector]) -> list[s
     return lines
 
 
-def _fused_report(tracks: list[Track], max_seconds: float = 120.0) -> list[str]:
-    """The fused inbound path per Twilio message over a call with its pauses: the 8 kHz mixes at the lowest
-    SNR above 5 dB, end to end, as carrier messages."""
+def _fused_report(tracks: list[Track], max_seconds: float = 120.0, snr_db: float = 20.0) -> list[str]:
+    """The fused inbound path per Twilio message over a call with its pauses: an equal slice of every 8 kHz
+    mix at `snr_db` (so every noise kind of that SNR), end to end, as carrier messages."""
     from loadtest.media import fused_bench
 
-    phone = [t for t in tracks if t.rate == 8000 and t.snr_db is not None]
-    if not phone:
+    call = [t for t in tracks if t.rate == 8000 and t.snr_db == snr_db]
+    if not call:
         return []
-    snr = min((t.snr_db for t in phone if t.snr_db and t.snr_db >= 10), default=phone[0].snr_db)
-    call = [t for t in phone if t.snr_db == snr]
-    audio = np.concatenate([t.audio for t in call])[: int(max_seconds * 8000)]
-    labels = np.concatenate([t.labels for t in call])[: len(audio) // 80]
+    per = int(max_seconds / len(call) * 100)  # 10 ms label frames per mix
+    audio = np.concatenate([t.audio[: per * 80] for t in call])
+    labels = np.concatenate([t.labels[:per] for t in call])
+    snr = snr_db
     costs = fused_bench.call_costs(fused_bench.twilio_messages(audio))
     w = 40
     lines = [f"=== fused inbound path per 20 ms message: one {len(audio) / 8000:.0f} s call at {snr:g} dB, "
