@@ -48,7 +48,8 @@ class VadResult:
     def probability(self) -> float | None: ...
 
 class NeuralVad:
-    """Silero-class VAD network on the bytes of a .onnx or .safetensors weights file (16 kHz, 512-sample chunks)."""
+    """Silero-class VAD network on the bytes of a .onnx or .safetensors weights file (16 kHz, 512-sample
+    chunks)."""
 
     def __init__(self, weights: bytes | bytearray | memoryview) -> None: ...
     def probabilities(self, pcm: Int16Array) -> list[float]:

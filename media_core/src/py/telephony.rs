@@ -43,6 +43,7 @@ pub struct InboundPath {
 impl InboundPath {
     #[new]
     #[pyo3(signature = (stt_rate=16000, codec="ulaw", threshold=0.5, release_threshold=None, min_speech_ms=64.0, min_silence_ms=256.0, max_message_bytes=crate::telephony::DEFAULT_MAX_MESSAGE_BYTES, neural=None))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments, one per setting
     fn new(
         stt_rate: u32,
         codec: &str,
