@@ -443,6 +443,26 @@ mod tests {
     }
 
     #[test]
+    fn neural_stage_takes_any_chunk_size_at_either_rate() {
+        let bytes = crate::neural_vad::tests::synthetic_safetensors(None, None);
+        let model = Arc::new(SileroModel::from_bytes(&bytes).unwrap());
+        for rate in [8_000u32, 16_000] {
+            let mut v = Vad::with_model(rate, VadConfig::default(), Some(Arc::clone(&model))).unwrap();
+            assert!(v.is_neural() && v.frame_ms() == NEURAL_FRAME_MS);
+            let mut seed = 11;
+            let mut frames = 0;
+            for n in [0usize, 1, 7, 160, 511, 513, 2048, 333] {
+                let out = v.process(&noise(n, 20_000.0, &mut seed));
+                assert!(out.probabilities.iter().all(|p| (0.0..=1.0).contains(p)));
+                frames += out.probabilities.len();
+            }
+            assert!(frames > 0);
+            v.reset();
+            assert!(!v.speaking());
+        }
+    }
+
+    #[test]
     fn bad_config_is_rejected() {
         assert!(Vad::new(44_100, VadConfig::default()).is_err());
         let bad = VadConfig { threshold: 0.3, release_threshold: 0.6, ..Default::default() };

@@ -43,12 +43,12 @@ impl ChunkedStream {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::MediaError;
 
     /// A model with small deterministic weights of the right shapes, as safetensors bytes.
-    fn synthetic_safetensors(skip: Option<&str>, bad_shape: Option<&str>) -> Vec<u8> {
+    pub(crate) fn synthetic_safetensors(skip: Option<&str>, bad_shape: Option<&str>) -> Vec<u8> {
         let specs: [(&str, Vec<usize>); 15] = [
             ("stft_conv.weight", vec![258, 1, 256]),
             ("conv1.weight", vec![128, 129, 3]),
