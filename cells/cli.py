@@ -17,7 +17,7 @@ def _bench_media(args: argparse.Namespace) -> int:
         "resample": resample_bench.report,
         "fused": fused_bench.report,
         "jitter": jitter_bench.report,
-        "vad": lambda: vad_bench.report(quick=args.quick),
+        "vad": lambda: vad_bench.report(quick=args.quick, manifest=args.manifest),
     }
     chosen = args.only or list(sections)
     for name in chosen:
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", action="append", choices=["resample", "fused", "jitter", "vad"], help="run only these"
     )
     media.add_argument("--quick", action="store_true", help="smaller VAD evaluation set")
+    media.add_argument("--manifest", type=Path, help="VAD on real speech: CSV with a `file` column of WAVs")
     media.set_defaults(func=_bench_media)
     calls = bench_sub.add_parser(
         "calls", help="call loop overhead, voice-to-voice latency, concurrent calls per worker")

@@ -20,6 +20,7 @@ from media_core._native import (
     ulaw_decode,
     ulaw_encode,
 )
+from media_core.neural_vad import NeuralVad, installed_weights_path
 
 __all__ = [
     "InboundFrame",
@@ -27,6 +28,7 @@ __all__ = [
     "JitterBuffer",
     "JitterStats",
     "MediaError",
+    "NeuralVad",
     "OutboundPath",
     "Resampler",
     "Vad",
@@ -34,6 +36,7 @@ __all__ = [
     "VadResult",
     "alaw_decode",
     "alaw_encode",
+    "installed_weights_path",
     "ulaw_decode",
     "ulaw_encode",
 ]

@@ -47,8 +47,22 @@ class VadResult:
     @property
     def probability(self) -> float | None: ...
 
+class NeuralVad:
+    """Silero-class VAD network on the bytes of a .onnx or .safetensors weights file (16 kHz, 512-sample
+    chunks)."""
+
+    def __init__(self, weights: bytes | bytearray | memoryview) -> None: ...
+    def probabilities(self, pcm: Int16Array) -> list[float]:
+        """Probability of each 512-sample chunk completed by this call; state carries over."""
+    def reset(self) -> None: ...
+    @property
+    def chunk_samples(self) -> int: ...
+    @property
+    def sample_rate(self) -> int: ...
+
 class Vad:
-    """Neural VAD (16 ms frames at 16 kHz; 8 kHz input is upsampled) with start/end events."""
+    """Two-stage VAD with start/end events: a noise-floor gate, then earshot (16 ms frames) or, with
+    `neural`, the Silero-class network (32 ms frames). 8 kHz input is upsampled to 16 kHz."""
 
     def __init__(
         self,
@@ -57,6 +71,7 @@ class Vad:
         release_threshold: float | None = None,
         min_speech_ms: float = 64.0,
         min_silence_ms: float = 256.0,
+        neural: NeuralVad | None = None,
     ) -> None: ...
     def process(self, pcm: Int16Array) -> VadResult: ...
     def reset(self) -> None: ...
@@ -68,6 +83,8 @@ class Vad:
     def threshold(self) -> float: ...
     @property
     def frame_ms(self) -> float: ...
+    @property
+    def neural(self) -> bool: ...
 
 class InboundFrame:
     pcm: Final[Int16Array]
@@ -90,6 +107,7 @@ class InboundPath:
         min_speech_ms: float = 64.0,
         min_silence_ms: float = 256.0,
         max_message_bytes: int = 65536,
+        neural: NeuralVad | None = None,
     ) -> None: ...
     def push_message(self, message: BytesLike) -> InboundFrame | None:
         """None for valid JSON that is not a `media` event; MediaError for anything malformed."""

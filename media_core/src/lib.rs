@@ -6,6 +6,7 @@
 pub mod error;
 pub mod g711;
 pub mod jitter;
+pub mod neural_vad;
 pub mod resample;
 pub mod telephony;
 pub mod vad;

@@ -15,6 +15,9 @@ use serde::Deserialize;
 use crate::error::MediaError;
 use crate::g711;
 use crate::resample::Resampler;
+use std::sync::Arc;
+
+use crate::neural_vad::SileroModel;
 use crate::vad::{Vad, VadConfig, VadOutput};
 
 pub const CARRIER_RATE: u32 = 8_000;
@@ -127,10 +130,21 @@ pub struct InboundPath {
 
 impl InboundPath {
     pub fn new(stt_rate: u32, codec: Codec, vad: VadConfig, max_message_bytes: usize) -> Result<Self, MediaError> {
+        Self::with_model(stt_rate, codec, vad, max_message_bytes, None)
+    }
+
+    /// As `new`, with the Silero-class network as the VAD's second stage when `model` is given.
+    pub fn with_model(
+        stt_rate: u32,
+        codec: Codec,
+        vad: VadConfig,
+        max_message_bytes: usize,
+        model: Option<Arc<SileroModel>>,
+    ) -> Result<Self, MediaError> {
         Ok(Self {
             codec,
             resampler: Resampler::new(CARRIER_RATE, stt_rate)?,
-            vad: Vad::new(stt_rate, vad)?,
+            vad: Vad::with_model(stt_rate, vad, model)?,
             max_message_bytes,
             decoded: Vec::with_capacity(FRAME_BYTES),
             raw: Vec::with_capacity(FRAME_BYTES),

@@ -1,16 +1,23 @@
-//! Voice activity detection: earshot's neural detector (16 ms frames at 16 kHz) for the
-//! per-frame speech probability, and a hysteresis state machine on top that turns
-//! probabilities into speech-start and speech-end events.
+//! Voice activity detection in two stages: a cheap noise-floor gate on every frame, then a
+//! network only where the gate sees possible speech: earshot (16 ms frames) by default, or the
+//! Silero-class network of `neural_vad` (32 ms chunks) when its weights are given. A
+//! hysteresis state machine on top turns probabilities into speech-start and -end events.
 //!
 //! 8 kHz telephone audio is upsampled with our own low-lag resampler first.
 
+use std::sync::Arc;
+
 use crate::error::MediaError;
+use crate::neural_vad::{SileroModel, SileroStream, CHUNK};
 use crate::resample::Resampler;
 use earshot::Detector;
 
-/// Samples per detector frame at 16 kHz.
+/// Samples per earshot frame (and per noise-gate step) at 16 kHz.
 pub const FRAME_SAMPLES: usize = 256;
 pub const FRAME_MS: f64 = 16.0;
+/// Samples and duration of one neural-stage chunk at 16 kHz.
+pub const NEURAL_FRAME_SAMPLES: usize = CHUNK;
+pub const NEURAL_FRAME_MS: f64 = 32.0;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VadConfig {
@@ -76,6 +83,7 @@ pub struct VadOutput {
 #[derive(Debug, Clone)]
 pub struct Endpointer {
     config: VadConfig,
+    frame_ms: f64,
     speaking: bool,
     /// Consecutive frames contradicting the current state, and when that run began.
     run_frames: u32,
@@ -85,7 +93,11 @@ pub struct Endpointer {
 
 impl Endpointer {
     pub fn new(config: VadConfig) -> Self {
-        Self { config, speaking: false, run_frames: 0, run_start_ms: 0.0, frames_seen: 0 }
+        Self::with_frame_ms(config, FRAME_MS)
+    }
+
+    pub fn with_frame_ms(config: VadConfig, frame_ms: f64) -> Self {
+        Self { config, frame_ms, speaking: false, run_frames: 0, run_start_ms: 0.0, frames_seen: 0 }
     }
 
     pub fn speaking(&self) -> bool {
@@ -93,11 +105,11 @@ impl Endpointer {
     }
 
     pub fn reset(&mut self) {
-        *self = Self::new(self.config);
+        *self = Self::with_frame_ms(self.config, self.frame_ms);
     }
 
     pub fn push(&mut self, probability: f32) -> Option<VadEvent> {
-        let start_ms = self.frames_seen as f64 * FRAME_MS;
+        let start_ms = self.frames_seen as f64 * self.frame_ms;
         self.frames_seen += 1;
         let contradicts = if self.speaking {
             probability < self.config.release_threshold
@@ -113,7 +125,7 @@ impl Endpointer {
         }
         self.run_frames += 1;
         let needed = if self.speaking { self.config.min_silence_ms } else { self.config.min_speech_ms };
-        if self.run_frames as f64 * FRAME_MS < needed.max(FRAME_MS) {
+        if self.run_frames as f64 * self.frame_ms < needed.max(self.frame_ms) {
             return None;
         }
         self.speaking = !self.speaking;
@@ -123,10 +135,16 @@ impl Endpointer {
     }
 }
 
+/// The second stage: the network that scores frames the gate lets through.
+enum Network {
+    Earshot(Box<Detector>),
+    Silero(Box<SileroStream>),
+}
+
 pub struct Vad {
     sample_rate: u32,
     upsampler: Option<Resampler>,
-    detector: Box<Detector>,
+    network: Network,
     pending: Vec<i16>,
     endpointer: Endpointer,
     noise_gate: NoiseGate,
@@ -134,8 +152,12 @@ pub struct Vad {
     last_probability: f32,
 }
 
-/// Frames the detector keeps running after the noise gate closes.
-const WARM_FRAMES: u32 = 4;
+/// How long the network keeps running after the noise gate closes (and, for Silero, after its
+/// own probability falls below the release threshold), so that its context is fresh when
+/// speech resumes after a short pause. After that the network is skipped; Silero's LSTM state
+/// then stays as this much silence left it, which is what it would have learnt from more of
+/// the same silence.
+const WARM_MS: f64 = 64.0;
 
 /// Scales the detector's probability down while the line holds nothing but its noise floor.
 /// The network alone takes steady band-limited hiss on 8 kHz phone lines for speech; speech
@@ -206,7 +228,16 @@ impl Default for NoiseGate {
 
 impl Vad {
     pub fn new(sample_rate: u32, config: VadConfig) -> Result<Self, MediaError> {
+        Self::with_model(sample_rate, config, None)
+    }
+
+    /// `model`: the Silero-class network as the second stage; `None`: earshot.
+    pub fn with_model(sample_rate: u32, config: VadConfig, model: Option<Arc<SileroModel>>) -> Result<Self, MediaError> {
         config.validate()?;
+        let (network, frame_ms) = match model {
+            Some(m) => (Network::Silero(Box::new(SileroStream::new(m))), NEURAL_FRAME_MS),
+            None => (Network::Earshot(Detector::default_boxed()), FRAME_MS),
+        };
         let upsampler = match sample_rate {
             16_000 => None,
             8_000 => Some(Resampler::new(8_000, 16_000)?),
@@ -215,9 +246,9 @@ impl Vad {
         Ok(Self {
             sample_rate,
             upsampler,
-            detector: Detector::default_boxed(),
-            pending: Vec::with_capacity(FRAME_SAMPLES * 2),
-            endpointer: Endpointer::new(config),
+            network,
+            pending: Vec::with_capacity(NEURAL_FRAME_SAMPLES * 2),
+            endpointer: Endpointer::with_frame_ms(config, frame_ms),
             noise_gate: NoiseGate::new(),
             closed_frames: 0,
             last_probability: 0.0,
@@ -232,6 +263,15 @@ impl Vad {
         self.endpointer.config
     }
 
+    /// Duration of one probability frame: 16 ms (earshot) or 32 ms (neural).
+    pub fn frame_ms(&self) -> f64 {
+        self.endpointer.frame_ms
+    }
+
+    pub fn is_neural(&self) -> bool {
+        matches!(self.network, Network::Silero(_))
+    }
+
     pub fn last_probability(&self) -> f32 {
         self.last_probability
     }
@@ -241,7 +281,10 @@ impl Vad {
     }
 
     pub fn reset(&mut self) {
-        self.detector.reset();
+        match &mut self.network {
+            Network::Earshot(d) => d.reset(),
+            Network::Silero(s) => s.reset(),
+        }
         self.pending.clear();
         self.endpointer.reset();
         self.noise_gate = NoiseGate::new();
@@ -264,23 +307,35 @@ impl Vad {
             Some(r) => r.process_i16(pcm, &mut self.pending),
             None => self.pending.extend_from_slice(pcm),
         }
-        let frames = self.pending.len() / FRAME_SAMPLES;
+        let size = if self.is_neural() { NEURAL_FRAME_SAMPLES } else { FRAME_SAMPLES };
+        let warm_frames = (WARM_MS / self.frame_ms()).round() as u32;
+        let frames = self.pending.len() / size;
         for f in 0..frames {
-            let frame = &self.pending[f * FRAME_SAMPLES..(f + 1) * FRAME_SAMPLES];
-            let gate = self.noise_gate.push(frame);
+            let frame = &self.pending[f * size..(f + 1) * size];
+            // The gate works in 16 ms steps; a 32 ms chunk is open if either half is.
+            let gate = frame.chunks_exact(FRAME_SAMPLES).map(|h| self.noise_gate.push(h)).fold(0.0f32, f32::max);
             // A closed gate forces the probability to 0 whatever the network says, so skip the
-            // network: most frames of a call (the caller listening) cost only the gate. The
-            // network keeps running for `WARM_FRAMES` after the gate closes so that its context
-            // is fresh when speech resumes after a short pause.
+            // network: most frames of a call (the caller listening) cost only the gate.
             if gate > 0.0 {
                 self.closed_frames = 0;
             } else {
                 self.closed_frames = self.closed_frames.saturating_add(1);
             }
-            let p = if self.closed_frames > WARM_FRAMES {
-                0.0
-            } else {
-                self.detector.predict_i16(frame).clamp(0.0, 1.0) * gate
+            // The gate wakes the network; Silero, once it hears speech, also decides when it ends
+            // (speech in loud noise dips under the gate's open point between syllables).
+            let held = self.is_neural() && self.last_probability >= self.endpointer.config.release_threshold;
+            let run = self.closed_frames <= warm_frames || held;
+            let p = match &mut self.network {
+                Network::Earshot(d) if run => d.predict_i16(frame).clamp(0.0, 1.0) * gate,
+                Network::Silero(s) => match <&[i16; NEURAL_FRAME_SAMPLES]>::try_from(frame) {
+                    Ok(chunk) if run => s.predict(chunk),
+                    Ok(chunk) => {
+                        s.skip(chunk);
+                        0.0
+                    }
+                    Err(_) => 0.0,
+                },
+                Network::Earshot(_) => 0.0,
             };
             self.last_probability = p;
             out.probabilities.push(p);
@@ -288,7 +343,7 @@ impl Vad {
                 out.events.push(ev);
             }
         }
-        self.pending.drain(..frames * FRAME_SAMPLES);
+        self.pending.drain(..frames * size);
         out.speaking = self.endpointer.speaking();
     }
 }
@@ -385,6 +440,26 @@ mod tests {
         }
         // Line noise after silence is learnt as the floor at once instead of passing for speech.
         assert!(closed_after.is_some_and(|i| i < 10), "{closed_after:?}");
+    }
+
+    #[test]
+    fn neural_stage_takes_any_chunk_size_at_either_rate() {
+        let bytes = crate::neural_vad::tests::synthetic_safetensors(None, None);
+        let model = Arc::new(SileroModel::from_bytes(&bytes).unwrap());
+        for rate in [8_000u32, 16_000] {
+            let mut v = Vad::with_model(rate, VadConfig::default(), Some(Arc::clone(&model))).unwrap();
+            assert!(v.is_neural() && v.frame_ms() == NEURAL_FRAME_MS);
+            let mut seed = 11;
+            let mut frames = 0;
+            for n in [0usize, 1, 7, 160, 511, 513, 2048, 333] {
+                let out = v.process(&noise(n, 20_000.0, &mut seed));
+                assert!(out.probabilities.iter().all(|p| (0.0..=1.0).contains(p)));
+                frames += out.probabilities.len();
+            }
+            assert!(frames > 0);
+            v.reset();
+            assert!(!v.speaking());
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod arrays;
 mod g711;
 mod jitter;
+mod neural_vad;
 mod resample;
 mod telephony;
 mod vad;
@@ -27,6 +28,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     g711::register(m)?;
     resample::register(m)?;
     vad::register(m)?;
+    neural_vad::register(m)?;
     jitter::register(m)?;
     telephony::register(m)?;
     Ok(())

@@ -3,6 +3,7 @@ use pyo3::prelude::*;
 
 use super::arrays::{bytes_like, i16_array, pcm_i16, DETACH_THRESHOLD};
 use super::to_py_err;
+use super::neural_vad::NeuralVad;
 use super::vad::{config, VadEvent};
 use crate::telephony::{Codec, InboundFrame as CoreFrame, InboundPath as CoreIn, OutboundPath as CoreOut};
 
@@ -41,7 +42,8 @@ pub struct InboundPath {
 #[pymethods]
 impl InboundPath {
     #[new]
-    #[pyo3(signature = (stt_rate=16000, codec="ulaw", threshold=0.5, release_threshold=None, min_speech_ms=64.0, min_silence_ms=256.0, max_message_bytes=crate::telephony::DEFAULT_MAX_MESSAGE_BYTES))]
+    #[pyo3(signature = (stt_rate=16000, codec="ulaw", threshold=0.5, release_threshold=None, min_speech_ms=64.0, min_silence_ms=256.0, max_message_bytes=crate::telephony::DEFAULT_MAX_MESSAGE_BYTES, neural=None))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments, one per setting
     fn new(
         stt_rate: u32,
         codec: &str,
@@ -50,10 +52,12 @@ impl InboundPath {
         min_speech_ms: f64,
         min_silence_ms: f64,
         max_message_bytes: usize,
+        neural: Option<PyRef<'_, NeuralVad>>,
     ) -> PyResult<Self> {
         let cfg = config(threshold, release_threshold, min_speech_ms, min_silence_ms);
         let codec = Codec::parse(codec).map_err(to_py_err)?;
-        Ok(Self { core: CoreIn::new(stt_rate, codec, cfg, max_message_bytes).map_err(to_py_err)? })
+        let model = neural.map(|n| n.model());
+        Ok(Self { core: CoreIn::with_model(stt_rate, codec, cfg, max_message_bytes, model).map_err(to_py_err)? })
     }
 
     /// Decodes a whole carrier message (str or bytes). Returns None for valid JSON that is not

@@ -1,6 +1,7 @@
 use pyo3::prelude::*;
 
 use super::arrays::pcm_i16;
+use super::neural_vad::NeuralVad;
 use super::to_py_err;
 use crate::vad::{Vad as Core, VadConfig, VadEvent as CoreEvent, VadEventKind, VadOutput};
 
@@ -89,16 +90,18 @@ pub struct Vad {
 #[pymethods]
 impl Vad {
     #[new]
-    #[pyo3(signature = (sample_rate=16000, threshold=0.5, release_threshold=None, min_speech_ms=64.0, min_silence_ms=256.0))]
+    #[pyo3(signature = (sample_rate=16000, threshold=0.5, release_threshold=None, min_speech_ms=64.0, min_silence_ms=256.0, neural=None))]
     fn new(
         sample_rate: u32,
         threshold: f32,
         release_threshold: Option<f32>,
         min_speech_ms: f64,
         min_silence_ms: f64,
+        neural: Option<PyRef<'_, NeuralVad>>,
     ) -> PyResult<Self> {
         let cfg = config(threshold, release_threshold, min_speech_ms, min_silence_ms);
-        Ok(Self { core: Core::new(sample_rate, cfg).map_err(to_py_err)? })
+        let model = neural.map(|n| n.model());
+        Ok(Self { core: Core::with_model(sample_rate, cfg, model).map_err(to_py_err)? })
     }
 
     fn process(&mut self, pcm: &Bound<'_, PyAny>) -> PyResult<VadResult> {
@@ -127,7 +130,13 @@ impl Vad {
 
     #[getter]
     fn frame_ms(&self) -> f64 {
-        crate::vad::FRAME_MS
+        self.core.frame_ms()
+    }
+
+    /// Whether the second stage is the Silero-class network (else earshot).
+    #[getter]
+    fn neural(&self) -> bool {
+        self.core.is_neural()
     }
 }
 
