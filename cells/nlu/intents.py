@@ -48,6 +48,13 @@ class IntentMatch:
     runner_up_score: float
 
 
+@dataclass(frozen=True)
+class ScoredText:
+    """One text's unit embedding and its row of intent scores (so the vector can be reused)."""
+    vector: np.ndarray
+    scores: np.ndarray
+
+
 def _check_text(text: object) -> str:
     if not isinstance(text, str):
         raise TypeError(f"expected the caller's text as str, got {type(text).__name__}")
@@ -90,9 +97,16 @@ class IntentMatcher:
 
     def score_matrix(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), n_intents): each intent's score, the mean of its top_k example cosines."""
-        vectors = self._encoder.encode([_check_text(t) for t in texts])
+        return self._score_vectors(self._encoder.encode([_check_text(t) for t in texts]))
+
+    def score_row(self, text: str) -> ScoredText:
+        """One text's embedding and intent scores (decide(row.scores) is match(text))."""
+        vector = self._encoder.encode([_check_text(text)])[0]
+        return ScoredText(vector, self._score_vectors(vector[None, :])[0])
+
+    def _score_vectors(self, vectors: np.ndarray) -> np.ndarray:
         sims = vectors @ self._examples.T
-        out = np.empty((len(texts), len(self.intents)), dtype=np.float32)
+        out = np.empty((len(vectors), len(self.intents)), dtype=np.float32)
         for j in range(len(self.intents)):
             own = sims[:, self._owner == j]
             k = min(self.top_k, own.shape[1])
@@ -145,12 +159,13 @@ def _option_vectors(options: tuple[tuple[str, tuple[str, ...]], ...], encoder: S
 
 def match_option(text: str, options: Sequence[str] | Mapping[str, Sequence[str]], *,
                  threshold: float = 0.35, margin: float = 0.03,
-                 encoder: SentenceEncoder | None = None) -> tuple[str, float] | None:
+                 encoder: SentenceEncoder | None = None,
+                 vector: np.ndarray | None = None) -> tuple[str, float] | None:
     """Which of a few options the caller means, with its cosine; None when none is close or two tie.
 
     `options` is a list of labels ("cleaning", "filling"), or labels mapped to phrasings that describe
     them ({"cleaning": ["check-up and cleaning", "hygiene visit"]}); a label's score is its best
-    phrasing, the label itself included.
+    phrasing, the label itself included. `vector`: the text's embedding when the caller has it already.
     """
     text = _check_text(text)
     if isinstance(options, str):
@@ -158,10 +173,10 @@ def match_option(text: str, options: Sequence[str] | Mapping[str, Sequence[str]]
     table = options if isinstance(options, Mapping) else {o: [o] for o in options}
     frozen = tuple((label, tuple([label, p] if isinstance(p, str) else [label, *p]))
                    for label, p in table.items())
-    if not text or not frozen:
+    if (not text and vector is None) or not frozen:
         return None
     encoder = encoder or get_encoder()
-    sims = _option_vectors(frozen, encoder) @ encoder.encode([text])[0]
+    sims = _option_vectors(frozen, encoder) @ (encoder.encode([text])[0] if vector is None else vector)
     scores, start = [], 0
     for label, phrasings in frozen:
         scores.append((float(sims[start:start + len(phrasings)].max()), label))

@@ -1,0 +1,167 @@
+"""Reading a caller's request by meaning as well as by rule: the rules first, the embedding matcher
+(cells.nlu.intents) where the rules are silent or only guessed "book" from a noun.
+
+The rule-based reader (intents.understand) is precise on the phrasings it was written for and reads
+every slot; on new phrasings it mostly fails in two ways: it finds no intent at all, or it reads a
+confident "book" from the word "appointment" in a move or cancel request. So, at an open question
+("How can I help you?", "Anything else?") and only there:
+
+* the rules found none of the matcher's intents -> the matcher's intent, when it is confident
+  (score >= threshold and ahead of the runner-up by the margin); otherwise nothing, and the policy
+  says it did not catch that;
+* the rules' only request was a "book" read from a noun ("appointment", "booking") and the matcher is
+  confident of another intent -> the matcher's intent replaces it;
+* anything else the rules found stands.
+
+Answers to the agent's own questions (a name, a day, a yes) stay with the rules. A service the rules'
+synonym lookup misses is matched by meaning against the clinic's services (name and description).
+
+The model loads once per process (`warm_up`, called by the worker before calls arrive); if its package
+is missing, the reader logs that once and the brain runs on rules alone. Each turn's text is embedded
+once and cached, as the policy replays the whole history on every reply.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cells.dialogue.clinic import ClinicConfig
+from cells.nlu.embeddings import ModelUnavailable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cells.dialogue.intents import Understanding
+    from cells.nlu.intents import IntentMatch, IntentMatcher
+
+log = logging.getLogger(__name__)
+
+# The questions after which a turn states a new request rather than answering for a slot.
+OPEN_QUESTIONS = (None, "intent", "anything_else")
+# Requests that name a service, so a service the synonyms missed is worth matching by meaning.
+_SERVICE_INTENTS = {"book", "price", "duration", "services"}
+_CACHE_SIZE = 512
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One turn as the matcher saw it: its embedding and the matcher's verdict."""
+    vector: np.ndarray
+    match: IntentMatch | None
+
+
+def combine(rule_intents: set[str], weak_book: bool, match: IntentMatch | None,
+            known: Sequence[str]) -> set[str]:
+    """The intents of a turn at an open question, from the rules' and the matcher's readings."""
+    requests = rule_intents & set(known)
+    if match is None or match.intent in requests:
+        return rule_intents
+    if not requests:
+        return rule_intents | {match.intent}
+    if requests == {"book"} and weak_book:
+        return (rule_intents - {"book"}) | {match.intent}
+    return rule_intents
+
+
+class SemanticReader:
+    """The matcher and the service fallback behind the rule-based reader; rules only without the model."""
+
+    def __init__(self, matcher_factory: Callable[[], IntentMatcher] | None = None) -> None:
+        self._factory = matcher_factory or _default_matcher
+        self._matcher: IntentMatcher | None = None
+        self._unavailable: str | None = None
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, Reading] = OrderedDict()
+
+    @property
+    def available(self) -> bool:
+        return self._load() is not None
+
+    def warm_up(self) -> bool:
+        """Loads the encoder and embeds the examples now (not in a caller's first turn); False when the
+        model is not installed (the brain then reads by rules alone)."""
+        return self._load() is not None
+
+    def _load(self) -> IntentMatcher | None:
+        if self._matcher is not None or self._unavailable is not None:
+            return self._matcher
+        with self._lock:
+            if self._matcher is None and self._unavailable is None:
+                try:
+                    self._matcher = self._factory()
+                except ModelUnavailable as exc:
+                    self._unavailable = str(exc)
+                    log.warning("intent matching by meaning is off, the receptionist reads callers by "
+                                "rules alone: %s", exc)
+        return self._matcher
+
+    def read(self, text: str) -> Reading | None:
+        """The turn's embedding and intent match (cached by text); None without the model."""
+        matcher = self._load()
+        if matcher is None or not text.strip():
+            return None
+        with self._lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit
+        row = matcher.score_row(text)
+        reading = Reading(row.vector, matcher.decide(row.scores))
+        with self._lock:
+            self._cache[text] = reading
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return reading
+
+    def refine(self, u: Understanding, clinic: ClinicConfig, expecting: str | None) -> None:
+        """Adds what the matcher reads to the rules' understanding of a turn, in place."""
+        asks_service = expecting == "service"
+        if expecting not in OPEN_QUESTIONS and not asks_service:
+            return
+        if u.service is not None and expecting not in OPEN_QUESTIONS:
+            return
+        reading = self.read(u.text)
+        if reading is None:
+            return
+        matcher = self._matcher
+        assert matcher is not None
+        if expecting in OPEN_QUESTIONS:
+            u.intents = combine(u.intents, u.weak_book, reading.match, matcher.intents)
+            u.semantic = reading.match
+        if u.service is None and (asks_service or u.intents & _SERVICE_INTENTS):
+            u.service = self.service(reading, clinic)
+
+    def service(self, reading: Reading, clinic: ClinicConfig) -> str | None:
+        from cells.nlu.intents import match_option
+
+        found = match_option("", service_options(clinic), vector=reading.vector)
+        return found[0] if found else None
+
+
+def service_options(clinic: ClinicConfig) -> Mapping[str, list[str]]:
+    """Each service as the clinic describes it: its spoken name and its description."""
+    return {s.key: [s.name, *([s.description] if s.description else [])] for s in clinic.services}
+
+
+def _default_matcher() -> IntentMatcher:
+    from cells.nlu.intents import IntentMatcher
+
+    return IntentMatcher.from_file()
+
+
+_shared: SemanticReader | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_reader() -> SemanticReader:
+    """The process's one reader: every agent's policy shares the model and the example embeddings."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = SemanticReader()
+        return _shared
