@@ -57,8 +57,7 @@ def default_clinic() -> ClinicConfig:
             Service("cleaning", "check-up and cleaning", 60, 120,
                     ("cleaning", "clean", "cleaned", "checkup", "check up", "check-up", "hygiene",
                      "hygienist", "exam", "examination", "polish", "routine", "scale", "scaling"),
-                    "A routine dental examination with a professional cleaning of the teeth by the "
-                    "hygienist."),
+                    "A routine examination and a professional cleaning of the teeth."),
             Service("filling", "filling", 60, 180,
                     ("filling", "fillings", "filing", "cavity", "cavities", "hole in my tooth"),
                     "Repairing a decayed or damaged tooth by filling the cavity."),
@@ -70,13 +69,11 @@ def default_clinic() -> ClinicConfig:
                      "hurting", "broken tooth", "chipped", "cracked", "swollen", "swelling", "abscess",
                      "sore", "killing me", "aching", "aches", "throbbing", "bleeding", "infection",
                      "infected", "knocked out", "fell out", "broke my tooth", "broke a tooth"),
-                    "An urgent same-day visit for bad toothache, dental pain, swelling or a broken "
-                    "tooth."),
+                    "Urgent treatment for bad toothache, pain, swelling or a broken tooth."),
             Service("consultation", "consultation", 30, 60,
                     ("consultation", "consult", "new patient", "new patients", "implant", "implants",
                      "braces", "invisalign", "crown", "veneers", "advice", "second opinion"),
-                    "A talk with a dentist about treatment options such as braces, implants, crowns "
-                    "or veneers."),
+                    "A talk about treatment options such as braces, implants, crowns or veneers."),
         ),
         dentists=("Dr. Patel", "Dr. Nguyen"),
     )

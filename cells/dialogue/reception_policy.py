@@ -32,7 +32,7 @@ from typing import Any
 from cells.dialogue.clinic import ClinicConfig, default_clinic
 from cells.dialogue.reception_state import Action, Call, DialogueState, Say
 from cells.dialogue.reception_steps import ReceptionSteps
-from cells.dialogue.semantic import SemanticReader, shared_reader
+from cells.dialogue.semantic import SemanticReader, pin_blas_to_one_thread, shared_reader
 from cells.providers.base import Message, TextDelta, ToolCall, ToolSpec
 
 # Messages and tools come as our dataclasses or as OpenAI-style dicts.
@@ -81,6 +81,8 @@ class ReceptionPolicy:
         """`reader`: True (default) shares the process's embedding reader, False reads by rules only."""
         self.clinic = clinic or default_clinic()
         self.reader = shared_reader() if reader is True else (reader or None)
+        if self.reader is not None:
+            pin_blas_to_one_thread()  # here, as the policy is built on the main thread (semantic.py)
         self.steps = ReceptionSteps(self.clinic, clock, ask_phone=ask_phone, max_failures=max_failures,
                                     reader=self.reader)
 

@@ -13,17 +13,27 @@ confident "book" from the word "appointment" in a move or cancel request. So, at
   confident of another intent -> the matcher's intent replaces it;
 * anything else the rules found stands.
 
-Answers to the agent's own questions (a name, a day, a yes) stay with the rules. A service the rules'
-synonym lookup misses is matched by meaning against the clinic's services (name and description).
+Answers to the agent's own questions (a name, a day, a yes) stay with the rules, except the answer to
+"What would you like to come in for?": a service the rules' synonym lookup misses there is matched by
+meaning against the clinic's services (name and description). Only there: in an open turn that names
+no service, generic turns ("I found another dentist, I won't need my booking") score as high against
+some description as real service phrasings do, and a wrong service would be read back.
 
 The model loads once per process (`warm_up`, called by the worker before calls arrive); if its package
 is missing, the reader logs that once and the brain runs on rules alone. Each turn's text is embedded
 once and cached, as the policy replays the whole history on every reply.
+
+BLAS threads: a short turn's matrices are tiny, and OpenBLAS spreading them over the cores costs more
+than it gains (on a busy 2-core machine a turn took ~90-440 ms with the default threads, ~13-50 ms with
+one; in a worker thread, 10x the CPU). OpenBLAS's thread count is per process and changes only from the
+main thread, so it cannot be set for the encoder alone: `pin_blas_to_one_thread` sets it for the
+process (threadpoolctl), or OPENBLAS_NUM_THREADS=1 in the worker's environment does.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -43,9 +53,37 @@ log = logging.getLogger(__name__)
 
 # The questions after which a turn states a new request rather than answering for a slot.
 OPEN_QUESTIONS = (None, "intent", "anything_else")
-# Requests that name a service, so a service the synonyms missed is worth matching by meaning.
-_SERVICE_INTENTS = {"book", "price", "duration", "services"}
 _CACHE_SIZE = 512
+
+
+_pinned: list[object] = []  # the limiter that holds the setting, once set
+_pin_lock = threading.Lock()
+
+
+def pin_blas_to_one_thread() -> bool:
+    """Sets the process's BLAS to one thread, once; True when it is (or already was) one thread.
+
+    OpenBLAS keeps one thread count per process and ignores a change asked from any thread but the
+    main one (0.3.31, checked by hand), so this cannot be scoped to the encoder's calls: it runs from
+    the main thread (the policy's constructor) and stays. Nothing else in a worker process multiplies
+    matrices (the speech recogniser runs in its own processes)."""
+    with _pin_lock:
+        if _pinned:
+            return True
+        if os.environ.get("OPENBLAS_NUM_THREADS") == "1":
+            _pinned.append("env")
+            return True
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            log.info("threadpoolctl is not installed: set OPENBLAS_NUM_THREADS=1 for this process, or "
+                     "the sentence encoder's small matrices are spread over all cores (slower)")
+            return False
+        if threading.current_thread() is not threading.main_thread():
+            log.info("BLAS threads can only be set from the main thread; set OPENBLAS_NUM_THREADS=1")
+            return False
+        _pinned.append(ThreadpoolController().limit(limits=1, user_api="blas"))
+        return True
 
 
 @dataclass(frozen=True)
@@ -120,21 +158,19 @@ class SemanticReader:
 
     def refine(self, u: Understanding, clinic: ClinicConfig, expecting: str | None) -> None:
         """Adds what the matcher reads to the rules' understanding of a turn, in place."""
-        asks_service = expecting == "service"
+        asks_service = expecting == "service" and u.service is None
         if expecting not in OPEN_QUESTIONS and not asks_service:
-            return
-        if u.service is not None and expecting not in OPEN_QUESTIONS:
             return
         reading = self.read(u.text)
         if reading is None:
             return
+        if asks_service:
+            u.service = self.service(reading, clinic)
+            return
         matcher = self._matcher
         assert matcher is not None
-        if expecting in OPEN_QUESTIONS:
-            u.intents = combine(u.intents, u.weak_book, reading.match, matcher.intents)
-            u.semantic = reading.match
-        if u.service is None and (asks_service or u.intents & _SERVICE_INTENTS):
-            u.service = self.service(reading, clinic)
+        u.intents = combine(u.intents, u.weak_book, reading.match, matcher.intents)
+        u.semantic = reading.match
 
     def service(self, reading: Reading, clinic: ClinicConfig) -> str | None:
         from cells.nlu.intents import match_option

@@ -121,7 +121,9 @@ def report(matcher: IntentMatcher, verbose: bool, sets: dict[str, Path] = SETS) 
 def services_report(verbose: bool, path: Path = SETS["new caller phrasings"]) -> None:
     """Which service a caller means: the rules' synonym lookup against match_option over the clinic's
     services, each described by its spoken name and synonyms (as first tried) or by its name and
-    description (what the policy uses), and the wired reading (synonyms, then name and description)."""
+    description, and the wired reading: what the policy reads in the answer to "What would you like to
+come in for?" (synonyms, then name and description). 'none' rows name no service: right when nothing
+is read."""
     clinic = default_clinic()
     by_synonyms = {s.key: [s.name, *s.synonyms] for s in clinic.services}
     described = service_options(clinic)
