@@ -526,8 +526,6 @@ def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | No
         if u.service is not None:
             u.intents.add("book")
     u.weak_book = "book" in u.intents and book_from_nouns(tokens)
-    if reader is not None:
-        reader.refine(u, clinic, expecting)
     joined = f" {' '.join(tokens)} "
     phone_cue = any(_has(joined, p) for p in ("number is", "phone is", "reach me", "call me at", "my number",
                                               "numbers", "cell is", "mobile is", "reach me at"))
@@ -556,4 +554,6 @@ def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | No
             masked.update(range(span.end + again[1].start, span.end + again[1].end))
     if (t := find_time(tokens, expecting=expecting == "time", masked=masked)) is not None:
         u.time = t[0]
+    if reader is not None:
+        reader.refine(u, clinic, expecting)
     return u

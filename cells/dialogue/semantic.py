@@ -6,9 +6,11 @@ every slot; on new phrasings it mostly fails in two ways: it finds no intent at 
 confident "book" from the word "appointment" in a move or cancel request. So, at an open question
 ("How can I help you?", "Anything else?") and only there:
 
-* the rules found none of the matcher's intents -> the matcher's intent, when it is confident
-  (score >= threshold and ahead of the runner-up by the margin); otherwise nothing, and the policy
-  says it did not catch that;
+* the rules found none of the matcher's intents -> the matcher's intent, when it is confident (score
+  >= threshold and ahead of the runner-up by the margin); otherwise nothing, and the policy says it
+  did not catch that. A turn that names a service, day or time but no request ("a cleaning on Tuesday
+  at nine") the policy takes for a booking, a strong reading: the matcher overrules it only when its
+  intent leads "book" by SLOTS_OVERRULE_LEAD ("Till what time can I call you today?" -> hours);
 * the rules' only request was a "book" read from a noun ("appointment", "booking") and the matcher is
   confident of another intent -> the matcher's intent replaces it;
 * anything else the rules found stands.
@@ -54,6 +56,11 @@ log = logging.getLogger(__name__)
 # The questions after which a turn states a new request rather than answering for a slot.
 OPEN_QUESTIONS = (None, "intent", "anything_else")
 _CACHE_SIZE = 512
+# How far the matcher's intent must lead its own "book" score to overrule the booking the policy reads
+# in a turn of bare slots. Chosen on the eval sets (python -m evals.nlu.intents, the dialogue tests):
+# bare bookings the matcher misread led "book" by 0.02-0.08 ("cleaning tuesday at nine" -> move, "Friday
+# at 3pm?" -> hours), questions naming a day or a service by 0.12-0.28.
+SLOTS_OVERRULE_LEAD = 0.1
 
 
 _pinned: list[object] = []  # the limiter that holds the setting, once set
@@ -88,18 +95,22 @@ def pin_blas_to_one_thread() -> bool:
 
 @dataclass(frozen=True)
 class Reading:
-    """One turn as the matcher saw it: its embedding and the matcher's verdict."""
+    """One turn as the matcher saw it: its embedding, every intent's score and the matcher's verdict."""
     vector: np.ndarray
+    scores: np.ndarray
     match: IntentMatch | None
 
 
 def combine(rule_intents: set[str], weak_book: bool, match: IntentMatch | None,
-            known: Sequence[str]) -> set[str]:
-    """The intents of a turn at an open question, from the rules' and the matcher's readings."""
+            known: Sequence[str], *, lead_over_book: float | None = None) -> set[str]:
+    """The intents of a turn at an open question, from the rules' and the matcher's readings.
+    `lead_over_book`: for a turn of bare slots (read as a booking), the match's score minus "book"'s."""
     requests = rule_intents & set(known)
     if match is None or match.intent in requests:
         return rule_intents
     if not requests:
+        if lead_over_book is not None and lead_over_book < SLOTS_OVERRULE_LEAD:
+            return rule_intents
         return rule_intents | {match.intent}
     if requests == {"book"} and weak_book:
         return (rule_intents - {"book"}) | {match.intent}
@@ -149,7 +160,7 @@ class SemanticReader:
                 self._cache.move_to_end(text)
                 return hit
         row = matcher.score_row(text)
-        reading = Reading(row.vector, matcher.decide(row.scores))
+        reading = Reading(row.vector, row.scores, matcher.decide(row.scores))
         with self._lock:
             self._cache[text] = reading
             while len(self._cache) > _CACHE_SIZE:
@@ -169,7 +180,10 @@ class SemanticReader:
             return
         matcher = self._matcher
         assert matcher is not None
-        u.intents = combine(u.intents, u.weak_book, reading.match, matcher.intents)
+        lead = None
+        if reading.match is not None and (u.service or u.date or u.time) and "book" in matcher.intents:
+            lead = reading.match.score - float(reading.scores[matcher.intents.index("book")])
+        u.intents = combine(u.intents, u.weak_book, reading.match, matcher.intents, lead_over_book=lead)
         u.semantic = reading.match
 
     def service(self, reading: Reading, clinic: ClinicConfig) -> str | None:
