@@ -209,3 +209,15 @@ def test_the_worker_warms_the_encoder_once_off_the_event_loop(reader: SemanticRe
 def test_reading_by_meaning_can_be_turned_off() -> None:
     assert ReceptionPolicy.from_options(semantic=False).reader is None
     assert ReceptionPolicy.from_options().reader is shared_reader()
+
+
+def test_the_held_out_set_is_kept_out_of_these_tests() -> None:
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "evals" / "nlu" / "data" / "held_out_phrasings.json"
+    data = json.loads(path.read_text())
+    held_out = {t for t, _ in data["utterances"] + data["services"]}
+    assert len(data["utterances"]) >= 40
+    source = Path(__file__).read_text()
+    assert not [t for t in held_out if t in source]

@@ -6,13 +6,11 @@ against every intent by cosine similarity (an intent's score: the mean of its k 
 the best intent is returned only when it is both close enough (threshold) and clearly ahead of the
 runner-up (margin). Below either, `match` returns None: the "sorry, I didn't catch that" branch.
 
-How it plugs into the embedded brain: the rule-based reader (cells.dialogue.intents.understand) keeps
-reading slots and its context-dependent intents; when it finds no intent in a turn, ask
-`IntentMatcher.match(text)` and take its intent, or ask the caller again when it says None. On new
-caller phrasings that lifts the rules' 70% to 87% (python -m evals.nlu.intents). The other order,
-matcher first and the rules when it says None, scores 94% there but loses 3 of the 82 turns the rules
-were written for; most of the rules' misses on new phrasings are a lone "book" read from the word
-"appointment" in a move or cancel request, where a confident matcher could overrule them.
+How it plugs into the embedded brain: cells.dialogue.semantic. The rule-based reader
+(cells.dialogue.intents.understand) keeps reading slots and its context-dependent intents; at an open
+question the matcher's intent is taken where the rules found none, or only a "book" read from the
+noun "appointment" (most of the rules' misses on new phrasings are such a "book" in a move or cancel
+request). python -m evals.nlu.intents compares the orders and the wired reading.
 Slots (dates, times, names, phone numbers) stay with the typed parsers; `match_option` maps a free
 phrasing onto one of a short list of options ("I'd like my teeth cleaned" -> "cleaning").
 """
