@@ -36,7 +36,7 @@ import numpy as np
 
 from cells.dialogue.clinic import default_clinic
 from cells.dialogue.intents import find_service, understand
-from cells.dialogue.semantic import SemanticReader, service_options
+from cells.dialogue.semantic import SemanticReader, pin_blas_to_one_thread, service_options
 from cells.dialogue.spoken import tokenize
 from cells.nlu.intents import RECEPTION_INTENTS, IntentMatcher, match_option
 
@@ -222,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tune", action="store_true", help="leave-one-out over the examples instead")
     parser.add_argument("--held-out", action="store_true", help="score the held-out set instead")
     args = parser.parse_args(argv)
+    pin_blas_to_one_thread()  # as the policy does in a worker (cells/dialogue/semantic.py)
     if args.tune:
         tune()
         return
