@@ -99,8 +99,19 @@ def test_examples_are_not_the_evaluation_utterances() -> None:
     data = json.loads(RECEPTION_INTENTS.read_text())
     examples = {_norm(t) for ts in data["intents"].values() for t in ts}
     examples |= {_norm(t) for t in data["off_topic"]}
-    for name in ("paraphrase_tests.json", "caller_phrasings.json"):
+    for name in ("paraphrase_tests.json", "caller_phrasings.json", "held_out_phrasings.json"):
         held_out = json.loads((EVAL_DATA / name).read_text())
         texts = [t for t, _ in held_out["utterances"] + held_out.get("services", [])]
         assert not examples & {_norm(t) for t in texts}, name
     assert all(8 <= len(ts) <= 15 for ts in data["intents"].values())
+
+
+def test_a_scored_row_is_the_match_and_its_vector_serves_match_option(matcher: IntentMatcher) -> None:
+    text = "Where should I park when I come?"
+    row = matcher.score_row(text)
+    assert matcher.decide(row.scores) == matcher.match(text)
+    options = {"parking": ["where to leave the car"], "hours": ["opening times"]}
+    by_vector = match_option("", options, vector=row.vector)
+    by_text = match_option(text, options)
+    assert by_vector is not None and by_text is not None and by_vector[0] == by_text[0] == "parking"
+    assert by_vector[1] == pytest.approx(by_text[1], abs=1e-5)

@@ -19,6 +19,8 @@ class Service:
     minutes: int
     price: int  # whole currency units; spoken as "about N dollars"
     synonyms: tuple[str, ...] = ()  # caller phrasings, matched as whole words in ASR text
+    # What the visit is for, in a sentence: how a caller who names no synonym is matched by meaning.
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,19 +56,24 @@ def default_clinic() -> ClinicConfig:
         services=(
             Service("cleaning", "check-up and cleaning", 60, 120,
                     ("cleaning", "clean", "cleaned", "checkup", "check up", "check-up", "hygiene",
-                     "hygienist", "exam", "examination", "polish", "routine", "scale", "scaling")),
+                     "hygienist", "exam", "examination", "polish", "routine", "scale", "scaling"),
+                    "A routine examination and a professional cleaning of the teeth."),
             Service("filling", "filling", 60, 180,
-                    ("filling", "fillings", "filing", "cavity", "cavities", "hole in my tooth")),
+                    ("filling", "fillings", "filing", "cavity", "cavities", "hole in my tooth"),
+                    "Repairing a decayed or damaged tooth by filling the cavity."),
             Service("whitening", "teeth whitening", 90, 350,
-                    ("whitening", "whiten", "whitened", "bleaching", "white teeth", "whiter")),
+                    ("whitening", "whiten", "whitened", "bleaching", "white teeth", "whiter"),
+                    "A cosmetic treatment that makes discoloured teeth whiter."),
             Service("emergency", "emergency visit", 30, 95,
                     ("emergency", "urgent", "toothache", "tooth ache", "tooth pain", "pain", "hurts",
                      "hurting", "broken tooth", "chipped", "cracked", "swollen", "swelling", "abscess",
                      "sore", "killing me", "aching", "aches", "throbbing", "bleeding", "infection",
-                     "infected", "knocked out", "fell out", "broke my tooth", "broke a tooth")),
+                     "infected", "knocked out", "fell out", "broke my tooth", "broke a tooth"),
+                    "Urgent treatment for bad toothache, pain, swelling or a broken tooth."),
             Service("consultation", "consultation", 30, 60,
                     ("consultation", "consult", "new patient", "new patients", "implant", "implants",
-                     "braces", "invisalign", "crown", "veneers", "advice", "second opinion")),
+                     "braces", "invisalign", "crown", "veneers", "advice", "second opinion"),
+                    "A talk about treatment options such as braces, implants, crowns or veneers."),
         ),
         dentists=("Dr. Patel", "Dr. Nguyen"),
     )

@@ -9,10 +9,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TYPE_CHECKING
 
 from cells.dialogue.clinic import WEEKDAYS, ClinicConfig
 from cells.dialogue.parsing import MONTHS, TimeRequest, find_date, find_time
 from cells.dialogue.spoken import ORDINAL_UNITS, TENS, UNITS, find_phone, tokenize
+
+if TYPE_CHECKING:
+    from cells.dialogue.semantic import SemanticReader
+    from cells.nlu.intents import IntentMatch
 
 _YES_WORDS = {"yes", "yeah", "yea", "yep", "yup", "ya", "yah", "sure", "correct", "right", "absolutely",
               "definitely", "certainly", "ok", "okay", "perfect", "great", "fine", "alright", "affirmative",
@@ -178,6 +183,9 @@ class Understanding:
     phone: str | None = None
     last_date: date | None = None  # a second date in the same turn, when there is one
     bare_weekday: bool = False  # the date was a weekday alone ("friday"), not "next friday" or "the 6th"
+    # "book" was read only from a noun ("appointment", "booking"), which move and cancel requests name too
+    weak_book: bool = False
+    semantic: IntentMatch | None = None  # the embedding matcher's reading, when it was asked
 
     @property
     def empty(self) -> bool:
@@ -272,6 +280,17 @@ def _rule_intents(tokens: list[str]) -> set[str]:
         if tok in ("run", "runs") and (tokens[0] in ("what", "how", "whats") or "much" in tokens):
             found.add("price")
     return found
+
+
+# "book" read from these alone is a guess: "can i move my appointment" names one as well.
+_BOOK_NOUNS = ("appointment", "booking")
+
+
+def book_from_nouns(tokens: list[str]) -> bool:
+    """Whether every cue for "book" in the turn is a noun naming an appointment, none a request for one."""
+    joined = f" {' '.join(intent_tokens(tokens))} "
+    cues = [p for p in _INTENT_PHRASES["book"] if _has(joined, p)]
+    return bool(cues) and all(p in _BOOK_NOUNS for p in cues)
 
 
 def detect_intents(tokens: list[str]) -> set[str]:
@@ -490,7 +509,10 @@ def _number_runs(tokens: list[str]) -> set[int]:
     return out
 
 
-def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | None = None) -> Understanding:
+def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | None = None,
+               reader: SemanticReader | None = None) -> Understanding:
+    """The rules' reading of a turn; with a `reader`, the embedding matcher's where the rules fall short
+    (cells.dialogue.semantic: at open questions, and for a service the synonyms miss)."""
     text = _CORRECTION_ORDER.sub(r"\2 not \1", text)  # "not 12, 11" -> "11 not 12": the comma goes
     tokens = tokenize(text)
     u = Understanding(text=text, tokens=tokens)
@@ -503,6 +525,7 @@ def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | No
         u.intents.discard("book_weak")
         if u.service is not None:
             u.intents.add("book")
+    u.weak_book = "book" in u.intents and book_from_nouns(tokens)
     joined = f" {' '.join(tokens)} "
     phone_cue = any(_has(joined, p) for p in ("number is", "phone is", "reach me", "call me at", "my number",
                                               "numbers", "cell is", "mobile is", "reach me at"))
@@ -531,4 +554,6 @@ def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | No
             masked.update(range(span.end + again[1].start, span.end + again[1].end))
     if (t := find_time(tokens, expecting=expecting == "time", masked=masked)) is not None:
         u.time = t[0]
+    if reader is not None:
+        reader.refine(u, clinic, expecting)
     return u

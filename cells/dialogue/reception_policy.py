@@ -14,10 +14,15 @@ State: rebuilt on every call by replaying the history (user turns and tool resul
 text is ignored, so barge-in trimming does not matter). A call resumed on another worker therefore
 continues from the messages alone; `state(messages)` exposes the rebuilt `DialogueState`.
 Tool call ids are deterministic (`call_<n>`), so a replay reproduces the ids already recorded.
+
+Reading by meaning (cells.dialogue.semantic) backs the rules at open questions; the newest caller turn
+is embedded in a worker thread before the replay, so the event loop (and the 20 ms audio pacing of
+other calls) never waits for the encoder, and the replay finds every turn's reading in the cache.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -27,6 +32,7 @@ from typing import Any
 from cells.dialogue.clinic import ClinicConfig, default_clinic
 from cells.dialogue.reception_state import Action, Call, DialogueState, Say
 from cells.dialogue.reception_steps import ReceptionSteps
+from cells.dialogue.semantic import SemanticReader, pin_blas_to_one_thread, shared_reader
 from cells.providers.base import Message, TextDelta, ToolCall, ToolSpec
 
 # Messages and tools come as our dataclasses or as OpenAI-style dicts.
@@ -70,19 +76,36 @@ class ReceptionPolicy:
     confirms_mutations = True
 
     def __init__(self, clinic: ClinicConfig | None = None, clock: Callable[[], datetime] = datetime.now,
-                 *, ask_phone: bool = True, max_failures: int = 3) -> None:
+                 *, ask_phone: bool = True, max_failures: int = 3,
+                 reader: SemanticReader | bool | None = True) -> None:
+        """`reader`: True (default) shares the process's embedding reader, False reads by rules only."""
         self.clinic = clinic or default_clinic()
-        self.steps = ReceptionSteps(self.clinic, clock, ask_phone=ask_phone, max_failures=max_failures)
+        self.reader = shared_reader() if reader is True else (reader or None)
+        if self.reader is not None:
+            pin_blas_to_one_thread()  # here, as the policy is built on the main thread (semantic.py)
+        self.steps = ReceptionSteps(self.clinic, clock, ask_phone=ask_phone, max_failures=max_failures,
+                                    reader=self.reader)
 
     @classmethod
     def from_options(cls, **options: Any) -> ReceptionPolicy:
-        """For the provider registry: options clinic (ClinicConfig), clock, ask_phone, max_failures."""
+        """For the provider registry: options clinic (ClinicConfig), clock, ask_phone, max_failures,
+        semantic (bool, default true: read intents by meaning too)."""
         return cls(options.get("clinic"), options.get("clock", datetime.now),
                    ask_phone=bool(options.get("ask_phone", True)),
-                   max_failures=int(options.get("max_failures", 3)))
+                   max_failures=int(options.get("max_failures", 3)),
+                   reader=bool(options.get("semantic", True)))
+
+    def warm_up(self) -> bool:
+        """Loads the sentence encoder and the intent examples (blocking; the worker runs it in a thread
+        before calls arrive). False when reading by rules only."""
+        return self.reader.warm_up() if self.reader is not None else False
 
     async def complete(self, messages: Sequence[Messageish],
                        tools: Sequence[Toolish] = ()) -> AsyncIterator[TextDelta | ToolCall]:
+        if self.reader is not None:
+            last = next((m for m in reversed(messages) if _field(m, "role") == "user"), None)
+            if last is not None:  # embedded off the event loop; the replay below reads it from the cache
+                await asyncio.to_thread(self.reader.read, str(_field(last, "content") or ""))
         _, actions, first_id = self._replay(messages)
         n = first_id
         sentences = 0

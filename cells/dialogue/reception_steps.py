@@ -29,6 +29,7 @@ from cells.dialogue.replies import (
     service_name,
     services_sentence,
 )
+from cells.dialogue.semantic import SemanticReader
 
 _SOON = ("as soon as", "soonest", "earliest", "asap", "first available", "next available", "right away",
          "whenever", "any day", "anyday", "any time", "anytime", "whatever works", "whatever you have",
@@ -69,8 +70,9 @@ def _corrected_name(current: str | None, said: str) -> str:
 
 class ReceptionSteps(ToolResultSteps):
     def __init__(self, clinic: ClinicConfig, clock: Callable[[], datetime], *, ask_phone: bool = True,
-                 max_failures: int = 3) -> None:
+                 max_failures: int = 3, reader: SemanticReader | None = None) -> None:
         self.clinic = clinic
+        self.reader = reader  # reads by meaning where the rules fall short; None: rules only
         self.clock = clock
         self.ask_phone = ask_phone
         self.max_failures = max_failures
@@ -88,7 +90,7 @@ class ReceptionSteps(ToolResultSteps):
 
     def on_user(self, s: DialogueState, text: str) -> list[Action]:
         expect = "time" if s.expecting in ("choose", "change") else s.expecting
-        u = understand(text, self.today, self.clinic, expecting=expect)
+        u = understand(text, self.today, self.clinic, expecting=expect, reader=self.reader)
         if u.service:
             s.topic = u.service
         elif s.topic and "book" in u.intents and any(t in ("one", "it", "that", "them") for t in u.tokens):

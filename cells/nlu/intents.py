@@ -6,13 +6,11 @@ against every intent by cosine similarity (an intent's score: the mean of its k 
 the best intent is returned only when it is both close enough (threshold) and clearly ahead of the
 runner-up (margin). Below either, `match` returns None: the "sorry, I didn't catch that" branch.
 
-How it plugs into the embedded brain: the rule-based reader (cells.dialogue.intents.understand) keeps
-reading slots and its context-dependent intents; when it finds no intent in a turn, ask
-`IntentMatcher.match(text)` and take its intent, or ask the caller again when it says None. On new
-caller phrasings that lifts the rules' 70% to 87% (python -m evals.nlu.intents). The other order,
-matcher first and the rules when it says None, scores 94% there but loses 3 of the 82 turns the rules
-were written for; most of the rules' misses on new phrasings are a lone "book" read from the word
-"appointment" in a move or cancel request, where a confident matcher could overrule them.
+How it plugs into the embedded brain: cells.dialogue.semantic. The rule-based reader
+(cells.dialogue.intents.understand) keeps reading slots and its context-dependent intents; at an open
+question the matcher's intent is taken where the rules found none, or only a "book" read from the
+noun "appointment" (most of the rules' misses on new phrasings are such a "book" in a move or cancel
+request). python -m evals.nlu.intents compares the orders and the wired reading.
 Slots (dates, times, names, phone numbers) stay with the typed parsers; `match_option` maps a free
 phrasing onto one of a short list of options ("I'd like my teeth cleaned" -> "cleaning").
 """
@@ -46,6 +44,13 @@ class IntentMatch:
     score: float
     runner_up: str | None
     runner_up_score: float
+
+
+@dataclass(frozen=True)
+class ScoredText:
+    """One text's unit embedding and its row of intent scores (so the vector can be reused)."""
+    vector: np.ndarray
+    scores: np.ndarray
 
 
 def _check_text(text: object) -> str:
@@ -90,9 +95,16 @@ class IntentMatcher:
 
     def score_matrix(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), n_intents): each intent's score, the mean of its top_k example cosines."""
-        vectors = self._encoder.encode([_check_text(t) for t in texts])
+        return self._score_vectors(self._encoder.encode([_check_text(t) for t in texts]))
+
+    def score_row(self, text: str) -> ScoredText:
+        """One text's embedding and intent scores (decide(row.scores) is match(text))."""
+        vector = self._encoder.encode([_check_text(text)])[0]
+        return ScoredText(vector, self._score_vectors(vector[None, :])[0])
+
+    def _score_vectors(self, vectors: np.ndarray) -> np.ndarray:
         sims = vectors @ self._examples.T
-        out = np.empty((len(texts), len(self.intents)), dtype=np.float32)
+        out = np.empty((len(vectors), len(self.intents)), dtype=np.float32)
         for j in range(len(self.intents)):
             own = sims[:, self._owner == j]
             k = min(self.top_k, own.shape[1])
@@ -145,12 +157,13 @@ def _option_vectors(options: tuple[tuple[str, tuple[str, ...]], ...], encoder: S
 
 def match_option(text: str, options: Sequence[str] | Mapping[str, Sequence[str]], *,
                  threshold: float = 0.35, margin: float = 0.03,
-                 encoder: SentenceEncoder | None = None) -> tuple[str, float] | None:
+                 encoder: SentenceEncoder | None = None,
+                 vector: np.ndarray | None = None) -> tuple[str, float] | None:
     """Which of a few options the caller means, with its cosine; None when none is close or two tie.
 
     `options` is a list of labels ("cleaning", "filling"), or labels mapped to phrasings that describe
     them ({"cleaning": ["check-up and cleaning", "hygiene visit"]}); a label's score is its best
-    phrasing, the label itself included.
+    phrasing, the label itself included. `vector`: the text's embedding when the caller has it already.
     """
     text = _check_text(text)
     if isinstance(options, str):
@@ -158,10 +171,10 @@ def match_option(text: str, options: Sequence[str] | Mapping[str, Sequence[str]]
     table = options if isinstance(options, Mapping) else {o: [o] for o in options}
     frozen = tuple((label, tuple([label, p] if isinstance(p, str) else [label, *p]))
                    for label, p in table.items())
-    if not text or not frozen:
+    if (not text and vector is None) or not frozen:
         return None
     encoder = encoder or get_encoder()
-    sims = _option_vectors(frozen, encoder) @ encoder.encode([text])[0]
+    sims = _option_vectors(frozen, encoder) @ (encoder.encode([text])[0] if vector is None else vector)
     scores, start = [], 0
     for label, phrasings in frozen:
         scores.append((float(sims[start:start + len(phrasings)].max()), label))

@@ -87,6 +87,13 @@ class ReceptionAgent:
         warm = getattr(self.stt, "warm_up", None)
         if warm is not None:
             await warm()
+        # The rule-based brain's sentence encoder and intent examples load here, once per process, not
+        # in a caller's first turn; in a thread, as loading blocks for a few hundred milliseconds.
+        think = getattr(self.brain, "warm_up", None)
+        if think is not None:
+            import asyncio
+
+            await asyncio.to_thread(think)
 
     def new_session(self, transport: Transport, **kwargs: Any) -> CallSession:
         assert self.call is not None

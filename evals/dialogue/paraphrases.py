@@ -5,7 +5,8 @@ Run: python -m evals.dialogue.paraphrases          (-v lists every failure with 
 A conversation passes when the calendar afterwards holds exactly the bookings it states (name, service,
 start, phone), no mutating tool ran more often than it should, no booking was written before the
 caller's last line, and the last reply or the transfer is what the caller asked for. A phrasing passes
-when `understand` reads every slot it states.
+when `understand` reads every slot it states, as the policy runs it (with the embedding reader of
+cells.dialogue.semantic; rules alone when its model is not installed).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import datetime
 
 from cells.dialogue.clinic import default_clinic
 from cells.dialogue.intents import understand
+from cells.dialogue.semantic import shared_reader
 from evals.dialogue.conversations import CONVERSATIONS, FRESH, Conversation
 from evals.dialogue.harness import NOW, FakeCall
 from evals.dialogue.phrasings import PHRASINGS, Phrasing
@@ -54,7 +56,7 @@ def run_conversation(c: Conversation) -> tuple[FakeCall, list[str]]:
 
 
 def check_phrasing(p: Phrasing) -> list[str]:
-    u = understand(p.text, NOW.date(), default_clinic(), expecting=p.expecting)
+    u = understand(p.text, NOW.date(), default_clinic(), expecting=p.expecting, reader=shared_reader())
     got = {
         "date": u.date.isoformat() if u.date else None,
         "time": u.time.as_argument() if u.time else None,
