@@ -61,6 +61,10 @@ _CACHE_SIZE = 512
 # bare bookings the matcher misread led "book" by 0.02-0.08 ("cleaning tuesday at nine" -> move, "Friday
 # at 3pm?" -> hours), questions naming a day or a service by 0.12-0.28.
 SLOTS_OVERRULE_LEAD = 0.1
+# Intents that hand the call to someone or end it act at once, with no read-back: taken from the matcher
+# alone they need a clearly stronger match than the general threshold (an off-topic "Can you order me a
+# taxi?" scored 0.37 for a person and would have transferred the call).
+DECISIVE_MIN_SCORE = {"human": 0.5, "front_desk": 0.5, "goodbye": 0.5}
 
 
 _pinned: list[object] = []  # the limiter that holds the setting, once set
@@ -107,6 +111,8 @@ def combine(rule_intents: set[str], weak_book: bool, match: IntentMatch | None,
     `lead_over_book`: for a turn of bare slots (read as a booking), the match's score minus "book"'s."""
     requests = rule_intents & set(known)
     if match is None or match.intent in requests:
+        return rule_intents
+    if match.score < DECISIVE_MIN_SCORE.get(match.intent, 0.0):
         return rule_intents
     if not requests:
         if lead_over_book is not None and lead_over_book < SLOTS_OVERRULE_LEAD:
