@@ -26,6 +26,7 @@ from cells.call.endpointing import Endpointer, EndpointingConfig
 from cells.call.playout import Playout
 from cells.call.reply import Chunker, Reply, Speaker, ToolBox
 from cells.call.timeline import TurnTiming
+from cells.call.turn_model import checker_for
 from cells.providers.base import FrameFeed, LlmProvider, Message, SttProvider, ToolCall, TtsProvider
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ class CallSession:
         if config.system_prompt:
             self.history.append(Message("system", config.system_prompt))
         self.turns: list[TurnTiming] = []
-        self.endpointer = Endpointer(config.endpointing)
+        self.endpointer = Endpointer(config.endpointing, checker_for(config.endpointing.use_model))
         self.gate = ConfirmationGate()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -233,6 +234,7 @@ class CallSession:
         if frame is None or frame.track not in ("inbound", ""):
             return
         self.state.stream_ms += 1000.0 * len(frame.pcm) / self.inbound.stt_rate
+        self.endpointer.on_audio(frame.pcm, self.inbound.stt_rate)  # the model scores the turn's audio
         for ev in frame.events:
             self._on_vad(ev)
         self._feed_stt(frame.pcm)

@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -151,6 +150,10 @@ class ModelChecker:
             task.cancel()
 
 
-def default_checker() -> Any:
+def checker_for(use_model: bool) -> ModelChecker | None:
+    """The checker a call uses: the process's shared detector when the call wants the model and it
+    could be loaded, else None (the endpointer's text rules)."""
+    if not use_model:
+        return None
     detector = shared_detector()
     return ModelChecker(detector) if detector is not None else None
