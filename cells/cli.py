@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--duration", type=int, default=None, help="seconds of load per server (default 20)")
     api.add_argument("--quick", action="store_true", help="3 users for 4 s per server (a smoke run)")
     api.set_defaults(func=_bench_api)
+    turn = bench_sub.add_parser("turn", help="end of turn on real speech: smart-turn model vs fixed silence")
+    turn.add_argument("--manifest", type=Path, default=None, help="speech-dev manifest.csv (8 kHz clips)")
+    turn.set_defaults(func=lambda a: __import__("evals.turn.bench", fromlist=["main"]).main(a.manifest))
     return parser
 
 

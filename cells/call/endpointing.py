@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -44,12 +44,17 @@ class EndpointingConfig:
     model_incomplete_p: float = 0.2  # below: they are mid-utterance; in between the text rules decide
     model_complete_silence_ms: float = 160.0
     model_incomplete_silence_ms: float = 1400.0
-    # No answer by this much silence: the text rules decide (a late answer still counts).
-    model_deadline_ms: float = 400.0
+    # No answer this long after asking (stream time): the text rules decide (a late answer still
+    # counts). The VAD's end event comes ~170 ms after its stamp, so the question is asked then.
+    model_deadline_ms: float = 300.0
     # A pause scored incomplete is scored again once it has lasted this long (None: never).
     model_recheck_ms: float | None = 700.0
     # Audio kept before the turn's first speech start (the model saw onsets with some lead-in).
     model_preroll_ms: float = 300.0
+    # Ask as soon as the VAD's speech probability drops below this (a pause may be starting), so
+    # that the answer is in by the time the VAD declares the end of speech (~170 ms later). The
+    # answer is dropped if the probability rises again first. None: ask at the VAD's end event.
+    model_early_below: float | None = 0.35
 
 
 def looks_incomplete(text: str) -> bool:
@@ -72,7 +77,7 @@ class TurnAudio:
         self.rate = 0
         self._chunks: deque[np.ndarray] = deque()
         self._held = 0  # samples in _chunks
-        self._end_ms = 0.0  # stream time of the last sample held
+        self.end_ms = 0.0  # stream time of the last sample held
 
     def push(self, pcm: np.ndarray, rate: int) -> None:
         if rate != self.rate:
@@ -80,7 +85,7 @@ class TurnAudio:
             self._held, self.rate = 0, rate
         self._chunks.append(pcm)
         self._held += len(pcm)
-        self._end_ms += 1000.0 * len(pcm) / rate
+        self.end_ms += 1000.0 * len(pcm) / rate
         keep = int(self.KEEP_MS * rate / 1000)
         while self._chunks and self._held - len(self._chunks[0]) >= keep:
             self._held -= len(self._chunks.popleft())
@@ -90,7 +95,7 @@ class TurnAudio:
         if not self._chunks:
             return np.zeros(0, dtype=np.int16)
         audio = np.concatenate(self._chunks)
-        want = int(max(0.0, self._end_ms - start_ms) * self.rate / 1000)
+        want = int(max(0.0, self.end_ms - start_ms) * self.rate / 1000)
         return audio[-want:] if want else audio[:0]
 
 
@@ -110,6 +115,8 @@ class Endpointer:
         self._verdict: float | None = None
         self._model_failed = False
         self._asked = 0
+        self._asked_at = 0.0  # stream time of the pause's first question
+        self._dip = False  # the VAD's probability is low inside speech (a question may be out)
         self.verdicts: list[float | None] = []  # this turn's answers, for the turn's record
 
     @property
@@ -117,23 +124,41 @@ class Endpointer:
         """The caller has spoken since the last turn ended."""
         return self._speech_seen
 
-    def on_audio(self, pcm: np.ndarray, rate: int) -> None:
-        if self.checker is not None:
-            self.audio.push(pcm, rate)
+    def on_audio(self, pcm: np.ndarray, rate: int, speech_probs: Sequence[float] = ()) -> None:
+        """Caller audio as it arrives, with the VAD's speech probabilities for it (if known)."""
+        if self.checker is None:
+            return
+        self.audio.push(pcm, rate)
+        low = self.config.model_early_below
+        if low is None or not speech_probs or not self._speech_seen or self._silence_since is not None:
+            return
+        dip = max(speech_probs) < low
+        if dip and not self._dip:
+            self._new_pause()
+            self._ask()
+        elif self._dip and not dip:
+            self._new_pause()  # speech went on: that answer is about nothing
+        self._dip = dip
+
+    def _new_pause(self) -> None:
+        self._pause += 1
+        self._verdict, self._model_failed, self._asked = None, False, 0
 
     def on_speech_start(self, time_ms: float) -> None:
         if not self._speech_seen:
             self._turn_start_ms = time_ms - self.config.model_preroll_ms
         self._speech_seen = True
         self._silence_since = None
-        self._pause += 1
+        self._dip = False
+        self._new_pause()
 
     def on_speech_end(self, time_ms: float) -> None:
         if not self._speech_seen:
             return
         self._silence_since = time_ms
-        self._pause += 1
-        self._verdict, self._model_failed, self._asked = None, False, 0
+        if self._dip and self._asked:
+            return  # asked when the probability dropped: that answer is about this pause
+        self._new_pause()
         self._ask()
 
     def on_partial(self, text: str) -> None:
@@ -142,6 +167,8 @@ class Endpointer:
     def _ask(self) -> None:
         if self.checker is None:
             return
+        if not self._asked:
+            self._asked_at = self.audio.end_ms
         self._asked += 1
         pause = self._pause
         self.checker.request(self.audio.since(self._turn_start_ms), self.audio.rate,
@@ -163,13 +190,14 @@ class Endpointer:
             return self.config.incomplete_silence_ms
         return self.config.complete_silence_ms
 
-    def required_silence_ms(self, silence_ms: float = 0.0) -> float:
-        """How much silence this pause needs, given what is known `silence_ms` into it."""
+    def required_silence_ms(self, now_ms: float = 0.0) -> float:
+        """How much silence this pause needs, given what is known at stream time `now_ms`."""
         c = self.config
         if self.checker is not None and not self._model_failed:
             p = self._verdict
             if p is None:
-                return math.inf if silence_ms < c.model_deadline_ms else self._text_silence_ms()
+                waited = now_ms - self._asked_at
+                return math.inf if waited < c.model_deadline_ms else self._text_silence_ms()
             if p >= c.model_complete_p:
                 # A transcript that trails off ("at", "and") outweighs the model's "done".
                 if self._partial.strip() and looks_incomplete(self._partial):
@@ -187,12 +215,12 @@ class Endpointer:
         if (c.model_recheck_ms is not None and self._asked == 1 and self._verdict is not None
                 and self._verdict < c.model_complete_p and silence >= c.model_recheck_ms):
             self._ask()
-        return silence >= self.required_silence_ms(silence)
+        return silence >= self.required_silence_ms(now_ms)
 
     def reset(self) -> None:
         self._speech_seen = False
         self._silence_since = None
         self._partial = ""
-        self._pause += 1
-        self._verdict, self._model_failed, self._asked = None, False, 0
+        self._dip = False
+        self._new_pause()
         self.verdicts = []

@@ -234,7 +234,7 @@ class CallSession:
         if frame is None or frame.track not in ("inbound", ""):
             return
         self.state.stream_ms += 1000.0 * len(frame.pcm) / self.inbound.stt_rate
-        self.endpointer.on_audio(frame.pcm, self.inbound.stt_rate)  # the model scores the turn's audio
+        self.endpointer.on_audio(frame.pcm, self.inbound.stt_rate, frame.probabilities)  # for the turn model
         for ev in frame.events:
             self._on_vad(ev)
         self._feed_stt(frame.pcm)
