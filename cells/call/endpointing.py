@@ -164,6 +164,11 @@ class Endpointer:
     def on_partial(self, text: str) -> None:
         self._partial = text
 
+    @property
+    def partial(self) -> str:
+        """The recogniser's latest partial for this turn."""
+        return self._partial
+
     def _ask(self) -> None:
         if self.checker is None:
             return
