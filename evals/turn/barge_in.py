@@ -184,8 +184,3 @@ def report(manifest: Path = DEFAULT_MANIFEST) -> str:
             parts.append(f"real ones cut after mean {np.mean(real):.0f} p50 {np.median(real):.0f} ms")
         lines.append(" | ".join(parts))
     return "\n".join(lines)
-
-
-def main(manifest: Path | None = None) -> int:
-    print(report(manifest or DEFAULT_MANIFEST), flush=True)
-    return 0

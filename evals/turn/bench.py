@@ -161,11 +161,18 @@ def report(manifest: Path = DEFAULT_MANIFEST) -> str:
     return "\n".join(lines)
 
 
-def main(manifest: Path | None = None) -> int:
-    try:
-        text = report(manifest or DEFAULT_MANIFEST)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"autospeak bench turn: {exc}", file=sys.stderr)
-        return 2
-    print(text, flush=True)
+def main(manifest: Path | None = None, only: str | None = None) -> int:
+    """End of turn, then false interruptions (evals.turn.barge_in), or `only` one of them."""
+    from evals.turn import barge_in
+
+    parts = {"end-of-turn": report, "barge-in": barge_in.report}
+    for name, run in parts.items():
+        if only not in (None, name):
+            continue
+        try:
+            text = run(manifest or DEFAULT_MANIFEST)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"autospeak bench turn: {exc}", file=sys.stderr)
+            return 2
+        print(text + "\n", flush=True)
     return 0
