@@ -240,7 +240,7 @@ class FallbackStt:
             async for item in frames:
                 state.replay.append(item)
                 if isinstance(item, EndOfTurn):
-                    state.feed.end_of_turn()
+                    state.feed.end_of_turn(item.hint)
                     state.deadlines.append(time.monotonic() + self.final_timeout_s)
                 else:
                     state.feed.push(item)
@@ -326,7 +326,7 @@ class _SttState:
         self.deadlines = []
         for item in self.replay:
             if isinstance(item, EndOfTurn):
-                self.feed.end_of_turn()
+                self.feed.end_of_turn(item.hint)
                 self.deadlines.append(due)
             else:
                 self.feed.push(item)

@@ -26,6 +26,7 @@ KINDS = ("stt", "llm", "tts", "voice_cloner", "telephony")
 # (kind, name) -> "module:factory". The factory is called with the merged options as keyword arguments.
 _TABLE: dict[tuple[str, str], str] = {
     ("stt", "pocketsphinx"): "cells.providers.stt.pocketsphinx_stt:PocketsphinxStt.from_options",
+    ("stt", "whisper"): "cells.providers.stt.whisper_stt:WhisperStt.from_options",
     ("stt", "speechmatics"): "cells.providers.stt.speechmatics_rt:SpeechmaticsRtStt",
     ("stt", "openai"): "cells.providers.stt.openai_stt:OpenAIStt",
     ("stt", "fallback"): "cells.providers.fallback:FallbackStt.from_options",
