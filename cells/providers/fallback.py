@@ -102,15 +102,17 @@ async def _next_within(it: AsyncIterator[T], timeout: float, name: str, what: st
         raise ProviderTimeout(f"{name}: no {what} within {timeout:.2f} s", provider=name) from None
 
 
-def build_chain(kind: str, chain: Sequence[dict[str, Any]]) -> list[tuple[str, Any]]:
-    """Providers from config items {"provider", "options", optional "name"}, through the registry."""
+def build_chain(kind: str, chain: Sequence[dict[str, Any]],
+                optional: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
+    """Providers from config items {"provider", "options", optional "name"}, through the registry.
+    `optional` keyword arguments (an agent's STT domain) go to the members whose factory takes them."""
     from cells.providers.registry import ProviderConfig, build  # late: the registry imports adapters
 
     out = []
     for i, spec in enumerate(chain):
         item = {k: v for k, v in spec.items() if k in ("provider", "options")}
         out.append((str(spec.get("name") or f"{spec.get('provider')}#{i}"),
-                    build(kind, ProviderConfig(defaults={kind: item}))))
+                    build(kind, ProviderConfig(defaults={kind: item}), optional=optional)))
     return out
 
 
@@ -230,8 +232,16 @@ class FallbackStt:
         self.last_served: str | None = None
 
     @classmethod
-    def from_options(cls, *, chain: Sequence[dict[str, Any]], **options: Any) -> FallbackStt:
-        return cls(build_chain("stt", chain), **options)
+    def from_options(cls, *, chain: Sequence[dict[str, Any]], domain: Any = None,
+                     **options: Any) -> FallbackStt:
+        """`domain` (the agent's vocabulary) reaches every member that takes one."""
+        return cls(build_chain("stt", chain, {"domain": domain} if domain is not None else None), **options)
+
+    async def warm_up(self) -> None:
+        """Warms the primary; a secondary starts when it is first needed (it serves only on failure)."""
+        warm = getattr(self.providers[0][1], "warm_up", None)
+        if warm is not None:
+            await warm()
 
     async def stream(self, frames: AsyncIterator[Frame]) -> AsyncIterator[Transcript]:
         state = _SttState()

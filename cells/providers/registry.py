@@ -5,7 +5,7 @@ vendor SDK loads only in processes whose configuration selects it.
 
 Configuration shape (plain dicts, e.g. from YAML or the database)::
 
-    {"stt": {"provider": "pocketsphinx", "options": {...}}, "tts": {...}, ...}
+    {"stt": {"provider": "whisper", "options": {...}}, "tts": {...}, ...}
 
 Each layer may override a whole kind or only some options; options merge key by key, and a layer that
 changes the provider starts from that layer's options only (another adapter's options would not fit).
@@ -40,8 +40,18 @@ _TABLE: dict[tuple[str, str], str] = {
     ("tts", "fallback"): "cells.providers.fallback:FallbackTts.from_options",
 }
 
+# Embedded STT: Whisper tiny.en, with PocketSphinx taking over a call whose Whisper decode fails or hangs.
+# The deadline is far above a decode's cost (~0.1-0.4 s) so that a busy moment does not move a call to the
+# weaker recogniser for good; a fallback lasts for the rest of that call's stream.
+EMBEDDED_STT: dict[str, Any] = {
+    "provider": "fallback",
+    "options": {"chain": [{"provider": "whisper", "name": "whisper"},
+                          {"provider": "pocketsphinx", "name": "pocketsphinx"}],
+                "final_timeout_s": 10.0},
+}
+
 DEFAULTS: dict[str, Any] = {
-    "stt": {"provider": "pocketsphinx", "options": {}},
+    "stt": EMBEDDED_STT,
     "tts": {"provider": "espeak", "options": {}},
     "llm": {"provider": "reception_policy", "options": {}},
 }
@@ -108,16 +118,28 @@ def _load(target: str | Callable[..., Any], kind: str, name: str) -> Callable[..
     return obj
 
 
-def build(kind: str, config: ProviderConfig | None = None, **extra: Any) -> Any:
+def _takes(factory: Callable[..., Any], keyword: str) -> bool:
+    try:
+        parameter = inspect.signature(factory).parameters.get(keyword)
+    except ValueError:
+        return False
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return parameter is not None and parameter.kind in named
+
+
+def build(kind: str, config: ProviderConfig | None = None, *, optional: Mapping[str, Any] | None = None,
+          **extra: Any) -> Any:
     """The provider of `kind` for `config`. `extra` keyword arguments win over configured options
-    (for per-call objects such as an agent's STT domain)."""
+    (for per-call objects); `optional` ones are passed only to a factory that names them (an agent's STT
+    domain goes to every recogniser that can use one, whatever its name)."""
     name, options = (config or ProviderConfig()).resolve(kind)
     target = _TABLE.get((kind, name))
     if target is None:
         known = ", ".join(registered(kind)) or "none"
         raise ProviderConfigError(f"unknown {kind} provider {name!r}; registered: {known}", provider=name)
     factory = _load(target, kind, name)
-    kwargs = {**options, **extra}
+    accepted = {k: v for k, v in (optional or {}).items() if _takes(factory, k)}
+    kwargs = {**options, **accepted, **extra}
     try:  # check the options against the signature so that a TypeError inside the adapter is not masked
         inspect.signature(factory).bind(**kwargs)
     except TypeError as exc:

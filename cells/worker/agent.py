@@ -16,7 +16,7 @@ from cells.dialogue.chunker import SentenceChunker
 from cells.dialogue.clinic import ClinicConfig, default_clinic, stt_vocabulary
 from cells.providers import registry
 from cells.providers.base import ToolSpec
-from cells.providers.stt.domain_lm import Domain
+from cells.providers.stt.context import Domain
 from cells.tools.base import FunctionTool, ToolRegistry, TransferToHuman
 from cells.tools.calendar import Calendar, CalendarTools
 
@@ -58,9 +58,7 @@ class ReceptionAgent:
     def __post_init__(self) -> None:
         vocab = stt_vocabulary(self.clinic)
         domain = Domain(services=vocab["services"], names=vocab["names"], extra_phrases=vocab["phrases"])
-        stt_name, _ = self.providers.resolve("stt")
-        stt_extra = {"domain": domain} if stt_name == "pocketsphinx" else {}
-        self.stt = registry.build("stt", self.providers, **stt_extra)
+        self.stt = registry.build("stt", self.providers, optional={"domain": domain})
         llm_name, _ = self.providers.resolve("llm")
         extra = {"clinic": self.clinic, "clock": self.clock} if llm_name == "reception_policy" else {}
         self.llm = registry.build("llm", self.providers, **extra)

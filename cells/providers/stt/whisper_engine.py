@@ -210,12 +210,12 @@ _ENGINES: dict[tuple[str, str, int, int], WhisperEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def shared_engine(model: str, compute_type: str, threads: int | None, workers: int | None) -> WhisperEngine:
+def shared_engine(directory: Path, compute_type: str, threads: int | None,
+                  workers: int | None) -> WhisperEngine:
     """The process's engine for this configuration, loaded on first use (a worker's calls share it)."""
     cores = os.cpu_count() or 1
     threads = max(1, min(threads or 2, cores))
     workers = max(1, workers or cores // threads)
-    directory = resolve_model_dir(model)
     key = (str(directory.resolve()), compute_type, threads, workers)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
@@ -223,7 +223,7 @@ def shared_engine(model: str, compute_type: str, threads: int | None, workers: i
             try:
                 engine = WhisperEngine(directory, compute_type=compute_type, threads=threads, workers=workers)
             except (RuntimeError, ValueError) as exc:
-                raise ProviderConfigError(f"whisper model {model!r} failed to load: {exc}",
+                raise ProviderConfigError(f"whisper model {directory} failed to load: {exc}",
                                           provider="whisper") from exc
             _ENGINES[key] = engine
     return engine

@@ -19,7 +19,13 @@ import numpy as np
 from cells.providers.base import EndOfTurn, Frame, ProviderConfigError, Transcript
 from cells.providers.stt import whisper_gate
 from cells.providers.stt.context import Domain, domain_from
-from cells.providers.stt.whisper_engine import FULL_WINDOW_S, SAMPLE_RATE, WhisperEngine, shared_engine
+from cells.providers.stt.whisper_engine import (
+    FULL_WINDOW_S,
+    SAMPLE_RATE,
+    WhisperEngine,
+    resolve_model_dir,
+    shared_engine,
+)
 from cells.providers.stt.whisper_gate import GateConfig
 from cells.providers.stt.whisper_prompt import domain_prompt, turn_prompt
 
@@ -43,6 +49,7 @@ class WhisperStt:
                 f"(got {beam_size}, {margin_s}, {min_window_s})", provider="whisper")
         self.domain = domain
         self.model, self.compute_type = model, compute_type
+        self.model_dir = resolve_model_dir(model)  # a missing model fails here, not in the first call
         self.threads, self.workers = threads, workers
         self.decode_options: dict[str, Any] = {"beam_size": beam_size, "margin_s": margin_s,
                                                "min_window_s": min_window_s}
@@ -65,7 +72,7 @@ class WhisperStt:
     def engine(self) -> WhisperEngine:
         """The process's shared engine, loaded on first use (`warm_up` loads it ahead of calls)."""
         if self._engine is None:
-            self._engine = shared_engine(self.model, self.compute_type, self.threads, self.workers)
+            self._engine = shared_engine(self.model_dir, self.compute_type, self.threads, self.workers)
         return self._engine
 
     async def warm_up(self) -> None:
