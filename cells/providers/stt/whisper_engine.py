@@ -118,6 +118,7 @@ class WhisperEngine:
         self.features = FeatureExtractor(**_feature_kwargs(model_dir, self.model.n_mels))
         self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="whisper")
         self.workers = workers
+        self.pad_floor = os.environ.get("AUTOSPEAK_WHISPER_PAD", "floor") == "floor"
 
     def prompt_tokens(self, prompt: str | None) -> list[int]:
         # The prompt is capped (the decoder's context is 448 tokens; a long prompt also costs time).
@@ -153,7 +154,11 @@ class WhisperEngine:
         frames = window_s * FRAMES_PER_S
         segment = feats[:, :frames]
         if segment.shape[1] < frames:
-            segment = np.pad(segment, ((0, 0), (0, frames - segment.shape[1])))
+            # Whisper was trained on audio zero-padded to 30 s before the log-Mel, which puts the padding
+            # at the spectrogram's floor (its maximum - 8 in log10 units, i.e. max - 2 once scaled);
+            # faster-whisper pads the scaled features with 0 instead.
+            fill = float(segment.max()) - 2.0 if self.pad_floor else 0.0
+            segment = np.pad(segment, ((0, 0), (0, frames - segment.shape[1])), constant_values=fill)
         batch = ctranslate2.StorageView.from_array(
             np.ascontiguousarray(segment[np.newaxis], dtype=np.float32))
         result = self.model.generate(batch, [prompt], beam_size=beam_size, max_length=len(prompt) + cap,
