@@ -187,11 +187,10 @@ def test_bad_configuration_fails_at_construction(tmp_path: Path) -> None:
         WhisperStt.from_options(gate={"loudness": 3})
 
 
-@pytest.mark.parametrize("voice", ["en-gb", "en-us+f2"])
-def test_the_domain_names_reach_the_transcript(stt: WhisperStt, engine: EspeakEngine, voice: str) -> None:
+def test_the_domain_names_reach_the_transcript(stt: WhisperStt, engine: EspeakEngine) -> None:
     """The agent's vocabulary is the prompt: a dentist's name is heard and spelled as the agent spells it
-    (without the domain the same audio comes out as "not to knew, Ian" or "who you")."""
-    audio = phone(engine, "i would like to see doctor nguyen", voice)
+    (without the domain the same audio comes out as "not to who you")."""
+    audio = phone(engine, "i would like to see doctor nguyen", "en-gb")
     with_domain = WhisperStt(Domain(services=["cleaning"], names=["Doctor Nguyen"]))
     (heard,) = finals(with_domain, (audio, None))
     assert "nguyen" in words(heard), heard
