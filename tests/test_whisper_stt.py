@@ -188,14 +188,15 @@ def test_bad_configuration_fails_at_construction(tmp_path: Path) -> None:
 
 
 def test_the_domain_names_reach_the_transcript(stt: WhisperStt, engine: EspeakEngine) -> None:
-    """The agent's vocabulary is the prompt: a dentist's name is heard and spelled as the agent spells it
-    (without the domain the same audio comes out as "not to who you")."""
-    audio = phone(engine, "i would like to see doctor nguyen", "en-gb")
+    """The agent's vocabulary is the prompt: a dentist's name is heard and spelled as the agent spells it.
+    Without the domain the same audio comes out as "not to knew, Ian" or "not to who you". (eSpeak's
+    output varies slightly from call to call, so this counts over three voices.)"""
+    audio = [phone(engine, "i would like to see doctor nguyen", v) for v in ("en-gb", "en-us+f2", "en-us")]
     with_domain = WhisperStt(Domain(services=["cleaning"], names=["Doctor Nguyen"]))
-    (heard,) = finals(with_domain, (audio, None))
-    assert "nguyen" in words(heard), heard
-    (plain,) = finals(stt, (audio, None))
-    assert "nguyen" not in words(plain), plain
+    heard = [finals(with_domain, (a, None))[0] for a in audio]
+    plain = [finals(stt, (a, None))[0] for a in audio]
+    hits = sum("nguyen" in words(h) for h in heard)
+    assert hits >= 2 and hits > sum("nguyen" in words(p) for p in plain), (heard, plain)
 
 
 def test_loop_detection() -> None:
