@@ -118,7 +118,6 @@ class WhisperEngine:
         self.features = FeatureExtractor(**_feature_kwargs(model_dir, self.model.n_mels))
         self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="whisper")
         self.workers = workers
-        self.pad_floor = os.environ.get("AUTOSPEAK_WHISPER_PAD", "floor") == "floor"
 
     def prompt_tokens(self, prompt: str | None) -> list[int]:
         # The prompt is capped (the decoder's context is 448 tokens; a long prompt also costs time).
@@ -128,17 +127,17 @@ class WhisperEngine:
         return [*tokens, *self.tokenizer.sot_sequence, self.tokenizer.no_timestamps]
 
     def decode(self, audio: np.ndarray, prompt: str | None = None, *, beam_size: int = 1,
-               margin_s: float = 3.0, min_window_s: int = 8) -> Decoded:
+               margin_s: float = 6.0, min_window_s: int = 8, pad_floor: bool = True) -> Decoded:
         """Text of float32 16 kHz audio (at most 30 s). Blocking: call it through `submit`."""
         duration = len(audio) / SAMPLE_RATE
         feats = self.features(audio)  # (n_mels, frames); never passes chunk_length (shared state)
         tokens = self.prompt_tokens(prompt)
         cap = int(8 * duration) + 12  # ~3x ordinary speech's token rate; reaching it means a loop
         window = window_for(duration, margin_s, min_window_s)
-        first, capped = self._generate(feats, window, tokens, cap, beam_size)
+        first, capped = self._generate(feats, window, tokens, cap, beam_size, pad_floor)
         looped = looks_looped(_words(first.text), capped)
         if looped and window < FULL_WINDOW_S:
-            first, capped = self._generate(feats, FULL_WINDOW_S, tokens, cap, beam_size)
+            first, capped = self._generate(feats, FULL_WINDOW_S, tokens, cap, beam_size, pad_floor)
             window = FULL_WINDOW_S
             still = looks_looped(_words(first.text), capped)
             text = _trim_loop(first.text) if still else first.text
@@ -147,7 +146,7 @@ class WhisperEngine:
         return Decoded(text, first.avg_logprob, first.no_speech_prob, window, looped)
 
     def _generate(self, feats: np.ndarray, window_s: int, prompt: list[int], cap: int,
-                  beam_size: int) -> tuple[Decoded, bool]:
+                  beam_size: int, pad_floor: bool) -> tuple[Decoded, bool]:
         """One decode in a `window_s` encoder window, and whether it reached the token cap."""
         import ctranslate2
 
@@ -157,7 +156,7 @@ class WhisperEngine:
             # Whisper was trained on audio zero-padded to 30 s before the log-Mel, which puts the padding
             # at the spectrogram's floor (its maximum - 8 in log10 units, i.e. max - 2 once scaled);
             # faster-whisper pads the scaled features with 0 instead.
-            fill = float(segment.max()) - 2.0 if self.pad_floor else 0.0
+            fill = float(segment.max()) - 2.0 if pad_floor else 0.0
             segment = np.pad(segment, ((0, 0), (0, frames - segment.shape[1])), constant_values=fill)
         batch = ctranslate2.StorageView.from_array(
             np.ascontiguousarray(segment[np.newaxis], dtype=np.float32))

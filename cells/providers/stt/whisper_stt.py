@@ -35,14 +35,16 @@ MAX_PIECE_S = FULL_WINDOW_S - 2  # a turn longer than the encoder window is deco
 class WhisperStt:
     """SttProvider. Options: `model` ("tiny.en" or a CTranslate2 Whisper model directory), `compute_type`,
     `threads` (cores per decode), `workers` (decodes at once per process; default cores // threads),
-    `beam_size`, `margin_s` / `min_window_s` (encoder window sizing), `domain`, `gate` (GateConfig
-    fields)."""
+    `beam_size`, `margin_s` / `min_window_s` (encoder window: the turn's length + margin, at least the
+    minimum), `pad_floor` (pad the window at the spectrogram's floor, as in training, rather than 0 as
+    faster-whisper does), `domain`, `gate` (GateConfig fields)."""
 
     sample_rate = SAMPLE_RATE
 
     def __init__(self, domain: Domain | None = None, *, model: str = "tiny.en", compute_type: str = "int8",
                  threads: int | None = None, workers: int | None = None, beam_size: int = 1,
-                 margin_s: float = 3.0, min_window_s: int = 8, gate: GateConfig | None = None) -> None:
+                 margin_s: float = 6.0, min_window_s: int = 8, pad_floor: bool = True,
+                 gate: GateConfig | None = None) -> None:
         if beam_size < 1 or margin_s < 0 or not 1 <= min_window_s <= FULL_WINDOW_S:
             raise ProviderConfigError(
                 f"whisper: beam_size >= 1, margin_s >= 0 and 1 <= min_window_s <= {FULL_WINDOW_S} "
@@ -52,7 +54,7 @@ class WhisperStt:
         self.model_dir = resolve_model_dir(model)  # a missing model fails here, not in the first call
         self.threads, self.workers = threads, workers
         self.decode_options: dict[str, Any] = {"beam_size": beam_size, "margin_s": margin_s,
-                                               "min_window_s": min_window_s}
+                                               "min_window_s": min_window_s, "pad_floor": pad_floor}
         self.gate = gate or GateConfig()
         self._domain_text = domain_prompt(domain)
         self._engine: WhisperEngine | None = None
