@@ -181,3 +181,37 @@ def test_a_turn_hint_survives_the_fallback_wrapper_and_its_replay() -> None:
     primary, secondary = Recorder(fail=True), Recorder(fail=False)
     assert asyncio.run(main()) == ["ok"]
     assert primary.hints == ["digits"] and secondary.hints == ["digits"]
+
+
+def test_the_agent_gives_its_vocabulary_to_whichever_embedded_recogniser_it_runs() -> None:
+    from cells.providers.fallback import FallbackStt
+    from cells.providers.stt.pocketsphinx_stt import PocketsphinxStt
+    from cells.worker.agent import ReceptionAgent
+
+    agent = ReceptionAgent()
+    assert isinstance(agent.stt, FallbackStt)
+    for _, member in agent.stt.providers:
+        assert member.domain is not None and "doctor patel" in member.domain.names
+    assert "Doctor Patel" in agent.stt.providers[0][1]._domain_text
+    chosen = ReceptionAgent(providers=ProviderConfig(tenant={"stt": {"provider": "pocketsphinx"}}))
+    assert isinstance(chosen.stt, PocketsphinxStt) and chosen.stt.domain is not None
+
+
+def test_the_fallback_warms_its_primary_only() -> None:
+    from cells.providers.fallback import FallbackStt
+
+    class Warmable:
+        sample_rate = 16000
+
+        def __init__(self) -> None:
+            self.warmed = False
+
+        async def warm_up(self) -> None:
+            self.warmed = True
+
+        def stream(self, frames):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    primary, secondary = Warmable(), Warmable()
+    asyncio.run(FallbackStt([("a", primary), ("b", secondary)]).warm_up())
+    assert primary.warmed and not secondary.warmed
