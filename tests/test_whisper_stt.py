@@ -205,3 +205,29 @@ def test_loop_detection() -> None:
     assert looks_looped(["fine"], True)
     assert not looks_looped("5 5 5 5 0 1 2 3".split(), False)
     assert not looks_looped("i'm sorry i'm sorry".split(), False)
+
+
+def test_loading_the_model_leaves_the_event_loop_free() -> None:
+    """A worker loads Whisper when its first call is accepted; calls already running keep their pacing."""
+    fresh = WhisperStt(compute_type="int8_float32")  # a configuration no other test loaded
+
+    async def run() -> tuple[list[float], float, float]:
+        ticks: list[float] = []
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            while not stop.is_set():
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.001)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await fresh.loaded()
+        ended = time.monotonic()
+        stop.set()
+        await task
+        return ticks, started, ended
+
+    ticks, started, ended = asyncio.run(run())
+    assert [t for t in ticks if started < t < ended], "the event loop did not run while the model loaded"

@@ -11,6 +11,7 @@ final rather than invented words (whisper_gate.py). No partials are emitted.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -72,14 +73,21 @@ class WhisperStt:
 
     @property
     def engine(self) -> WhisperEngine:
-        """The process's shared engine, loaded on first use (`warm_up` loads it ahead of calls)."""
+        """The process's shared engine, loaded on first use (blocking; streams use `loaded`)."""
         if self._engine is None:
             self._engine = shared_engine(self.model_dir, self.compute_type, self.threads, self.workers)
         return self._engine
 
+    async def loaded(self) -> WhisperEngine:
+        """The engine, loaded off the event loop (a load takes a second or more; calls must not stall)."""
+        if self._engine is None:
+            await asyncio.get_running_loop().run_in_executor(None, lambda: self.engine)
+        assert self._engine is not None
+        return self._engine
+
     async def warm_up(self) -> None:
         """Loads the model and runs one decode, so that a call's first turn pays neither."""
-        engine = self.engine
+        engine = await self.loaded()
         await engine.submit(np.zeros(SAMPLE_RATE, dtype=np.float32), None, **self.decode_options)
 
     async def transcribe(self, pcm: np.ndarray, hint: str | None = None) -> str:
@@ -92,7 +100,7 @@ class WhisperStt:
         step = MAX_PIECE_S * SAMPLE_RATE
         for start in range(0, len(audio), step):
             piece = audio[start:start + step]
-            decoded = await self.engine.submit(piece, prompt, **self.decode_options)
+            decoded = await (await self.loaded()).submit(piece, prompt, **self.decode_options)
             speech = whisper_gate.speech_ms(pcm[start:start + step], SAMPLE_RATE, self.gate)
             if whisper_gate.keep(decoded, speech, self.gate):
                 texts.append(decoded.text)
