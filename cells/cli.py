@@ -29,6 +29,19 @@ def _bench_media(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_stt(args: argparse.Namespace) -> int:
+    from evals.stt import manifest_bench
+
+    try:
+        text = manifest_bench.run(args.manifest, args.providers.split(","), args.variants.split(","),
+                                  limit=args.limit, seed=args.seed, verbose=args.verbose)
+    except (ValueError, OSError) as exc:
+        print(f"autospeak bench stt: {exc}", file=sys.stderr)
+        return 2
+    print(text, flush=True)
+    return 0
+
+
 def _bench_calls(args: argparse.Namespace) -> int:
     from loadtest.calls import bench
 
@@ -107,6 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     media.add_argument("--quick", action="store_true", help="smaller VAD evaluation set")
     media.add_argument("--manifest", type=Path, help="VAD on real speech: CSV with a `file` column of WAVs")
     media.set_defaults(func=_bench_media)
+    stt = bench_sub.add_parser(
+        "stt", help="speech recognisers on your recordings (a file,text CSV) through the phone path")
+    stt.add_argument("--manifest", type=Path, required=True, help="CSV with columns file,text")
+    stt.add_argument("--providers", default="pocketsphinx,whisper",
+                     help="comma-separated; name[+hints][:key=value;...], e.g. whisper+hints")
+    stt.add_argument("--variants", default="clean",
+                     help="comma-separated: clean, noiseNN (SNR dB), lossN (%% of packets)")
+    stt.add_argument("--limit", type=int, default=None, help="only the first N recordings")
+    stt.add_argument("--seed", type=int, default=0, help="seed of the noise and packet loss")
+    stt.add_argument("-v", "--verbose", action="store_true", help="print every reference and hypothesis")
+    stt.set_defaults(func=_bench_stt)
     calls = bench_sub.add_parser(
         "calls", help="call loop overhead, voice-to-voice latency, concurrent calls per worker")
     calls.add_argument("--quick", action="store_true", help="fewer turns and load levels (~1.5 minutes)")

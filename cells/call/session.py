@@ -376,11 +376,23 @@ class CallSession:
         # Speech over the agent that did not interrupt it is ignored unless its transcript has words.
         self._discard_final = self._agent_busy()
         self._pending = timing
-        self.feed.end_of_turn()
+        self.feed.end_of_turn(self._stt_hint())
         self._stt_open = False
         if not self._discard_final:
             # From here the caller waits: a recogniser or dialogue that hangs gets an apology.
             self._spawn(self._reply_deadline(timing))
+
+    def _stt_hint(self) -> str | None:
+        """What the dialogue expects the caller to have said (e.g. "digits"), for the recogniser's bias."""
+        expectation = getattr(self.llm, "expectation", None)
+        if expectation is None:
+            return None
+        try:
+            hint = expectation(self.history)
+        except Exception as exc:  # only a bias: a failure must not cost the turn
+            log.debug("call %s: no STT hint: %s", self.call_sid, exc)
+            return None
+        return hint if isinstance(hint, str) else None
 
     async def _stt_loop(self) -> None:
         try:

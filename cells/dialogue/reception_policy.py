@@ -39,6 +39,9 @@ from cells.providers.base import Message, TextDelta, ToolCall, ToolSpec
 Messageish = Message | Mapping[str, Any]
 Toolish = ToolSpec | Mapping[str, Any]
 _DOUBLE_DOT = re.compile(r"\.\.(?=\s|$)")
+# What the policy waits for -> a speech recogniser hint (cells.providers.stt.context.HINTS).
+_EXPECTATION_HINTS = {"phone": "digits", "confirm": "yes_no", "anything_else": "yes_no", "date": "date",
+                      "time": "time", "choose": "time", "name": "name", "service": "service"}
 _CALENDAR_TOOLS = {"check_availability", "create_booking", "find_booking", "move_booking", "cancel_booking"}
 
 
@@ -120,6 +123,11 @@ class ReceptionPolicy:
 
     def state(self, messages: Sequence[Messageish]) -> DialogueState:
         return self._replay(messages)[0]
+
+    def expectation(self, messages: Sequence[Messageish]) -> str | None:
+        """What the caller is expected to say next after `messages` ("digits" after asking for a phone
+        number, "yes_no" after a read-back, ...), for the recogniser; None when anything goes."""
+        return _EXPECTATION_HINTS.get(self.state(messages).expecting)
 
     def respond(self, messages: Sequence[Messageish],
                 tools: Sequence[Toolish] = ()) -> list[Action]:

@@ -83,8 +83,12 @@ class EndOfTurn:
     """In-band marker in an STT frame stream: the turn ended here (VAD or DTMF); finalise it.
 
     It travels in the same iterator as the audio, so the provider finalises exactly after the frames that
-    preceded it, whatever the scheduling.
+    preceded it, whatever the scheduling. `hint` is what the agent expects this turn to be (one of
+    cells.providers.stt.context.HINTS, e.g. "digits" after asking for a phone number); recognisers that
+    can use it bias towards it, others ignore it.
     """
+
+    hint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +218,9 @@ class FrameFeed:
             raise RuntimeError("push on a closed FrameFeed")
         self._queue.put_nowait(pcm)
 
-    def end_of_turn(self) -> None:
+    def end_of_turn(self, hint: str | None = None) -> None:
         if not self._closed:
-            self._queue.put_nowait(EndOfTurn())
+            self._queue.put_nowait(EndOfTurn(hint))
 
     def close(self) -> None:
         if not self._closed:

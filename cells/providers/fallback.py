@@ -252,6 +252,12 @@ class FallbackStt:
                      **options: Any) -> FallbackStt:
         return cls(build_chain("stt", chain, context), **options)
 
+    async def warm_up(self) -> None:
+        """Warms the primary; a secondary starts when it is first needed (it serves only on failure)."""
+        warm = getattr(self.providers[0][1], "warm_up", None)
+        if warm is not None:
+            await warm()
+
     async def stream(self, frames: AsyncIterator[Frame]) -> AsyncIterator[Transcript]:
         state = _SttState()
 
@@ -259,7 +265,7 @@ class FallbackStt:
             async for item in frames:
                 state.replay.append(item)
                 if isinstance(item, EndOfTurn):
-                    state.feed.end_of_turn()
+                    state.feed.end_of_turn(item.hint)
                     state.deadlines.append(time.monotonic() + self.final_timeout_s)
                 else:
                     state.feed.push(item)
@@ -345,7 +351,7 @@ class _SttState:
         self.deadlines = []
         for item in self.replay:
             if isinstance(item, EndOfTurn):
-                self.feed.end_of_turn()
+                self.feed.end_of_turn(item.hint)
                 self.deadlines.append(due)
             else:
                 self.feed.push(item)

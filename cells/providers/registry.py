@@ -5,7 +5,7 @@ vendor SDK loads only in processes whose configuration selects it.
 
 Configuration shape (plain dicts, e.g. from YAML or the database)::
 
-    {"stt": {"provider": "pocketsphinx", "options": {...}}, "tts": {...}, ...}
+    {"stt": {"provider": "whisper", "options": {...}}, "tts": {...}, ...}
 
 Each layer may override a whole kind or only some options; options merge key by key, and a layer that
 changes the provider starts from that layer's options only (another adapter's options would not fit).
@@ -51,6 +51,7 @@ class Slot:
 # keyword arguments, plus the context entries its signature names.
 _TABLE: dict[tuple[str, str], str | Slot | Callable[..., Any]] = {
     ("stt", "pocketsphinx"): "cells.providers.stt.pocketsphinx_stt:PocketsphinxStt.from_options",
+    ("stt", "whisper"): "cells.providers.stt.whisper_stt:WhisperStt.from_options",
     ("stt", "speechmatics"): "cells.providers.stt.speechmatics_rt:SpeechmaticsRtStt",
     ("stt", "openai"): "cells.providers.stt.openai_stt:OpenAIStt",
     ("stt", "fallback"): "cells.providers.fallback:FallbackStt.from_options",
@@ -72,8 +73,18 @@ ALIASES: dict[tuple[str, str], tuple[str, str]] = {
     ("llm", "reception_policy"): ("brain", "reception_rules"),  # a rule-based policy is no language model
 }
 
+# Embedded STT: Whisper tiny.en, with PocketSphinx taking over a call whose Whisper decode fails or hangs.
+# The deadline is far above a decode's cost (~0.1-0.4 s) so that a busy moment does not move a call to the
+# weaker recogniser for good; a fallback lasts for the rest of that call's stream.
+EMBEDDED_STT: dict[str, Any] = {
+    "provider": "fallback",
+    "options": {"chain": [{"provider": "whisper", "name": "whisper"},
+                          {"provider": "pocketsphinx", "name": "pocketsphinx"}],
+                "final_timeout_s": 10.0},
+}
+
 DEFAULTS: dict[str, Any] = {
-    "stt": {"provider": "pocketsphinx", "options": {}},
+    "stt": EMBEDDED_STT,
     "tts": {"provider": "espeak", "options": {}},
     "brain": {"provider": "reception_rules", "options": {}},
 }

@@ -93,10 +93,10 @@ def agent_utterances(pcm8k: np.ndarray, min_gap_s: float = 0.5) -> list[tuple[fl
 
 
 async def transcribe(utterances: list[np.ndarray]) -> list[str]:
-    """What a listener's recogniser makes of the agent's audio (generic model, no domain)."""
-    from cells.providers.stt.pocketsphinx_stt import PocketsphinxStt
+    """What a listener's recogniser makes of the agent's audio (Whisper, no domain, no hint)."""
+    from cells.providers.stt.whisper_stt import WhisperStt
 
-    stt = PocketsphinxStt()
+    stt = WhisperStt()
     texts: list[str] = []
     for audio in utterances:
         feed = FrameFeed()

@@ -5,6 +5,7 @@ appointments in an embedded calendar. Providers are built once per process from 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -12,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from cells.call.session import CallConfig, CallSession, Transport
+from cells.call.turn_model import shared_detector
 from cells.dialogue.chunker import SentenceChunker
 from cells.dialogue.clinic import ClinicConfig, default_clinic, stt_vocabulary
 from cells.providers import registry
 from cells.providers.base import ToolSpec
-from cells.providers.stt.domain_lm import Domain
+from cells.providers.stt.context import Domain
 from cells.tools.base import FunctionTool, ToolRegistry, TransferToHuman
 from cells.tools.calendar import Calendar, CalendarTools
 
@@ -91,9 +93,11 @@ class ReceptionAgent:
         # in a caller's first turn; in a thread, as loading blocks for a few hundred milliseconds.
         think = getattr(self.brain, "warm_up", None)
         if think is not None:
-            import asyncio
-
             await asyncio.to_thread(think)
+        # The end-of-turn model too: loading it blocks ~0.2 s, which in the first call's session would
+        # stall every call's audio pacing on this worker.
+        if self.call is not None and self.call.endpointing.use_model:
+            await asyncio.to_thread(shared_detector)
 
     def new_session(self, transport: Transport, **kwargs: Any) -> CallSession:
         assert self.call is not None

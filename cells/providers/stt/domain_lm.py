@@ -16,9 +16,13 @@ import random
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from cells.providers.stt.context import Domain
+
+__all__ = ["Domain", "DomainLm", "build_domain_lm"]
 
 ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEENS = ["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
@@ -167,15 +171,6 @@ stewart morris murphy cook rogers morgan cooper reed bailey bell kelly howard wa
 wood watson brooks bennett gray hughes price sullivan russell garcia martinez rodriguez hernandez
 lopez gonzalez perez sanchez ramirez torres flores rivera gomez diaz reyes cruz morales ortiz nguyen
 kim lee chen wang patel singh khan ali shah kumar cohen""".split()
-
-
-@dataclass
-class Domain:
-    """What an agent's callers talk about, as the agent configuration states it."""
-
-    services: list[str] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    extra_phrases: list[str] = field(default_factory=list)
 
 
 def _number(n: int) -> str:
