@@ -57,7 +57,9 @@ class BookingScript:
     lines: list[CallerLine]
     expected: Expected | None
     seed: list[Seed] = field(default_factory=list)
-    disposition: str | None = None  # the call's required outcome when it is not a booking
+    # How the call must end when it is not a booking ("transfer" also matches "transfer_unavailable",
+    # what a worker with no front-desk number configured records after trying).
+    disposition: str | None = None
 
 
 BOOKING_SCRIPTS: dict[str, BookingScript] = {
@@ -106,7 +108,7 @@ BOOKING_SCRIPTS: dict[str, BookingScript] = {
     "ask-person": BookingScript([
         CallerLine("Hi, can I just speak to a real person please?"),
         CallerLine("Okay, thanks."),
-    ], None, disposition="transferred"),
+    ], None, disposition="transfer"),
 }
 
 SCRIPTS: dict[str, list[CallerLine]] = {
