@@ -42,10 +42,7 @@ class EndpointingConfig:
     use_model: bool = True
     model_complete_p: float = 0.5  # at or above: the caller is done
     model_incomplete_p: float = 0.2  # below: they are mid-utterance; in between the text rules decide
-    # 300 rather than 160: a caller's pause between two sentences of one turn ("I think I need a filling.
-    # Could I come in on Wednesday?") is ~350 ms, and the model rightly scores the first sentence done;
-    # at 160 the turn was cut there and the rest, heard alone, came out as "can I come in on when".
-    model_complete_silence_ms: float = 300.0
+    model_complete_silence_ms: float = 160.0
     # 1000 rather than 1400: on real speech (autospeak bench turn) 3 more of 173 turns were cut, but the
     # p95 wait after a real end fell from 1480 to 1060 ms.
     model_incomplete_silence_ms: float = 1000.0
