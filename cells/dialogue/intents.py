@@ -536,6 +536,8 @@ def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | No
             masked.update(range(phone[1], phone[2]))  # its digits are no date and no time
     if expecting == "phone":
         masked |= _number_runs(tokens)  # half a number is no time either ("five five five for one")
+    elif (digits := find_phone(tokens, min_digits=4)) is not None and digits[2] - digits[1] >= 4:
+        masked.update(range(digits[1], digits[2]))  # "3 4 1 2", a number said early, is no time
     name_expected = _name_expected(tokens, expecting)
     u.name = _surface(find_name(tokens, expecting=name_expected), text)
     if u.name is None and not name_expected:
