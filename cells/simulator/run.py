@@ -29,7 +29,7 @@ from cells.simulator.booking_check import check, read_bookings, seed
 from cells.simulator.caller import CallResult, ScriptedCaller
 from cells.simulator.scripts import BOOKING_SCRIPTS, SCRIPTS
 from cells.simulator.twilio_peer import TwilioPeer
-from cells.speech.espeak import EspeakEngine
+from cells.speech.espeak import EspeakEngine, VoiceNotFoundError
 
 DEFAULT_VOICE = "en-us+f2"
 
@@ -186,7 +186,10 @@ def main(script: str = "booking", data_dir: Path | None = None, base_url: str | 
          voice: str = DEFAULT_VOICE, rate_wpm: int = 170) -> int:
     if script not in SCRIPTS:
         raise SystemExit(f"unknown script {script!r}; choose from {', '.join(SCRIPTS)}")
-    EspeakEngine().synthesize("check", voice=voice, rate_wpm=rate_wpm)  # a bad voice or rate fails here
+    try:  # a bad voice or rate fails here, before a worker starts
+        EspeakEngine().synthesize("check", voice=voice, rate_wpm=rate_wpm)
+    except (VoiceNotFoundError, ValueError) as exc:
+        raise SystemExit(f"--voice/--rate: {exc}") from None
     data_dir = data_dir or Path("data") / "calls-demo"
     data_dir.mkdir(parents=True, exist_ok=True)
     token = os.environ.get("TWILIO_AUTH_TOKEN")
