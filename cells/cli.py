@@ -86,7 +86,8 @@ def _call(args: argparse.Namespace) -> int:
         return call_stack(args.stack, args.region, args.script)
     from cells.simulator.run import main as run_call
 
-    return run_call(script=args.script, data_dir=args.data_dir, base_url=args.url)
+    return run_call(script=args.script, data_dir=args.data_dir, base_url=args.url, voice=args.voice,
+                    rate_wpm=args.rate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     call = sub.add_parser("call", help="call an embedded worker as Twilio does, with a scripted caller")
-    call.add_argument("--script", default="booking", help="booking, hours or barge-in")
+    call.add_argument("--script", default="booking",
+                      help="booking, hours, barge-in, or a caller's own phrasing: one-breath, change-day, "
+                           "phone-pause, casual-yes, move, ask-person")
+    call.add_argument("--voice", default="en-us+f2",
+                      help="the caller's eSpeak NG voice[+variant], e.g. en-gb, en-gb-scotland+f3, en-us+m3")
+    call.add_argument("--rate", type=int, default=170, help="the caller's speaking rate in words per minute")
     call.add_argument("--data-dir", type=Path, default=None, help="where the call's files go")
     call.add_argument("--url", default=None, help="call a worker already running at this URL")
     call.add_argument("--stack", type=Path, nargs="?", const=Path("autospeak-data"), default=None,

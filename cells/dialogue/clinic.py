@@ -62,7 +62,7 @@ def default_clinic() -> ClinicConfig:
                     ("filling", "fillings", "filing", "cavity", "cavities", "hole in my tooth"),
                     "Repairing a decayed or damaged tooth by filling the cavity."),
             Service("whitening", "teeth whitening", 90, 350,
-                    ("whitening", "whiten", "whitened", "bleaching", "white teeth", "whiter"),
+                    ("whitening", "whiten", "whitened", "bleaching", "white teeth", "teeth white", "whiter"),
                     "A cosmetic treatment that makes discoloured teeth whiter."),
             Service("emergency", "emergency visit", 30, 95,
                     ("emergency", "urgent", "toothache", "tooth ache", "tooth pain", "pain", "hurts",

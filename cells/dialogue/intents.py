@@ -33,6 +33,8 @@ _NO_WORDS = {"no", "nope", "nah", "not", "dont", "wrong", "incorrect", "negative
              "nay", "doesnt", "wont", "cant", "none", "neither"}
 _NO_PHRASES = ("hold on", "never mind", "nevermind", "not quite", "thats wrong", "no thanks", "not right",
                "uh uh", "rather not", "no way")
+_CLEAR_YES = {"yes", "yeah", "yep", "yup", "yea", "yeh"}
+_CLEAR_NO = {"no", "nope", "nah", "naw", "wrong", "incorrect", "wait"}
 _UNSURE_PHRASES = ("not sure", "dont know", "no idea", "im unsure")
 # Yes answers that contain a no word.
 _YES_DESPITE_NO = ("no problem", "not a problem", "why not", "doesnt matter", "dont mind")
@@ -208,6 +210,10 @@ def yes_no(tokens: list[str]) -> str | None:
         joined = joined.replace(f" {phrase} ", " yes ")
     tokens = joined.split()
     if any(t in _NO_WORDS for t in tokens) or any(_has(joined, p) for p in _NO_PHRASES):
+        # "Yes, not right." is Whisper's "yes, that's right" as often as a caller's change of mind:
+        # an opening yes contradicted only by "not"/"don't" later asks again rather than reads a no.
+        if tokens[0] in _CLEAR_YES and not any(t in _CLEAR_NO for t in tokens):
+            return None
         return "no"
     if any(t in _YES_WORDS for t in tokens) or any(_has(joined, p) for p in _YES_PHRASES):
         # "yeah but make it eleven" is no plain yes: it agrees with something else
@@ -536,6 +542,8 @@ def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | No
             masked.update(range(phone[1], phone[2]))  # its digits are no date and no time
     if expecting == "phone":
         masked |= _number_runs(tokens)  # half a number is no time either ("five five five for one")
+    elif (digits := find_phone(tokens, min_digits=4)) is not None and digits[2] - digits[1] >= 4:
+        masked.update(range(digits[1], digits[2]))  # "3 4 1 2", a number said early, is no time
     name_expected = _name_expected(tokens, expecting)
     u.name = _surface(find_name(tokens, expecting=name_expected), text)
     if u.name is None and not name_expected:

@@ -27,6 +27,7 @@ class DialogueState:
     name: str | None = None
     phone: str | None = None
     phone_asked: bool = False
+    phone_start: str | None = None  # the digits of a number begun in the previous turn ("555 ...")
     booking: dict[str, Any] | None = None  # the existing booking being moved or cancelled
     alternative: str | None = None  # a second day named with a move, if the first is the booked one
     readback: list[Any] | None = None  # the exact details read back; a yes confirms only these

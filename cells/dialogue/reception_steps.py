@@ -30,6 +30,7 @@ from cells.dialogue.replies import (
     services_sentence,
 )
 from cells.dialogue.semantic import SemanticReader
+from cells.dialogue.spoken import find_phone
 
 _SOON = ("as soon as", "soonest", "earliest", "asap", "first available", "next available", "right away",
          "whenever", "any day", "anyday", "any time", "anytime", "whatever works", "whatever you have",
@@ -90,7 +91,16 @@ class ReceptionSteps(ToolResultSteps):
 
     def on_user(self, s: DialogueState, text: str) -> list[Action]:
         expect = "time" if s.expecting in ("choose", "change") else s.expecting
+        begun = (s.phone_start or "") if s.expecting == "phone" else ""
+        s.phone_start = None
+        if begun:  # the rest of a number begun last turn
+            text = f"{begun} {text}"
         u = understand(text, self.today, self.clinic, expecting=expect, reader=self.reader)
+        part = find_phone(u.tokens, min_digits=3) if s.expecting == "phone" and not u.phone else None
+        if part and len(part[0]) > len(begun):  # new digits, not a repeat of the kept ones
+            # A pause inside the number ended the turn early: keep its digits and let them go on.
+            s.phone_start = part[0]
+            return [Say("Okay.")]
         if u.service:
             s.topic = u.service
         elif s.topic and "book" in u.intents and any(t in ("one", "it", "that", "them") for t in u.tokens):

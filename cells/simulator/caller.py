@@ -36,6 +36,8 @@ class CallerLine:
     barge_in_after_ms: float | None = None  # speak over the agent this long after its audio starts
     dtmf: str = ""  # keypad digits instead of speech
     pause_ms: float = 300.0  # thinking time after the agent finishes
+    then: str = ""  # more of the same turn, spoken after a pause of gap_ms ("five five five, ... nine eight")
+    gap_ms: float = 0.0
 
 
 @dataclass
@@ -65,16 +67,24 @@ class CallResult:
     streams: int = 1  # media streams the call used (more than one after a resume)
 
 
-def line_audio(line: CallerLine, engine: object | None, voice: str) -> bytes:
+def line_audio(line: CallerLine, engine: object | None, voice: str, rate_wpm: int = 170) -> bytes:
     """The line as 8 kHz mu-law, trimmed to its speech so that 'end of speech' is exact."""
-    if line.wav is not None:
-        with wave.open(str(line.wav), "rb") as w:
+    audio = _speech(line.wav, line.text, engine, voice, rate_wpm)
+    if line.then:  # the pause inside the turn is near-silence, as on a quiet line
+        gap = np.zeros(int(line.gap_ms / 1000 * 8000) // FRAME_BYTES * FRAME_BYTES, np.int16)
+        audio += media_core.ulaw_encode(gap) + _speech(None, line.then, engine, voice, rate_wpm)
+    return audio
+
+
+def _speech(wav: Path | None, text: str, engine: object | None, voice: str, rate_wpm: int) -> bytes:
+    if wav is not None:
+        with wave.open(str(wav), "rb") as w:
             if w.getsampwidth() != 2 or w.getnchannels() != 1:
-                raise ValueError(f"{line.wav}: need mono 16-bit PCM WAV")
+                raise ValueError(f"{wav}: need mono 16-bit PCM WAV")
             rate = w.getframerate()
             pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16)
     else:
-        pcm = engine.synthesize(line.text, voice=voice)  # type: ignore[union-attr]
+        pcm = engine.synthesize(text, voice=voice, rate_wpm=rate_wpm)  # type: ignore[union-attr]
         rate = engine.sample_rate  # type: ignore[union-attr]
     r = media_core.Resampler(rate, 8000)
     pcm8 = np.concatenate([r.process(pcm), r.flush()])
@@ -87,13 +97,13 @@ def line_audio(line: CallerLine, engine: object | None, voice: str) -> bytes:
 
 class ScriptedCaller:
     def __init__(self, peer: TwilioPeer, lines: list[CallerLine], *, engine: object | None = None,
-                 voice: str = "en-us+f2", max_call_s: float = 120.0, seed: int = 1,
+                 voice: str = "en-us+f2", rate_wpm: int = 170, max_call_s: float = 120.0, seed: int = 1,
                  follow_action: bool = True, max_streams: int = 4) -> None:
         self.peer = peer
         self.follow_action = follow_action
         self.max_streams = max_streams
         self.lines = lines
-        self.audio = [line_audio(line, engine, voice) if not line.dtmf else b"" for line in lines]
+        self.audio = [line_audio(line, engine, voice, rate_wpm) if not line.dtmf else b"" for line in lines]
         self.max_call_s = max_call_s
         self.rng = np.random.default_rng(seed)
         self.result = CallResult()
@@ -172,7 +182,8 @@ class ScriptedCaller:
                                 line_idx > 0 and not pb.busy and now - line_since >= NO_REPLY_S)
                         if ready:
                             pos = 0
-                            turn = TurnResult(line.text or line.dtmf, speech_start=now,
+                            said = " ... ".join(filter(None, (line.text, line.then))) or line.dtmf
+                            turn = TurnResult(said, speech_start=now,
                                               barge_in=line.barge_in_after_ms is not None)
                             self.result.turns.append(turn)
                             for digit in line.dtmf:

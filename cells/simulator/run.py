@@ -15,6 +15,7 @@ import wave
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,13 @@ import numpy as np
 import media_core
 from cells.launcher.ports import free_port
 from cells.providers.base import FrameFeed, ProviderError
+from cells.simulator.booking_check import check, read_bookings, seed
 from cells.simulator.caller import CallResult, ScriptedCaller
-from cells.simulator.scripts import SCRIPTS
+from cells.simulator.scripts import BOOKING_SCRIPTS, SCRIPTS
 from cells.simulator.twilio_peer import TwilioPeer
-from cells.speech.espeak import EspeakEngine
+from cells.speech.espeak import EspeakEngine, VoiceNotFoundError
+
+DEFAULT_VOICE = "en-us+f2"
 
 
 @contextmanager
@@ -119,11 +123,12 @@ def write_wav(path: Path, pcm: np.ndarray, rate: int = 8000) -> None:
         w.writeframes(pcm.astype(np.int16).tobytes())
 
 
-async def run_call(base_url: str, auth_token: str, script: str, data_dir: Path) -> dict[str, Any]:
+async def run_call(base_url: str, auth_token: str, script: str, data_dir: Path,
+                   voice: str = DEFAULT_VOICE, rate_wpm: int = 170) -> dict[str, Any]:
     peer = TwilioPeer(base_url, auth_token)
     target = await peer.ring()
     await peer.open_stream(target)
-    caller = ScriptedCaller(peer, SCRIPTS[script], engine=EspeakEngine())
+    caller = ScriptedCaller(peer, SCRIPTS[script], engine=EspeakEngine(), voice=voice, rate_wpm=rate_wpm)
     result = await caller.run()
     return build_report(peer, result, data_dir, script)
 
@@ -177,20 +182,36 @@ def print_report(report: dict[str, Any], heard: list[str]) -> None:
           f"p50 {lat['p50']} ms, p95 {lat['p95']} ms over {lat['n']} turns")
 
 
-def main(script: str = "booking", data_dir: Path | None = None, base_url: str | None = None) -> int:
+def main(script: str = "booking", data_dir: Path | None = None, base_url: str | None = None,
+         voice: str = DEFAULT_VOICE, rate_wpm: int = 170) -> int:
+    if script not in SCRIPTS:
+        raise SystemExit(f"unknown script {script!r}; choose from {', '.join(SCRIPTS)}")
+    try:  # a bad voice or rate fails here, before a worker starts
+        EspeakEngine().synthesize("check", voice=voice, rate_wpm=rate_wpm)
+    except (VoiceNotFoundError, ValueError) as exc:
+        raise SystemExit(f"--voice/--rate: {exc}") from None
     data_dir = data_dir or Path("data") / "calls-demo"
     data_dir.mkdir(parents=True, exist_ok=True)
     token = os.environ.get("TWILIO_AUTH_TOKEN")
+    booking = BOOKING_SCRIPTS.get(script)
+    today = date.today()
+    seeded = seed(data_dir, booking, today) if booking and not base_url else []
+    before = read_bookings(data_dir)
     if base_url:
         if not token:
             raise SystemExit("calling a running worker needs its TWILIO_AUTH_TOKEN to sign as Twilio does")
-        report = asyncio.run(run_call(base_url, token, script, data_dir))
+        report = asyncio.run(run_call(base_url, token, script, data_dir, voice, rate_wpm))
     else:
         token = token or secrets.token_hex(16)  # the embedded worker and the simulator share it
         print(f"Starting an embedded worker (data in {data_dir}) ...", flush=True)
         with embedded_worker(data_dir, token) as url:
-            print(f"Calling {url} as Twilio would; the caller speaks in real time ...", flush=True)
-            report = asyncio.run(run_call(url, token, script, data_dir))
+            print(f"Calling {url} as Twilio would; the caller ({voice}, {rate_wpm} wpm) speaks in real "
+                  "time ...", flush=True)
+            report = asyncio.run(run_call(url, token, script, data_dir, voice, rate_wpm))
+    report["voice"], report["rate_wpm"] = voice, rate_wpm
+    if booking and not base_url:  # a remote worker's calendar is not ours to read
+        report["booking_problems"] = check(booking, before, read_bookings(data_dir),
+                                           report["worker"].get("disposition"), today, seeded)
     with wave.open(str(data_dir / f"{report['call_sid']}-agent.wav"), "rb") as w:
         pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16)
     heard = asyncio.run(transcribe([a for _, a in agent_utterances(pcm)]))
@@ -198,5 +219,8 @@ def main(script: str = "booking", data_dir: Path | None = None, base_url: str | 
     out = data_dir / f"{report['call_sid']}-report.json"
     out.write_text(json.dumps(report, indent=1, default=str))
     print_report(report, heard)
+    if "booking_problems" in report:
+        problems = report["booking_problems"]
+        print("\nCalendar: " + ("as the caller meant" if not problems else "WRONG: " + "; ".join(problems)))
     print(f"\nReport: {out}\nAgent audio: {data_dir / (report['call_sid'] + '-agent.wav')}")
     return 0
