@@ -102,6 +102,8 @@ class CallSession:
         self._on_event = on_event
         self._on_control = on_control
         self.state = CallState(last_activity=clock())
+        self._stopped = asyncio.Event()  # set once call_ended is emitted
+        self._stopping: asyncio.Task[Any] | None = None
         self.history: list[Message] = []
         if config.system_prompt:
             self.history.append(Message("system", config.system_prompt))
@@ -180,9 +182,15 @@ class CallSession:
         self.history.append(Message("assistant", text))
 
     async def stop(self, disposition: str = "caller_hung_up") -> None:
-        """Ends the call: caller hang-up, carrier `stop`, or our own goodbye."""
+        """Ends the call: caller hang-up, carrier `stop`, or our own goodbye. A second caller (the
+        worker closing the stream while the agent's goodbye is still stopping) returns only once the
+        call has ended, so that what it records after comes after `call_ended`."""
         if self.state.ended:
+            if asyncio.current_task() is not self._stopping:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stopped.wait(), timeout=6.0)
             return
+        self._stopping = asyncio.current_task()
         self.state.ended = True
         if self.state.disposition == "in_progress":
             self.state.disposition = disposition
@@ -199,6 +207,7 @@ class CallSession:
         self._flush_said()
         self._report_turns()
         self.emit("call_ended", {"disposition": self.state.disposition, "turns": len(self.turns)})
+        self._stopped.set()
 
     async def hang_up(self, text: str | None, disposition: str) -> None:
         self._closing = True

@@ -22,12 +22,6 @@ HINT_PROMPTS = {
     "time": "At 9:30 in the morning. 2 in the afternoon. Half past ten.",
     "name": "My name is Sarah Johnson.",
     "service": "A cleaning, please. A check-up. A filling.",
-    # An open question ("How can I help you today?"): a whole request with a day, a time and a name.
-    # Without it tiny.en dropped "at two in the" from "next Thursday at two in the afternoon" in all
-    # three eSpeak voices tried, and heard "Wednesday" as "when"; asking for a person is in too
-    # ("I cannot speak very often" for "can I just speak to a real person").
-    "": "Hi, could I come in for a check-up on Monday at 10 in the morning? My name's Sarah Johnson. "
-        "Can I talk to a real person?",
 }
 MAX_PROMPT_WORDS = 60
 MAX_LISTED_SERVICES = 8  # a longer list is mostly synonyms, which make a poor prompt
