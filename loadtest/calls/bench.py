@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 from websockets.exceptions import ConnectionClosed
 
+from cells.call.endpointing import EndpointingConfig
 from cells.call.session import CallConfig, CallSession
 from cells.call.timeline import TurnTiming
 from cells.dialogue.chunker import SentenceChunker
@@ -163,7 +164,10 @@ async def overhead_turns(turns: int, speech: list[bytes] | None = None) -> list[
     speech = speech or caller_audio(["Yes, please."])[0]
     noise = noise_bank()
     phone = LoopbackPhone()
-    session = CallSession(CallConfig(disclosure="Hello."), stt=InstantStt(["yes please"] * turns),
+    # The end-of-turn model is a provider-like cost (a check of ~0.1 s on a thread), not orchestration:
+    # it stays off here, as the recogniser and the brain are instant; section (b) measures it.
+    config = CallConfig(disclosure="Hello.", endpointing=EndpointingConfig(use_model=False))
+    session = CallSession(config, stt=InstantStt(["yes please"] * turns),
                           llm=InstantLlm("Sure, done."), tts=InstantTts(TTS_RATE), tools=NoTools(),
                           chunker_factory=SentenceChunker, transport=phone)
     phone.session = session
