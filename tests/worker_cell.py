@@ -18,6 +18,7 @@ import nats
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
 from quart import Quart
 
 from cells.contract.call_state import CallStateStore
@@ -138,25 +139,31 @@ async def control_webhook(nats_url: str) -> AsyncIterator[str]:
 async def call_events(nats_url: str, call_id: str) -> list[CallEventEnvelope]:
     """Every event of the call in the region's stream, in stream order."""
     nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    subject = f"eu.calls.{TENANT}.{call_id}.>"
-    sub = await js.pull_subscribe(subject, stream=call_stream_name("eu"), config=ConsumerConfig(
-        deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, filter_subject=subject))
-    out: list[CallEventEnvelope] = []
-    while True:
-        try:
-            out.extend(CallEventEnvelope.from_bytes(m.data) for m in await sub.fetch(200, timeout=1.0))
-        except TimeoutError:  # nats-py raises its own or asyncio's when nothing is left
-            break
-    await nc.close()
-    return out
+    try:
+        js = nc.jetstream()
+        subject = f"eu.calls.{TENANT}.{call_id}.>"
+        sub = await js.pull_subscribe(subject, stream=call_stream_name("eu"), config=ConsumerConfig(
+            deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, filter_subject=subject))
+        out: list[CallEventEnvelope] = []
+        while True:
+            try:
+                out.extend(CallEventEnvelope.from_bytes(m.data) for m in await sub.fetch(200, timeout=1.0))
+            except TimeoutError:  # nats-py raises its own or asyncio's when nothing is left
+                break
+        return out
+    finally:
+        await nc.close()
 
 
 async def events_until(nats_url: str, call_id: str, kind: str) -> list[CallEventEnvelope]:
     """The call's events once one of `kind` is among them (workers publish the last ones after
     settling the call's state)."""
     while True:
-        evs = await call_events(nats_url, call_id)
+        try:
+            evs = await call_events(nats_url, call_id)
+        except ServiceUnavailableError:  # a restarted server's JetStream answers 503 while it recovers
+            await asyncio.sleep(0.2)
+            continue
         if any(e.kind == kind for e in evs):
             return evs
         await asyncio.sleep(0.1)
