@@ -91,9 +91,11 @@ def test_up_serves_three_cells_keeps_data_and_stops_on_ctrl_c(data_dir: Path) ->
             assert {d["agent_id"] for d in docs} == {agents.json()["items"][0]["id"]}
             assert {d["status"] for d in docs} <= {"queued", "processing", "ready"}
         _worker_asks_the_clinic_knowledge(base, demo["eu"])
+        _a_killed_worker_comes_back(data_dir, base)
     finally:
         out = _stop(proc)
     assert "stopped" in out
+    assert "worker-eu-1 exited with -9; restarting in 1 s" in out and "worker-eu-1 restarted" in out, out
     eu_api = get_region("eu").ports(base).api
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{eu_api}/healthz", timeout=2)
@@ -108,6 +110,23 @@ def test_up_serves_three_cells_keeps_data_and_stops_on_ctrl_c(data_dir: Path) ->
     _stop(proc)
     fresh = json.loads((data_dir / "demo.json").read_text())
     assert fresh["eu"]["tenant_id"] != demo["eu"]["tenant_id"]
+
+
+def _a_killed_worker_comes_back(data_dir: Path, base: int) -> None:
+    """The supervisor starts a worker that was killed again, on the same port."""
+    import os
+
+    before = json.loads((data_dir / "stack.json").read_text())["children"]["worker-eu-1"]
+    os.kill(before, signal.SIGKILL)
+    worker = f"http://127.0.0.1:{get_region('eu').ports(base).worker}/healthz"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        after = json.loads((data_dir / "stack.json").read_text())["children"]["worker-eu-1"]
+        with contextlib.suppress(httpx.TransportError):
+            if after != before and httpx.get(worker, timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise AssertionError("the killed worker was not restarted within 120 s")
 
 
 def _worker_asks_the_clinic_knowledge(base: int, demo: dict[str, str]) -> None:

@@ -26,6 +26,7 @@ from typing import IO
 from cells.launcher.nats import NatsSupercluster
 from cells.launcher.ports import free_ports
 from cells.launcher.seed import DemoTenant, seed_demo
+from cells.launcher.supervisor import Supervisor
 from control.api.sealing import SECRETS_KEY_ENV, new_region_key
 from control.db.migrate import upgrade
 from control.db.pg_embedded import EmbeddedPostgres
@@ -47,6 +48,11 @@ class Child:
     url: str
     proc: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def returncode(self) -> int | None:
+        """None while the process runs (or before it is started); its exit code once it has ended."""
+        return None if self.proc is None else self.proc.poll()
 
     def tail(self, lines: int = 25) -> str:
         try:
@@ -190,10 +196,13 @@ class EmbeddedStack:
 
     def _write_manifest(self) -> None:
         """`<data>/stack.json`: where the running cells are, for `autospeak call --stack`."""
-        doc = {"cells": {r: c.api.url for r, c in self.cells.items()}, "pid": os.getpid()}
-        stack_json = self.data_dir / "stack.json"
-        with os.fdopen(os.open(stack_json, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        doc = {"cells": {r: c.api.url for r, c in self.cells.items()}, "pid": os.getpid(),
+               "children": {c.name: c.proc.pid for c in self.children if c.proc is not None}}
+        # Written aside and renamed: a reader never sees half a file while a restart rewrites it.
+        stack_json, part = self.data_dir / "stack.json", self.data_dir / "stack.json.part"
+        with os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
             fh.write(json.dumps(doc, indent=2))
+        part.replace(stack_json)
 
     async def _migrate_and_seed(self) -> dict[str, DemoTenant]:
         engine = create_engine(self.database_url)
@@ -255,16 +264,26 @@ class EmbeddedStack:
                                       preexec_fn=_die_with_parent, umask=0o077)
 
     def restart_child(self, child: Child) -> None:
-        """Start a stopped (or killed) child again with the same arguments and port."""
+        """Start a stopped (or killed) child again with the same arguments and port, and wait for it."""
         if child.proc is not None and child.proc.poll() is None:
             return
-        if child.log is not None:
-            child.log.close()
-        self._spawn(child)
+        self.respawn(child)
         self._wait_ready([child])
 
+    def respawn(self, child: Child) -> None:
+        """Start a dead child again without waiting for it (the supervisor watches its health)."""
+        if child.log is not None:
+            child.log.close()
+            child.log = None
+        self._spawn(child)
+        self._write_manifest()
+
+    @property
+    def children(self) -> list[Child]:
+        return [c for cell in self.cells.values() for c in (cell.api, *cell.workers)]
+
     def _wait_ready(self, children: list[Child] | None = None) -> None:
-        pending = children or [c for cell in self.cells.values() for c in (cell.api, *cell.workers)]
+        pending = children or self.children
         deadline = time.monotonic() + self.ready_timeout
         while pending:
             for child in list(pending):
@@ -297,7 +316,7 @@ def _healthy(base_url: str) -> bool:
 
 
 def run_until_interrupted(stack: EmbeddedStack) -> int:
-    """Serve until Ctrl-C or SIGTERM; a child that dies is reported (and the stack keeps running)."""
+    """Serve until Ctrl-C or SIGTERM. A child that dies is reported and started again (with backoff)."""
     stop = False
 
     def _stop(*_: object) -> None:
@@ -308,16 +327,11 @@ def run_until_interrupted(stack: EmbeddedStack) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop)
     print("\nPress Ctrl-C to stop.", flush=True)
-    reported: set[str] = set()
+    supervisor = Supervisor(stack.children, stack.respawn, _healthy,  # type: ignore[arg-type]
+                            say=lambda msg: print(msg, flush=True))
     try:
         while not stop:
-            for cell in stack.cells.values():
-                for child in (cell.api, *cell.workers):
-                    dead = child.proc is not None and child.proc.poll() is not None
-                    if dead and child.name not in reported and child.proc is not None:
-                        reported.add(child.name)
-                        print(f"{child.name} exited with {child.proc.returncode}; log: {child.log_path}",
-                              flush=True)
+            supervisor.poll()
             time.sleep(0.5)
     except KeyboardInterrupt:  # a Ctrl-C that landed before the handlers were in place
         pass
