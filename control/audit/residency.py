@@ -21,29 +21,18 @@ The audit only reads. Cross-tenant queries are marked `unscoped(stmt, "residency
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-import nats
-from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy, StreamInfo
-from nats.js.errors import NotFoundError
 from sqlalchemy import Select, String, case, cast, column, func, literal, literal_column, select, table, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cells.contract.envelope import CallEventEnvelope, EnvelopeError
-from cells.contract.jetstream import call_state_bucket_name, call_stream_name
+from control.audit.residency_nats import audit_nats_region
+from control.audit.residency_report import AuditError, AuditReport, RegionSummary, Violation
 from control.db import models  # noqa: F401  (registers every table with the mapper registry)
 from control.db.base import Regional, regional_models
 from control.db.call_models import Recording
@@ -51,14 +40,11 @@ from control.db.models import Tenant
 from control.db.session import create_engine, session_factory
 from control.db.tenancy import unscoped
 from control.db.topology import REGIONS, crdb_regions
-from regions.catalogue import get_region
 from regions.objectstore import ObjectKeyError, RegionStore
 
 REASON: Final = "residency audit"
 # Violating rows listed per (table, check); the count of rows checked is always complete.
 DEFAULT_ROW_LIMIT: Final = 1000
-_READ_TIMEOUT: Final = 10.0
-_CONNECT_TIMEOUT: Final = 10.0
 
 __all__ = [
     "AuditError",
@@ -70,108 +56,6 @@ __all__ = [
     "pg_partition_query",
     "region_mismatch_query",
 ]
-
-
-class AuditError(RuntimeError):
-    """The audit could not run to the end (a store unreachable, a schema missing): no verdict."""
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    check: str  # db.region/partition/partitions/crdb_region/locality/recording, nats.*, store.object
-    where: str  # table and row id, stream and sequence, or store and key
-    tenant: str  # tenant id, or "-" for a finding about a whole table or stream
-    expected: str  # the region the data belongs in
-    found: str  # where it was found instead, and why that is wrong
-    region: str = "-"  # the region whose partition, stream or store was being read
-
-
-@dataclass
-class RegionSummary:
-    region: str
-    tenants: int = 0
-    rows: dict[str, int] = field(default_factory=dict)  # table -> rows checked in this region
-    events: int = 0
-    call_states: int = 0
-    objects: int = 0
-    violations: int = 0
-
-    @property
-    def rows_total(self) -> int:
-        return sum(self.rows.values())
-
-
-@dataclass
-class AuditReport:
-    dialect: str
-    regions: dict[str, RegionSummary]
-    violations: list[Violation] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def clean(self) -> bool:
-        return not self.violations
-
-    def add(self, violation: Violation) -> None:
-        self.violations.append(violation)
-        if violation.region in self.regions:
-            self.regions[violation.region].violations += 1
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "clean": self.clean,
-            "dialect": self.dialect,
-            "regions": {
-                code: {**asdict(s), "rows_total": s.rows_total} for code, s in self.regions.items()
-            },
-            "violations": [asdict(v) for v in self.violations],
-            "notes": list(self.notes),
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.as_dict(), indent=2, sort_keys=True)
-
-    def format(self) -> str:
-        lines: list[str] = []
-        verdict = "CLEAN" if self.clean else f"{len(self.violations)} VIOLATION(S)"
-        lines.append(f"Residency audit ({self.dialect}): {verdict}")
-        lines.append("")
-        head = ("region", "tenants", "rows", "events", "call states", "objects", "violations")
-        body = [
-            (s.region, s.tenants, s.rows_total, s.events, s.call_states, s.objects, s.violations)
-            for s in self.regions.values()
-        ]
-        lines += _table(head, body)
-        tables = sorted({t for s in self.regions.values() for t in s.rows})
-        if tables:
-            lines.append("")
-            lines.append("rows checked per table:")
-            per_table = [(t, *(s.rows.get(t, 0) for s in self.regions.values())) for t in tables]
-            lines += _table(("table", *self.regions), per_table)
-        if self.violations:
-            lines.append("")
-            lines.append("violations:")
-            lines += _table(
-                ("check", "where", "tenant", "expected", "found"),
-                [(v.check, v.where, v.tenant, v.expected, v.found) for v in self.violations],
-            )
-        if self.notes:
-            lines.append("")
-        lines += [f"note: {note}" for note in self.notes]
-        return "\n".join(lines)
-
-
-def _table(head: tuple[Any, ...], rows: list[tuple[Any, ...]]) -> list[str]:
-    cells = [tuple(str(c) for c in head), *(tuple(str(c) for c in r) for r in rows)]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(head))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    out = [fmt.format(*cells[0]).rstrip(), fmt.format(*("-" * w for w in widths))]
-    out += [fmt.format(*r).rstrip() for r in cells[1:]]
-    return out
-
-
-# --- queries ----------------------------------------------------------------------------------
-# Built as statements (not run) so that their SQL can be read and tested without a server.
 
 
 def _name(model: type[Regional]) -> str:
@@ -281,7 +165,7 @@ async def audit_residency(
         await engine.dispose()
 
     for region in REGIONS:
-        await _audit_nats_region(region, nats_urls[region], report, homes)
+        await audit_nats_region(region, nats_urls[region], report, homes)
     _audit_store(report, stores, homes, recordings)
     return report
 
@@ -437,174 +321,3 @@ def _audit_store(
                                          region))
 
 
-# --- NATS -------------------------------------------------------------------------------------
-
-
-async def _connect(url: str, region: str) -> Client:
-    async def quiet(_exc: Exception) -> None:  # failures are raised from connect() instead
-        return None
-
-    try:
-        # nats-py retries the initial connect up to max_reconnect_attempts times per server (0 means
-        # forever), whatever allow_reconnect says; bound both the attempts and the total time.
-        connecting = nats.connect(url, connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=1,
-                                  reconnect_time_wait=0.2, error_cb=quiet)
-        return await asyncio.wait_for(connecting, _CONNECT_TIMEOUT)
-    except (TimeoutError, OSError, NatsError) as exc:
-        raise AuditError(f"cannot connect to NATS of region {region}: {type(exc).__name__}: {exc}") from exc
-
-
-async def _audit_nats_region(
-    region: str, url: str, report: AuditReport, homes: Mapping[uuid.UUID, str]
-) -> None:
-    nc = await _connect(url, region)
-    try:
-        js = nc.jetstream()
-        await _audit_call_stream(js, region, report, homes)
-        await _audit_call_state(js, region, report, homes)
-    except (TimeoutError, NatsError) as exc:
-        raise AuditError(f"NATS audit of region {region} failed: {type(exc).__name__}: {exc}") from exc
-    finally:
-        await nc.close()
-
-
-async def _stream_info(js: JetStreamContext, name: str, report: AuditReport, what: str) -> StreamInfo | None:
-    try:
-        return await js.stream_info(name)
-    except NotFoundError:
-        report.notes.append(f"{what} stream {name} does not exist (nothing to check)")
-        return None
-
-
-def _check_placement(info: StreamInfo, region: str, report: AuditReport) -> None:
-    r = get_region(region)
-    name = info.config.name or "?"
-    wanted = info.config.placement
-    placed_by_config = wanted is not None and (
-        wanted.cluster == r.nats_cluster or (wanted.cluster is None and r.nats_tag in (wanted.tags or []))
-    )
-    actual = info.cluster.name if info.cluster is not None else None
-    if not placed_by_config or actual != r.nats_cluster:
-        asked = "none" if wanted is None else f"cluster={wanted.cluster} tags={wanted.tags or []}"
-        report.add(Violation("nats.placement", f"stream {name}", "-", f"{region} (cluster {r.nats_cluster})",
-                             f"placement {asked}, running on cluster {actual}", region))
-    for subject in info.config.subjects or ():
-        if subject.split(".")[0] not in (region, "$KV"):
-            report.add(Violation("nats.placement", f"stream {name}", "-", f"{region}.calls.>",
-                                 f"stream captures subject {subject}", region))
-
-
-async def _read_all(js: JetStreamContext, info: StreamInfo, handle: Callable[[Msg], None]) -> None:
-    """Hand every message of the stream to `handle`, through an ephemeral ordered consumer (no filter,
-    no acks), one at a time so that a long stream is not held in memory.
-
-    The consumer lives in memory on the stream's server and is deleted once read; durable consumers
-    and their positions are left alone.
-    """
-    if not info.state.messages:
-        return
-    name = info.config.name or ""
-    # The inactivity threshold reaps the consumer even if the audit dies before deleting it.
-    sub = await js.subscribe("", stream=name, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL,
-                             inactive_threshold=10.0)
-    try:
-        while True:
-            try:
-                msg = await sub.next_msg(timeout=_READ_TIMEOUT)
-            except TimeoutError:  # nats-py raises its own or asyncio's
-                raise AuditError(f"stream {name}: no message for {_READ_TIMEOUT:.0f} s while reading") \
-                    from None
-            handle(msg)
-            if msg.metadata.num_pending == 0:
-                return
-    finally:
-        consumer = sub._consumer  # the ordered consumer's current name (it changes on a reset)
-        await sub.unsubscribe()
-        with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(name, consumer)
-
-
-async def _audit_call_stream(
-    js: JetStreamContext, region: str, report: AuditReport, homes: Mapping[uuid.UUID, str]
-) -> None:
-    name = call_stream_name(region)
-    info = await _stream_info(js, name, report, "event")
-    if info is None:
-        return
-    _check_placement(info, region, report)
-
-    def check(msg: Msg) -> None:
-        report.regions[region].events += 1
-        _check_event(msg, name, region, report, homes)
-
-    await _read_all(js, info, check)
-
-
-def _check_event(
-    msg: Msg, stream: str, region: str, report: AuditReport, homes: Mapping[uuid.UUID, str]
-) -> None:
-    parts = msg.subject.split(".")
-    where = f"stream {stream} seq {msg.metadata.sequence.stream}: {msg.subject}"
-    subject_tenant = parts[2] if len(parts) > 2 else "?"
-    try:
-        env = CallEventEnvelope.from_bytes(msg.data)
-    except EnvelopeError as exc:
-        home = _home(homes, subject_tenant)
-        report.add(Violation("nats.event", where, subject_tenant, home or "?",
-                             f"stream {stream}; unreadable envelope ({exc})", region))
-        return
-    home = _home(homes, env.tenant_id)
-    problems = []
-    if parts[0] != region:
-        problems.append(f"subject region {parts[0]}")
-    if env.region != region:
-        problems.append(f"envelope region {env.region}")
-    if home is None:
-        problems.append("tenant not in the directory")
-    elif home != region:
-        problems.append(f"tenant homed in {home}")
-    if subject_tenant != env.tenant_id:
-        problems.append(f"subject tenant {subject_tenant}")
-    if problems:
-        report.add(Violation("nats.event", where, env.tenant_id, home or env.region,
-                             f"stream {stream} ({'; '.join(problems)})", region))
-
-
-def _home(homes: Mapping[uuid.UUID, str], tenant: str) -> str | None:
-    try:
-        return homes.get(uuid.UUID(str(tenant)))
-    except ValueError:
-        return None
-
-
-async def _audit_call_state(
-    js: JetStreamContext, region: str, report: AuditReport, homes: Mapping[uuid.UUID, str]
-) -> None:
-    bucket = call_state_bucket_name(region)
-    name = f"KV_{bucket}"
-    info = await _stream_info(js, name, report, "call-state")
-    if info is None:
-        return
-    _check_placement(info, region, report)
-    await _read_all(js, info, lambda msg: _check_call_state(msg, bucket, region, report, homes))
-
-
-def _check_call_state(
-    msg: Msg, bucket: str, region: str, report: AuditReport, homes: Mapping[uuid.UUID, str]
-) -> None:
-    if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
-        return  # a tombstone carries no state
-    report.regions[region].call_states += 1
-    key = msg.subject.removeprefix(f"$KV.{bucket}.")
-    where = f"bucket {bucket} key {key} rev {msg.metadata.sequence.stream}"
-    try:
-        state = json.loads(msg.data)
-        tenant, state_region = str(state["tenant_id"]), str(state["region"])
-    except (ValueError, KeyError, TypeError):
-        report.add(Violation("nats.call_state", where, "?", region,
-                             "unreadable call state: owner unknown", region))
-        return
-    home = _home(homes, tenant)
-    if state_region != region or home != region:
-        found = f"bucket {bucket} (state region {state_region}; tenant homed in {home or 'nowhere'})"
-        report.add(Violation("nats.call_state", where, tenant, home or state_region, found, region))
