@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from cells.dialogue.clinic import say_time
 from cells.dialogue.intents import yes_no
-from cells.dialogue.replies import say_date
+from cells.dialogue.saying import say_date, say_time
 from cells.dialogue.spoken import tokenize
 from cells.providers.base import Message, ToolCall
 
