@@ -69,6 +69,7 @@ class CallAgent:
     tts: Any
     tools: AgentTools
     call: CallConfig | None
+    opening: str = ""  # said after the disclosure, whatever disclosure the record chooses
 
     def assemble(self, *, name: str, domain: Domain, tools: Sequence[ToolAdapter], greeting: str,
                  providers: registry.ProviderConfig, context: Mapping[str, Any],

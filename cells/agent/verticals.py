@@ -9,6 +9,7 @@ when chosen, so this module is the only one outside a vertical's package that re
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -42,6 +43,16 @@ class AgentEnv:
     transfer_number: str | None = None
     store_path: Path | None = None  # a vertical's own data store (the clinic's calendar), if shared
     clock: Callable[[], datetime] = field(default=datetime.now)
+    # A tool's secret by the name its record gives (default: the environment variable
+    # AUTOSPEAK_SECRET_<NAME>); the record holds names only.
+    secrets: Callable[[str], str | None] = field(default=lambda name: env_secret(name))
+    # Tools may call private and loopback addresses (the embedded stack and tests only).
+    allow_private_tools: bool = field(
+        default_factory=lambda: os.environ.get("AUTOSPEAK_TOOLS_ALLOW_PRIVATE") == "1")
+
+
+def env_secret(name: str) -> str | None:
+    return os.environ.get("AUTOSPEAK_SECRET_" + "".join(c if c.isalnum() else "_" for c in name).upper())
 
 
 def _load(target: str) -> Callable[..., Any]:
@@ -101,6 +112,8 @@ def apply_record(agent: CallAgent, spec: Mapping[str, Any]) -> CallAgent:
         disclosure = str(compliance["disclosure_text"])
     elif compliance.get("ai_disclosure") is False:
         disclosure = agent.plain_greeting()
+    if disclosure != agent.call.disclosure and agent.opening:
+        disclosure = f"{disclosure} {agent.opening}"  # a flow's first question follows any disclosure
     voice_id = str(voice["voice_id"]) if voice.get("voice_id") else agent.call.voice_id
     agent.call = replace(agent.call, disclosure=disclosure, voice_id=voice_id,
                          system_prompt=str(spec.get("persona") or ""))
@@ -111,16 +124,16 @@ def apply_record(agent: CallAgent, spec: Mapping[str, Any]) -> CallAgent:
 def agent_from_spec(spec: Mapping[str, Any], *, data_dir: Path | None,
                     providers: registry.ProviderConfig | None = None,
                     transfer_number: str | None = None, calendar_path: Path | None = None,
-                    clock: Callable[[], datetime] = datetime.now) -> CallAgent:
+                    clock: Callable[[], datetime] = datetime.now, env: AgentEnv | None = None) -> CallAgent:
     """The running agent for the control plane's agent record (AgentOut as JSON), built by its
     vertical's builder (or the flow agent). `providers` (a worker profile such as the load tests'
-    instant one) wins over the agent's own provider choice."""
+    instant one) wins over the agent's own provider choice; `env` supplies the rest (secrets, clock)."""
     agent_id = str(spec.get("id") or "")
     if not agent_id:
         raise ValueError("the agent spec has no id")
     build = builder_for(spec)
-    env = AgentEnv(data_dir=data_dir / "agents" / agent_id if data_dir else None,
-                   providers=providers or registry.ProviderConfig(
-                       tenant=provider_layer(spec.get("providers") or {})),
-                   transfer_number=transfer_number, store_path=calendar_path, clock=clock)
+    env = replace(env or AgentEnv(clock=clock), data_dir=data_dir / "agents" / agent_id if data_dir else None,
+                  providers=providers or registry.ProviderConfig(
+                      tenant=provider_layer(spec.get("providers") or {})),
+                  transfer_number=transfer_number, store_path=calendar_path)
     return apply_record(build(spec, env), spec)

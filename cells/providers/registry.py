@@ -56,6 +56,7 @@ _TABLE: dict[tuple[str, str], str | Slot | Callable[..., Any]] = {
     ("stt", "openai"): "cells.providers.stt.openai_stt:OpenAIStt",
     ("stt", "fallback"): "cells.providers.fallback:FallbackStt.from_options",
     ("brain", "reception_rules"): "cells.agents.reception.policy:ReceptionPolicy",
+    ("brain", "flow_rules"): "cells.flows.brain:FlowRules",
     ("brain", LLM_BRAIN): Slot("llm"),
     ("brain", "router"): "cells.providers.llm.router:LlmRouter.from_brain_options",
     ("brain", "fallback"): "cells.providers.fallback:FallbackLlm.from_brain_options",
