@@ -60,6 +60,9 @@ class FlowAgent(CallAgent):
                       providers=_providers(env), context={"flow": flow, "clock": env.clock},
                       transfer_number=env.transfer_number)
 
+    def plain_greeting(self) -> str:
+        return f"Thank you for calling {self.name}."  # the flow's opening question follows
+
     @classmethod
     def from_record(cls, spec: Mapping[str, Any], env: AgentEnv) -> FlowAgent:
         tools = list(spec.get("tools") or [])

@@ -13,7 +13,16 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 from quart import request
 
 from cells.contract.flows import agent_problems
@@ -62,6 +71,17 @@ class Providers(Input):
     tts: ProviderRef | None = None
 
 
+# Fields a stored record leaves out while they hold their defaults, so that records written before the
+# flow agent existed read back unchanged.
+_TOOL_RUN_DEFAULTS: dict[str, Any] = {"kind": None, "url": None, "secret": None, "timeout_s": None}
+_NODE_DEFAULTS: dict[str, Any] = {"slots": [], "tool": None, "arguments": {}, "when": {}, "on_failure": None,
+                                  "on_decline": None, "end": False}
+
+
+def _drop_defaults(dumped: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in dumped.items() if k not in defaults or v != defaults[k]}
+
+
 class Tool(Input):
     name: Slug
     description: str = Field(default="", max_length=1000)
@@ -73,7 +93,11 @@ class Tool(Input):
     kind: Literal["http"] | None = None
     url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
     secret: Slug | None = None
-    timeout_s: float = Field(default=5.0, gt=0, le=30)
+    timeout_s: float | None = Field(default=None, gt=0, le=30)  # the worker's default when unset
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_defaults(handler(self), _TOOL_RUN_DEFAULTS)
 
 
 class FlowSlot(Input):
@@ -95,6 +119,10 @@ class FlowState(Input):
     on_failure: Slug | None = None
     on_decline: Slug | None = None
     end: bool = False
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_defaults(handler(self), _NODE_DEFAULTS)
 
 
 class Flow(Input):
