@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from bike_shop import SECRET, SECRET_NAME, SHOP, ToolServer, bike_shop_record, tool_server
+from bike_shop import BOOK_REPAIR_SCHEMA, SECRET, SECRET_NAME, SHOP, ToolServer, bike_shop_record, tool_server
 
 from cells.agent import AgentEnv, UnknownVertical, agent_from_spec
 from cells.agent.verticals import VERTICALS
@@ -24,6 +24,7 @@ from cells.dialogue.chunker import SentenceChunker
 from cells.flows.agent import FlowAgent
 from cells.flows.brain import FlowRules
 from cells.providers.base import Message, ToolCall
+from cells.tools.http import HttpTool
 
 NOW = datetime(2026, 3, 2, 9, 0)  # a Monday
 ENV = AgentEnv(clock=lambda: NOW, secrets={SECRET_NAME: SECRET}.get, allow_private_tools=True)
@@ -213,3 +214,17 @@ def test_arguments_the_schema_refuses_never_reach_the_shop(shop: ToolServer) -> 
     unconfirmed = asyncio.run(agent.tools.call("book_repair", {"day": "2026-03-06", "time": "10:00",
                                                                "name": "Ann Lee"}))
     assert unconfirmed["error"] == "confirmation_required" and shop.received == []
+
+
+PRIVATE = "not a public address"
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("https://127.0.0.1:9/book", PRIVATE), ("https://localhost:9/book", PRIVATE),
+    ("https://10.1.2.3/book", PRIVATE), ("https://169.254.169.254/latest", PRIVATE),
+    ("https://[::1]:9/book", PRIVATE), ("http://example.com/book", "must use https")])
+def test_the_address_guard_refuses_what_is_not_public(url: str, message: str) -> None:
+    tool = HttpTool("book_repair", "", BOOK_REPAIR_SCHEMA, url=url, secret=b"s", mutating=True, timeout_s=0.5)
+    result = asyncio.run(tool.call({"day": "2026-03-06", "time": "10:00", "name": "Ann Lee"}))
+    assert result["ok"] is False and result["error"] == "tool_address_refused", result
+    assert message in result["message"]
