@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from cells.dialogue.clinic import default_clinic
-from cells.dialogue.reception_policy import ReceptionPolicy
+from cells.agents.reception.clinic import default_clinic
+from cells.agents.reception.policy import ReceptionPolicy
 from cells.providers import registry
 from cells.providers.base import Message, ProviderConfigError, TextDelta, ToolCall, ToolSpec
 from cells.providers.fallback import FallbackLlm

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from cells.agents.reception.calendar import Calendar, CalendarTools, name_matches
 from cells.providers.base import ToolCall
 from cells.tools.base import ToolError, ToolRegistry, TransferToHuman
-from cells.tools.calendar import Calendar, CalendarTools, name_matches
 
 NOW = datetime(2026, 3, 2, 8, 30)  # Monday morning
 

@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
+from cells.agents.reception.calendar import Calendar, CalendarTools
+from cells.agents.reception.policy import ReceptionPolicy
 from cells.call.claims import check_sentence, claimed_outcomes
 from cells.call.confirmation import MAX_UNCLEAR, ConfirmationGate
 from cells.call.playout import FRAME_S, Playout
 from cells.call.reply import Reply
 from cells.call.timeline import TurnTiming
 from cells.dialogue.chunker import SentenceChunker
-from cells.dialogue.reception_policy import ReceptionPolicy
 from cells.providers.base import Message, TextDelta, ToolCall, ToolSpec
 from cells.tools.base import ToolRegistry
-from cells.tools.calendar import Calendar, CalendarTools
 from evals.dialogue.harness import NOW
 
 BOOK = ToolCall("call_1", "create_booking", {"name": "Anna Kowalski", "start": "2026-03-05T11:00"})

@@ -6,7 +6,7 @@ from datetime import date, time
 
 import pytest
 
-from cells.dialogue.clinic import default_clinic, stt_vocabulary
+from cells.agents.reception.clinic import default_clinic, stt_vocabulary
 from cells.dialogue.intents import choose_option, detect_intents, find_name, find_service, understand, yes_no
 from cells.dialogue.parsing import parse_date, parse_time
 from cells.dialogue.spoken import parse_cardinal, parse_ordinal, parse_phone, tokenize

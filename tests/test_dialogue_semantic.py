@@ -13,9 +13,9 @@ from datetime import datetime
 import pytest
 from reception_harness import NOW, FakeCall
 
-from cells.dialogue.clinic import default_clinic
+from cells.agents.reception.clinic import default_clinic
+from cells.agents.reception.policy import ReceptionPolicy
 from cells.dialogue.intents import understand
-from cells.dialogue.reception_policy import ReceptionPolicy
 from cells.dialogue.semantic import SemanticReader, combine, service_options, shared_reader
 from cells.nlu import embeddings
 from cells.nlu.intents import IntentMatch, match_option

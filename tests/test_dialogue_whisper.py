@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from cells.dialogue.clinic import default_clinic
+from cells.agents.reception.clinic import default_clinic
 from cells.dialogue.intents import understand
 from evals.dialogue.conversations import CONVERSATIONS, FRESH, Conversation
 from evals.dialogue.harness import NOW, FakeCall

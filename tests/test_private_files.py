@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cells.tools.calendar import Calendar, CalendarTools
+from cells.agents.reception.calendar import Calendar, CalendarTools
 from regions.objectstore import RegionStore
 
 NOW = datetime(2026, 3, 2, 8, 30)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from reception_harness import NOW, FakeCall
 
-from cells.dialogue.reception_policy import ReceptionPolicy
+from cells.agents.reception.calendar import Calendar, CalendarTools
+from cells.agents.reception.policy import ReceptionPolicy
 from cells.providers.base import LlmProvider, Message, TextDelta, ToolCall
-from cells.tools.calendar import Calendar, CalendarTools
 
 
 def converse(lines: list[str], call: FakeCall | None = None) -> FakeCall:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from cells.agents.reception.calendar import Calendar, CalendarTools
 from cells.tools.base import FunctionTool, ToolRegistry
-from cells.tools.calendar import Calendar, CalendarTools
 
 SCHEMA = {"type": "object", "required": ["party", "when"], "properties": {
     "party": {"type": "integer", "minimum": 1, "maximum": 8},

@@ -16,12 +16,11 @@ import itertools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 
-from cells.dialogue.clinic import say_time
 from cells.dialogue.intents import yes_no
-from cells.dialogue.replies import say_date
+from cells.dialogue.saying import say_date, say_time
 from cells.dialogue.spoken import tokenize
 from cells.providers.base import Message, ToolCall
 
@@ -29,11 +28,14 @@ MAX_UNCLEAR = 2  # unclear answers before the held call is dropped
 
 
 def _spoken(value: Any) -> str:
-    """An argument as the caller should hear it: '2026-03-05T11:00' as 'Thursday, March 5th at 11 a.m.'."""
+    """An argument as the caller should hear it: '2026-03-05T11:00' as 'Thursday, March 5th at 11 a.m.',
+    '11:00' as '11 a.m.'."""
     text = str(value)
     try:
         if len(text) == 10:
             return say_date(date.fromisoformat(text))
+        if len(text) == 5 and text[2] == ":":  # "11:00"
+            return say_time(time.fromisoformat(text))
         if len(text) >= 16 and text[10] == "T":
             at = datetime.fromisoformat(text)
             return f"{say_date(at.date())} at {say_time(at.time())}"

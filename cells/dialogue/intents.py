@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
-from cells.dialogue.clinic import WEEKDAYS, ClinicConfig
+from cells.dialogue.catalogue import Catalogue
 from cells.dialogue.parsing import MONTHS, TimeRequest, find_date, find_time
+from cells.dialogue.saying import WEEKDAYS
 from cells.dialogue.spoken import ORDINAL_UNITS, TENS, UNITS, find_phone, tokenize
 
 if TYPE_CHECKING:
@@ -331,7 +332,7 @@ def detect_intents(tokens: list[str]) -> set[str]:
     return found
 
 
-def find_service(tokens: list[str], clinic: ClinicConfig) -> str | None:
+def find_service(tokens: list[str], clinic: Catalogue) -> str | None:
     joined = f" {' '.join(tokens)} "
     best: tuple[int, str] | None = None
     for service in clinic.services:
@@ -515,7 +516,7 @@ def _number_runs(tokens: list[str]) -> set[int]:
     return out
 
 
-def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | None = None,
+def understand(text: str, today: date, clinic: Catalogue, expecting: str | None = None,
                reader: SemanticReader | None = None) -> Understanding:
     """The rules' reading of a turn; with a `reader`, the embedding matcher's where the rules fall short
     (cells.dialogue.semantic: at open questions, and for a service the synonyms miss)."""
@@ -547,7 +548,7 @@ def understand(text: str, today: date, clinic: ClinicConfig, expecting: str | No
     name_expected = _name_expected(tokens, expecting)
     u.name = _surface(find_name(tokens, expecting=name_expected), text)
     if u.name is None and not name_expected:
-        clinic_words = set(tokenize(f"{clinic.name} {' '.join(clinic.dentists)}"))
+        clinic_words = set(tokenize(f"{clinic.name} {' '.join(clinic.staff)}"))
         u.name = _surface(_written_name(tokens, text, clinic_words), text)
     if expecting == "phone" and u.phone:
         return u  # the number's turn never changes the agreed day or time ("555-0142, call after 5")

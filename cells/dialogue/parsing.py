@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 
-from cells.dialogue.clinic import WEEKDAYS
+from cells.dialogue.saying import WEEKDAYS
 from cells.dialogue.spoken import HOMOPHONES, TENS, UNITS, parse_cardinal, parse_ordinal, tokenize
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
@@ -285,7 +285,13 @@ def _meridiem_at(tokens: list[str], i: int) -> tuple[str | None, int]:
     return None, i
 
 
-def _resolve_hour(hour: int, meridiem: str | None, part: str | None) -> int:
+# Bare hours read as afternoon ones ("at three" is 15:00) by default: an agent whose business opens in
+# the daytime sees no one at 3 a.m. An agent open at night passes its own range (or an empty one).
+DAYTIME_PM_HOURS = range(1, 8)
+
+
+def _resolve_hour(hour: int, meridiem: str | None, part: str | None,
+                  pm_hours: range = DAYTIME_PM_HOURS) -> int:
     if meridiem == "pm" and hour < 12:
         return hour + 12
     if meridiem == "am":
@@ -294,8 +300,7 @@ def _resolve_hour(hour: int, meridiem: str | None, part: str | None) -> int:
         return hour
     if part in ("afternoon", "evening"):
         return hour + 12
-    # A dental clinic sees no one at 3 a.m.: small bare hours are afternoon hours.
-    return hour + 12 if 1 <= hour <= 7 else hour
+    return hour + 12 if hour in pm_hours else hour
 
 
 def _anchored(tokens: list[str], i: int) -> bool:
@@ -307,7 +312,7 @@ def _anchored(tokens: list[str], i: int) -> bool:
 
 
 def _clock_at(tokens: list[str], i: int, part: str | None,
-              expecting: bool) -> tuple[time, Span] | None:
+              expecting: bool, pm_hours: range = DAYTIME_PM_HOURS) -> tuple[time, Span] | None:
     """An explicit clock time starting at tokens[i]."""
     n = len(tokens)
     tok = tokens[i]
@@ -317,18 +322,18 @@ def _clock_at(tokens: list[str], i: int, part: str | None,
         h, _, m = tok.partition(":")
         if h.isdigit() and m.isdigit() and int(h) <= 23 and int(m) <= 59:
             meridiem, end = _meridiem_at(tokens, i + 1)
-            return time(_resolve_hour(int(h), meridiem, part), int(m)), Span(i, end)
+            return time(_resolve_hour(int(h), meridiem, part, pm_hours), int(m)), Span(i, end)
         return None
     if tok.isdigit() and len(tok) in (3, 4) and int(tok[-2:]) < 60 and int(tok[:-2]) <= 23:
         meridiem, end = _meridiem_at(tokens, i + 1)
-        return time(_resolve_hour(int(tok[:-2]), meridiem, part), int(tok[-2:])), Span(i, end)
+        return time(_resolve_hour(int(tok[:-2]), meridiem, part, pm_hours), int(tok[-2:])), Span(i, end)
     # "half past nine", "quarter to ten", "ten past two", "twenty to three"
     offset: int | None = None
     j = i
     if tok == "half" and i + 1 < n and tokens[i + 1] not in ("past", "after") and (
             h := parse_cardinal(tokens, i + 1, max_value=12)) and h[0] >= 1:
         meridiem, end = _meridiem_at(tokens, h[1])  # "half two": half past two, said the British way
-        return time(_resolve_hour(h[0], meridiem, part) % 24, 30), Span(i, end)
+        return time(_resolve_hour(h[0], meridiem, part, pm_hours) % 24, 30), Span(i, end)
     if tok == "half":
         offset, j = 30, i + 1
     elif tok == "quarter":
@@ -344,7 +349,7 @@ def _clock_at(tokens: list[str], i: int, part: str | None,
         if (h := parse_cardinal(tokens, j + 1, max_value=12)) is None:
             return None
         meridiem, end = _meridiem_at(tokens, h[1])
-        hour = _resolve_hour(h[0], meridiem, part)
+        hour = _resolve_hour(h[0], meridiem, part, pm_hours)
         total = hour * 60 + sign * offset
         return time(total // 60 % 24, total % 60), Span(i, end)
     hour = _hour_at(tokens, i)
@@ -375,7 +380,7 @@ def _clock_at(tokens: list[str], i: int, part: str | None,
         meridiem = None  # "fourteen hundred p m" is still 14:00
     if hour[0] == 0 and not explicit:
         return None
-    return time(_resolve_hour(hour[0], meridiem, part) % 24, minute), Span(i, end)
+    return time(_resolve_hour(hour[0], meridiem, part, pm_hours) % 24, minute), Span(i, end)
 
 
 _BOUND_WORDS = {"after": "after", "before": "before", "from": "after", "later": "after", "earlier": "before",
@@ -410,8 +415,8 @@ def _bound_before(tokens: list[str], i: int) -> str | None:
     return bound
 
 
-def find_time(tokens: list[str], expecting: bool = False,
-              masked: set[int] | None = None) -> tuple[TimeRequest, list[Span]] | None:
+def find_time(tokens: list[str], expecting: bool = False, masked: set[int] | None = None,
+              pm_hours: range = DAYTIME_PM_HOURS) -> tuple[TimeRequest, list[Span]] | None:
     """A clock time and/or a part of day ('tomorrow morning', 'after three', 'nine thirty')."""
     masked = masked or set()
     part: str | None = None
@@ -433,7 +438,7 @@ def find_time(tokens: list[str], expecting: bool = False,
     for i in range(len(tokens)):
         if i in masked:
             continue
-        found = _clock_at(tokens, i, part, expecting)
+        found = _clock_at(tokens, i, part, expecting, pm_hours)
         if found is None or any(k in masked for k in range(found[1].start, found[1].end)):
             continue
         at, span = found
@@ -450,6 +455,6 @@ def find_time(tokens: list[str], expecting: bool = False,
     return None
 
 
-def parse_time(text: str, expecting: bool = False) -> TimeRequest | None:
-    found = find_time(tokenize(text), expecting)
+def parse_time(text: str, expecting: bool = False, pm_hours: range = DAYTIME_PM_HOURS) -> TimeRequest | None:
+    found = find_time(tokenize(text), expecting, pm_hours=pm_hours)
     return found[0] if found else None

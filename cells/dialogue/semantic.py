@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cells.dialogue.clinic import ClinicConfig
+from cells.dialogue.catalogue import Catalogue
 from cells.nlu.embeddings import ModelUnavailable
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ class SemanticReader:
                 self._cache.popitem(last=False)
         return reading
 
-    def refine(self, u: Understanding, clinic: ClinicConfig, expecting: str | None) -> None:
+    def refine(self, u: Understanding, clinic: Catalogue, expecting: str | None) -> None:
         """Adds what the matcher reads to the rules' understanding of a turn, in place."""
         asks_service = expecting == "service" and u.service is None
         if expecting not in OPEN_QUESTIONS and not asks_service:
@@ -192,14 +192,14 @@ class SemanticReader:
         u.intents = combine(u.intents, u.weak_book, reading.match, matcher.intents, lead_over_book=lead)
         u.semantic = reading.match
 
-    def service(self, reading: Reading, clinic: ClinicConfig) -> str | None:
+    def service(self, reading: Reading, clinic: Catalogue) -> str | None:
         from cells.nlu.intents import match_option
 
         found = match_option("", service_options(clinic), vector=reading.vector)
         return found[0] if found else None
 
 
-def service_options(clinic: ClinicConfig) -> Mapping[str, list[str]]:
+def service_options(clinic: Catalogue) -> Mapping[str, list[str]]:
     """Each service as the clinic describes it: its spoken name and its description."""
     return {s.key: [s.name, *([s.description] if s.description else [])] for s in clinic.services}
 

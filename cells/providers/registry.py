@@ -11,7 +11,8 @@ Each layer may override a whole kind or only some options; options merge key by 
 changes the provider starts from that layer's options only (another adapter's options would not fit).
 
 The dialogue brain (kind "brain") decides the agent's words and tool calls. It is either a rule-based
-policy ("reception_rules", the embedded default) or the language model the "llm" kind configures
+policy ("reception_rules", the embedded default; "flow_rules" for an agent defined by its flows, which
+the flow agent picks) or the language model the "llm" kind configures
 (brain "llm"); a layer that names an llm provider and no brain picks the LLM path, and a brain
 chain (fallback, router) may name any llm provider as one of its brains. Brains and LLMs
 speak one interface (`LlmProvider`) and declare `confirms_mutations`. The old name
@@ -55,7 +56,8 @@ _TABLE: dict[tuple[str, str], str | Slot | Callable[..., Any]] = {
     ("stt", "speechmatics"): "cells.providers.stt.speechmatics_rt:SpeechmaticsRtStt",
     ("stt", "openai"): "cells.providers.stt.openai_stt:OpenAIStt",
     ("stt", "fallback"): "cells.providers.fallback:FallbackStt.from_options",
-    ("brain", "reception_rules"): "cells.dialogue.reception_policy:ReceptionPolicy",
+    ("brain", "reception_rules"): "cells.agents.reception.policy:ReceptionPolicy",
+    ("brain", "flow_rules"): "cells.flows.brain:FlowRules",
     ("brain", LLM_BRAIN): Slot("llm"),
     ("brain", "router"): "cells.providers.llm.router:LlmRouter.from_brain_options",
     ("brain", "fallback"): "cells.providers.fallback:FallbackLlm.from_brain_options",

@@ -8,8 +8,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from cells.agents.reception.calendar import Calendar
 from cells.simulator.scripts import BookingScript
-from cells.tools.calendar import Calendar
 
 
 def calendar_path(data_dir: Path) -> Path:

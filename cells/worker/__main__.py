@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import re
@@ -16,6 +17,7 @@ from pathlib import Path
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from cells.agent import CallAgent, agent_from_spec
 from cells.contract.call_token import MIN_SECRET_BYTES, SECRET_ENV
 from cells.contract.redaction import install_log_redaction
 from cells.contract.twilio_signature import SHARED_KEYS_ENV, parse_shared_keys
@@ -32,6 +34,14 @@ def expand_public_url(template: str, hostname: str) -> str:
     if not _HOSTNAME.fullmatch(hostname):
         raise ValueError(f"this host's name {hostname!r} cannot stand in a URL")
     return template.replace("{hostname}", hostname.lower())
+
+
+def _agent_from_file(path: Path, data_dir: Path, transfer_number: str | None) -> CallAgent:
+    try:
+        spec = json.loads(path.read_text())
+        return agent_from_spec(spec, data_dir=data_dir, transfer_number=transfer_number)
+    except (OSError, ValueError) as exc:  # a bad record stops the worker before it takes a call
+        raise SystemExit(f"cannot run the agent in {path}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="root of the regions' object stores, for call recordings (with --nats-url)")
     parser.add_argument("--capacity", type=int, default=50, help="concurrent calls this worker takes")
     parser.add_argument("--worker-id", default="", help="this worker's id (default: <region>-<host>-<port>)")
+    parser.add_argument("--agent-spec", type=Path, default=None,
+                        help="the embedded worker answers as this agent record (the control plane's agent "
+                             "JSON) instead of the demo clinic")
     args = parser.parse_args(argv)
     if args.capacity < 1:
         parser.error("--capacity must be at least 1")
@@ -90,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                               transfer_number=os.environ.get("AUTOSPEAK_TRANSFER_NUMBER"),
                               capacity=args.capacity, **extra)  # type: ignore[arg-type]
     agent = None  # the app builds the embedded demo agent
+    if args.agent_spec is not None:
+        if args.nats_url:
+            parser.error("--agent-spec is for the embedded worker (a cell worker gets agents with its calls)")
+        agent = _agent_from_file(args.agent_spec, args.data_dir, settings.transfer_number)
     if args.profile == "instant":
         # Imported here only: the zero-latency providers belong to the load tests, never to real calls.
         from loadtest.calls.instant_profile import instant_agent, provider_config

@@ -13,9 +13,19 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 from quart import request
 
+from cells.contract.flows import agent_problems
 from control.api.problems import ApiProblem, field_errors, validation_problem
 
 M = TypeVar("M", bound=BaseModel)
@@ -61,17 +71,58 @@ class Providers(Input):
     tts: ProviderRef | None = None
 
 
+# Fields a stored record leaves out while they hold their defaults, so that records written before the
+# flow agent existed read back unchanged.
+_TOOL_RUN_DEFAULTS: dict[str, Any] = {"kind": None, "url": None, "secret": None, "timeout_s": None}
+_NODE_DEFAULTS: dict[str, Any] = {"slots": [], "tool": None, "arguments": {}, "when": {}, "on_failure": None,
+                                  "on_decline": None, "end": False}
+
+
+def _drop_defaults(dumped: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in dumped.items() if k not in defaults or v != defaults[k]}
+
+
 class Tool(Input):
     name: Slug
     description: str = Field(default="", max_length=1000)
     # A JSON Schema for the tool's arguments, handed to the LLM as is.
     parameters: dict[str, Any] = Field(default_factory=dict)
     requires_confirmation: bool = False
+    # How the worker runs it (cells.contract.flows.TOOL_KINDS): "http" POSTs the arguments to `url`,
+    # signed with the secret the worker holds under the name `secret` (never the secret itself).
+    kind: Literal["http"] | None = None
+    url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
+    secret: Slug | None = None
+    timeout_s: float | None = Field(default=None, gt=0, le=30)  # the worker's default when unset
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_defaults(handler(self), _TOOL_RUN_DEFAULTS)
+
+
+class FlowSlot(Input):
+    name: Slug
+    type: Literal["date", "time", "name", "phone", "number", "yes_no", "text"]
+    ask: str = Field(min_length=1, max_length=1000)  # the question that asks for it
 
 
 class FlowState(Input):
-    prompt: str = Field(max_length=4000)
+    """A node: its prompt, the slots it asks for, the tool it calls with them and where it goes next
+    (cells/contract/flows.py describes how a call runs it)."""
+
+    prompt: str = Field(default="", max_length=4000)
     next: list[Slug] = Field(default_factory=list, max_length=16)
+    slots: list[FlowSlot] = Field(default_factory=list, max_length=16)
+    tool: Slug | None = None
+    arguments: dict[Slug, Slug] = Field(default_factory=dict, max_length=32)  # tool argument -> slot
+    when: dict[Literal["yes", "no"], Slug] = Field(default_factory=dict)
+    on_failure: Slug | None = None
+    on_decline: Slug | None = None
+    end: bool = False
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_defaults(handler(self), _NODE_DEFAULTS)
 
 
 class Flow(Input):
@@ -97,7 +148,16 @@ class Compliance(Input):
     retention_days: int = Field(default=90, ge=1, le=3650)
 
 
-Vertical = Literal["reception", "recruit", "stay"]
+# A built-in vertical (cells.contract.flows.BUILT_IN_VERTICALS), or any name for an agent its flows define.
+Vertical = Slug
+
+
+def check_agent_runs(vertical: str, flows: dict[str, Any], tools: list[Any]) -> None:
+    """Refuses (ValueError, a 422) a record whose flows would strand a call: an undefined node, a tool
+    the agent does not declare or cannot run, or a vertical with neither a built-in agent nor flows."""
+    problems = agent_problems(vertical, flows, tools)
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 class AgentCreate(Input):
@@ -109,6 +169,12 @@ class AgentCreate(Input):
     tools: list[Tool] = Field(default_factory=list, max_length=32)
     flows: dict[Slug, Flow] = Field(default_factory=dict, max_length=16)
     compliance: Compliance = Field(default_factory=Compliance)
+
+    @model_validator(mode="after")
+    def _runs(self) -> AgentCreate:
+        dumped = self.model_dump(mode="json", include={"flows", "tools"})
+        check_agent_runs(self.vertical, dumped["flows"], dumped["tools"])
+        return self
 
 
 class AgentUpdate(Input):

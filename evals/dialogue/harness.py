@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from cells.dialogue.reception_policy import ReceptionPolicy
+from cells.agents.reception.calendar import Calendar, CalendarTools
+from cells.agents.reception.policy import ReceptionPolicy
 from cells.providers.base import Message, TextDelta, ToolCall
 from cells.tools.base import FunctionTool, ToolRegistry, TransferToHuman
-from cells.tools.calendar import Calendar, CalendarTools
 
 NOW = datetime(2026, 3, 2, 8, 30)  # Monday morning
 

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import datetime
 
-from cells.dialogue.clinic import default_clinic
+from cells.agents.reception.clinic import default_clinic
 from cells.dialogue.intents import understand
 from cells.dialogue.semantic import shared_reader
 from evals.dialogue.conversations import CONVERSATIONS, FRESH, Conversation

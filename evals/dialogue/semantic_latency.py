@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
-from cells.dialogue.reception_policy import ReceptionPolicy
+from cells.agents.reception.policy import ReceptionPolicy
 from cells.dialogue.semantic import shared_reader
 from evals.dialogue.conversations import CONVERSATIONS, FRESH, Conversation
 from evals.dialogue.harness import NOW, FakeCall

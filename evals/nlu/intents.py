@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cells.dialogue.clinic import default_clinic
+from cells.agents.reception.clinic import default_clinic
 from cells.dialogue.intents import find_service, understand
 from cells.dialogue.semantic import SemanticReader, pin_blas_to_one_thread, service_options
 from cells.dialogue.spoken import tokenize

@@ -5,8 +5,9 @@ Caller utterances are synthesised with eSpeak NG in several voices and rates, ta
 frames. Word error rate and real-time factor (decode time / audio time) are measured in the run.
 
 The second part decodes callers' answers to a receptionist (evals/stt/answers.py) with the demo clinic's
-own domain (cells/dialogue/clinic.py) as the call loop does: line noise as pre-roll before each turn, and
-both one stream per answer (every answer is a first turn) and one stream per call across turns. It reports
+own domain (cells/agents/reception/clinic.py) as the call loop does: line noise as pre-roll before each
+turn, and both one stream per answer (every answer is a first turn) and one stream per call across turns.
+It reports
 WER and slot accuracy (does the text still carry the weekday, time, name, digits, yes/no).
 
     python -m evals.stt.bench [-v]
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import media_core
+from cells.agents.reception.clinic import CALLER_TEMPLATES
 from cells.providers.base import EndOfTurn, Frame
 from cells.providers.stt.domain_lm import Domain
 from cells.providers.stt.pocketsphinx_stt import PocketsphinxStt
@@ -35,6 +37,7 @@ CLINIC = Domain(
               "emergency appointment"],
     names=["Doctor Patel", "Doctor Garcia", "Doctor Nguyen", "Sarah Johnson", "Michael Brown"],
     extra_phrases=["is the parking free", "do you take my insurance"],
+    templates=list(CALLER_TEMPLATES),  # a clinic's callers' sentences, as the demo clinic declares them
 )
 
 # (eSpeak voice, words per minute): the conditions each utterance is spoken in, round robin.
@@ -259,10 +262,11 @@ def answers_report(results: Sequence[AnswerResult], verbose: bool = False) -> li
 
 
 def _clinic_domain() -> Domain:
-    from cells.dialogue.clinic import stt_vocabulary
+    from cells.agents.reception.clinic import stt_vocabulary
 
     vocabulary = stt_vocabulary()
-    return Domain(vocabulary["services"], vocabulary["names"], vocabulary["phrases"])
+    return Domain(vocabulary["services"], vocabulary["names"], vocabulary["phrases"],
+                  vocabulary["templates"])
 
 
 def _answers_in_process() -> list[AnswerResult]:

@@ -20,6 +20,9 @@ class Domain:
     services: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     extra_phrases: list[str] = field(default_factory=list)
+    # Carrier sentences its callers say around the slots ("i'd like to book {service_np} on {date}");
+    # a recogniser without them uses neutral ones.
+    templates: list[str] = field(default_factory=list)
 
 
 def domain_from(value: Domain | dict[str, object] | None, provider: str) -> Domain | None:

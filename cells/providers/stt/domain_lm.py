@@ -1,7 +1,8 @@
 """A trigram language model built from an agent's domain, for PocketSphinx.
 
 Open-vocabulary recognition of phone audio with the generic LM is poor; a small LM over what callers of
-this agent actually say (its services and names, dates, times, digits, confirmations, booking verbs) is
+this agent actually say (its services and names, dates, times, digits, confirmations, the sentences it
+declares) is
 far more accurate. A small share of general conversational English keeps off-script callers from being
 forced into domain phrases. Words missing from the CMU dictionary are dropped (no g2p) and reported.
 
@@ -42,26 +43,16 @@ CONFIRMATIONS = [
     "can you repeat that", "thank you", "thanks", "goodbye", "bye", "hello", "hi",
 ]
 
-# Carrier phrases around the slots. {service} {name} {date} {time} {digits} are filled from the domain.
-TEMPLATES = [
-    "i'd like to book {service_np}", "i would like to book {service_np} on {date}",
-    "i'd like to book {service_np} on {date} at {time}", "can i book {service_np} for {date}",
-    "i want to make an appointment for {service_np}", "i need an appointment on {date} at {time}",
-    "do you have anything on {date}", "do you have anything {date} at {time}",
-    "is {time} on {date} available", "what about {date} at {time}", "{date} at {time}", "{date} {time}",
-    "at {time}", "on {date}", "{date} please", "{time} please", "{time} works for me", "{date} works for me",
-    "can i move my appointment to {date}", "i need to move my appointment to {date} at {time}",
-    "i'd like to reschedule my {service} appointment", "can i reschedule to {date} at {time}",
-    "i need to cancel my appointment", "i want to cancel my appointment on {date}",
-    "please cancel my {service} on {date}", "cancel my appointment with {name}",
-    "i'd like to see {name}", "can i see {name} on {date}", "is {name} available on {date}",
-    "my name is {name}", "this is {name}", "it's {name}", "i'm a patient of {name}",
-    "my number is {digits}", "my phone number is {digits}", "you can reach me at {digits}", "it's {digits}",
-    "{digits}", "how much is {service_np}", "do you do {service}", "i'm calling about {service_np}",
-    "yes {date} at {time} is fine", "no not {date}", "the earliest you have", "anything in the morning",
-    "anything in the afternoon", "what times do you have", "what days are you open",
-    "i'm calling to confirm my appointment", "i'd like to leave a message",
-    "can i speak to someone", "i'm a new patient", "i have an appointment on {date}",
+# Carrier sentences around the slots when the agent declares none of its own (`Domain.templates`): what
+# callers of any business that takes a name, a number, a day and a time say. {service} {name} {date}
+# {time} {digits} are filled from the domain.
+NEUTRAL_TEMPLATES = [
+    "{date} at {time}", "{date} {time}", "at {time}", "on {date}", "{date} please", "{time} please",
+    "{time} works for me", "{date} works for me", "what about {date} at {time}", "my name is {name}",
+    "this is {name}", "it's {name}", "my number is {digits}", "my phone number is {digits}",
+    "you can reach me at {digits}", "it's {digits}", "{digits}", "i'm calling about {service_np}",
+    "do you do {service}", "how much is {service_np}", "i'd like to leave a message",
+    "can i speak to someone", "what times do you have", "what days are you open",
 ]
 
 # Off-script but ordinary things callers say, in the register of a phone call.
@@ -329,7 +320,7 @@ ANSWER_FORMS: dict[str, tuple[float, list[str]]] = {
                        "i think i need {service_np}",
                        "i'm calling about {service_np}", "i'd like to book {service_np} please",
                        "hi i would like to book {service_np}", "i want to get {service_np}"]),
-    "request": (0.18, TEMPLATES),
+    "request": (0.18, NEUTRAL_TEMPLATES),  # or the templates the agent declares
 }
 
 
@@ -343,7 +334,9 @@ def domain_sentences(domain: Domain, size: int = 6000, seed: int = 0) -> list[st
            *slots.firsts, *slots.lasts, *digit_phrases(30, rng), *ONES, "oh", *CONFIRMATIONS]
     extra = [normalise(p) for p in domain.extra_phrases]
     out += extra * 5
-    for share, forms in ANSWER_FORMS.values():
+    for kind, (share, forms) in ANSWER_FORMS.items():
+        if kind == "request" and domain.templates:
+            forms = list(domain.templates)
         for _ in range(round(size * share)):
             out.append(slots.fill(rng.choice(forms)))
     return [s for s in (normalise(s) for s in out) if s]

@@ -23,7 +23,7 @@ from control.api.routes.common import (
     scoped_one,
 )
 from control.api.routes.params import PAGE, read_page
-from control.api.schemas import AgentCreate, AgentList, AgentOut, AgentUpdate, parse_body
+from control.api.schemas import AgentCreate, AgentList, AgentOut, AgentUpdate, check_agent_runs, parse_body
 from control.api.sealing import seal_providers
 from control.api.secret_options import mask_providers, merge_providers
 from control.api.state import api_state, sessions
@@ -108,6 +108,13 @@ async def update_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
             if name == "providers":
                 value = _sealed(merge_providers(agent.providers, value), scope)
             setattr(agent, name, value)
+        if {"vertical", "flows", "tools"} & set(change):  # the merged record must still run
+            try:
+                check_agent_runs(agent.vertical, agent.flows, agent.tools)
+            except ValueError as exc:
+                raise ApiProblem(422, "Unprocessable content", str(exc), slug="validation",
+                                 errors=[{"path": "flows", "message": str(exc), "code": "agent_cannot_run"}]
+                                 ) from None
         agent.updated_at = datetime.now(UTC)
         await session.flush()
         return _out(agent)

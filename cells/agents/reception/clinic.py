@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import time
 
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+from cells.dialogue.saying import WEEKDAYS, say_time
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class ClinicConfig:
     horizon_days: int = 120  # how far ahead bookings are accepted
     currency: str = "dollars"
     extra_phrases: tuple[str, ...] = field(default=())
+
+    @property
+    def staff(self) -> tuple[str, ...]:
+        return self.dentists
 
     def service(self, key: str) -> Service | None:
         for s in self.services:
@@ -107,14 +111,28 @@ def spoken_hours(clinic: ClinicConfig, weekday: int | None = None) -> str:
     return text
 
 
-def say_time(t: time) -> str:
-    """'9 a.m.', '2:30 p.m.', 'noon': the written form eSpeak reads naturally."""
-    if t.hour == 12 and t.minute == 0:
-        return "noon"
-    hour = t.hour % 12 or 12
-    suffix = "a.m." if t.hour < 12 else "p.m."
-    return f"{hour} {suffix}" if t.minute == 0 else f"{hour}:{t.minute:02d} {suffix}"
-
+# What the clinic's callers say around the slots, for the recogniser's language model.
+# {service} {name} {date} {time} {digits} are filled from the domain.
+CALLER_TEMPLATES = [
+    "i'd like to book {service_np}", "i would like to book {service_np} on {date}",
+    "i'd like to book {service_np} on {date} at {time}", "can i book {service_np} for {date}",
+    "i want to make an appointment for {service_np}", "i need an appointment on {date} at {time}",
+    "do you have anything on {date}", "do you have anything {date} at {time}",
+    "is {time} on {date} available", "what about {date} at {time}", "{date} at {time}", "{date} {time}",
+    "at {time}", "on {date}", "{date} please", "{time} please", "{time} works for me", "{date} works for me",
+    "can i move my appointment to {date}", "i need to move my appointment to {date} at {time}",
+    "i'd like to reschedule my {service} appointment", "can i reschedule to {date} at {time}",
+    "i need to cancel my appointment", "i want to cancel my appointment on {date}",
+    "please cancel my {service} on {date}", "cancel my appointment with {name}",
+    "i'd like to see {name}", "can i see {name} on {date}", "is {name} available on {date}",
+    "my name is {name}", "this is {name}", "it's {name}", "i'm a patient of {name}",
+    "my number is {digits}", "my phone number is {digits}", "you can reach me at {digits}", "it's {digits}",
+    "{digits}", "how much is {service_np}", "do you do {service}", "i'm calling about {service_np}",
+    "yes {date} at {time} is fine", "no not {date}", "the earliest you have", "anything in the morning",
+    "anything in the afternoon", "what times do you have", "what days are you open",
+    "i'm calling to confirm my appointment", "i'd like to leave a message",
+    "can i speak to someone", "i'm a new patient", "i have an appointment on {date}",
+]
 
 # A small set of common caller names so the STT domain model can recognise them.
 _COMMON_NAMES = (
@@ -130,7 +148,8 @@ def stt_vocabulary(clinic: ClinicConfig | None = None) -> dict[str, list[str]]:
     """Domain vocabulary for the speech recogniser's language model, as plain lists.
 
     Keys: "services" (service names and synonyms), "names" (dentists and common caller names),
-    "phrases" (whole utterances callers typically say), "words" (the union, split into words).
+    "phrases" (whole utterances callers typically say), "templates" (carrier sentences around the
+    slots), "words" (the union, split into words).
     """
     clinic = clinic or default_clinic()
     services = sorted({s.name for s in clinic.services} | {w for s in clinic.services for w in s.synonyms})
@@ -148,4 +167,5 @@ def stt_vocabulary(clinic: ClinicConfig | None = None) -> dict[str, list[str]]:
         *clinic.extra_phrases,
     ]
     words = sorted({w for text in (*services, *names, *phrases, *WEEKDAYS) for w in text.split()})
-    return {"services": services, "names": names, "phrases": phrases, "words": words}
+    return {"services": services, "names": names, "phrases": phrases, "templates": list(CALLER_TEMPLATES),
+            "words": words}

@@ -29,9 +29,9 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from cells.dialogue.clinic import ClinicConfig, default_clinic
-from cells.dialogue.reception_state import Action, Call, DialogueState, Say
-from cells.dialogue.reception_steps import ReceptionSteps
+from cells.agents.reception.clinic import ClinicConfig, default_clinic
+from cells.agents.reception.state import Action, Call, DialogueState, Say
+from cells.agents.reception.steps import ReceptionSteps
 from cells.dialogue.semantic import SemanticReader, pin_blas_to_one_thread, shared_reader
 from cells.providers.base import Message, TextDelta, ToolCall, ToolSpec
 

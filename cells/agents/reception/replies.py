@@ -2,37 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import date
 
-from cells.dialogue.clinic import WEEKDAYS, ClinicConfig, say_time, spoken_hours
-
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-           "October", "November", "December")
-
-
-def ordinal(n: int) -> str:
-    suffix = "th" if 11 <= n % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
-def say_date(d: date | str, today: date | None = None) -> str:
-    """'Tuesday, March 5th'; always the full date, so a misheard weekday or day gets noticed."""
-    d = date.fromisoformat(d) if isinstance(d, str) else d
-    return f"{WEEKDAYS[d.weekday()].capitalize()}, {_MONTHS[d.month - 1]} {ordinal(d.day)}"
-
-
-def say_hhmm(hhmm: str) -> str:
-    return say_time(time.fromisoformat(hhmm))
-
-
-def say_list(items: list[str], joiner: str = "or") -> str:
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + f" {joiner} " + items[-1]
-
-
-def say_slots(slots: list[str]) -> str:
-    return say_list([say_hhmm(s) for s in slots])
+from cells.agents.reception.clinic import ClinicConfig, spoken_hours
+from cells.dialogue.saying import ordinal, say_date, say_hhmm, say_list, say_slots, say_time  # noqa: F401 - the clinic's replies use them from here
 
 
 def service_name(clinic: ClinicConfig, key: str | None) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from cells.dialogue.clinic import ClinicConfig
-from cells.dialogue.reception_state import Action, Call, DialogueState, Say
-from cells.dialogue.replies import booking_phrase, hours_sentence, say_date, say_hhmm, say_slots
+from cells.agents.reception.clinic import ClinicConfig
+from cells.agents.reception.replies import booking_phrase, hours_sentence, say_date, say_hhmm, say_slots
+from cells.agents.reception.state import Action, Call, DialogueState, Say
 
 
 class ToolResultSteps:

@@ -19,8 +19,8 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from cells.agents.reception.clinic import WEEKDAYS, ClinicConfig, default_clinic
 from cells.contract.redaction import redact_text
-from cells.dialogue.clinic import WEEKDAYS, ClinicConfig, default_clinic
 from cells.tools.base import FunctionTool, ToolAdapter, ToolError
 from regions.objectstore import private_dirs
 

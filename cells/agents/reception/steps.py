@@ -12,12 +12,8 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from cells.dialogue.clinic import WEEKDAYS, ClinicConfig, spoken_hours
-from cells.dialogue.intents import Understanding, choose_option, find_name, understand
-from cells.dialogue.parsing import MONTHS
-from cells.dialogue.reception_results import ToolResultSteps
-from cells.dialogue.reception_state import Action, Call, DialogueState, Say
-from cells.dialogue.replies import (
+from cells.agents.reception.clinic import WEEKDAYS, ClinicConfig, spoken_hours
+from cells.agents.reception.replies import (
     booking_phrase,
     duration_sentence,
     hours_sentence,
@@ -29,6 +25,10 @@ from cells.dialogue.replies import (
     service_name,
     services_sentence,
 )
+from cells.agents.reception.results import ToolResultSteps
+from cells.agents.reception.state import Action, Call, DialogueState, Say
+from cells.dialogue.intents import Understanding, choose_option, find_name, understand
+from cells.dialogue.parsing import MONTHS
 from cells.dialogue.semantic import SemanticReader
 from cells.dialogue.spoken import find_phone
 

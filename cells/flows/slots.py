@@ -1,0 +1,65 @@
+"""Typed slot values from a caller's words, by the neutral spoken-English parsers (cells.dialogue), and
+how each value is passed to a tool and said back."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from cells.dialogue.intents import find_name, yes_no
+from cells.dialogue.parsing import parse_date, parse_time
+from cells.dialogue.saying import say_date, say_hhmm
+from cells.dialogue.spoken import find_phone, parse_cardinal, say_digits, tokenize
+
+# Slot type -> what the recogniser is told to expect (cells.providers.stt.context.HINTS).
+HINTS = {"date": "date", "time": "time", "name": "name", "phone": "digits", "number": "digits",
+         "yes_no": "yes_no"}
+
+
+def _number(tokens: list[str]) -> int | None:
+    for i, tok in enumerate(tokens):
+        if tok.isdigit():
+            return int(tok)
+        found = parse_cardinal(tokens, i, max_value=9999)
+        if found is not None:
+            return found[0]
+    return None
+
+
+def read_slot(kind: str, text: str, today: date) -> Any | None:
+    """The value of a slot of `kind` in what the caller said (JSON-ready), or None when it is not there.
+    Dates are ISO days, times "HH:MM", phones digit strings, yes/no booleans."""
+    tokens = tokenize(text)
+    if kind == "date":
+        day = parse_date(text, today, expecting=True)
+        return day.isoformat() if day else None
+    if kind == "time":
+        at = parse_time(text, expecting=True)
+        return at.at.strftime("%H:%M") if at and at.at else None
+    if kind == "name":
+        name = find_name(tokens, expecting=True)
+        return " ".join(w.capitalize() for w in name.split()) if name else None
+    if kind == "phone":
+        found = find_phone(tokens)
+        return found[0] if found else None
+    if kind == "number":
+        return _number(tokens)
+    if kind == "yes_no":
+        answer = yes_no(tokens)
+        return None if answer is None else answer == "yes"
+    if kind == "text":
+        return text.strip() or None
+    raise ValueError(f"unknown slot type {kind!r}")
+
+
+def say_value(kind: str, value: Any) -> str:
+    """A slot's value as the agent says it back ('Thursday, March 5th', '11 a.m.')."""
+    if kind == "date":
+        return say_date(str(value))
+    if kind == "time":
+        return say_hhmm(str(value))
+    if kind == "phone":
+        return say_digits(str(value))
+    if kind == "yes_no":
+        return "yes" if value else "no"
+    return str(value)
