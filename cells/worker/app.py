@@ -31,7 +31,7 @@ from cells.contract.twilio_webhook import (
 from cells.observability import WorkerTelemetry
 from cells.observability.http import telemetry_blueprint
 from cells.providers.base import ToolCall
-from cells.telephony.twilio_media import Dtmf, Mark, Media, Start, Stop
+from cells.telephony.twilio_media import Start
 from cells.telephony.twilio_ws import (
     AcceptedStream,
     MediaSocketSettings,
@@ -41,6 +41,7 @@ from cells.telephony.twilio_ws import (
 from cells.worker.agent import ReceptionAgent
 from cells.worker.calls import CallLog
 from cells.worker.coordinated import Coordination
+from cells.worker.stream import pump
 
 log = logging.getLogger(__name__)
 COORDINATION = "autospeak.coordination"  # app.extensions key of a cell worker's Coordination
@@ -155,17 +156,7 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
         active[call_id] = session
         try:
             await session.start(start.stream_sid, start.call_sid)
-            async for event in ws.events():
-                if isinstance(event, Media):
-                    session.on_media(event.raw)
-                elif isinstance(event, Mark):
-                    session.on_mark(event.name)
-                elif isinstance(event, Dtmf):
-                    session.on_dtmf(event.digit)
-                elif isinstance(event, Stop):
-                    break
-                if session.state.ended:
-                    break
+            await pump(session, ws.events())
         except Exception:  # the socket died under us: end this call, keep the worker
             log.info("call %s: stream ended abruptly", call_id, exc_info=True)
         finally:

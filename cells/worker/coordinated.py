@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +33,9 @@ import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from cells.call.recorder import CallRecorder
+from cells.call.recorder import CallRecorder, RecordingTransport
 from cells.call.session import CallSession
+from cells.call.transport import Transport
 from cells.contract.call_state import CallLease, CallStateStore, LeaseLost, history_from_dicts
 from cells.contract.call_token import CallClaims
 from cells.contract.envelope import CallEventEnvelope
@@ -47,6 +48,7 @@ from cells.observability import CallObserver, WorkerTelemetry
 from cells.providers import registry
 from cells.telephony.twilio_media import Start
 from cells.worker.agent import ReceptionAgent, agent_from_spec
+from cells.worker.stream import SettlingTransport, no_events, pump
 from regions.objectstore import RegionStore
 
 log = logging.getLogger(__name__)
@@ -312,8 +314,6 @@ class Coordination:
                    on_control: Any, lease: CallLease, history: Any, publisher: EventPublisher, tenant_id: str,
                    region: str, recording: str | None, handover: _Stream,
                    handed_over: list[bool]) -> None:
-        from cells.telephony.twilio_media import Dtmf, Mark, Media, Stop
-
         call_id = lease.call_id
         recorder = CallRecorder() if recording else None
         saver = _StateSaver(lease)
@@ -339,7 +339,9 @@ class Coordination:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(lease.end(reason, session.history), 3.0)
 
-        transport = _CellTransport(ws, recorder, before_close)
+        transport: Transport = SettlingTransport(ws, before_close)
+        if recorder is not None:
+            transport = RecordingTransport(transport, recorder)
         session = agent.new_session(transport, on_event=event, on_control=on_control)
 
         caller_hung_up = handing_over = False
@@ -352,20 +354,8 @@ class Coordination:
             lease.start_heartbeat(on_lost=lambda: asyncio.ensure_future(ws.close("taken_over")))
             self._live.add(call_id)
             with handover.interruptible():
-                async for ev in events() if not handover.requested else _no_events():
-                    if isinstance(ev, Media):
-                        if recorder is not None:
-                            recorder.inbound_message(ev.raw)
-                        session.on_media(ev.raw)
-                    elif isinstance(ev, Mark):
-                        session.on_mark(ev.name)
-                    elif isinstance(ev, Dtmf):
-                        session.on_dtmf(ev.digit)
-                    elif isinstance(ev, Stop):
-                        caller_hung_up = True
-                        break
-                    if session.state.ended:
-                        break
+                caller_hung_up = await pump(session, transport.events() if not handover.requested
+                                            else no_events())
         except asyncio.CancelledError:
             if not handover.consume_cancel():
                 raise  # the server's: the socket is gone (a dropped stream)
@@ -491,12 +481,6 @@ class Coordination:
                   lease.call_id, END_RETRY_S)
 
 
-async def _no_events() -> AsyncIterator[Any]:
-    """The read loop of a stream handed over before it began."""
-    return
-    yield
-
-
 class _Stream:
     """One active media stream's hand-over switch: a stopping worker interrupts the stream's read loop
     (by cancelling the task that runs it, only while it waits for the carrier's next message) and the
@@ -529,26 +513,6 @@ class _Stream:
         if task is not None:
             task.uncancel()
         return True
-
-
-class _CellTransport:
-    """The session's transport: records what the agent sends and settles the call state before the
-    worker closes the stream on purpose."""
-
-    def __init__(self, ws: Any, recorder: CallRecorder | None,
-                 before_close: Callable[[str], Any]) -> None:
-        self.ws = ws
-        self.recorder = recorder
-        self.before_close = before_close
-
-    async def send(self, text: str) -> None:
-        await self.ws.send(text)
-        if self.recorder is not None:
-            self.recorder.outbound_message(text)
-
-    async def close(self, reason: str) -> None:
-        await self.before_close(reason)
-        await self.ws.close(reason)
 
 
 class _StateSaver:
