@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="root of the regions' object stores, for call recordings (with --nats-url)")
     parser.add_argument("--capacity", type=int, default=50, help="concurrent calls this worker takes")
     parser.add_argument("--worker-id", default="", help="this worker's id (default: <region>-<host>-<port>)")
+    parser.add_argument("--pcm-streams", action="store_true",
+                        help="also take calls as raw 16-bit PCM over a WebSocket at /pcm")
     args = parser.parse_args(argv)
     if args.capacity < 1:
         parser.error("--capacity must be at least 1")
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                               twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID"),
                               twilio_api_base_url=os.environ.get("TWILIO_API_BASE_URL"),
                               transfer_number=os.environ.get("AUTOSPEAK_TRANSFER_NUMBER"),
-                              capacity=args.capacity, **extra)  # type: ignore[arg-type]
+                              capacity=args.capacity, pcm_streams=args.pcm_streams, **extra)  # type: ignore[arg-type]
     agent = None  # the app builds the embedded demo agent
     if args.profile == "instant":
         # Imported here only: the zero-latency providers belong to the load tests, never to real calls.

@@ -69,6 +69,7 @@ class WorkerSettings:
     capacity: int = 50
     object_store: Path | None = None  # root of the regions' object stores (recordings)
     providers: Any = None  # a registry.ProviderConfig overriding every agent's providers (load tests)
+    pcm_streams: bool = False  # also serve the raw PCM carrier (cells.telephony.pcm_ws) at /pcm
 
     @property
     def stream_url(self) -> str:
@@ -186,6 +187,11 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
                             public_stream_url=settings.stream_url,
                             audience=audience),
         tokens=tokens, resolve_call=resolve_call, on_stream=on_stream))
+    if settings.pcm_streams:
+        from cells.telephony.pcm_ws import pcm_stream_blueprint
+
+        app.register_blueprint(pcm_stream_blueprint(tokens=tokens, audience=audience,
+                                                    resolve_call=resolve_call, on_stream=on_stream))
     app.register_blueprint(telemetry_blueprint(telemetry))
     if coord is not None:  # `python -m cells.worker` hands calls over on SIGTERM before the server stops
         app.extensions[COORDINATION] = coord
