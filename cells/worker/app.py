@@ -8,7 +8,6 @@ state and resumes dropped calls.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import Mapping
@@ -20,7 +19,6 @@ from quart import Quart
 
 from cells.call.session import CallSession
 from cells.contract.call_token import CallClaims, CallTokenAuthority
-from cells.contract.redaction import CallRedactor
 from cells.contract.twilio_webhook import (
     NumberRoute,
     SlotRequest,
@@ -41,7 +39,9 @@ from cells.telephony.twilio_ws import (
 from cells.worker.agent import ReceptionAgent
 from cells.worker.calls import CallLog
 from cells.worker.coordinated import Coordination
-from cells.worker.stream import pump
+from cells.worker.local import LocalLease, RecordEvents
+from cells.worker.sink import CallSink
+from cells.worker.stream import run_call
 
 log = logging.getLogger(__name__)
 COORDINATION = "autospeak.coordination"  # app.extensions key of a cell worker's Coordination
@@ -139,41 +139,21 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
         if coord is not None:
             active[call_id] = accepted.call  # type: ignore[assignment]  # counted for /healthz only
             try:
-                await coord.run_stream(ws, accepted.claims, start, accepted.call, ws.events, control)
+                await coord.run_stream(ws, accepted.claims, start, accepted.call, control)
             finally:
                 active.pop(call_id, None)
             return
+        # The same lifecycle and sink as a cell's worker, connected to in-process stand-ins.
         assert calls is not None
-        record = calls.open(call_id, accepted.claims.tenant_id, accepted.claims.agent_id, start.call_sid)
-        redactor = CallRedactor(pii=False)  # the demo's record keeps booking details, never a card
-        observer = telemetry.call(call_id=call_id, tenant_id=accepted.claims.tenant_id,
-                                  agent_id=accepted.claims.agent_id)
-
-        def on_event(kind: str, data: dict[str, Any]) -> None:
-            record.event(kind, redactor.event(kind, data))
-            observer.event(kind, data)
-
-        session = accepted.call.new_session(ws, on_event=on_event, on_control=control)
-        active[call_id] = session
-        try:
-            await session.start(start.stream_sid, start.call_sid)
-            await pump(session, ws.events())
-        except Exception:  # the socket died under us: end this call, keep the worker
-            log.info("call %s: stream ended abruptly", call_id, exc_info=True)
-        finally:
-            log.info("call %s: stream over, stopping the session", call_id)
-
-            async def finish() -> None:
-                try:
-                    await session.stop("caller_hung_up")  # keeps a disposition already decided
-                finally:
-                    active.pop(call_id, None)
-                    record.close(session)
-                    observer.finished(session)
-
-            # The server cancels this handler when the caller's socket goes away; the call must
-            # still be wound down and recorded.
-            await asyncio.shield(finish())
+        claims = accepted.claims
+        record = calls.open(call_id, claims.tenant_id, claims.agent_id, start.call_sid)
+        sink = CallSink(lease=LocalLease(call_id, claims.agent_id), publisher=RecordEvents(record),
+                        observer=telemetry.call(call_id=call_id, tenant_id=claims.tenant_id,
+                                                agent_id=claims.agent_id),
+                        worker_id=settings.stream_url, resumable=False,
+                        on_done=[record.close, lambda _: active.pop(call_id, None)])
+        await run_call(accepted.call, ws, start, sink, on_control=control,
+                       on_session=lambda session: active.__setitem__(call_id, session))
 
     if coord is None:  # in a cell the control plane answers Twilio's webhooks
         app.register_blueprint(twilio_voice_blueprint(
