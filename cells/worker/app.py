@@ -19,6 +19,7 @@ from quart import Quart
 
 from cells.call.session import CallSession
 from cells.contract.call_token import CallClaims, CallTokenAuthority
+from cells.contract.slots import call_key
 from cells.contract.twilio_webhook import (
     NumberRoute,
     SlotRequest,
@@ -29,7 +30,6 @@ from cells.contract.twilio_webhook import (
 from cells.observability import WorkerTelemetry
 from cells.observability.http import telemetry_blueprint
 from cells.providers.base import ToolCall
-from cells.telephony.twilio_media import Start
 from cells.telephony.twilio_ws import (
     AcceptedStream,
     MediaSocketSettings,
@@ -37,6 +37,7 @@ from cells.telephony.twilio_ws import (
     media_stream_blueprint,
 )
 from cells.worker.agent import ReceptionAgent
+from cells.worker.assignments import Assignments
 from cells.worker.calls import CallLog
 from cells.worker.coordinated import Coordination
 from cells.worker.local import LocalLease, RecordEvents
@@ -112,15 +113,19 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
                              object_store=settings.object_store, providers=settings.providers,
                              transfer_number=settings.transfer_number, telemetry=telemetry)
 
+    # Both modes find a stream's agent the same way: the slot request assigned the call to it (a cell's
+    # worker takes slot requests over NATS, the embedded worker from its own webhook).
+    assignments = coord.assignments if coord is not None else Assignments[ReceptionAgent]()
+
     async def request_slot(req: SlotRequest) -> WorkerSlot | None:
         if len(active) >= settings.max_calls or req.agent_id not in agents:
             return None
+        assignments.assign(call_key(req.call_id, req.call_sid),
+                           {"call_id": req.call_id, "agent_id": req.agent_id}, agents[req.agent_id])
         return WorkerSlot(settings.stream_url, worker_id=settings.stream_url)
 
-    async def resolve_call(claims: CallClaims, start: Start) -> ReceptionAgent | None:
-        if coord is not None:
-            return await coord.resolve_call(claims, start)
-        return agents.get(claims.agent_id)
+    async def resolve_call(claims: CallClaims, start: Any) -> ReceptionAgent | None:
+        return await assignments.resolve(claims)
 
     async def on_stream(ws: TwilioMediaSession, accepted: AcceptedStream[ReceptionAgent]) -> None:
         start = accepted.start
@@ -145,6 +150,7 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
             return
         # The same lifecycle and sink as a cell's worker, connected to in-process stand-ins.
         assert calls is not None
+        assignments.take(call_key(call_id, accepted.claims.call_sid))
         claims = accepted.claims
         record = calls.open(call_id, claims.tenant_id, claims.agent_id, start.call_sid)
         sink = CallSink(lease=LocalLease(call_id, claims.agent_id), publisher=RecordEvents(record),

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,21 +47,13 @@ from cells.observability import WorkerTelemetry
 from cells.providers import registry
 from cells.telephony.twilio_media import Start
 from cells.worker.agent import ReceptionAgent, agent_from_spec
+from cells.worker.assignments import Assignments
 from cells.worker.sink import CallSink, Recording
 from cells.worker.stream import Handover, run_call
 from regions.objectstore import RegionStore
 
 log = logging.getLogger(__name__)
 DRAIN_S = 10.0  # how long a stopping worker waits for its calls' final events and state writes
-
-
-@dataclass
-class Assignment:
-    """A call this worker accepted a slot for, until its stream arrives."""
-
-    request: dict[str, Any]
-    agent: ReceptionAgent
-    at: float = field(default_factory=time.monotonic)
 
 
 class Coordination:
@@ -85,8 +76,8 @@ class Coordination:
         self.telemetry = telemetry or WorkerTelemetry(region=region, capacity=capacity,
                                                       active=lambda: len(self._streams))
         self.agents: dict[tuple[str, str], ReceptionAgent] = {}
-        self.assignments: dict[str, Assignment] = {}
-        self._warm: dict[int, asyncio.Task[None]] = {}
+        self.assignments: Assignments[ReceptionAgent] = Assignments(
+            on_arriving=lambda key: self.slots.stream_arriving(key) if self.slots is not None else None)
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.calls: CallStateStore | None = None
@@ -209,16 +200,11 @@ class Coordination:
         except Exception as exc:
             log.warning("cannot run agent %s: %s", spec.get("id"), exc)
             return "agent_unavailable"
-        self.assignments[str(request["call_id"])] = Assignment(request, agent)
+        self.assignments.assign(str(request["call_id"]), request, agent)
         return None
 
     def _accepted(self, request: dict[str, Any]) -> None:
-        agent = self.assignments[str(request["call_id"])].agent
-        if id(agent) not in self._warm:  # load models now, before the stream arrives
-            self._warm[id(agent)] = asyncio.get_running_loop().create_task(agent.warm_up())
-        cutoff = time.monotonic() - 120.0
-        for call_id in [c for c, a in self.assignments.items() if a.at < cutoff]:
-            del self.assignments[call_id]
+        self.assignments.accepted(str(request["call_id"]))
 
     def _stream_never_came(self, request: dict[str, Any]) -> None:
         """A new call we took whose stream never arrived (the carrier could not connect it): it ends as
@@ -238,18 +224,6 @@ class Coordination:
         except Exception as exc:  # the carrier's status callback (if any) still ends the call
             log.warning("could not publish %s for call %s: %s", event.kind, event.call_id, exc)
 
-    async def resolve_call(self, claims: CallClaims, start: Start) -> ReceptionAgent | None:
-        key = call_key(claims.call_id, claims.call_sid)
-        assignment = self.assignments.get(key)
-        if assignment is None or str(assignment.agent.agent_id) != claims.agent_id:
-            return None
-        if self.slots is not None:
-            self.slots.stream_arriving(key)
-        warm = self._warm.get(id(assignment.agent))
-        if warm is not None:
-            await asyncio.shield(warm)
-        return assignment.agent
-
     # -- one media stream ---------------------------------------------------------------------------
     def _recording_key(self, agent: ReceptionAgent, tenant_id: str, call_id: str,
                        stream_sid: str) -> str | None:
@@ -266,7 +240,7 @@ class Coordination:
                          on_control: Any) -> None:
         assert self.js is not None and self.calls is not None and self.slots is not None
         call_id, tenant_id = call_key(claims.call_id, claims.call_sid), claims.tenant_id
-        assignment = self.assignments.pop(call_id, None)
+        assignment = self.assignments.take(call_id)
         request = assignment.request if assignment else {}
         resume = bool(request.get("resume"))
         recording = self._recording_key(agent, tenant_id, call_id, start.stream_sid)
