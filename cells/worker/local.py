@@ -1,6 +1,7 @@
 """The embedded worker's stand-ins for what a cell's worker gets from NATS: the call's lease (one
 worker, nothing to share, its state in memory) and its event stream (the call record on disk,
-cells.worker.calls). With them the embedded worker runs the same sink as a cell's (cells.worker.sink)."""
+cells.worker.calls). With them the embedded worker runs the same lifecycle and sink as a cell's
+(cells.worker.stream, cells.worker.sink); `LocalCalls.run_stream` is Coordination.run_stream's twin."""
 
 from __future__ import annotations
 
@@ -8,9 +9,16 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from cells.call.transport import Transport
+from cells.contract.call_token import CallClaims
 from cells.contract.redaction import CallRedactor
+from cells.contract.slots import call_key
+from cells.observability import WorkerTelemetry
 from cells.providers.base import Message
-from cells.worker.calls import CallRecord
+from cells.worker.assignments import Assignments
+from cells.worker.calls import CallLog, CallRecord
+from cells.worker.sink import CallSink
+from cells.worker.stream import Agent, OnControl, StreamStart, run_call
 
 
 class LocalLease:
@@ -55,3 +63,27 @@ class RecordEvents:
 
     async def close(self, timeout: float = 0.0) -> None:
         return None
+
+
+class LocalCalls:
+    """The embedded worker's streams. Only it keeps call records on disk: a cell's workers are stateless
+    (the control plane stores each call from its events) and never write caller data locally."""
+
+    def __init__(self, log: CallLog, assignments: Assignments[Any], telemetry: WorkerTelemetry,
+                 worker_id: str) -> None:
+        self.log = log
+        self.assignments = assignments
+        self.telemetry = telemetry
+        self.worker_id = worker_id
+
+    async def run_stream(self, transport: Transport, claims: CallClaims, start: StreamStart, agent: Agent,
+                         on_control: OnControl) -> None:
+        call_id = claims.call_id
+        self.assignments.take(call_key(call_id, claims.call_sid))
+        record = self.log.open(call_id, claims.tenant_id, claims.agent_id, start.call_sid)
+        sink = CallSink(lease=LocalLease(call_id, claims.agent_id), publisher=RecordEvents(record),
+                        observer=self.telemetry.call(call_id=call_id, tenant_id=claims.tenant_id,
+                                                     agent_id=claims.agent_id),
+                        worker_id=self.worker_id, resumable=False,
+                        on_done=[record.close])
+        await run_call(agent, transport, start, sink, on_control=on_control)

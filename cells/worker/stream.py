@@ -115,16 +115,13 @@ OnControl = Callable[[str, ToolCall], Awaitable[None]]
 async def run_call(agent: Agent, transport: Transport, start: StreamStart, sink: CallSink, *,
                    on_control: OnControl | None = None, history: Sequence[Message] | None = None,
                    elapsed_s: float = 0.0, handover: Handover | None = None,
-                   on_started: Callable[[CallSession], Any] | None = None,
-                   on_session: Callable[[CallSession], Any] | None = None) -> None:
+                   on_started: Callable[[CallSession], Any] | None = None) -> None:
     """Runs one stream's call to its end, whatever ends it; the sink settles it in a task of its own
     (the server cancels this handler when the socket goes, and the call must still be wound down)."""
     handover = handover or Handover()
     transport = SettlingTransport(transport, sink.before_close)
     session = agent.new_session(transport, on_event=sink.event, on_control=on_control)
     sink.session = session
-    if on_session is not None:
-        on_session(session)
     caller_hung_up = False
     try:
         await session.start(start.stream_sid, start.call_sid, history=history, elapsed_s=elapsed_s)
