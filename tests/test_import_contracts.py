@@ -63,6 +63,8 @@ def test_the_tree_keeps_every_contract() -> None:
      "cells.worker.coordinated -> cells.launcher"),
     ("cells/nlu/embeddings.py", "from cells.dialogue import intents", "nlu-stands-alone",
      "cells.nlu.embeddings -> cells.dialogue"),
+    ("cells/call/session.py", "from cells.telephony import twilio_media", "call-loop-carrier-neutral",
+     "cells.call.session -> cells.telephony"),
     ("regions/catalogue.py", "import cells.contract.jetstream", "shared-below-planes",
      "regions.catalogue -> cells.contract.jetstream"),
 ])
