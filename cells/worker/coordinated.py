@@ -271,9 +271,10 @@ class Coordination:
 
             try:
                 await run_call(agent, transport, start, sink, on_control=on_control, history=history,
-                               elapsed_s=elapsed, handover=handover, on_started=started)
+                               elapsed_s=elapsed, handover=handover, on_started=started,
+                               on_over=lambda: self._live.discard(call_id))
             finally:
-                self._live.discard(call_id)
+                self._live.discard(call_id)  # in case the session never ran
                 if not sink.finishing:  # the session never ran; otherwise the sink's finish does this
                     with contextlib.suppress(Exception):
                         await asyncio.shield(lease.release())

@@ -115,9 +115,11 @@ OnControl = Callable[[str, ToolCall], Awaitable[None]]
 async def run_call(agent: Agent, transport: Transport, start: StreamStart, sink: CallSink, *,
                    on_control: OnControl | None = None, history: Sequence[Message] | None = None,
                    elapsed_s: float = 0.0, handover: Handover | None = None,
-                   on_started: Callable[[CallSession], Any] | None = None) -> None:
+                   on_started: Callable[[CallSession], Any] | None = None,
+                   on_over: Callable[[], Any] | None = None) -> None:
     """Runs one stream's call to its end, whatever ends it; the sink settles it in a task of its own
-    (the server cancels this handler when the socket goes, and the call must still be wound down)."""
+    (the server cancels this handler when the socket goes, and the call must still be wound down).
+    `on_started` runs once the session has started, `on_over` as soon as the stream is over."""
     handover = handover or Handover()
     transport = SettlingTransport(transport, sink.before_close)
     session = agent.new_session(transport, on_event=sink.event, on_control=on_control)
@@ -136,6 +138,8 @@ async def run_call(agent: Agent, transport: Transport, start: StreamStart, sink:
         log.info("call %s: stream %s ended abruptly", session.call_sid, start.stream_sid, exc_info=True)
     finally:
         log.info("call %s: stream %s over, settling the call", session.call_sid, start.stream_sid)
+        if on_over is not None:
+            on_over()
         # The worker is stopping: this stream ends as a dropped one, and its socket is closed only once
         # the call's state is saved and its lease released, so that another worker resumes it.
         handing_over = handover.requested and not caller_hung_up
