@@ -14,7 +14,9 @@ import numpy as np
 
 import media_core
 from cells.call.session import CallSession
+from cells.contract.call_token import CallTokenAuthority
 from cells.speech.espeak import EspeakEngine
+from cells.telephony.twilio_ws import MediaSocketSettings, TwilioMediaSession
 
 FRAME_S = 0.02
 _ENGINE: EspeakEngine | None = None
@@ -44,18 +46,29 @@ def media_message(frame: bytes, seq: int) -> str:
                                  "payload": base64.b64encode(frame).decode()}})
 
 
-class Phone:
-    """The transport: records what the agent sends and plays it back in real time."""
+def _start_frame() -> str:
+    return json.dumps({"event": "start", "streamSid": "MZtest", "start": {
+        "streamSid": "MZtest", "callSid": "CAtest", "accountSid": "ACtest", "tracks": ["inbound"],
+        "customParameters": {}, "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
+                                                "channels": 1}}})
+
+
+class Phone(TwilioMediaSession):
+    """The Twilio transport on a started stream whose far end is a phone: it records what the agent
+    sends (Twilio's JSON) and plays it back in real time."""
 
     def __init__(self) -> None:
+        super().__init__(None, MediaSocketSettings(auth_token="", verify_signature=False),
+                         CallTokenAuthority("harness" * 8))
+        self.protocol.parse(_start_frame())
         self.sent: list[dict[str, Any]] = []
-        self.closed: str | None = None
+        self.closed: str | None = None  # type: ignore[assignment]  # the close reason, unlike the base's flag
         self.session: CallSession | None = None
         self._play_until = 0.0
         self._pending: list[asyncio.TimerHandle] = []
         self._pending_names: list[str] = []
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str) -> None:  # every sender of the transport ends here
         msg = json.loads(text)
         self.sent.append(msg)
         now = time.monotonic()
@@ -81,7 +94,7 @@ class Phone:
         if self.session is not None and not self.session.state.ended:
             self.session.on_mark(name)
 
-    async def close(self, reason: str) -> None:
+    async def close(self, reason: str = "", code: int = 1000) -> None:
         self.closed = reason
 
     def count(self, event: str) -> int:

@@ -298,10 +298,14 @@ async def _play(segments: list[tuple[str, int]], stop_at: float, arrives_at: dic
     sim = SimTime()
     sent: list[str] = []
 
-    async def send(message: str) -> None:
-        sent.append(message)
+    class Sink:
+        async def send_audio(self, frame: str) -> None:
+            sent.append(frame)
 
-    playout = Playout(send, "MZ", clock=sim.clock, sleep=sim.sleep)
+        async def send_mark(self, name: str) -> None:
+            sent.append(json.dumps({"mark": name}))
+
+    playout = Playout(Sink(), clock=sim.clock, sleep=sim.sleep)
     loop = asyncio.create_task(playout.run())
     names = []
     for k, (text, frames) in enumerate(segments):

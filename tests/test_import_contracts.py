@@ -65,6 +65,8 @@ def test_the_tree_keeps_every_contract() -> None:
      "cells.nlu.embeddings -> cells.dialogue"),
     ("cells/dialogue/chunker.py", "from cells.agents.reception import clinic", "verticals-behind-the-seam",
      "cells.dialogue.chunker -> cells.agents.reception.clinic"),
+    ("cells/call/session.py", "from cells.telephony import twilio_media", "call-loop-carrier-neutral",
+     "cells.call.session -> cells.telephony"),
     ("regions/catalogue.py", "import cells.contract.jetstream", "shared-below-planes",
      "regions.catalogue -> cells.contract.jetstream"),
 ])

@@ -1,4 +1,4 @@
-"""The Twilio Media Streams protocol: real Twilio-shaped frames in, mark/clear out, marks tracked."""
+"""The Twilio Media Streams protocol: real Twilio-shaped frames in, mark/clear out."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from cells.telephony.twilio_media import (
     Connected,
     Dtmf,
     Mark,
-    MarkTracker,
     Media,
     MediaStreamProtocol,
     ProtocolError,
@@ -160,45 +159,6 @@ def test_frames_for_another_stream_or_after_stop_are_errors() -> None:
     with pytest.raises(ProtocolError) as info:
         p.parse(MARK)
     assert info.value.kind == "after_stop"
-
-
-# --- marks ---
-
-
-def test_marks_played_in_order_tell_what_was_heard() -> None:
-    t = MarkTracker()
-    a, b, c = t.add(200, tag="turn1"), t.add(400, tag="turn1"), t.add(600, tag="turn1")
-    assert [m.name for m in t.pending] == [a.name, b.name, c.name]
-    assert t.heard_up_to is None
-    assert t.on_echo(a.name) == "played"
-    assert t.heard_up_to == a.name and t.heard("turn1") == a
-    assert t.on_echo(c.name) == "played"  # playback is in order: b was heard too
-    assert [m.name for m in t.played] == [a.name, b.name, c.name]
-    assert t.idle and t.status(b.name) == "played"
-
-
-def test_clear_marks_pending_as_cleared_and_absorbs_their_echoes() -> None:
-    t = MarkTracker()
-    a, b, c = t.add(200, tag=1), t.add(400, tag=1), t.add(600, tag=1)
-    t.on_echo(a.name)
-    cleared = t.on_clear()
-    assert cleared == [b, c]
-    # Twilio echoes the pending marks right after a clear; they do not count as heard.
-    assert t.on_echo(b.name) == "cleared"
-    assert t.on_echo(c.name) == "cleared"
-    assert t.heard_up_to == a.name and t.heard(1).audio_ms == 200
-    assert [m.name for m in t.cleared] == [b.name, c.name]
-    assert t.idle
-    d = t.add(800, tag=2)  # the next turn's marks behave normally
-    assert t.on_echo(d.name) == "played" and t.heard(2) == d and t.heard(1) == a
-
-
-def test_unknown_or_duplicate_mark_names() -> None:
-    t = MarkTracker()
-    assert t.on_echo("never-sent") is None and t.unknown_echoes == 1
-    t.add(100, name="x")
-    with pytest.raises(ValueError):
-        t.add(200, name="x")
 
 
 def test_media_frames_feed_the_fused_rust_path_unchanged() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import xml.etree.ElementTree as ET
@@ -10,12 +11,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import numpy as np
 import pytest
 from quart import Quart
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 from twilio.request_validator import RequestValidator
 from twilio_fake import MediaStreamFrames
 
+from cells.call.transport import AudioIn, DtmfIn, MarkPlayed, StreamStop
 from cells.contract.call_token import CallTokenAuthority
 from cells.contract.twilio_signature import TwilioSigning
 from cells.contract.twilio_webhook import (
@@ -25,7 +28,6 @@ from cells.contract.twilio_webhook import (
     WorkerSlot,
     twilio_voice_blueprint,
 )
-from cells.telephony.twilio_media import Dtmf, Mark, Media, Stop
 from cells.telephony.twilio_ws import (
     AcceptedStream,
     MediaSocketSettings,
@@ -230,10 +232,12 @@ class Worker:
             self.streams.append((accepted, events, session))
             async for event in session.events():
                 events.append(event)
-                if event == Dtmf("1", "inbound_track"):
-                    await session.send_media(['{"event":"media","streamSid":"x","media":{"payload":"//8="}}'])
-                    await session.send_mark(audio_ms=20.0, tag="turn-1")
-                elif event == Dtmf("2", "inbound_track"):
+                if event == DtmfIn("1"):
+                    out = session.outbound_path(8000)
+                    for frame in out.push(np.zeros(160, np.int16)):
+                        await session.send_audio(frame)
+                    await session.send_mark("turn-1")
+                elif event == DtmfIn("2"):
                     await session.send_clear()
 
         self.app = Quart(__name__)
@@ -266,25 +270,29 @@ def test_webhook_to_worker_a_call_streams_end_to_end() -> None:
     token = _answered_call(api)
     worker = Worker(api.tokens, {CALL_SID})
     frames = MediaStreamFrames(ACCOUNT_SID, CALL_SID, "MZ" + "7" * 32)
+    media: list[str] = []
 
     async def main() -> None:
         async with worker.connect() as ws:
             await ws.send(frames.connected())
             await ws.send(frames.start({"call_token": token}))
-            await ws.send(frames.media())
+            media.append(frames.media())
+            await ws.send(media[0])
             await ws.send(frames.dtmf("1"))
             sent = [json.loads(await ws.receive()) for _ in range(2)]
             assert [m["event"] for m in sent] == ["media", "mark"]
-            assert sent[1]["streamSid"] == frames.stream_sid
+            assert {m["streamSid"] for m in sent} == {frames.stream_sid}
+            assert sent[1]["mark"] == {"name": "turn-1"}
+            assert len(base64.b64decode(sent[0]["media"]["payload"])) == 160
             await ws.send(frames.mark(sent[1]["mark"]["name"]))  # Twilio played the audio
             await ws.send(frames.stop())
             assert await _closed_with(ws) == 1000
 
     asyncio.run(main())
-    ((accepted, events, session),) = worker.streams
+    ((accepted, events, _),) = worker.streams
     assert accepted.call == "agent:reception" and accepted.claims.tenant_id == "t-dental"
-    assert [type(e) for e in events] == [Media, Dtmf, Mark, Stop]
-    assert session.marks.heard("turn-1") is not None and session.marks.idle
+    assert [type(e) for e in events] == [AudioIn, DtmfIn, MarkPlayed, StreamStop]
+    assert events[0].data == media[0] and events[2] == MarkPlayed("turn-1")
 
 
 def test_barge_in_clear_counts_pending_marks_as_not_heard() -> None:
@@ -305,8 +313,8 @@ def test_barge_in_clear_counts_pending_marks_as_not_heard() -> None:
             await _closed_with(ws)
 
     asyncio.run(main())
-    session = worker.streams[0][2]
-    assert session.marks.heard_up_to is None and [m.tag for m in session.marks.cleared] == ["turn-1"]
+    events = worker.streams[0][1]
+    assert events == [DtmfIn("1"), DtmfIn("2"), MarkPlayed("turn-1"), StreamStop()]
 
 
 @pytest.mark.parametrize("case", ["reused", "tampered", "unknown_call", "other_call", "missing"])
@@ -387,8 +395,8 @@ def test_a_misbehaving_stream_is_closed_while_other_calls_carry_on() -> None:
 
     asyncio.run(main())
     by_stream = {accepted.start.stream_sid: events for accepted, events, _ in worker.streams}
-    assert sum(isinstance(e, Media) for e in by_stream[good.stream_sid]) == 20
-    assert isinstance(by_stream[good.stream_sid][-1], Stop)
+    assert sum(isinstance(e, AudioIn) for e in by_stream[good.stream_sid]) == 20
+    assert isinstance(by_stream[good.stream_sid][-1], StreamStop)
 
 
 # --- webhooks signed with a shared key (Twilio's Webhooks configuration API) ------------------------

@@ -10,11 +10,11 @@ the partly played segment is trimmed by the share of its frames that had time to
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 FRAME_S = 0.020
 
@@ -35,22 +35,27 @@ class PlayoutStats:
     lateness: list[float] = field(default_factory=list)
 
 
+class PlayoutSink(Protocol):
+    """The outbound half of a call's transport (cells.call.transport.Transport)."""
+
+    async def send_audio(self, frame: Any) -> None: ...
+    async def send_mark(self, name: str) -> None: ...
+
+
 class Playout:
     def __init__(
         self,
-        send: Callable[[str], Awaitable[None]],
-        stream_sid: str,
+        sink: PlayoutSink,
         *,
         lead_frames: int = 3,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._send = send
-        self._sid = stream_sid
+        self._sink = sink
         self._lead = lead_frames * FRAME_S
         self._clock = clock
         self._sleep = sleep  # injected with the clock, so tests can run the pacing in simulated time
-        self._queue: deque[tuple[str, str]] = deque()  # ("media", json) | ("mark", name)
+        self._queue: deque[tuple[str, Any]] = deque()  # ("media", carrier frame) | ("mark", name)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -75,7 +80,7 @@ class Playout:
         self._order.append(name)
         return name
 
-    def add_frames(self, segment: str, messages: list[str]) -> None:
+    def add_frames(self, segment: str, messages: list[Any]) -> None:
         seg = self._segments.get(segment)
         if seg is None or not messages:
             return  # cleared meanwhile
@@ -182,8 +187,7 @@ class Playout:
             kind, payload = self._queue[0]
             if kind == "mark":
                 self._queue.popleft()
-                mark = {"event": "mark", "streamSid": self._sid, "mark": {"name": payload}}
-                await self._send(json.dumps(mark))
+                await self._sink.send_mark(payload)
                 continue
             now = self._clock()
             if self._next_due is None:
@@ -206,4 +210,4 @@ class Playout:
             self._play_until += FRAME_S
             self._turn_sent += 1
             self._next_due += FRAME_S
-            await self._send(payload)
+            await self._sink.send_audio(payload)

@@ -1,23 +1,23 @@
 """A call recording: caller on the left channel, agent on the right, 8 kHz 16-bit stereo WAV.
 
 Both tracks stay in mu-law (one byte a sample) until the WAV is built, so ten minutes of call cost
-about 10 MB. The caller's track is the timeline (Twilio sends 20 ms of inbound audio every 20 ms,
+about 10 MB. The caller's track is the timeline (carriers send 20 ms of inbound audio every 20 ms,
 silence included); each agent frame is placed where the caller's track was when it was sent, or
 right after the previous agent frame when frames were queued ahead (pacing runs a few frames early).
+Audio comes in as 8 kHz mu-law from the call's transport, whatever the carrier's own format.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
-import json
 import wave
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 
 import media_core
+from cells.call.transport import AudioIn, CarrierEvent, Transport, TransportProxy
 
 RATE = 8000
 MAX_SECONDS = 3 * 3600  # a runaway stream must not exhaust memory; later audio is not recorded
@@ -46,34 +46,6 @@ class CallRecorder:
         if len(self.agent) > len(self.caller):
             del self.agent[len(self.caller):]
 
-    @staticmethod
-    def _payload(message: str | bytes) -> tuple[str, bytes] | None:
-        """(event, mu-law) of a Twilio media stream message; None for anything else."""
-        try:
-            msg: Any = json.loads(message)
-            event = msg.get("event")
-            if event == "clear":
-                return "clear", b""
-            if event != "media":
-                return None
-            return "media", base64.b64decode(msg["media"]["payload"])
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
-            return None
-
-    def inbound_message(self, raw: str | bytes) -> None:
-        got = self._payload(raw)
-        if got and got[0] == "media":
-            self.caller_ulaw(got[1])
-
-    def outbound_message(self, text: str) -> None:
-        got = self._payload(text)
-        if got is None:
-            return
-        if got[0] == "clear":
-            self.clear_agent_ahead()
-        else:
-            self.agent_ulaw(got[1])
-
     @property
     def duration_ms(self) -> int:
         return round(1000 * max(len(self.caller), len(self.agent)) / RATE)
@@ -95,16 +67,24 @@ class CallRecorder:
         return out.getvalue()
 
 
-class RecordingTransport:
-    """Wraps a call's transport so that every agent frame sent is also recorded."""
+class RecordingTransport(TransportProxy):
+    """A call's transport that records the caller's audio as it arrives and the agent's as it is sent
+    (the transport says what each message sounds like; the recorder never reads a wire format)."""
 
-    def __init__(self, inner: Any, recorder: CallRecorder) -> None:
-        self.inner = inner
+    def __init__(self, inner: Transport, recorder: CallRecorder) -> None:
+        super().__init__(inner)
         self.recorder = recorder
 
-    async def send(self, text: str) -> None:
-        await self.inner.send(text)
-        self.recorder.outbound_message(text)
+    async def events(self) -> AsyncIterator[CarrierEvent]:
+        async for event in self.inner.events():
+            if isinstance(event, AudioIn):
+                self.recorder.caller_ulaw(self.inner.caller_ulaw(event))
+            yield event
 
-    async def close(self, reason: str) -> None:
-        await self.inner.close(reason)
+    async def send_audio(self, frame: Any) -> None:
+        await self.inner.send_audio(frame)
+        self.recorder.agent_ulaw(self.inner.agent_ulaw(frame))
+
+    async def send_clear(self) -> None:
+        await self.inner.send_clear()
+        self.recorder.clear_agent_ahead()

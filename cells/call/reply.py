@@ -16,12 +16,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from typing import Any, Protocol
 
-import media_core
 from cells.call.claims import HONEST_LINES as _HONEST_LINES
 from cells.call.claims import check_sentence
 from cells.call.confirmation import ConfirmationGate
 from cells.call.playout import Playout
 from cells.call.timeline import TurnTiming
+from cells.call.transport import OutboundPath
 from cells.providers.base import LlmProvider, Message, TextDelta, ToolCall, ToolSpec, TtsProvider
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Chunker(Protocol):
 class Speaker:
     """Speaks text through TTS into the playout, one segment per sentence."""
 
-    def __init__(self, tts: TtsProvider, outbound: media_core.OutboundPath, playout: Playout,
+    def __init__(self, tts: TtsProvider, outbound: OutboundPath, playout: Playout,
                  voice_id: str | None) -> None:
         self.tts = tts
         self.outbound = outbound

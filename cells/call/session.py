@@ -1,9 +1,9 @@
 """A live call: carrier media in, turn-taking, barge-in, agent replies out.
 
-Inbound media goes through the fused Rust path (one call per message: PCM at the STT rate and
-VAD events), then into the STT feed; the endpointer decides when the caller's turn is over on
-the audio clock. A reply runs as one task (dialogue -> TTS -> playout) that a barge-in cancels;
-the history then keeps only what the caller heard.
+The carrier is behind a `Transport` (cells.call.transport). Inbound audio goes through its inbound
+path (Twilio's: the fused Rust path, PCM at the STT rate and VAD events) into the STT feed; the
+endpointer ends the caller's turn on the audio clock. A reply runs as one task (dialogue -> TTS ->
+playout) that a barge-in cancels; the history then keeps only what the caller heard.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import media_core
 from cells.call.barge_in import content_words, interrupts, voiced
@@ -27,15 +27,11 @@ from cells.call.endpointing import Endpointer, EndpointingConfig
 from cells.call.playout import Playout
 from cells.call.reply import Chunker, Reply, Speaker, ToolBox
 from cells.call.timeline import TurnTiming
+from cells.call.transport import Transport
 from cells.call.turn_model import checker_for
 from cells.providers.base import FrameFeed, LlmProvider, Message, SttProvider, ToolCall, TtsProvider
 
 log = logging.getLogger(__name__)
-
-
-class Transport(Protocol):
-    async def send(self, text: str) -> None: ...
-    async def close(self, reason: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -144,11 +140,9 @@ class CallSession:
             if self.config.system_prompt and not any(m.role == "system" for m in self.history):
                 self.history.insert(0, Message("system", self.config.system_prompt))
             self._said_upto = len(self.history)  # said on the earlier stream, reported there
-        self.inbound = media_core.InboundPath(
-            stt_rate=self.stt.sample_rate, min_silence_ms=self.config.vad_min_silence_ms
-        )
-        self.outbound = media_core.OutboundPath(stream_sid, tts_rate=self.tts.sample_rate)
-        self.playout = Playout(self.transport.send, stream_sid, clock=self.clock)
+        self.inbound = self.transport.inbound_path(self.stt.sample_rate, self.config.vad_min_silence_ms)
+        self.outbound = self.transport.outbound_path(self.tts.sample_rate)
+        self.playout = Playout(self.transport, clock=self.clock)
         self.speaker = Speaker(self.tts, self.outbound, self.playout, self.config.voice_id)
         self.feed = FrameFeed()
         self.started_at = self.clock() - max(0.0, elapsed_s)
@@ -239,7 +233,7 @@ class CallSession:
     def on_media(self, raw: str | bytes) -> None:
         try:
             frame = self.inbound.push_message(raw)
-        except media_core.MediaError as exc:
+        except ValueError as exc:  # media_core.MediaError is one
             self.state.bad_messages += 1
             log.warning("call %s: dropped a malformed media message: %s", self.call_sid, exc)
             return
@@ -309,7 +303,7 @@ class CallSession:
         if self.turns:
             self.turns[-1].interrupted = True
             self.turns[-1].agent_text = heard
-        self._spawn(self.transport.send(json.dumps({"event": "clear", "streamSid": self.stream_sid})))
+        self._spawn(self.transport.send_clear())
         self.emit("barge_in", {"heard": heard})
         self._flush_said(interrupted=True)
 

@@ -69,9 +69,9 @@ def worker_process(data_dir: Path, auth_token: str, args: Sequence[str] = ()
 
 
 @contextmanager
-def embedded_worker(data_dir: Path, auth_token: str) -> Iterator[str]:
+def embedded_worker(data_dir: Path, auth_token: str, args: Sequence[str] = ()) -> Iterator[str]:
     """The embedded worker; yields its base URL."""
-    with worker_process(data_dir, auth_token) as (_, url):
+    with worker_process(data_dir, auth_token, args) as (_, url):
         yield url
 
 

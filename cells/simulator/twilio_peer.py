@@ -187,16 +187,23 @@ class TwilioPeer:
                     self.playback.queue.append(("mark", msg["mark"]["name"]))
                 elif event == "clear":
                     self.playback.clears += 1
-                    for kind, item in list(self.playback.queue):
-                        if kind == "mark":
-                            self.playback.marks_cleared.append(str(item))
-                            await self._send({"event": "mark", "streamSid": self.stream_sid,
-                                              "sequenceNumber": self._next_seq(), "mark": {"name": item}})
-                    self.playback.queue.clear()
+                    await self._clear_playback()
         except Exception as exc:  # the agent side closed the socket: the call is over
             self.close_reason = str(exc)
         finally:
             self.closed_by_agent.set()
+
+    async def _clear_playback(self) -> None:
+        """`clear`: queued audio is dropped and every pending mark echoed at once."""
+        for kind, item in list(self.playback.queue):
+            if kind == "mark":
+                self.playback.marks_cleared.append(str(item))
+                await self._echo_mark(str(item))
+        self.playback.queue.clear()
+
+    async def _echo_mark(self, name: str) -> None:
+        await self._send({"event": "mark", "streamSid": self.stream_sid, "sequenceNumber": self._next_seq(),
+                          "mark": {"name": name}})
 
     async def play_tick(self) -> None:
         """Plays one 20 ms frame of agent audio (or silence) and echoes marks reached."""
@@ -205,8 +212,7 @@ class TwilioPeer:
             name = str(q.popleft()[1])
             self.playback.marks_played.append(name)
             if self.ws is not None and not self.closed_by_agent.is_set():
-                await self._send({"event": "mark", "streamSid": self.stream_sid,
-                                  "sequenceNumber": self._next_seq(), "mark": {"name": name}})
+                await self._echo_mark(name)
         if q and q[0][0] == "media":
             frame = bytes(q.popleft()[1])
             self.playback.audio_frames_at.append(time.monotonic())

@@ -2,6 +2,7 @@
 
 Inbound (Twilio -> us), text frames only: `connected`, `start`, `media`, `dtmf`, `mark`, `stop`.
 Outbound (us -> Twilio): `media` (built by media_core.OutboundPath), `mark` and `clear` (built here).
+Only the Twilio transport (cells.telephony.twilio_ws) uses this module; the call loop sees neutral events.
 
 `media` arrives 50 times a second per call, so it is recognised by a prefix match and handed on as raw
 text: media_core's fused inbound path parses and validates it in Rust. Every other event is parsed and
@@ -10,6 +11,8 @@ checked against Twilio's published message shapes here.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections import Counter
@@ -270,117 +273,14 @@ _HANDLERS: dict[str, Callable[[MediaStreamProtocol, str, Mapping[str, Any]], Eve
 }
 
 
-# --- marks: what the caller actually heard ----------------------------------------------------------
-
-MarkStatus = Literal["pending", "played", "cleared"]
+# --- recording: the audio of a `media` message --------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class MarkRecord:
-    name: str
-    audio_ms: float  # agent audio sent before this mark, as counted by the caller of `add`
-    tag: Any = None  # e.g. the turn or sentence the audio belongs to
-
-
-class MarkTracker:
-    """Marks go out after audio chunks; Twilio echoes each one when playback reaches it, in order.
-
-    After a `clear`, Twilio echoes every pending mark at once although that audio was never played, so
-    marks pending when we send `clear` count as cleared and their late echoes are absorbed. A mark echo
-    already in flight when the clear went out is counted as cleared too: the conservative side for
-    trimming the agent's turn to what the caller heard.
-    """
-
-    def __init__(self, prefix: str = "m", history: int = 1024) -> None:
-        self._prefix = prefix
-        self._seq = 0
-        self._history = history
-        self._pending: dict[str, MarkRecord] = {}  # insertion order = playback order
-        self._cleared_awaiting_echo: set[str] = set()
-        self._status: dict[str, MarkStatus] = {}
-        self._played: list[MarkRecord] = []
-        self._cleared: list[MarkRecord] = []
-        self._last_played_by_tag: dict[Any, MarkRecord] = {}
-        self.last_played: MarkRecord | None = None
-        self.unknown_echoes = 0
-
-    def add(self, audio_ms: float, tag: Any = None, name: str | None = None) -> MarkRecord:
-        """Register a mark about to be sent; returns it (with a generated unique name unless given)."""
-        if name is None:
-            self._seq += 1
-            name = f"{self._prefix}{self._seq}"
-        if name in self._status:
-            raise ValueError(f"mark {name!r} was already used on this stream")
-        record = MarkRecord(name=name, audio_ms=audio_ms, tag=tag)
-        self._pending[name] = record
-        self._status[name] = "pending"
-        return record
-
-    def on_echo(self, name: str) -> MarkStatus | None:
-        """Twilio's `mark` event. Returns what the echo means, or None for a mark we never sent."""
-        if name in self._cleared_awaiting_echo:
-            self._cleared_awaiting_echo.discard(name)
-            return "cleared"
-        if name not in self._pending:
-            if name not in self._status:
-                self.unknown_echoes += 1
-            return self._status.get(name)
-        # Playback is in order: reaching this mark means every earlier pending mark was played too.
-        while self._pending:
-            first, record = next(iter(self._pending.items()))
-            del self._pending[first]
-            self._settle(record, "played")
-            if first == name:
-                break
-        return "played"
-
-    def on_clear(self) -> list[MarkRecord]:
-        """Call when sending `clear`: every pending mark is cleared. Returns them in order."""
-        cleared = list(self._pending.values())
-        self._pending.clear()
-        for record in cleared:
-            self._settle(record, "cleared")
-            self._cleared_awaiting_echo.add(record.name)
-        return cleared
-
-    def _settle(self, record: MarkRecord, status: MarkStatus) -> None:
-        self._status[record.name] = status
-        log = self._played if status == "played" else self._cleared
-        log.append(record)
-        if len(log) > self._history:
-            del log[: len(log) - self._history]
-        if status == "played":
-            self.last_played = record
-            self._last_played_by_tag[record.tag] = record
-        if len(self._status) > 4 * self._history:  # forget the oldest settled names on long calls
-            for old in [n for n, s in self._status.items() if s != "pending"][: self._history]:
-                del self._status[old]
-
-    def status(self, name: str) -> MarkStatus | None:
-        return self._status.get(name)
-
-    @property
-    def pending(self) -> list[MarkRecord]:
-        return list(self._pending.values())
-
-    @property
-    def played(self) -> list[MarkRecord]:
-        return list(self._played)
-
-    @property
-    def cleared(self) -> list[MarkRecord]:
-        return list(self._cleared)
-
-    @property
-    def idle(self) -> bool:
-        """Nothing sent is still waiting to be played."""
-        return not self._pending
-
-    @property
-    def heard_up_to(self) -> str | None:
-        """Name of the last mark the caller heard."""
-        return self.last_played.name if self.last_played else None
-
-    def heard(self, tag: Any) -> MarkRecord | None:
-        """The last played mark with this tag (e.g. how much of a turn was heard before a barge-in)."""
-        return self._last_played_by_tag.get(tag)
+def media_payload(frame: str | bytes) -> bytes:
+    """The mu-law audio of a `media` message (ours or Twilio's); b"" for anything else or malformed."""
+    try:
+        message = json.loads(frame)
+        return base64.b64decode(message["media"]["payload"], validate=True) if (
+            message.get("event") == "media") else b""
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        return b""

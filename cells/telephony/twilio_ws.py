@@ -1,5 +1,7 @@
-"""The worker's end of a Twilio media stream: check the upgrade, redeem the call token, then turn the
-WebSocket into protocol events and send audio, marks and clears back as text frames.
+"""The Twilio transport: the worker's end of a Media Streams WebSocket. Checks the upgrade, redeems
+the call token, then turns the WebSocket into the call loop's carrier-neutral events
+(cells.call.transport) and sends audio, marks and clears back as Twilio text frames. Its codec is
+media_core's fused path (InboundPath / OutboundPath), which reads and writes Twilio's `media` JSON.
 
 Twilio signs the WebSocket upgrade like a webhook: X-Twilio-Signature over the stream URL exactly as it
 appeared in `<Stream url>` (our public URL, not what the proxy forwards) and no parameters.
@@ -9,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, NoReturn, Protocol, TypeVar
+from typing import Generic, NoReturn, Protocol, TypeVar
 
 from quart import Blueprint, Response, websocket
 
+import media_core
+from cells.call.transport import AudioIn, CarrierEvent, DtmfIn, MarkPlayed, StreamStop
 from cells.contract.call_token import CallClaims, CallTokenAuthority, CallTokenError
 from cells.contract.twilio_signature import SETTINGS_HEADER, SIGNATURE_HEADER, TwilioSigning
 from cells.telephony.twilio_media import (
@@ -22,13 +26,12 @@ from cells.telephony.twilio_media import (
     Connected,
     Dtmf,
     Mark,
-    MarkRecord,
-    MarkTracker,
     Media,
     MediaStreamProtocol,
     ProtocolError,
     Start,
     Stop,
+    media_payload,
 )
 
 log = logging.getLogger(__name__)
@@ -88,18 +91,17 @@ class AcceptedStream(Generic[T]):
 
 
 ResolveCall = Callable[[CallClaims, Start], Awaitable[T | None]]
-StreamEvent = Media | Dtmf | Mark | Stop
 
 
 class TwilioMediaSession:
-    """One Twilio media stream on one WebSocket. Use `handshake`, then `events()` and the senders."""
+    """One Twilio media stream on one WebSocket, as a cells.call.transport.Transport. Use `handshake`,
+    then `events()` and the senders."""
 
     def __init__(self, ws: WebSocketLike, settings: MediaSocketSettings, tokens: CallTokenAuthority) -> None:
         self.ws = ws
         self.settings = settings
         self.tokens = tokens
         self.protocol = MediaStreamProtocol(max_frame_bytes=settings.max_frame_bytes)
-        self.marks = MarkTracker()
         self.bad_frames = 0
         self.closed = False  # no more sending or receiving
         self.close_reason: str | None = None
@@ -154,9 +156,9 @@ class TwilioMediaSession:
         await self.close(reason, code)
         raise StreamRejected(reason, code)
 
-    async def events(self) -> AsyncIterator[StreamEvent]:
-        """Media, DTMF, marks and the final stop, in arrival order. Mark echoes also update `marks`.
-        Ends after `stop`, or after closing the socket on a protocol violation."""
+    async def events(self) -> AsyncIterator[CarrierEvent]:
+        """Audio, DTMF, marks played and the final stop, in arrival order. Ends after `stop`, or after
+        closing the socket on a protocol violation."""
         while not self.closed:
             raw = await self.ws.receive()
             try:
@@ -170,12 +172,32 @@ class TwilioMediaSession:
                 continue
             if event is None or isinstance(event, Connected | Start):
                 continue  # unknown event (counted by the protocol); Connected/Start cannot recur here
-            if isinstance(event, Mark):
-                self.marks.on_echo(event.name)
-            yield event
-            if isinstance(event, Stop):
+            if isinstance(event, Media):
+                yield AudioIn(event.raw)  # decoded by the inbound path, in Rust
+            elif isinstance(event, Mark):
+                yield MarkPlayed(event.name)
+            elif isinstance(event, Dtmf):
+                yield DtmfIn(event.digit)
+            elif isinstance(event, Stop):
                 self.closed, self.close_reason = True, "stop"
+                yield StreamStop()
                 return
+
+    # -- the codec: media_core's fused path reads and writes `media` messages -----------------------
+    def inbound_path(self, stt_rate: int, min_silence_ms: float) -> media_core.InboundPath:
+        return media_core.InboundPath(stt_rate=stt_rate, min_silence_ms=min_silence_ms,
+                                      max_message_bytes=self.settings.max_frame_bytes)
+
+    def outbound_path(self, tts_rate: int) -> media_core.OutboundPath:
+        if self.protocol.stream_sid is None:
+            raise RuntimeError("no streamSid yet: the outbound path needs a started stream")
+        return media_core.OutboundPath(self.protocol.stream_sid, tts_rate=tts_rate)
+
+    def caller_ulaw(self, audio: AudioIn) -> bytes:
+        return media_payload(audio.data)
+
+    def agent_ulaw(self, frame: str) -> bytes:
+        return media_payload(frame)
 
     async def send(self, text: str) -> None:
         """One ready-made outbound text frame (media_core `media` messages, or anything else)."""
@@ -183,22 +205,17 @@ class TwilioMediaSession:
             raise StreamClosed(f"{self._label} is closed ({self.close_reason})")
         await self.ws.send(text)
 
-    async def send_media(self, messages: Iterable[str]) -> None:
-        """Ready-made `media` messages (media_core.OutboundPath output), in order."""
-        for message in messages:
-            await self.send(message)
+    async def send_audio(self, frame: str) -> None:
+        """One `media` message of the outbound path."""
+        await self.send(frame)
 
-    async def send_mark(self, audio_ms: float, tag: Any = None) -> MarkRecord:
-        """Mark the point after the audio sent so far; `marks` reports when the caller has heard it."""
-        record = self.marks.add(audio_ms, tag)
-        await self.send(self.protocol.mark_message(record.name))
-        return record
+    async def send_mark(self, name: str) -> None:
+        """Twilio echoes the mark once the audio sent before it has played."""
+        await self.send(self.protocol.mark_message(name))
 
-    async def send_clear(self) -> list[MarkRecord]:
-        """Barge-in: drop the audio Twilio still buffers. Returns the marks whose audio is lost."""
-        cleared = self.marks.on_clear()
+    async def send_clear(self) -> None:
+        """Barge-in: drop the audio Twilio still buffers (it then echoes every pending mark)."""
         await self.send(self.protocol.clear_message())
-        return cleared
 
     async def close(self, reason: str = "", code: int = NORMAL) -> None:
         """Close the socket (`reason` is sent to Twilio and logged: keep secrets out of it)."""

@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agent-spec", type=Path, default=None,
                         help="the embedded worker answers as this agent record (the control plane's agent "
                              "JSON) instead of the demo clinic")
+    parser.add_argument("--pcm-streams", action="store_true",
+                        help="also take calls as raw 16-bit PCM over a WebSocket at /pcm")
     args = parser.parse_args(argv)
     if args.capacity < 1:
         parser.error("--capacity must be at least 1")
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                               twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID"),
                               twilio_api_base_url=os.environ.get("TWILIO_API_BASE_URL"),
                               transfer_number=os.environ.get("AUTOSPEAK_TRANSFER_NUMBER"),
-                              capacity=args.capacity, **extra)  # type: ignore[arg-type]
+                              capacity=args.capacity, pcm_streams=args.pcm_streams, **extra)  # type: ignore[arg-type]
     agent = None  # the app builds the embedded demo agent
     if args.agent_spec is not None:
         if args.nats_url:

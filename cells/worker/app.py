@@ -8,7 +8,6 @@ state and resumes dropped calls.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import Mapping
@@ -18,9 +17,8 @@ from typing import Any
 
 from quart import Quart
 
-from cells.call.session import CallSession
 from cells.contract.call_token import CallClaims, CallTokenAuthority
-from cells.contract.redaction import CallRedactor
+from cells.contract.slots import call_key
 from cells.contract.twilio_webhook import (
     NumberRoute,
     SlotRequest,
@@ -31,16 +29,17 @@ from cells.contract.twilio_webhook import (
 from cells.observability import WorkerTelemetry
 from cells.observability.http import telemetry_blueprint
 from cells.providers.base import ToolCall
-from cells.telephony.twilio_media import Dtmf, Mark, Media, Start, Stop
 from cells.telephony.twilio_ws import (
     AcceptedStream,
     MediaSocketSettings,
-    TwilioMediaSession,
     media_stream_blueprint,
 )
 from cells.worker.agent import ReceptionAgent
+from cells.worker.assignments import Assignments
 from cells.worker.calls import CallLog
 from cells.worker.coordinated import Coordination
+from cells.worker.local import LocalCalls
+from cells.worker.stream import OnControl
 
 log = logging.getLogger(__name__)
 COORDINATION = "autospeak.coordination"  # app.extensions key of a cell worker's Coordination
@@ -68,11 +67,58 @@ class WorkerSettings:
     capacity: int = 50
     object_store: Path | None = None  # root of the regions' object stores (recordings)
     providers: Any = None  # a registry.ProviderConfig overriding every agent's providers (load tests)
+    pcm_streams: bool = False  # also serve the raw PCM carrier (cells.telephony.pcm_ws) at /pcm
 
     @property
     def stream_url(self) -> str:
         base = self.public_base_url.rstrip("/")
         return base.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + "/media"
+
+
+def _telephony(settings: WorkerSettings) -> Any:
+    """Twilio REST (transfer and hang-up), or None: the worker then ends calls by closing the stream."""
+    if not settings.twilio_account_sid:
+        return None
+    from cells.telephony.twilio_rest import TwilioRestSettings, TwilioRestTelephony
+
+    return TwilioRestTelephony(TwilioRestSettings(
+        account_sid=settings.twilio_account_sid, auth_token=settings.twilio_auth_token,
+        api_base_url=settings.twilio_api_base_url))
+
+
+def _carrier_control(telephony: Any, call_sid: str, transfer_to: str | None) -> OnControl:
+    """The session's transfer_to_human and end_call, done by the carrier."""
+    async def control(action: str, call: ToolCall) -> None:
+        if telephony is None:
+            return
+        if action == "transfer_to_human":
+            assert transfer_to
+            await telephony.transfer(call_sid, transfer_to)
+        elif action == "end_call":
+            await telephony.hangup(call_sid)
+
+    return control
+
+
+def _serve_streams(app: Quart, settings: WorkerSettings, tokens: CallTokenAuthority, audience: str, *,
+                   request_slot: Any, resolve_call: Any, on_stream: Any) -> None:
+    """The voice webhook (embedded only), Twilio's media WebSocket and, when enabled, the PCM one."""
+    if request_slot is not None:  # in a cell the control plane answers Twilio's webhooks
+        app.register_blueprint(twilio_voice_blueprint(
+            WebhookSettings(auth_token=settings.twilio_auth_token, shared_keys=settings.twilio_shared_keys,
+                            public_base_url=settings.public_base_url,
+                            allow_insecure_streams=settings.stream_url.startswith("ws://")),
+            tokens=tokens, lookup_number=settings.numbers.get, request_slot=request_slot))
+    app.register_blueprint(media_stream_blueprint(
+        MediaSocketSettings(auth_token=settings.twilio_auth_token, shared_keys=settings.twilio_shared_keys,
+                            public_stream_url=settings.stream_url,
+                            audience=audience),
+        tokens=tokens, resolve_call=resolve_call, on_stream=on_stream))
+    if settings.pcm_streams:
+        from cells.telephony.pcm_ws import pcm_stream_blueprint
+
+        app.register_blueprint(pcm_stream_blueprint(tokens=tokens, audience=audience,
+                                                    resolve_call=resolve_call, on_stream=on_stream))
 
 
 def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) -> Quart:
@@ -83,17 +129,8 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
     agents = {} if settings.nats_url else {
         "reception-demo": agent or ReceptionAgent(data_dir=settings.data_dir,
                                                   transfer_number=settings.transfer_number)}
-    telephony = None
-    if settings.twilio_account_sid:
-        from cells.telephony.twilio_rest import TwilioRestSettings, TwilioRestTelephony
-
-        telephony = TwilioRestTelephony(TwilioRestSettings(
-            account_sid=settings.twilio_account_sid, auth_token=settings.twilio_auth_token,
-            api_base_url=settings.twilio_api_base_url))
-    # Only the embedded worker keeps call records on disk: a cell's workers are stateless (the control
-    # plane stores each call from its events) and never write caller data locally.
-    calls = CallLog(settings.data_dir) if not settings.nats_url else None
-    active: dict[str, CallSession] = {}
+    telephony = _telephony(settings)
+    active: dict[str, Any] = {}  # call id -> its agent, while its stream runs
     coord = None
     telemetry = WorkerTelemetry(
         region=settings.region, capacity=settings.capacity if settings.nats_url else settings.max_calls,
@@ -109,92 +146,35 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
                              capacity=settings.capacity, data_dir=settings.data_dir,
                              object_store=settings.object_store, providers=settings.providers,
                              transfer_number=settings.transfer_number, telemetry=telemetry)
+    # Both modes find a stream's agent the same way (the slot request assigned the call to it) and run
+    # it the same way; they differ in what they are connected to: NATS, or in-process stand-ins.
+    assignments = coord.assignments if coord is not None else Assignments[ReceptionAgent]()
+    streams: Coordination | LocalCalls = coord if coord is not None else LocalCalls(
+        CallLog(settings.data_dir), assignments, telemetry, settings.stream_url)
 
-    async def request_slot(req: SlotRequest) -> WorkerSlot | None:
+    async def request_slot(req: SlotRequest) -> WorkerSlot | None:  # the embedded worker's webhook
         if len(active) >= settings.max_calls or req.agent_id not in agents:
             return None
+        assignments.assign(call_key(req.call_id, req.call_sid),
+                           {"call_id": req.call_id, "agent_id": req.agent_id}, agents[req.agent_id])
         return WorkerSlot(settings.stream_url, worker_id=settings.stream_url)
 
-    async def resolve_call(claims: CallClaims, start: Start) -> ReceptionAgent | None:
-        if coord is not None:
-            return await coord.resolve_call(claims, start)
-        return agents.get(claims.agent_id)
+    async def resolve_call(claims: CallClaims, start: Any) -> ReceptionAgent | None:
+        return await assignments.resolve(claims)
 
-    async def on_stream(ws: TwilioMediaSession, accepted: AcceptedStream[ReceptionAgent]) -> None:
-        start = accepted.start
-        call_id = accepted.claims.call_id
+    async def on_stream(transport: Any, accepted: AcceptedStream[ReceptionAgent]) -> None:
+        start, call_id = accepted.start, accepted.claims.call_id
         transfer_to = accepted.call.call.transfer_number if accepted.call.call else None
-
-        async def control(action: str, call: ToolCall) -> None:
-            if telephony is None:
-                return
-            if action == "transfer_to_human":
-                assert transfer_to
-                await telephony.transfer(start.call_sid, transfer_to)
-            elif action == "end_call":
-                await telephony.hangup(start.call_sid)
-
-        if coord is not None:
-            active[call_id] = accepted.call  # type: ignore[assignment]  # counted for /healthz only
-            try:
-                await coord.run_stream(ws, accepted.claims, start, accepted.call, ws.events, control)
-            finally:
-                active.pop(call_id, None)
-            return
-        assert calls is not None
-        record = calls.open(call_id, accepted.claims.tenant_id, accepted.claims.agent_id, start.call_sid)
-        redactor = CallRedactor(pii=False)  # the demo's record keeps booking details, never a card
-        observer = telemetry.call(call_id=call_id, tenant_id=accepted.claims.tenant_id,
-                                  agent_id=accepted.claims.agent_id)
-
-        def on_event(kind: str, data: dict[str, Any]) -> None:
-            record.event(kind, redactor.event(kind, data))
-            observer.event(kind, data)
-
-        session = accepted.call.new_session(ws, on_event=on_event, on_control=control)
-        active[call_id] = session
+        active[call_id] = accepted.call
         try:
-            await session.start(start.stream_sid, start.call_sid)
-            async for event in ws.events():
-                if isinstance(event, Media):
-                    session.on_media(event.raw)
-                elif isinstance(event, Mark):
-                    session.on_mark(event.name)
-                elif isinstance(event, Dtmf):
-                    session.on_dtmf(event.digit)
-                elif isinstance(event, Stop):
-                    break
-                if session.state.ended:
-                    break
-        except Exception:  # the socket died under us: end this call, keep the worker
-            log.info("call %s: stream ended abruptly", call_id, exc_info=True)
+            await streams.run_stream(transport, accepted.claims, start, accepted.call,
+                                     _carrier_control(telephony, start.call_sid, transfer_to))
         finally:
-            log.info("call %s: stream over, stopping the session", call_id)
+            active.pop(call_id, None)
 
-            async def finish() -> None:
-                try:
-                    await session.stop("caller_hung_up")  # keeps a disposition already decided
-                finally:
-                    active.pop(call_id, None)
-                    record.close(session)
-                    observer.finished(session)
-
-            # The server cancels this handler when the caller's socket goes away; the call must
-            # still be wound down and recorded.
-            await asyncio.shield(finish())
-
-    if coord is None:  # in a cell the control plane answers Twilio's webhooks
-        app.register_blueprint(twilio_voice_blueprint(
-            WebhookSettings(auth_token=settings.twilio_auth_token, shared_keys=settings.twilio_shared_keys,
-                            public_base_url=settings.public_base_url,
-                            allow_insecure_streams=settings.stream_url.startswith("ws://")),
-            tokens=tokens, lookup_number=settings.numbers.get, request_slot=request_slot))
-    audience = coord.worker_id if coord is not None else settings.stream_url
-    app.register_blueprint(media_stream_blueprint(
-        MediaSocketSettings(auth_token=settings.twilio_auth_token, shared_keys=settings.twilio_shared_keys,
-                            public_stream_url=settings.stream_url,
-                            audience=audience),
-        tokens=tokens, resolve_call=resolve_call, on_stream=on_stream))
+    _serve_streams(app, settings, tokens, coord.worker_id if coord is not None else settings.stream_url,
+                   request_slot=None if coord is not None else request_slot, resolve_call=resolve_call,
+                   on_stream=on_stream)
     app.register_blueprint(telemetry_blueprint(telemetry))
     if coord is not None:  # `python -m cells.worker` hands calls over on SIGTERM before the server stops
         app.extensions[COORDINATION] = coord

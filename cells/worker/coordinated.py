@@ -16,6 +16,8 @@ events before it disconnects. Each media stream records its own WAV segment; the
 every segment's key, and `recording_ready` carries them all (`segments`, in order).
 
 Workers are stateless: nothing of a call is kept on this worker's disk (the control plane stores it).
+The stream's lifecycle (cells.worker.stream) and its sink (cells.worker.sink) are the embedded worker's
+too; this module connects them to NATS.
 """
 
 from __future__ import annotations
@@ -24,8 +26,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,9 @@ import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from cells.call.recorder import CallRecorder
+from cells.call.recorder import CallRecorder, RecordingTransport
 from cells.call.session import CallSession
-from cells.contract.call_state import CallLease, CallStateStore, LeaseLost, history_from_dicts
+from cells.contract.call_state import CallLease, CallStateStore, history_from_dicts
 from cells.contract.call_token import CallClaims
 from cells.contract.envelope import CallEventEnvelope
 from cells.contract.jetstream import publish_event
@@ -43,26 +43,17 @@ from cells.contract.redaction import CallRedactor
 from cells.contract.slots import SlotServer, call_key
 from cells.contract.stream_probe import serve_probe
 from cells.coordination.publisher import EventPublisher
-from cells.observability import CallObserver, WorkerTelemetry
+from cells.observability import WorkerTelemetry
 from cells.providers import registry
 from cells.telephony.twilio_media import Start
 from cells.worker.agent import ReceptionAgent, agent_from_spec
+from cells.worker.assignments import Assignments
+from cells.worker.sink import CallSink, Recording
+from cells.worker.stream import Handover, run_call
 from regions.objectstore import RegionStore
 
 log = logging.getLogger(__name__)
-SAVE_ON = frozenset({"transcript", "agent_said", "tool_result", "turn"})
 DRAIN_S = 10.0  # how long a stopping worker waits for its calls' final events and state writes
-END_RETRY_S = 120.0  # how long marking a call ended is retried while NATS is away
-END_TIMEOUT_S = 5.0  # one attempt at marking a call ended, at hang-up
-
-
-@dataclass
-class Assignment:
-    """A call this worker accepted a slot for, until its stream arrives."""
-
-    request: dict[str, Any]
-    agent: ReceptionAgent
-    at: float = field(default_factory=time.monotonic)
 
 
 class Coordination:
@@ -85,8 +76,8 @@ class Coordination:
         self.telemetry = telemetry or WorkerTelemetry(region=region, capacity=capacity,
                                                       active=lambda: len(self._streams))
         self.agents: dict[tuple[str, str], ReceptionAgent] = {}
-        self.assignments: dict[str, Assignment] = {}
-        self._warm: dict[int, asyncio.Task[None]] = {}
+        self.assignments: Assignments[ReceptionAgent] = Assignments(
+            on_arriving=lambda key: self.slots.stream_arriving(key) if self.slots is not None else None)
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.calls: CallStateStore | None = None
@@ -94,7 +85,7 @@ class Coordination:
         self.draining = False
         # Active streams (their hand-over signals) and the background work of ended ones (finish steps,
         # event flushes, retried state writes): a stopping worker waits for both.
-        self._streams: set[_Stream] = set()
+        self._streams: set[Handover] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         # Calls whose media socket is open on this worker (the control plane asks before a resume).
         self._live: set[str] = set()
@@ -209,16 +200,11 @@ class Coordination:
         except Exception as exc:
             log.warning("cannot run agent %s: %s", spec.get("id"), exc)
             return "agent_unavailable"
-        self.assignments[str(request["call_id"])] = Assignment(request, agent)
+        self.assignments.assign(str(request["call_id"]), request, agent)
         return None
 
     def _accepted(self, request: dict[str, Any]) -> None:
-        agent = self.assignments[str(request["call_id"])].agent
-        if id(agent) not in self._warm:  # load models now, before the stream arrives
-            self._warm[id(agent)] = asyncio.get_running_loop().create_task(agent.warm_up())
-        cutoff = time.monotonic() - 120.0
-        for call_id in [c for c, a in self.assignments.items() if a.at < cutoff]:
-            del self.assignments[call_id]
+        self.assignments.accepted(str(request["call_id"]))
 
     def _stream_never_came(self, request: dict[str, Any]) -> None:
         """A new call we took whose stream never arrived (the carrier could not connect it): it ends as
@@ -238,18 +224,6 @@ class Coordination:
         except Exception as exc:  # the carrier's status callback (if any) still ends the call
             log.warning("could not publish %s for call %s: %s", event.kind, event.call_id, exc)
 
-    async def resolve_call(self, claims: CallClaims, start: Start) -> ReceptionAgent | None:
-        key = call_key(claims.call_id, claims.call_sid)
-        assignment = self.assignments.get(key)
-        if assignment is None or str(assignment.agent.agent_id) != claims.agent_id:
-            return None
-        if self.slots is not None:
-            self.slots.stream_arriving(key)
-        warm = self._warm.get(id(assignment.agent))
-        if warm is not None:
-            await asyncio.shield(warm)
-        return assignment.agent
-
     # -- one media stream ---------------------------------------------------------------------------
     def _recording_key(self, agent: ReceptionAgent, tenant_id: str, call_id: str,
                        stream_sid: str) -> str | None:
@@ -263,20 +237,19 @@ class Coordination:
             return None
 
     async def run_stream(self, ws: Any, claims: CallClaims, start: Start, agent: ReceptionAgent,
-                         events: Callable[[], Any], on_control: Any) -> None:
+                         on_control: Any) -> None:
         assert self.js is not None and self.calls is not None and self.slots is not None
         call_id, tenant_id = call_key(claims.call_id, claims.call_sid), claims.tenant_id
-        assignment = self.assignments.pop(call_id, None)
+        assignment = self.assignments.take(call_id)
         request = assignment.request if assignment else {}
-        region = str(request.get("region") or self.region)
         resume = bool(request.get("resume"))
         recording = self._recording_key(agent, tenant_id, call_id, start.stream_sid)
-        handover = _Stream()
+        handover = Handover()
         if self.draining:
             handover.hand_over()  # arrived while this worker stops: on to another worker at once
         self._streams.add(handover)
         self.slots.stream_started(call_id)
-        handed_over: list[bool] = []
+        sink: CallSink | None = None
         try:
             lease = await self.calls.acquire(call_id, takeover=resume, stream_sid=start.stream_sid,
                                              recording=recording, tenant_id=tenant_id,
@@ -286,315 +259,61 @@ class Coordination:
                             start.stream_sid)
                 await ws.close("call_owned_elsewhere")
                 return
-            history = None
-            if resume and lease.state.get("history"):
-                try:
-                    history = history_from_dicts(lease.state["history"])
-                except (ValueError, KeyError, TypeError):
-                    log.error("call %s: saved history unreadable; starting afresh", call_id)
-            publisher = EventPublisher(self.js, call_id=call_id, tenant_id=tenant_id, region=region,
-                                       stream_sid=start.stream_sid, source=self.worker_id,
-                                       redactor=CallRedactor.for_agent(request.get("agent"), history))
+            history = _saved_history(lease) if resume else None
+            sink = self._sink(lease, tenant_id, request, history, start.stream_sid, recording, handover)
+            transport = RecordingTransport(ws, sink.recording.recorder) if sink.recording else ws
+            # Wall clock: the call started on another worker, whose monotonic clock means nothing here.
+            elapsed = time.time() - float(lease.state.get("started_at") or time.time()) if history else 0.0
+
+            def started(session: CallSession) -> None:
+                lease.start_heartbeat(on_lost=lambda: asyncio.ensure_future(ws.close("taken_over")))
+                self._live.add(call_id)
+
             try:
-                await self._run(ws, start, agent, events, on_control, lease, history, publisher, tenant_id,
-                                region, recording, handover, handed_over)
+                await run_call(agent, transport, start, sink, on_control=on_control, history=history,
+                               elapsed_s=elapsed, handover=handover, on_started=started,
+                               on_over=lambda: self._live.discard(call_id))
             finally:
-                if not handed_over:  # the session never ran; otherwise the finish step does this
+                self._live.discard(call_id)  # in case the session never ran
+                if not sink.finishing:  # the session never ran; otherwise the sink's finish does this
                     with contextlib.suppress(Exception):
                         await asyncio.shield(lease.release())
-                    await asyncio.shield(self._track(publisher.close(timeout=30.0)))
+                    await asyncio.shield(self._track(sink.publisher.close(timeout=30.0)))
         finally:
-            if not handed_over:
+            if sink is None or not sink.finishing:
                 self.slots.stream_ended(call_id)
                 self._streams.discard(handover)
 
-    async def _run(self, ws: Any, start: Start, agent: ReceptionAgent, events: Callable[[], Any],
-                   on_control: Any, lease: CallLease, history: Any, publisher: EventPublisher, tenant_id: str,
-                   region: str, recording: str | None, handover: _Stream,
-                   handed_over: list[bool]) -> None:
-        from cells.telephony.twilio_media import Dtmf, Mark, Media, Stop
-
-        call_id = lease.call_id
-        recorder = CallRecorder() if recording else None
-        saver = _StateSaver(lease)
-        held: list[tuple[str, dict[str, Any]]] = []
+    def _sink(self, lease: CallLease, tenant_id: str, request: dict[str, Any], history: list[Any] | None,
+              stream_sid: str, recording: str | None, handover: Handover) -> CallSink:
+        """The stream's sink, connected to the region's NATS (events, call state, recordings)."""
+        assert self.js is not None
+        call_id, region = lease.call_id, str(request.get("region") or self.region)
+        publisher = EventPublisher(self.js, call_id=call_id, tenant_id=tenant_id, region=region,
+                                   stream_sid=stream_sid, source=self.worker_id,
+                                   redactor=CallRedactor.for_agent(request.get("agent"), history))
         observer = self.telemetry.call(call_id=call_id, tenant_id=tenant_id,
                                        agent_id=str(lease.state.get("agent_id") or ""),
                                        started_unix=lease.state.get("started_at"))
+        store = None
+        if recording is not None and self.store_root is not None:
+            store = Recording(recording, RegionStore(self.store_root, region), CallRecorder())
 
-        def event(kind: str, data: dict[str, Any]) -> None:
-            if kind == "call_ended":
-                held.append((kind, data))  # published by the finish step, once it is known the call ended
-                return
-            observer.event(kind, data)
-            if kind == "call_started":
-                data = {**data, "worker_id": self.worker_id}
-            publisher.emit(kind, data)
-            if kind in SAVE_ON:
-                saver.request(session)
-
-        async def before_close(reason: str) -> None:
-            # The call is marked ended before the socket closes: Twilio asks the control plane what to
-            # do next as soon as the stream ends, and it must not resume a call we hung up.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(lease.end(reason, session.history), 3.0)
-
-        transport = _CellTransport(ws, recorder, before_close)
-        session = agent.new_session(transport, on_event=event, on_control=on_control)
-
-        caller_hung_up = handing_over = False
-        try:
-            # Wall clock: the call started on another worker, whose monotonic clock means nothing here.
-            elapsed = 0.0
-            if history is not None:
-                elapsed = time.time() - float(lease.state.get("started_at") or time.time())
-            await session.start(start.stream_sid, start.call_sid, history=history, elapsed_s=elapsed)
-            lease.start_heartbeat(on_lost=lambda: asyncio.ensure_future(ws.close("taken_over")))
-            self._live.add(call_id)
-            with handover.interruptible():
-                async for ev in events() if not handover.requested else _no_events():
-                    if isinstance(ev, Media):
-                        if recorder is not None:
-                            recorder.inbound_message(ev.raw)
-                        session.on_media(ev.raw)
-                    elif isinstance(ev, Mark):
-                        session.on_mark(ev.name)
-                    elif isinstance(ev, Dtmf):
-                        session.on_dtmf(ev.digit)
-                    elif isinstance(ev, Stop):
-                        caller_hung_up = True
-                        break
-                    if session.state.ended:
-                        break
-        except asyncio.CancelledError:
-            if not handover.consume_cancel():
-                raise  # the server's: the socket is gone (a dropped stream)
-        except Exception:  # the socket died under us: end this stream, keep the worker
-            log.info("call %s: stream %s ended abruptly", call_id, start.stream_sid, exc_info=True)
-        finally:
-            self._live.discard(call_id)
-            # The worker is stopping: this stream ends as a dropped one, and its socket is closed only
-            # once the call's state is saved and its lease released, so that another worker resumes it.
-            handing_over = handover.requested and not caller_hung_up
-            # A task of its own: the server cancels this handler when the socket goes; the call must
-            # still be wound down, its state settled and its events published.
-            finish = self._track(self._finish(session, lease, saver, publisher, recorder, recording, held,
-                                              caller_hung_up, ws if handing_over else None, region,
-                                              start.stream_sid, handover, observer))
-            handed_over.append(True)
-            await asyncio.shield(finish)
-
-    async def _finish(self, session: CallSession, lease: CallLease, saver: _StateSaver,
-                      publisher: EventPublisher, recorder: CallRecorder | None, recording: str | None,
-                      held: list[tuple[str, dict[str, Any]]], caller_hung_up: bool, close_ws: Any,
-                      region: str, stream_sid: str, handover: _Stream, observer: CallObserver) -> None:
-        call_id = lease.call_id
-        agent_ended = session.state.ended or session.state.disposition != "in_progress"
-        ended = agent_ended or caller_hung_up
-        lost = False
-        try:
-            try:
-                await session.stop("caller_hung_up")  # keeps a disposition already decided
-            except Exception:
-                log.exception("call %s: stopping the session failed", call_id)
-            finally:
-                lease.stop_heartbeat()
-                await saver.close()
-            if recorder is not None and recording is not None:
-                await self._save_recording(recorder, recording, lease, publisher, region)
-            if ended:
-                lost = not await self._end(lease, session.state.disposition, session.history)
-            else:
-                log.info("call %s: stream %s %s; the call may resume elsewhere", call_id, stream_sid,
-                         "handed over" if close_ws is not None else "dropped")
-                try:
-                    await lease.save(session.history)
-                    await lease.release()
-                except LeaseLost:
-                    log.info("call %s: another worker has taken the call over", call_id)
-                except Exception as exc:  # NATS away: the lease expires and the call resumes anyway
-                    log.warning("call %s: saving the dropped call's state failed: %s", call_id, exc)
-        finally:
-            # A call that really ended is reported ended even when its state could not be written yet
-            # (the publisher retries with the same event id); only a call another worker owns is not.
-            if ended and not lost:
-                started = float(lease.state.get("started_at") or time.time())
-                for kind, data in held:
-                    publisher.emit(kind, {**data, "duration_s": round(time.time() - started, 3)})
-                    observer.event(kind, data)
-            observer.finished(session)
-            if close_ws is not None:
-                with contextlib.suppress(Exception):
-                    await close_ws.close("worker_shutdown")
+        def done(session: CallSession) -> None:
             if self.slots is not None:
                 self.slots.stream_ended(call_id)
-            try:
-                await publisher.close(timeout=30.0)
-            finally:
-                self._streams.discard(handover)
+            self._streams.discard(handover)
 
-    async def _save_recording(self, recorder: CallRecorder, key: str, lease: CallLease,
-                              publisher: EventPublisher, region: str) -> None:
-        """Write this stream's segment; `recording_ready` lists every segment of the call so far that
-        exists (a worker killed mid-call never wrote its own), in stream order."""
-        assert self.store_root is not None
-        store = RegionStore(self.store_root, region)
-        listed = [k for k in lease.state.get("recordings") or () if isinstance(k, str)]
-        if key not in listed:
-            listed.append(key)
-
-        def write() -> tuple[int, list[str]]:
-            size = store.put(key, recorder.wav())
-            return size, [k for k in listed if k == key or store.exists(k)]
-
-        try:
-            size, segments = await asyncio.to_thread(write)
-        except Exception:
-            log.exception("call %s: writing the recording failed", lease.call_id)
-            return
-        publisher.emit("recording_ready", {"object_key": key, "duration_ms": recorder.duration_ms,
-                                           "size_bytes": size, "content_type": "audio/wav",
-                                           "segments": segments})
-
-    async def _end(self, lease: CallLease, disposition: str, history: Any) -> bool:
-        """Mark the call ended; False when another worker owns it. When NATS is away (restarting) the
-        write is retried in the background, bounded, so that the state ends up ended too."""
-        history = list(history)
-        try:
-            await asyncio.wait_for(lease.end(disposition, history), END_TIMEOUT_S)
-            return True
-        except LeaseLost:
-            log.info("call %s: another worker has taken the call over", lease.call_id)
-            return False
-        except Exception as exc:
-            log.warning("call %s: marking the call ended failed (%s: %s); retrying in the background",
-                        lease.call_id, type(exc).__name__, exc)
-            self._track(self._end_later(lease, disposition, history))
-            return True
-
-    async def _end_later(self, lease: CallLease, disposition: str, history: list[Any]) -> None:
-        deadline = time.monotonic() + END_RETRY_S
-        wait = 0.5
-        while time.monotonic() < deadline:
-            await asyncio.sleep(wait)
-            wait = min(2 * wait, 3.0)
-            try:
-                await asyncio.wait_for(lease.end(disposition, history), END_TIMEOUT_S)
-            except LeaseLost:
-                log.warning("call %s: taken over before it could be marked ended", lease.call_id)
-                return
-            except Exception:
-                continue
-            log.warning("call %s: marked ended after NATS came back", lease.call_id)
-            return
-        log.error("call %s: could not mark the call ended within %.0f s; its lease expires",
-                  lease.call_id, END_RETRY_S)
+        return CallSink(lease=lease, publisher=publisher, observer=observer, worker_id=self.worker_id,
+                        recording=store, track=self._track, on_done=[done])
 
 
-async def _no_events() -> AsyncIterator[Any]:
-    """The read loop of a stream handed over before it began."""
-    return
-    yield
-
-
-class _Stream:
-    """One active media stream's hand-over switch: a stopping worker interrupts the stream's read loop
-    (by cancelling the task that runs it, only while it waits for the carrier's next message) and the
-    stream then ends as a dropped one."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._task: asyncio.Task[Any] | None = None
-        self._cancelled = False
-
-    def hand_over(self) -> None:
-        self.requested = True
-        if self._task is not None and not self._cancelled:
-            self._cancelled = True
-            self._task.cancel()
-
-    @contextlib.contextmanager
-    def interruptible(self) -> Iterator[None]:
-        self._task = asyncio.current_task()
-        try:
-            yield
-        finally:
-            self._task = None
-
-    def consume_cancel(self) -> bool:
-        """True when the CancelledError being handled is our own hand-over (then it is swallowed)."""
-        if not self._cancelled:
-            return False
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        return True
-
-
-class _CellTransport:
-    """The session's transport: records what the agent sends and settles the call state before the
-    worker closes the stream on purpose."""
-
-    def __init__(self, ws: Any, recorder: CallRecorder | None,
-                 before_close: Callable[[str], Any]) -> None:
-        self.ws = ws
-        self.recorder = recorder
-        self.before_close = before_close
-
-    async def send(self, text: str) -> None:
-        await self.ws.send(text)
-        if self.recorder is not None:
-            self.recorder.outbound_message(text)
-
-    async def close(self, reason: str) -> None:
-        await self.before_close(reason)
-        await self.ws.close(reason)
-
-
-class _StateSaver:
-    """Saves the history after every turn: one write at a time, the latest state wins."""
-
-    def __init__(self, lease: CallLease) -> None:
-        self.lease = lease
-        self._session: CallSession | None = None
-        self._wake = asyncio.Event()
-        self._dirty = False
-        self._closed = False
-        self._task: asyncio.Task[None] | None = None
-
-    def request(self, session: CallSession) -> None:
-        if self._closed:
-            return
-        self._session, self._dirty = session, True
-        self._wake.set()
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if not self._dirty:
-                if self._closed:
-                    return
-                continue
-            self._dirty = False
-            assert self._session is not None
-            try:
-                await self.lease.save(list(self._session.history))
-            except LeaseLost:
-                return
-            except Exception as exc:  # NATS away: the next turn (or the final write) saves again
-                log.warning("call %s: saving call state failed: %s", self.lease.call_id, exc)
-            if self._closed:
-                return
-
-    async def close(self) -> None:
-        """Let a write in flight finish (its revision matters to the next one); drop the rest, as the
-        final state is written by end() or release()."""
-        self._closed = True
-        self._dirty = False
-        self._wake.set()
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self._task), 10.0)
+def _saved_history(lease: CallLease) -> list[Any] | None:
+    """The history a resumed call continues from (None: none saved, or unreadable)."""
+    if not lease.state.get("history"):
+        return None
+    try:
+        return history_from_dicts(lease.state["history"])
+    except (ValueError, KeyError, TypeError):
+        log.error("call %s: saved history unreadable; starting afresh", lease.call_id)
+        return None

@@ -45,12 +45,14 @@ from websockets.exceptions import ConnectionClosed
 from cells.call.endpointing import EndpointingConfig
 from cells.call.session import CallConfig, CallSession
 from cells.call.timeline import TurnTiming
+from cells.contract.call_token import CallTokenAuthority
 from cells.dialogue.chunker import SentenceChunker
 from cells.simulator.caller import CallerLine, line_audio
 from cells.simulator.run import worker_process as launch_worker
 from cells.simulator.scripts import SCRIPTS
 from cells.simulator.twilio_peer import FRAME_BYTES, FRAME_S, Playback, TwilioPeer
 from cells.speech.espeak import EspeakEngine
+from cells.telephony.twilio_ws import MediaSocketSettings, TwilioMediaSession
 from loadtest.calls.instant import InstantLlm, InstantStt, InstantTts, NoTools
 from loadtest.calls.instant_profile import TTS_RATE
 
@@ -124,15 +126,22 @@ OVERHEAD_STAGES = (("turn_end", "stt_final", "turn end -> STT final (feed hop)")
                    ("turn_end", "first_frame_sent", "total overhead: turn end -> first frame sent"))
 
 
-class LoopbackPhone:
-    """The carrier for an in-process session: plays the agent's audio in real time and echoes each
-    mark when playback reaches it, so that the session sees its turns end as on a real call."""
+class LoopbackPhone(TwilioMediaSession):
+    """The Twilio transport of an in-process session, its far end a phone that plays the agent's audio
+    in real time and echoes each mark when playback reaches it, so that the session sees its turns end
+    as on a real call."""
 
     def __init__(self) -> None:
+        super().__init__(None, MediaSocketSettings(auth_token="", verify_signature=False),  # type: ignore[arg-type]
+                         CallTokenAuthority(secrets.token_bytes(32)))
+        self.protocol.parse(json.dumps({"event": "start", "streamSid": "MZbench", "start": {
+            "streamSid": "MZbench", "callSid": "CAbench", "accountSid": "ACbench", "tracks": ["inbound"],
+            "customParameters": {}, "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000,
+                                                    "channels": 1}}}))
         self.session: CallSession | None = None
         self._play_until = 0.0
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str) -> None:  # every sender of the transport ends here
         msg = json.loads(text)
         now = time.monotonic()
         if msg["event"] == "media":
@@ -145,7 +154,7 @@ class LoopbackPhone:
         if self.session is not None and not self.session.state.ended:
             self.session.on_mark(name)
 
-    async def close(self, reason: str) -> None:
+    async def close(self, reason: str = "", code: int = 1000) -> None:
         pass
 
 
