@@ -126,9 +126,14 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     tokens = CallTokenAuthority(settings.call_token_secret)
     # The embedded worker's one demo agent; a cell's worker builds agents from the slot requests.
-    agents = {} if settings.nats_url else {
-        "reception-demo": agent or ReceptionAgent(data_dir=settings.data_dir,
-                                                  transfer_number=settings.transfer_number)}
+    agents: dict[str, Any] = {}
+    if not settings.nats_url:
+        demo = agent or ReceptionAgent(data_dir=settings.data_dir, transfer_number=settings.transfer_number)
+        agents[str(demo.agent_id)] = demo
+        # The demo numbers ring whichever agent this worker runs (the clinic, or an --agent-spec record):
+        # a stream's token names the agent its number routed to, and only that agent takes it.
+        settings.numbers = {number: NumberRoute(route.tenant_id, str(demo.agent_id))
+                            for number, route in settings.numbers.items()}
     telephony = _telephony(settings)
     active: dict[str, Any] = {}  # call id -> its agent, while its stream runs
     coord = None
