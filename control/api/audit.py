@@ -20,7 +20,8 @@ from control.db.session import run_transaction
 
 def _row(action: str, target_type: str, target_id: object | None, details: dict[str, Any]) -> AuditLog:
     ctx = current_auth()
-    return ctx.scope.new(AuditLog, actor=f"token:{ctx.token_id}", action=action, target_type=target_type,
+    return ctx.scope.new(AuditLog, actor=f"token:{ctx.token_id}", actor_role=ctx.role, action=action,
+                         target_type=target_type,
                          target_id=None if target_id is None else str(target_id), details=details,
                          created_at=datetime.now(UTC))
 
