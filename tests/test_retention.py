@@ -71,14 +71,15 @@ def seed_call(w: World, label: str, *, age_days: float, number: str = CALLER,
               direction: str = "inbound", recording_age_days: float | None = None,
               clinic: str = CLINIC) -> str:
     """A finished call in every store: rows (call, turn, event, recording, usage, webhook delivery),
-    three JetStream events, its live-state entry, and two recording segments (one known only to the
-    live state, as when a worker wrote it after the last event reached the database)."""
+    three JetStream events, its live-state entry, and three recording segments: one in the database,
+    one known only to the live state (a worker wrote it after the last event reached the database),
+    one known to neither (the live state expired before that)."""
     scope = scope_for(w.api, label)
     call_id = uuid.uuid4()
     started = NOW - timedelta(days=age_days)
     recorded = NOW - timedelta(days=recording_age_days if recording_age_days is not None else age_days)
     frm, to = (number, clinic) if direction == "inbound" else (clinic, number)
-    keys = [RegionStore.key(scope.tenant_id, f"{call_id}-MZ{i}.wav") for i in (1, 2)]
+    keys = [RegionStore.key(scope.tenant_id, f"{call_id}-MZ{i}.wav") for i in (1, 2, 3)]
     for key in keys:
         w.store.put(key, b"RIFF" + os.urandom(64))
     endpoint = scope.new(Endpoint, id=uuid.uuid4(), url="https://hooks.example.com/x",
@@ -102,7 +103,7 @@ def seed_call(w: World, label: str, *, age_days: float, number: str = CALLER,
             subject = f"eu.calls.{scope.tenant_id}.{call_id}.{kind}"
             await js.publish(subject, json.dumps({"from": number}).encode())
         kv = await js.key_value(call_state_bucket_name("eu"))
-        await kv.put(str(call_id), json.dumps({"call_id": str(call_id), "recordings": keys}).encode())
+        await kv.put(str(call_id), json.dumps({"call_id": str(call_id), "recordings": keys[:2]}).encode())
         await nc.close()
 
     w.api.db.run(live())
@@ -133,7 +134,7 @@ def where(w: World, label: str, call_id: str) -> dict[str, int]:
 
 
 FULL = {"calls": 1, "turns": 1, "call_events": 1, "recordings": 1, "usage_ledger": 1, "webhook_deliveries": 1,
-        "jetstream": 3, "kv": 1, "objects": 2}
+        "jetstream": 3, "kv": 1, "objects": 3}
 GONE = dict.fromkeys(FULL, 0)
 
 
@@ -162,7 +163,7 @@ def test_retention_deletes_exactly_the_expired_call_everywhere(world: World) -> 
     assert cert["calls"] == [old] and cert["reason"] == "retention" and cert["complete"] is True
     stores = stores_of(cert)
     assert stores["jetstream:CALLS_EU"] == (3, 3, 0) and stores["kv:call_state_eu"] == (1, 1, 0)
-    assert stores["object_store:eu"] == (2, 2, 0)
+    assert stores["object_store:eu"] == (3, 3, 0)
     for table in ("calls", "turns", "call_events", "recordings", "usage_ledger", "webhook_deliveries"):
         assert stores[f"database:{table}"] == (1, 1, 0), table
     assert cert["criteria"]["usage_deleted"]["billable_seconds"] == 120
@@ -183,8 +184,8 @@ def test_recordings_can_expire_before_their_call(world: World) -> None:
     assert cert["criteria"]["scope"] == "recordings" and cert["calls"] == [call]
     left = where(w, "a", call)
     # The recording row and the object it names are gone; the call, its events and live state stay
-    # (the second segment, known only to the live state, goes with the call).
-    assert left == {**FULL, "recordings": 0, "objects": 1}
+    # (the segments no row names go with the call).
+    assert left == {**FULL, "recordings": 0, "objects": 2}
     assert stores_of(cert)["object_store:eu"] == (1, 1, 0)
     w.api.call("PUT", w.api.tenant_path("a", "/retention"), token=owner, json={})
 
