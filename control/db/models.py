@@ -231,7 +231,8 @@ class AuditLog(Regional, Base):
     )
     actor: Mapped[str] = mapped_column(String(200))
     actor_role: Mapped[str | None] = mapped_column(String(16))
-    via: Mapped[str] = mapped_column(String(16), default="api", server_default="api")  # api, agent, platform, system
+    # Channel: api, agent, platform, system.
+    via: Mapped[str] = mapped_column(String(16), default="api", server_default="api")
     source: Mapped[str | None] = mapped_column(String(64))  # a network prefix, never a full address
     action: Mapped[str] = mapped_column(String(100))
     target_type: Mapped[str] = mapped_column(String(50))
@@ -285,6 +286,7 @@ class IdempotencyKey(Regional, Base):
 
 __all__ = [
     "Agent", "ApiToken", "AuditLog", "Base", "Call", "CallEvent", "Consent",
-    "IdempotencyKey", "KnowledgeChunk", "KnowledgeDocument", "PhoneNumber", "Plan", "Recording", "RetentionPolicy",
+    "IdempotencyKey", "KnowledgeChunk", "KnowledgeDocument", "PhoneNumber", "Plan", "Recording",
+    "RetentionPolicy",
     "Tenant", "Turn", "UsageRecord", "User", "WebhookDelivery", "WebhookEndpoint",
 ]

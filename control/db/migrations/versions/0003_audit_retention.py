@@ -48,7 +48,8 @@ def upgrade() -> None:
         sa.Column("recording_days", sa.Integer(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.UniqueConstraint("region", "tenant_id", name="uq_retention_policies_region_tenant_id"),
-        sa.CheckConstraint("call_days IS NULL OR call_days >= 1", name=op.f("ck_retention_policies_call_days")),
+        sa.CheckConstraint("call_days IS NULL OR call_days >= 1",
+                           name=op.f("ck_retention_policies_call_days")),
         sa.CheckConstraint("recording_days IS NULL OR recording_days >= 1",
                            name=op.f("ck_retention_policies_recording_days")),
     )
