@@ -30,6 +30,7 @@ from cells.launcher.nats import NatsSupercluster
 from control.db.models import AuditLog, Call, CallEvent, Recording, Turn, UsageRecord, WebhookDelivery
 from control.db.models import WebhookEndpoint as Endpoint
 from control.retention.certificate import verify
+from control.retention.scheduler import RetentionScheduler, live_stores
 from regions.objectstore import RegionStore
 
 KEY = bytes(range(32))
@@ -235,3 +236,27 @@ def test_the_command_applies_every_tenants_retention_in_the_region(world: World)
     assert old_b in deleted and fresh_b not in deleted
     assert where(w, "b", old_b) == GONE and where(w, "b", fresh_b) == FULL
     assert all(verify(c, KEY) for c in certs)  # the env key is KEY in base64
+
+
+def test_the_cells_periodic_run_applies_retention(world: World) -> None:
+    """What the cell's runtime starts: one pass of RetentionScheduler over the region's tenants."""
+    w = world
+    old = seed_call(w, "a", age_days=100)
+    owner = w.api.tokens["a:owner"]
+    assert w.api.call("PUT", w.api.tenant_path("a", "/retention"), token=owner,
+                      json={"call_days": 90}).status == 200
+
+    async def one_pass() -> int:
+        nc = await nats.connect(w.nats_url)
+        try:
+            stores = live_stores("eu", nc.jetstream(), w.root, KEY)
+            scheduler = RetentionScheduler(w.api.db.sessions, "eu", stores)
+            return await scheduler.run_once()
+        finally:
+            await nc.close()
+
+    assert w.api.db.run(one_pass()) >= 1
+    assert where(w, "a", old) == GONE
+    [row] = [r for r in fetch(w.api, AuditLog, tenant_id=w.api.tenants["a"])
+             if old in r.details.get("certificate", {}).get("calls", [])]
+    assert row.actor == "system:retention" and row.via == "system" and row.action == "retention.purge"
