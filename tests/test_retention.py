@@ -260,3 +260,27 @@ def test_the_cells_periodic_run_applies_retention(world: World) -> None:
     [row] = [r for r in fetch(w.api, AuditLog, tenant_id=w.api.tenants["a"])
              if old in r.details.get("certificate", {}).get("calls", [])]
     assert row.actor == "system:retention" and row.via == "system" and row.action == "retention.purge"
+
+
+def test_without_an_event_store_nothing_is_deleted_and_without_an_object_store_it_is_said(
+        world: World) -> None:
+    """A REST-only process (no NATS) refuses: the rows are how any later run finds a call, so deleting
+    them alone would strand its events and live state. A process with no object store deletes the
+    rest, and its certificate does not claim the recordings are gone."""
+    w = world
+    number = "+447700900777"
+    call = seed_call(w, "a", age_days=1, number=number)
+    body = {"phone_number": number}
+    with api_with(w.api) as bare:
+        r = bare.call("POST", bare.tenant_path("a", "/erasures"), token=bare.tokens["a:owner"], json=body)
+        assert r.status == 503 and where(w, "a", call) == FULL
+        r = bare.call("POST", bare.tenant_path("a", "/retention/run"), token=bare.tokens["a:owner"])
+        assert r.status == 503
+    with api_with(w.api, nats_url=w.nats_url) as no_objects:
+        r = no_objects.call("POST", no_objects.tenant_path("a", "/erasures"),
+                            token=no_objects.tokens["a:owner"], json=body)
+    assert r.status == 200, r.text
+    [cert] = r.body["certificates"]
+    assert cert["calls"] == [call] and cert["complete"] is False
+    assert {s["store"] for s in cert["stores"] if not s["checked"]} == {"object_store:eu"}
+    assert where(w, "a", call) == {**GONE, "objects": 3}

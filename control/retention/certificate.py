@@ -30,10 +30,11 @@ class StoreReport:
     deleted: int = 0
     remaining: int = 0
     note: str = ""
+    checked: bool = True  # False: this process could not reach the store (not configured here)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"store": self.store, "found": self.found, "deleted": self.deleted,
-                               "remaining": self.remaining}
+                               "remaining": self.remaining, "checked": self.checked}
         if self.note:
             out["note"] = self.note
         return out
@@ -61,7 +62,8 @@ class Certificate:
 
     @property
     def complete(self) -> bool:
-        return all(r.remaining == 0 for r in self.stores)
+        """Every store was checked and holds nothing of the calls any more."""
+        return all(r.checked and r.remaining == 0 for r in self.stores)
 
     def body(self) -> dict[str, Any]:
         return {

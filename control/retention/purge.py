@@ -105,7 +105,8 @@ async def purge_calls(sessions: async_sessionmaker[AsyncSession], scope: TenantS
             listed[call_id] += await recordings_in_state(stores.js, scope.region, call_id)
         await purge_jetstream(stores.js, cert, cert.call_ids)
     elif not recordings_only:
-        cert.report(f"jetstream:{scope.region}").note = "no NATS configured for this process"
+        report = cert.report(f"jetstream:{scope.region}")
+        report.note, report.checked = "no NATS configured for this process", False
     keys: set[str] = set()
     for call_id, known in listed.items():
         if stores.objects is None:

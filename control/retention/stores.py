@@ -93,7 +93,7 @@ def call_objects(store: RegionStore, tenant_id: uuid.UUID, call_id: str, listed:
 async def purge_objects(store: RegionStore | None, cert: Certificate, keys: Iterable[str]) -> None:
     report = cert.report(f"object_store:{cert.region}")
     if store is None:
-        report.note = "no object store configured"
+        report.note, report.checked = "no object store configured", False
         return
 
     def work() -> None:

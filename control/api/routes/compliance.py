@@ -207,20 +207,22 @@ async def put_retention(tenant_id: uuid.UUID) -> Response:
 async def _with_stores(action: Any) -> Any:
     """Run `action(stores)` with this cell's live stores (a NATS connection of its own, when set)."""
     settings = api_state().settings
-    nc = None
-    if settings.nats_url:
-        try:
-            nc = await nats.connect(settings.nats_url, connect_timeout=3, max_reconnect_attempts=0)
-        except Exception as exc:
-            raise ApiProblem(503, "Service Unavailable", "The region's event store is not reachable; "
-                             "nothing was deleted. Try again.", slug="store-unavailable") from exc
+    if not settings.nats_url:
+        # Deleting the rows alone would strand the call's events and live state where no later run
+        # could find them (the rows are how a run finds a call), so nothing is deleted.
+        raise ApiProblem(503, "Service Unavailable", "This process has no event store configured; send "
+                         "the request to the region's cell. Nothing was deleted.", slug="store-unavailable")
     try:
-        stores: LiveStores = live_stores(settings.region, nc.jetstream() if nc else None,
-                                         settings.object_store_root, settings.secrets_key)
+        nc = await nats.connect(settings.nats_url, connect_timeout=3, max_reconnect_attempts=0)
+    except Exception as exc:
+        raise ApiProblem(503, "Service Unavailable", "The region's event store is not reachable; "
+                         "nothing was deleted. Try again.", slug="store-unavailable") from exc
+    try:
+        stores: LiveStores = live_stores(settings.region, nc.jetstream(), settings.object_store_root,
+                                         settings.secrets_key)
         return await action(stores)
     finally:
-        if nc is not None:
-            await nc.close()
+        await nc.close()
 
 
 @operation(bp, "POST", "/retention/run", summary="Apply the retention settings now",
