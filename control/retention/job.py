@@ -82,19 +82,24 @@ async def apply_retention(sessions: async_sessionmaker[AsyncSession], scope: Ten
     certificates: list[dict[str, Any]] = []
     if policy.call_days is not None:
         cutoff = now - timedelta(days=policy.call_days)
-        while ids := await _ids(sessions, scope, Call.started_at < cutoff):
+        done: set[uuid.UUID] = set()
+        # A batch that comes back again was not deleted (the certificate says where): stop, retry next run.
+        while (ids := await _ids(sessions, scope, Call.started_at < cutoff)) and not done & set(ids):
             certificates.append(await purge_calls(
                 sessions, scope, ids, stores, reason="retention", actor=actor,
                 criteria={"call_days": policy.call_days, "started_before": cutoff.isoformat()}))
+            done |= set(ids)
             if len(ids) < MAX_CALLS_PER_RUN:
                 break
     if policy.recording_days is not None:
         cutoff = now - timedelta(days=policy.recording_days)
-        while ids := await _ids(sessions, scope, Recording.created_at < cutoff, model=Recording,
-                                column=Recording.call_id):
+        done = set()
+        while (ids := await _ids(sessions, scope, Recording.created_at < cutoff, model=Recording,
+                                 column=Recording.call_id)) and not done & set(ids):
             certificates.append(await purge_calls(
                 sessions, scope, ids, stores, reason="retention", actor=actor, recordings_before=cutoff,
                 criteria={"recording_days": policy.recording_days, "recorded_before": cutoff.isoformat()}))
+            done |= set(ids)
             if len(ids) < MAX_CALLS_PER_RUN:
                 break
     return certificates
