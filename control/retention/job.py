@@ -3,8 +3,9 @@
 A caller is the other party of a call: the `from` number of an inbound call, the `to` number of an
 outbound one (the tenant's own number is on the other side and never selects anything). The number
 is used to find the calls and is then forgotten: the certificate lists the calls, not the number.
-Consents (evidence the tenant may have to keep) and the tenant's own booking system are outside
-this; see the module docs of control.retention.
+Two things are left alone on purpose: consent records (evidence the tenant may have to keep) and
+the tenant's own booking system (a tool's calendar, which holds no call id and is the tenant's
+record, not the platform's).
 """
 
 from __future__ import annotations
