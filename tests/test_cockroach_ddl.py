@@ -118,7 +118,16 @@ def test_region_names_follow_the_configuration(monkeypatch: pytest.MonkeyPatch) 
 def test_downgrade_renders_too() -> None:
     from control.db.migrate import render_sql
 
-    sql = render_sql("cockroachdb:///autospeak", "base", downgrade_from="0001")
+    sql = render_sql("cockroachdb:///autospeak", "base", downgrade_from="0003")
     for table in REGIONAL + GLOBAL:
         assert f"DROP TABLE {table};" in sql
     assert "DROP SUPER REGION" in sql
+
+
+def test_audit_log_is_append_only_on_cockroachdb_too(stmts: list[str]) -> None:
+    """The same row trigger as on PostgreSQL (CockroachDB v24.3+ runs PL/pgSQL row triggers)."""
+    [function] = [s for s in stmts if s.startswith("CREATE FUNCTION audit_log_append_only()")]
+    assert "RAISE EXCEPTION" in function and "LANGUAGE plpgsql" in function
+    [trigger] = [s for s in stmts if s.startswith("CREATE TRIGGER audit_log_append_only ")]
+    assert "BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW" in trigger
+    assert not any("TRUNCATE" in s for s in stmts)  # no statement triggers on CockroachDB

@@ -132,7 +132,10 @@ def test_consent_lifecycle_and_roles(api: Api) -> None:
     again = api.call("POST", api.tenant_path("a", f"/consents/{c['id']}/revoke"), token=op)
     assert again.body["revoked_at"] == revoked.body["revoked_at"]  # the first revocation stands
     audits = fetch(api, AuditLog, tenant_id=api.tenants["a"], target_id=c["id"])
-    assert sorted(a.action for a in audits) == ["consent.create", "consent.revoke"]
+    # The routes' own rows; the viewer's refused attempt has a row of its own, with an `outcome`.
+    own = sorted(a.action for a in audits if "outcome" not in a.details)
+    assert own == ["consent.create", "consent.revoke"]
+    assert "denied" in [a.details["outcome"] for a in audits if "outcome" in a.details]
 
 
 def test_consent_validation(api: Api) -> None:

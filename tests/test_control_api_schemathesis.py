@@ -99,4 +99,6 @@ def test_schemathesis_finds_no_server_error(served: tuple[Api, str]) -> None:
 
         _fuzz(strategy, base, headers, operation.label, failures)
     assert not failures, failures[:5]
-    assert time.monotonic() - started < 60
+    # A budget, not a benchmark: six compliance operations (audit log, retention, erasure) joined the
+    # schema, and every mutating request now also writes its audit row.
+    assert time.monotonic() - started < 90

@@ -147,7 +147,8 @@ def test_update_and_delete(api: Api) -> None:
     assert api.call("DELETE", path, token=admin).status == 204
     assert api.call("GET", path, token=admin).status == 404
     assert fetch(api, WebhookDelivery, id=delivery.id) == []  # the log goes with the endpoint
-    actions = sorted(a.action for a in fetch(api, AuditLog, target_id=ep["id"]))
+    # The routes' own rows; a refused or invalid request has a row of its own, with an `outcome`.
+    actions = sorted(a.action for a in fetch(api, AuditLog, target_id=ep["id"]) if "outcome" not in a.details)
     assert actions == [
         "webhook_endpoint.create",
         "webhook_endpoint.delete",

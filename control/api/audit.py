@@ -10,17 +10,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from quart import g, request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control.api.auth import current_auth
 from control.api.state import sessions
+from control.auditlog.writer import network_prefix
 from control.db.models import AuditLog
 from control.db.session import run_transaction
 
 
 def _row(action: str, target_type: str, target_id: object | None, details: dict[str, Any]) -> AuditLog:
     ctx = current_auth()
-    return ctx.scope.new(AuditLog, actor=f"token:{ctx.token_id}", action=action, target_type=target_type,
+    g.audited = True  # this request has its row: control.api.routes.compliance's hook adds none
+    return ctx.scope.new(AuditLog, actor=f"token:{ctx.token_id}", actor_role=ctx.role, action=action,
+                         target_type=target_type, source=network_prefix(request.remote_addr),
                          target_id=None if target_id is None else str(target_id), details=details,
                          created_at=datetime.now(UTC))
 

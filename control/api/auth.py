@@ -170,9 +170,9 @@ def require(role: str) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awai
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
             tenant_id: Any = kwargs["tenant_id"]
             ctx = await authenticate(tenant_id)
+            g.auth = ctx  # before the role check, so that a refused attempt is audited too
             if ROLE_RANK[ctx.role] < ROLE_RANK[role]:
                 raise ApiProblem(403, "Forbidden", f"This action needs the {role} role.", slug="forbidden")
-            g.auth = ctx
             return await view(*args, **kwargs)
 
         guarded.required_role = role  # type: ignore[attr-defined]  # read by the OpenAPI builder

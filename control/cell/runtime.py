@@ -19,6 +19,7 @@ from cells.contract.stream_probe import stream_live
 from control.api.settings import ControlSettings
 from control.events import EventConsumer, WebhookDispatcher
 from control.events.consumer import Ingest
+from control.retention.scheduler import RetentionScheduler, live_stores
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class CellRuntime:
         self.consumer: EventConsumer | None = None
         self.dispatcher: WebhookDispatcher | None = None
         self.ingest = ingest  # None: the consumer's default (control.events.ingest.apply_event)
+        self.retention: RetentionScheduler | None = None
 
     async def start(self, sessions: async_sessionmaker[AsyncSession] | None) -> None:
         assert self.settings.nats_url is not None
@@ -58,9 +60,13 @@ class CellRuntime:
             self.consumer = EventConsumer(self.js, sessions, self.region, on_applied=self.dispatcher.wake,
                                           ingest=self.ingest)
             await self.consumer.start()
+            # Tenants' retention (control.retention): hourly hard deletes in every store of the region.
+            self.retention = RetentionScheduler(sessions, self.region, live_stores(
+                self.region, self.js, self.settings.object_store_root, self.settings.secrets_key))
+            self.retention.start()
 
     async def stop(self) -> None:
-        for part in (self.consumer, self.dispatcher):
+        for part in (self.retention, self.consumer, self.dispatcher):
             if part is not None:
                 try:
                     await part.stop()

@@ -222,14 +222,37 @@ class WebhookDelivery(Regional, Base):
 
 
 class AuditLog(Regional, Base):
+    """Append-only (migration 0003 adds a trigger refusing UPDATE and DELETE); see control.auditlog."""
+
     __tablename__ = "audit_log"
-    __table_args__ = regional_args("audit_log", Index("ix_audit_log_tenant_time", "tenant_id", "created_at"))
+    __table_args__ = regional_args(
+        "audit_log", Index("ix_audit_log_tenant_time", "tenant_id", "created_at"),
+        Index("ix_audit_log_tenant_action", "region", "tenant_id", "action"),
+    )
     actor: Mapped[str] = mapped_column(String(200))
+    actor_role: Mapped[str | None] = mapped_column(String(16))
+    # Channel: api, agent, platform, system.
+    via: Mapped[str] = mapped_column(String(16), default="api", server_default="api")
+    source: Mapped[str | None] = mapped_column(String(64))  # a network prefix, never a full address
     action: Mapped[str] = mapped_column(String(100))
     target_type: Mapped[str] = mapped_column(String(50))
     target_id: Mapped[str | None] = mapped_column(String(200))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = utcnow_column()
+
+
+class RetentionPolicy(Regional, Base):
+    """How long a tenant's calls and recordings are kept (days; NULL keeps them); see control.retention."""
+
+    __tablename__ = "retention_policies"
+    __table_args__ = regional_args(
+        "retention_policies", UniqueConstraint("region", "tenant_id"),
+        CheckConstraint("call_days IS NULL OR call_days >= 1", name="call_days"),
+        CheckConstraint("recording_days IS NULL OR recording_days >= 1", name="recording_days"),
+    )
+    call_days: Mapped[int | None] = mapped_column(Integer)
+    recording_days: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = utcnow_column()
 
 
 class Consent(Regional, Base):
@@ -264,5 +287,6 @@ class IdempotencyKey(Regional, Base):
 __all__ = [
     "Agent", "ApiToken", "AuditLog", "Base", "Call", "CallEvent", "Consent",
     "IdempotencyKey", "KnowledgeChunk", "KnowledgeDocument", "PhoneNumber", "Plan", "Recording",
+    "RetentionPolicy",
     "Tenant", "Turn", "UsageRecord", "User", "WebhookDelivery", "WebhookEndpoint",
 ]

@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cells.contract.envelope import CallEventEnvelope
+from control.auditlog.writer import record_agent_event
 from control.db.models import (
     Agent,
     Call,
@@ -206,6 +207,7 @@ async def _apply(session: AsyncSession, event: _Event) -> IngestResult:
     handler = _HANDLERS.get(env.kind)
     if handler is not None:
         await handler(session, event, call, tenant.plan)
+    record_agent_event(session, scope, env.kind, call, event.data, event.occurred)  # tool calls, overrides
     return IngestResult(IngestOutcome.APPLIED, event.deliveries)
 
 

@@ -3,6 +3,7 @@ start with /v1/tenants/<tenant_id>, the residency and auth key."""
 
 from control.api.routes.agents import bp as agents_bp
 from control.api.routes.calls import bp as calls_bp
+from control.api.routes.compliance import bp as compliance_bp
 from control.api.routes.consents import bp as consents_bp
 from control.api.routes.knowledge import bp as knowledge_bp
 from control.api.routes.numbers import bp as numbers_bp
@@ -15,6 +16,6 @@ from control.api.routes.users import bp as users_bp
 from control.api.routes.webhooks import bp as webhooks_bp
 
 BLUEPRINTS = (platform_bp, tenants_bp, agents_bp, tokens_bp, users_bp, numbers_bp, calls_bp,
-              outbound_calls_bp, consents_bp, webhooks_bp, usage_bp, knowledge_bp)
+              outbound_calls_bp, consents_bp, webhooks_bp, usage_bp, knowledge_bp, compliance_bp)
 
 __all__ = ["BLUEPRINTS"]

@@ -71,7 +71,7 @@ async def create_tenant() -> Response:
         tenant, token = await bootstrap_tenant(session, spec.name, spec.home_region, plan=spec.plan,
                                                tenant_id=tenant_id)
         session.add(TenantScope(tenant.id, tenant.home_region).new(
-            AuditLog, actor="platform", action="tenant.create", target_type="tenant",
+            AuditLog, actor="platform", via="platform", action="tenant.create", target_type="tenant",
             target_id=str(tenant.id), details={"home_region": tenant.home_region, "plan": tenant.plan},
             created_at=datetime.now(UTC)))
         return TenantCreated(tenant=TenantOut.model_validate(tenant), owner_token=token), False
