@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from quart import Response, redirect, request
 
+from control.api.routes.webhooks import DELIVERY_STATUSES
 from control.web.core import api, api_failure, bp, form_key, page, signed_in
 
 # The types the API reads (control.knowledge.extract); a file's type comes from its name.
@@ -93,7 +94,8 @@ async def webhook(endpoint_id: Any) -> Response:
     if not deliveries.ok:
         return await api_failure(deliveries)
     return await page("webhook.html", title="Webhook", endpoint=endpoint.body,
-                      deliveries=deliveries.body["items"], chosen=request.args.get("status", ""))
+                      deliveries=deliveries.body["items"], chosen=request.args.get("status", ""),
+                      statuses=DELIVERY_STATUSES)
 
 
 @bp.get("/console/usage")

@@ -1,0 +1,155 @@
+"""A cell's control app served over real HTTP (hypercorn, its own thread and loop) on the embedded
+PostgreSQL, for the browser tests: tenant `a` with owner, operator and viewer tokens, tenant `b` with
+an owner, and helpers that put calls in through the real event ingest (the workers' `turn` events)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from control_api_fixtures import CELLS
+from db_fixtures import Database, embedded_database
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cells.contract.envelope import CallEventEnvelope
+from control.api import ControlSettings, bootstrap_tenant, create_control_app
+from control.api.auth import make_token_row
+from control.db.migrate import upgrade
+from control.db.session import run_transaction
+from control.db.tenancy import TenantScope
+from control.events import ingest_event
+
+# Debian's chromium; Playwright drives it (no browser download).
+CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
+
+
+def chromium_path() -> str | None:
+    for path in CHROMIUM_PATHS:
+        if shutil.which(path):
+            return path
+    return shutil.which("chromium")
+
+
+@dataclass
+class Site:
+    db: Database
+    url: str
+    tenants: dict[str, uuid.UUID] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)  # "a:owner" -> plaintext
+
+    def scope(self, label: str) -> TenantScope:
+        return TenantScope(self.tenants[label], "eu")
+
+    def api(self, method: str, label_role: str, rest: str = "", **kw: Any) -> httpx.Response:
+        tenant = self.tenants[label_role.split(":")[0]]
+        headers = {"Authorization": f"Bearer {self.tokens[label_role]}"}
+        url = f"{self.url}/v1/tenants/{tenant}{rest}"
+        return httpx.request(method, url, headers=headers, timeout=30, **kw)
+
+    def ingest(self, envelope: CallEventEnvelope) -> None:
+        self.db.run(ingest_event(self.db.sessions, envelope))
+
+    def call(self, label: str, agent_id: str, *, worker: str = "eu-w1", turns: list[dict[str, float]],
+             end: bool = True, at: float | None = None) -> uuid.UUID:
+        """A call as the workers report one: created, started on `worker`, one `turn` event per timing
+        dict (ms after the caller's end of speech per stage), a transcript, then ended (if `end`)."""
+        scope, call_id = self.scope(label), uuid.uuid4()
+        t0 = time.time() - 60 if at is None else at
+        c = str(call_id)
+
+        def env(kind: str, n: int, data: dict[str, Any], offset: float) -> CallEventEnvelope:
+            return CallEventEnvelope.new(call_id=c, tenant_id=str(scope.tenant_id), region="eu", kind=kind,
+                                         event_id=f"{c}:{n}", data=data, occurred_at=t0 + offset,
+                                         source="test")
+
+        self.ingest(env("call_created", 0, {"direction": "inbound", "from": "+4915112345678",
+                                            "to": "+442071234567", "agent_id": agent_id,
+                                            "call_sid": "CA" + call_id.hex[:30], "carrier": "twilio"}, 0))
+        self.ingest(env("call_started", 1, {"call_sid": "CA" + call_id.hex[:30], "stream_sid": "MZ1",
+                                             "worker_id": worker, "resumed": False}, 0.5))
+        n = 2
+        for i, stages in enumerate(turns, start=1):
+            speech_end = 2.0 + 4.0 * i
+            self.ingest(env("transcript", n, {"text": f"caller line {i}", "turn": i}, speech_end))
+            self.ingest(env("agent_said", n + 1, {"text": f"agent line {i}", "interrupted": False,
+                                                  "start_ms": int(speech_end * 1000) + 400,
+                                                  "end_ms": int(speech_end * 1000) + 2000}, speech_end + 2))
+            self.ingest(env("turn", n + 2, {"index": i, "caller_text": "x", "agent_text": "y",
+                                            "at_ms": {"speech_end": int(speech_end * 1000)},
+                                            "ms_after_speech_end": stages}, speech_end + 2))
+            n += 3
+        if end:
+            ended = {"disposition": "booked", "turns": len(turns)}
+            self.ingest(env("call_ended", n, ended, 4.0 * len(turns) + 8))
+        return call_id
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _serving(settings: ControlSettings) -> Iterator[str]:
+    app = create_control_app(settings)
+    port = _free_port()
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=lambda: loop.run_until_complete(
+        serve(app, config, shutdown_trigger=stop.wait)), daemon=True)  # type: ignore[arg-type]
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the console's server did not start")
+        time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
+        loop.close()
+
+
+@contextmanager
+def console_site() -> Iterator[Site]:
+    with embedded_database() as db:
+        db.run(upgrade(db.engine))
+        settings = ControlSettings(region="eu", database_url=db.url, cells=CELLS)
+        with _serving(settings) as url:
+            site = Site(db, url)
+            for label in ("a", "b"):
+                async def boot(session: AsyncSession, label: str = label) -> tuple[Any, str]:
+                    return await bootstrap_tenant(session, f"Clinic {label.upper()}", "eu")
+
+                tenant, owner = db.run(run_transaction(db.sessions, boot))
+                site.tenants[label], site.tokens[f"{label}:owner"] = tenant.id, owner
+            for role in ("operator", "viewer"):
+                async def mint(session: AsyncSession, role: str = role) -> str:
+                    row, plaintext = make_token_row(site.scope("a"), role, ttl=None)
+                    session.add(row)
+                    return plaintext
+
+                site.tokens[f"a:{role}"] = db.run(run_transaction(db.sessions, mint, scope=site.scope("a")))
+            yield site
