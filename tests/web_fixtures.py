@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +59,10 @@ class Site:
         return httpx.request(method, url, headers=headers, timeout=30, **kw)
 
     def ingest(self, envelope: CallEventEnvelope) -> None:
-        self.db.run(ingest_event(self.db.sessions, envelope))
+        # On a thread of its own: Playwright's sync API keeps an event loop running on the test's thread,
+        # where the database's loop cannot run.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(self.db.run, ingest_event(self.db.sessions, envelope)).result()
 
     def call(self, label: str, agent_id: str, *, worker: str = "eu-w1", turns: list[dict[str, float]],
              end: bool = True, at: float | None = None) -> uuid.UUID:
