@@ -58,7 +58,8 @@
     }
     for (let i = 0; i <= 6; i++) {
       const t = t0 + (t1 - t0) * i / 6;
-      svg.appendChild(el("text", {x: x(t), y: H - 8, "text-anchor": "middle"}, timeLabel(t, data.window_hours)));
+      const anchor = i === 0 ? "start" : i === 6 ? "end" : "middle";
+      svg.appendChild(el("text", {x: x(t), y: H - 8, "text-anchor": anchor}, timeLabel(t, data.window_hours)));
     }
     svg.appendChild(el("line", {class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B}));
     const p90 = data.voice_to_voice ? data.voice_to_voice.p90 : Infinity;
