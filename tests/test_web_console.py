@@ -53,7 +53,8 @@ def site() -> Iterator[Site]:
 @pytest.fixture(scope="module")
 def browser(site: Site) -> Iterator[Any]:  # after the site: its database setup needs the thread's loop free
     with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
         yield b
         b.close()
 
@@ -126,6 +127,25 @@ def test_dashboard_shows_the_call_latency_and_links_a_slow_turn_to_its_timeline(
     assert page.locator("#turn-2 svg rect").count() == 5
     assert "caller line 1" in page.inner_text("#transcript")
     shot(page, "call-timeline")
+
+
+def test_the_call_recording_plays_in_the_page_and_only_for_its_tenant(page: Any, site: Site) -> None:
+    call_id = site.call("a", site.agent_id, turns=[STAGES])  # type: ignore[attr-defined]
+    site.recording("a", call_id, seconds=1.0)
+    sign_in(page, site, "a:owner")
+    page.goto(f"{site.url}/console/calls/{call_id}")
+    page.evaluate("() => document.querySelector('#recording').play()")
+    for _ in range(200):  # until the browser has decoded and started the served WAV
+        if page.evaluate("() => document.querySelector('#recording').currentTime") > 0:
+            break
+        page.wait_for_timeout(50)
+    audio = page.evaluate("() => { const a = document.querySelector('#recording');"
+                          " return {t: a.currentTime, d: a.duration, err: a.error && a.error.code}; }")
+    assert audio["err"] is None and audio["t"] > 0 and abs(audio["d"] - 1.0) < 0.01
+    page.context.clear_cookies()
+    sign_in(page, site, "b:owner")
+    reply = page.request.get(f"{site.url}/console/calls/{call_id}/recording")
+    assert reply.status == 404
 
 
 def test_a_call_made_while_the_dashboard_is_open_appears_live(page: Any, site: Site) -> None:

@@ -5,15 +5,21 @@ an owner, and helpers that put calls in through the real event ingest (the worke
 from __future__ import annotations
 
 import asyncio
+import io
+import math
 import shutil
 import socket
+import struct
+import tempfile
 import threading
 import time
 import uuid
+import wave
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,6 +36,7 @@ from control.db.migrate import upgrade
 from control.db.session import run_transaction
 from control.db.tenancy import TenantScope
 from control.events import ingest_event
+from regions.objectstore import RegionStore
 
 # Debian's chromium; Playwright drives it (no browser download).
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
@@ -48,6 +55,7 @@ class Site:
     url: str
     tenants: dict[str, uuid.UUID] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)  # "a:owner" -> plaintext
+    store_root: Path = Path()
 
     def scope(self, label: str) -> TenantScope:
         return TenantScope(self.tenants[label], "eu")
@@ -57,6 +65,25 @@ class Site:
         headers = {"Authorization": f"Bearer {self.tokens[label_role]}"}
         url = f"{self.url}/v1/tenants/{tenant}{rest}"
         return httpx.request(method, url, headers=headers, timeout=30, **kw)
+
+    def recording(self, label: str, call_id: uuid.UUID, seconds: float = 1.0) -> None:
+        """A WAV (a 440 Hz tone, 8 kHz) in the region's store and the worker's recording_ready event."""
+        scope = self.scope(label)
+        rate = 8000
+        frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * n / rate)))
+                          for n in range(int(rate * seconds)))
+        out = io.BytesIO()
+        with wave.open(out, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(frames)
+        key = RegionStore.key(scope.tenant_id, f"{call_id}.wav")
+        size = RegionStore(self.store_root, "eu").put(key, out.getvalue())
+        self.ingest(CallEventEnvelope.new(
+            call_id=str(call_id), tenant_id=str(scope.tenant_id), region="eu", kind="recording_ready",
+            event_id=f"{call_id}:recording", source="test", data={
+                "object_key": key, "duration_ms": int(seconds * 1000), "size_bytes": size}))
 
     def ingest(self, envelope: CallEventEnvelope) -> None:
         # On a thread of its own: Playwright's sync API keeps an event loop running on the test's thread,
@@ -138,11 +165,12 @@ def _serving(settings: ControlSettings) -> Iterator[str]:
 
 @contextmanager
 def console_site() -> Iterator[Site]:
-    with embedded_database() as db:
+    with embedded_database() as db, tempfile.TemporaryDirectory(prefix="autospeak-web-") as store:
         db.run(upgrade(db.engine))
-        settings = ControlSettings(region="eu", database_url=db.url, cells=CELLS)
+        settings = ControlSettings(region="eu", database_url=db.url, cells=CELLS,
+                                   object_store_root=Path(store))
         with _serving(settings) as url:
-            site = Site(db, url)
+            site = Site(db, url, store_root=Path(store))
             for label in ("a", "b"):
                 async def boot(session: AsyncSession, label: str = label) -> tuple[Any, str]:
                     return await bootstrap_tenant(session, f"Clinic {label.upper()}", "eu")
