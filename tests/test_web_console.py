@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 from web_fixtures import Site, chromium_path, console_site
 
+from control.web.workers import worker_load
+
 
 def _absent(reason: str) -> None:
     if os.environ.get("CI"):  # CI installs both (.ci/run, the dev extras): missing there is a failure
@@ -153,9 +155,13 @@ def test_a_call_made_while_the_dashboard_is_open_appears_live(page: Any, site: S
     worker = f"eu-live-{uuid.uuid4().hex[:6]}"
     assert worker not in page.inner_text("#live-table")
     site.call("a", site.agent_id, worker=worker, turns=[STAGES], end=False)  # type: ignore[attr-defined]
+    # The cell hears each worker's load in its slot answers (control.cell.app records them).
+    assert site.app is not None
+    worker_load(site.app).record({"accepted": True, "worker_id": worker, "active": 3, "capacity": 12})
     # The page polls its data every few seconds; no reload here.
     playwright.expect(page.locator("#live-table")).to_contain_text(worker, timeout=30_000)
     assert page.locator("#live-chart svg rect").count() >= 1
+    playwright.expect(page.locator("#worker-load")).to_contain_text("25.0 %", timeout=30_000)
     shot(page, "dashboard-live")
 
 

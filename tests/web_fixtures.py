@@ -27,6 +27,7 @@ from control_api_fixtures import CELLS
 from db_fixtures import Database, embedded_database
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from quart import Quart
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cells.contract.envelope import CallEventEnvelope
@@ -56,6 +57,7 @@ class Site:
     tenants: dict[str, uuid.UUID] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)  # "a:owner" -> plaintext
     store_root: Path = Path()
+    app: Quart | None = None
 
     def scope(self, label: str) -> TenantScope:
         return TenantScope(self.tenants[label], "eu")
@@ -133,7 +135,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _serving(settings: ControlSettings) -> Iterator[str]:
+def _serving(settings: ControlSettings) -> Iterator[tuple[str, Quart]]:
     app = create_control_app(settings)
     port = _free_port()
     config = Config()
@@ -156,7 +158,7 @@ def _serving(settings: ControlSettings) -> Iterator[str]:
             raise RuntimeError("the console's server did not start")
         time.sleep(0.1)
     try:
-        yield url
+        yield url, app
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=30)
@@ -169,8 +171,8 @@ def console_site() -> Iterator[Site]:
         db.run(upgrade(db.engine))
         settings = ControlSettings(region="eu", database_url=db.url, cells=CELLS,
                                    object_store_root=Path(store))
-        with _serving(settings) as url:
-            site = Site(db, url, store_root=Path(store))
+        with _serving(settings) as (url, app):
+            site = Site(db, url, store_root=Path(store), app=app)
             for label in ("a", "b"):
                 async def boot(session: AsyncSession, label: str = label) -> tuple[Any, str]:
                     return await bootstrap_tenant(session, f"Clinic {label.upper()}", "eu")

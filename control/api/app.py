@@ -18,7 +18,6 @@ from control.api.settings import ControlSettings
 from control.api.state import EXTENSION_KEY, ApiState
 from control.db.session import create_engine, session_factory
 from control.observability import install_metrics
-from control.web import install_web
 
 # A process that adds parts to the API (the cell: NATS, the event consumer) registers a callable here
 # returning {"ok": bool, ...}; /healthz then reports it and answers 503 while it is not ok.
@@ -36,6 +35,8 @@ def create_control_app(settings: ControlSettings) -> Quart:
     knowledge_jobs = install_knowledge(app, settings, state)
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)
+    from control.web import install_web  # here, not at the top: control.web imports control.api
+
     install_web(app)  # sign-in, the SRE dashboard and the tenant console (control/web)
 
     @app.after_request

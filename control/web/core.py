@@ -7,6 +7,7 @@ import functools
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 from urllib.parse import urlencode
@@ -36,6 +37,11 @@ _HEADERS: Final = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
+
+
+@bp.app_template_filter("utc_time")
+def utc_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S")
 
 
 def codec() -> SessionCodec:

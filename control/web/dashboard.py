@@ -17,6 +17,7 @@ from control.db.tenancy import TenantScope
 from control.web.core import bp, page, signed_in, web_session
 from control.web.dashboard_data import STAGES, WINDOWS_H, dashboard_data
 from control.web.timeline import LABELS
+from control.web.workers import worker_load
 
 
 def _hours() -> int:
@@ -40,6 +41,7 @@ async def _data() -> dict[str, Any]:
     scope = TenantScope(session.tenant, api_state().settings.region)
     data = await dashboard_data(sessions(), scope, _hours())
     data["cell"] = _cell_health()
+    data["workers"] = worker_load(current_app).snapshot()  # the region's workers, not tenant data
     return data
 
 

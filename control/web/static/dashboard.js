@@ -145,6 +145,14 @@
       tr.append(html("td", {}, w.region), html("td", {class: "mono"}, w.worker), html("td", {class: "num"}, String(w.calls)));
       return tr;
     }));
+    fillTable("worker-load", data.workers.map(w => {
+      const tr = html("tr");
+      const seen = new Date(w.seen * 1000).toISOString().slice(11, 19);
+      tr.append(html("td", {class: "mono"}, w.worker), html("td", {class: "num"}, String(w.active)),
+                html("td", {class: "num"}, String(w.capacity)), html("td", {class: "num"}, w.load_pct === null ? "—" : `${w.load_pct.toFixed(1)} %`),
+                html("td", {class: "time"}, seen));
+      return tr;
+    }));
     fillTable("slow-turns", data.slow_turns.map(p => {
       const tr = html("tr"), a = html("a", {class: "mono", href: `/console/calls/${encodeURIComponent(p.call_id)}#turn-${p.turn}`}, p.call_id.slice(0, 8));
       const td = html("td");
