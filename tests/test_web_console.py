@@ -8,34 +8,17 @@ Screenshots go to reports/console/ (AUTOSPEAK_REPORTS overrides the root).
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from web_fixtures import Site, chromium_path, console_site
+from web_fixtures import Site, console_site, require_browser, shot
 
 from control.web.workers import worker_load
 
-
-def _absent(reason: str) -> None:
-    if os.environ.get("CI"):  # CI installs both (.ci/run, the dev extras): missing there is a failure
-        pytest.fail(f"CI: {reason}; the browser tests must run", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
-
-try:
-    import playwright.sync_api as playwright
-except ImportError:
-    _absent("playwright is not installed (pip install -e '.[dev]')")
-CHROMIUM = chromium_path()
-if CHROMIUM is None:
-    _absent("chromium is not installed (apt-get install -y chromium)")
-
-SHOTS = Path(os.environ.get("AUTOSPEAK_REPORTS", Path(__file__).resolve().parents[1] / "reports")) / "console"
+playwright, CHROMIUM = require_browser()
 STAGES = {"turn_end": 130.0, "stt_final": 270.0, "first_token": 420.0, "first_tts_audio": 575.0,
           "first_frame_sent": 612.0}
 SLOW = {"turn_end": 180.0, "stt_final": 340.0, "first_token": 1450.0, "first_tts_audio": 1700.0,
@@ -68,11 +51,6 @@ def page(browser: Any) -> Iterator[Any]:
     pg.set_default_timeout(20_000)
     yield pg
     context.close()
-
-
-def shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def sign_in(page: Any, site: Site, who: str) -> None:

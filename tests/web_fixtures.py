@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+import os
 import shutil
 import socket
 import struct
@@ -20,9 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
+import pytest
 from control_api_fixtures import CELLS
 from db_fixtures import Database, embedded_database
 from hypercorn.asyncio import serve
@@ -41,6 +43,33 @@ from regions.objectstore import RegionStore
 
 # Debian's chromium; Playwright drives it (no browser download).
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
+
+
+SHOTS = Path(os.environ.get("AUTOSPEAK_REPORTS", Path(__file__).resolve().parents[1] / "reports")) / "console"
+
+
+def require_browser() -> tuple[Any, str]:
+    """(playwright.sync_api, chromium's path) for a browser test module, or skip it: only on a
+    developer's machine. Under CI (the CI variable set, as .ci/run does) a missing piece fails."""
+
+    def absent(reason: str) -> NoReturn:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: {reason}; the browser tests must run", pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
+
+    try:
+        import playwright.sync_api as playwright
+    except ImportError:
+        absent("playwright is not installed (pip install -e '.[dev]')")
+    path = chromium_path()
+    if path is None:
+        absent("chromium is not installed (apt-get install -y chromium)")
+    return playwright, path
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def chromium_path() -> str | None:
