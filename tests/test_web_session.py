@@ -78,3 +78,19 @@ def test_a_token_of_another_region_is_sent_to_its_cell(api: Api) -> None:
     reply = api.call("POST", "/signin", data=f"token={api.tokens['c:owner']}&csrf={csrf}", headers=headers)
     assert reply.status == 401
     assert "belongs to the us cell" in reply.text and "http://us.cell.test:14210/signin" in reply.text
+
+
+def test_the_cookies_are_secure_over_https(api: Api) -> None:
+    async def signin_cookie(scheme: str) -> str:
+        reply = await api.app.test_client().get("/signin", scheme=scheme)
+        return reply.headers.get("Set-Cookie", "")
+
+    plain, tls = api.db.run(signin_cookie("http")), api.db.run(signin_cookie("https"))
+    assert "HttpOnly" in plain and "SameSite=Strict" in plain and "Secure" not in plain
+    assert "HttpOnly" in tls and "SameSite=Strict" in tls and "Secure" in tls
+
+
+def test_the_cookies_are_secure_when_the_cells_public_url_is_https() -> None:
+    with control_api(public_base_url="https://eu.autospeak.example") as behind_proxy:
+        reply = behind_proxy.call("GET", "/signin")
+        assert "Secure" in reply.headers.get("Set-Cookie", "")

@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from quart import Response, request
 
+from control.api.state import api_state
+
 COOKIE: Final = "as_session"
 SIGNIN_COOKIE: Final = "as_signin"  # the sign-in form's CSRF value, before any session exists
 LIFETIME_S: Final = 8 * 3600
@@ -88,11 +90,19 @@ def csrf_matches(expected: str, given: str | None) -> bool:
     return bool(expected) and given is not None and hmac.compare_digest(expected.encode(), given.encode())
 
 
+def _secure() -> bool:
+    """Secure when the page came over https, or the cell's public URL is https (TLS ended at a proxy
+    in front of it, which the app sees as plain http)."""
+    settings = api_state().settings
+    public = settings.public_base_url or settings.cells.get(settings.region, "")
+    return request.scheme == "https" or public.startswith("https://")
+
+
 def set_cookie(response: Response, name: str, value: str, max_age: int) -> None:
-    """HttpOnly and SameSite=Strict always; Secure whenever the page came over https."""
+    """HttpOnly and SameSite=Strict always; Secure whenever the cell is served over https."""
     response.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="Strict",
-                        secure=request.scheme == "https")
+                        secure=_secure())
 
 
 def clear_cookie(response: Response, name: str) -> None:
-    response.delete_cookie(name, path="/", httponly=True, samesite="Strict", secure=request.scheme == "https")
+    response.delete_cookie(name, path="/", httponly=True, samesite="Strict", secure=_secure())
