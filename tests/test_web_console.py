@@ -237,6 +237,15 @@ def test_calls_list_filters_and_other_pages(page: Any, site: Site) -> None:
     page.click("#upload-form button")
     page.wait_for_selector("#saved")
     assert "Opening hours" in page.inner_text("#documents")
+    page.set_input_files("#file", files=[{"name": "parking.md", "mimeType": "text/markdown",
+                                          "buffer": b"# Parking\n\nFree parking behind the clinic.\n"}])
+    page.click("#upload-form button")
+    page.wait_for_selector("#saved")
+    assert "parking.md" in page.inner_text("#documents")
+    page.set_input_files("#file", files=[{"name": "notes.exe", "mimeType": "application/octet-stream",
+                                          "buffer": b"MZ"}])
+    page.click("#upload-form button")
+    assert "Upload one of" in page.inner_text("#form-error")
     shot(page, "knowledge")
     page.goto(site.url + "/console/webhooks")
     page.fill("#url", "http://127.0.0.1:9/hook")  # refused by the API's target check, shown as such
