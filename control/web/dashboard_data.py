@@ -134,6 +134,7 @@ async def dashboard_data(sessions: Any, scope: TenantScope, hours: int,
             scoped_select(Call, scope).where(Call.started_at >= since)
             .order_by(Call.started_at.desc()).limit(MAX_CALLS)))
         data = _summary(calls)
+        data["truncated"] = len(calls) == MAX_CALLS  # the page says it drew only the newest calls
         data["live"] = await _live(session, scope)
         data["events"] = await _events(session, scope, since)
         return data
