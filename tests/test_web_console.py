@@ -98,6 +98,10 @@ def test_dashboard_shows_the_call_latency_and_links_a_slow_turn_to_its_timeline(
     dots = page.locator("#v2v-chart a.turn-link")
     assert dots.count() == 2
     assert page.locator("#stage-chart svg rect").count() == 5
+    page.select_option("#metric", "first_token")  # one stage over time: its own values, same turns
+    titles = page.locator("#v2v-chart circle title").all_text_contents()
+    assert sorted(t.split(" ms")[0] for t in titles) == ["1450", "420"]
+    page.select_option("#metric", "v2v")
     shot(page, "dashboard")
     page.click("#slow-turns a")  # the slowest turn first
     page.wait_for_url(re.compile(rf"/console/calls/{site.call_id}#turn-2$"))  # type: ignore[attr-defined]

@@ -43,12 +43,19 @@
     });
   }
 
-  function drawV2V(box, data) {
+  // The chosen series per turn: voice-to-voice, or one stage's milliseconds after the end of speech.
+  function series(data, metric) {
+    return data.points
+      .map(p => ({...p, ms: metric === "v2v" ? p.v2v_ms : (p.stages[metric] ?? null)}))
+      .filter(p => p.ms !== null);
+  }
+
+  function drawV2V(box, data, metric) {
     const W = 1100, H = 260, L = 52, R = 12, T = 10, B = 28;
-    const svg = el("svg", {viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "voice-to-voice per turn"});
+    const svg = el("svg", {viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${metric} per turn`});
     const t0 = Date.parse(data.since), t1 = Date.parse(data.now);
-    const pts = data.points.filter(p => p.v2v_ms !== null);
-    const ymax = niceMax(Math.max(0, ...pts.map(p => p.v2v_ms)) * 1.1);
+    const pts = series(data, metric);
+    const ymax = niceMax(Math.max(0, ...pts.map(p => p.ms)) * 1.1);
     const x = t => L + (W - L - R) * (t - t0) / Math.max(1, t1 - t0);
     const y = v => H - B - (H - T - B) * v / ymax;
     for (let i = 0; i <= 4; i++) {
@@ -62,17 +69,18 @@
       svg.appendChild(el("text", {x: x(t), y: H - 8, "text-anchor": anchor}, timeLabel(t, data.window_hours)));
     }
     svg.appendChild(el("line", {class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B}));
-    const p90 = data.voice_to_voice ? data.voice_to_voice.p90 : Infinity;
+    const sorted = pts.map(p => p.ms).sort((a, b) => a - b);
+    const p90 = sorted.length ? sorted[Math.max(1, Math.ceil(0.9 * sorted.length)) - 1] : Infinity;
     for (const p of pts) {
       const link = el("a", {href: `/console/calls/${encodeURIComponent(p.call_id)}#turn-${p.turn}`, class: "turn-link"});
-      const dot = el("circle", {cx: x(Date.parse(p.at)), cy: y(p.v2v_ms), r: 4,
-                                class: p.v2v_ms >= p90 && pts.length > 1 ? "dot slow" : "dot"});
-      dot.appendChild(el("title", {}, `${Math.round(p.v2v_ms)} ms · turn ${p.turn} · ${p.at.slice(11, 19)} UTC`));
+      const dot = el("circle", {cx: x(Date.parse(p.at)), cy: y(p.ms), r: 4,
+                                class: p.ms >= p90 && pts.length > 1 ? "dot slow" : "dot"});
+      dot.appendChild(el("title", {}, `${Math.round(p.ms)} ms · turn ${p.turn} · ${p.at.slice(11, 19)} UTC`));
       link.appendChild(dot);
       svg.appendChild(link);
     }
     if (pts.length > 2) {
-      const med = rollingMedian(pts.map(p => p.v2v_ms), 7);
+      const med = rollingMedian(pts.map(p => p.ms), 7);
       const d = pts.map((p, i) => `${i ? "L" : "M"}${x(Date.parse(p.at)).toFixed(1)},${y(med[i]).toFixed(1)}`).join("");
       svg.appendChild(el("path", {class: "median", d}));
     }
@@ -117,9 +125,15 @@
     box.replaceChildren(svg);
   }
 
-  function fillTable(id, rows) {
+  function fillTable(id, rows, empty) {
     const body = document.querySelector(`#${id} tbody`);
     if (!body) return;
+    if (!rows.length) {
+      const cols = document.querySelectorAll(`#${id} thead th`).length;
+      const tr = html("tr");
+      tr.append(html("td", {colspan: cols, class: "muted"}, empty));
+      rows = [tr];
+    }
     body.replaceChildren(...rows);
   }
 
@@ -128,8 +142,11 @@
     if (node) node.textContent = value;
   }
 
+  let latest = null;
+
   function render(data) {
-    drawV2V(document.getElementById("v2v-chart"), data);
+    latest = data;
+    drawV2V(document.getElementById("v2v-chart"), data, document.getElementById("metric").value);
     drawStages(document.getElementById("stage-chart"), data);
     drawLive(document.getElementById("live-chart"), data);
     const fmt = v => (v === null || v === undefined ? "—" : String(v));
@@ -144,7 +161,7 @@
       const tr = html("tr");
       tr.append(html("td", {}, w.region), html("td", {class: "mono"}, w.worker), html("td", {class: "num"}, String(w.calls)));
       return tr;
-    }));
+    }), "No live calls.");
     fillTable("worker-load", data.workers.map(w => {
       const tr = html("tr");
       const seen = new Date(w.seen * 1000).toISOString().slice(11, 19);
@@ -152,7 +169,7 @@
                 html("td", {class: "num"}, String(w.capacity)), html("td", {class: "num"}, w.load_pct === null ? "—" : `${w.load_pct.toFixed(1)} %`),
                 html("td", {class: "time"}, seen));
       return tr;
-    }));
+    }), "No slot answers yet (no call since this cell started, or API only).");
     fillTable("slow-turns", data.slow_turns.map(p => {
       const tr = html("tr"), a = html("a", {class: "mono", href: `/console/calls/${encodeURIComponent(p.call_id)}#turn-${p.turn}`}, p.call_id.slice(0, 8));
       const td = html("td");
@@ -160,7 +177,7 @@
       tr.append(html("td", {class: "time"}, p.at.slice(0, 19).replace("T", " ")), td, html("td", {}, String(p.turn)),
                 html("td", {class: "num"}, `${Math.round(p.v2v_ms)} ms`));
       return tr;
-    }));
+    }), "No timed turns in this window.");
   }
 
   async function refresh() {
@@ -172,6 +189,7 @@
     } catch (e) { /* the next tick tries again */ }
   }
 
+  document.getElementById("metric").addEventListener("change", () => { if (latest) render(latest); });
   const initial = JSON.parse(document.getElementById("dashboard-data").textContent);
   render(initial);
   setInterval(refresh, REFRESH_MS);
