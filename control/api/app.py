@@ -35,6 +35,9 @@ def create_control_app(settings: ControlSettings) -> Quart:
     knowledge_jobs = install_knowledge(app, settings, state)
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)
+    from control.web import install_web  # here, not at the top: control.web imports control.api
+
+    install_web(app)  # sign-in, the SRE dashboard and the tenant console (control/web)
 
     @app.after_request
     async def _no_content(response: Response) -> Response:

@@ -21,6 +21,7 @@ from control.cell.voice import cell_voice_blueprint
 from control.knowledge.responder import KnowledgeResponder
 from control.observability import control_metrics
 from control.observability.ingest import consumer_pending, measured_ingest
+from control.web.workers import worker_load
 
 log = logging.getLogger(__name__)
 RUNTIME_KEY = "autospeak.cell"
@@ -46,6 +47,7 @@ def create_cell_app(settings: ControlSettings, *, call_token_secret: str | None 
         start, outcome = time.perf_counter(), "error"
         try:
             reply = await runtime.request_slot(req)
+            worker_load(app).record(reply)  # the answer carries the worker's load, for the dashboard
             outcome = "accepted" if reply and reply.get("accepted") else "no_worker"
             return reply
         finally:
