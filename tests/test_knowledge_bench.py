@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cells.cli import build_parser
-from control.knowledge.lexical import Bm25, tokens
+from cells.knowledge.lexical import Bm25, tokens
 from evals.knowledge.bench import Run, report
 from evals.knowledge.corpus import AGENTS, QUESTIONS_DIR, agent_files, load_chunks, load_questions
 

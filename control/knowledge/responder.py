@@ -18,8 +18,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from cells.contract.knowledge import KNOWLEDGE_QUEUE, KnowledgeAnswer, knowledge_search_subject
+from cells.knowledge.scoring import MAX_TOP_K
 from control.db.tenancy import TenantScope
-from control.knowledge.scoring import MAX_TOP_K
 from control.knowledge.service import KnowledgeService
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from typing import Final
 
 import numpy as np
 
-from control.knowledge.embedder import Embedder, default_embedder
-from control.knowledge.lexical import Bm25
-from control.knowledge.scoring import CANDIDATES, DEFAULT_THRESHOLD, IndexedChunk, VectorIndex, rerank
+from cells.knowledge.embedder import Embedder, default_embedder
+from cells.knowledge.lexical import Bm25
+from cells.knowledge.scoring import CANDIDATES, DEFAULT_THRESHOLD, IndexedChunk, VectorIndex, rerank
 from evals.knowledge.corpus import AGENTS, QUESTIONS_DIR, Question, agent_files, load_chunks, load_questions
 
 DEPTH: Final = 10
