@@ -63,13 +63,14 @@ def test_a_question_the_files_do_not_cover_gets_i_dont_know_and_an_offer(clinic:
                                                                          question: str) -> None:
     reply = ask(clinic, question)
     assert reply.outcome == "unknown"
-    assert "don't know" in reply.text and "message" in reply.text and "put you through" in reply.text
+    assert "don't know" in reply.text and "message" in reply.offer and "put you through" in reply.offer
+    assert reply.said == f"{reply.text} {reply.offer}"
     assert reply.passages == ()  # nothing the agent may state as fact
 
 
 def test_the_offer_is_only_what_the_agent_can_do(clinic: LocalKnowledgeSearch) -> None:
     reply = ask(clinic, "Do you sell gift cards?", offers=Offers(message=False, transfer=True))
-    assert "put you through" in reply.text and "message" not in reply.text
+    assert "put you through" in reply.offer and "message" not in reply.said
 
 
 class SlowSearch:
@@ -94,7 +95,7 @@ def test_past_the_budget_the_agent_says_it_cannot_look_it_up_and_offers() -> Non
     slow = SlowSearch()
     reply = asyncio.run(answer_question(slow, "Is there wifi?", budget_s=0.05))
     assert reply.outcome == "unavailable" and slow.cancelled  # the search was stopped, not left running
-    assert "can't look that up" in reply.text and "put you through" in reply.text
+    assert "can't look that up" in reply.text and "put you through" in reply.offer
     broken = asyncio.run(answer_question(BrokenSearch(), "Is there wifi?", budget_s=5))
     assert broken.outcome == "unavailable"
     # The NATS search answers "unavailable" in its own way (an error in the answer): the same line.
@@ -152,8 +153,10 @@ class CountingSearch:
 def test_a_replayed_turn_finds_its_reply_again_and_misses_are_recorded() -> None:
     search = CountingSearch(KnowledgeAnswer.unavailable("timeout"))
     answers = KnowledgeAnswers(search)
-    assert answers.lookup("Is there wifi?") is None
-    assert answers.take_misses() == ["is there wifi?"]
+    with answers.collecting() as missed:
+        assert answers.lookup("Is there wifi?") is None
+    assert missed == {"is there wifi?"}
+    assert answers.lookup("Is there wifi?") is None  # outside a replay nothing is collected
     asyncio.run(answers.fetch(["Is there wifi?"]))
     first = answers.lookup("is there  WIFI?")
     assert first is not None and first.outcome == "unavailable"

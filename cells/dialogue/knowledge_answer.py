@@ -23,7 +23,9 @@ import asyncio
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -37,6 +39,7 @@ RETRY_UNAVAILABLE_S: Final = 300.0
 """How long a question whose search failed keeps that outcome in the cache (see `KnowledgeAnswers`)."""
 
 Outcome = Literal["answer", "unknown", "unavailable"]
+_MISSES: ContextVar[set[str] | None] = ContextVar("knowledge_misses", default=None)
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,8 @@ class Offers:
 @dataclass(frozen=True)
 class KnowledgeReply:
     outcome: Outcome
-    text: str  # what the agent says
+    text: str  # the answer, or the apology ("I'm sorry, I don't know that ...")
+    offer: str = ""  # after an apology: what the agent can do instead (`Offers.sentence`)
     source: str = ""  # "clinic_faq.csv" or "clinic.md > Payment and insurance": where the answer came from
     score: float | None = None
     elapsed_ms: float = 0.0
@@ -69,13 +73,14 @@ class KnowledgeReply:
     def known(self) -> bool:
         return self.outcome == "answer"
 
+    @property
+    def said(self) -> str:
+        """The whole reply: the answer, or the apology with the offer."""
+        return f"{self.text} {self.offer}" if self.offer else self.text
 
-def refusal(offers: Offers = Offers()) -> str:
-    return f"I'm sorry, I don't know that, and I'd rather not guess. {offers.sentence()}"
 
-
-def unavailable_line(offers: Offers = Offers()) -> str:
-    return f"I'm sorry, I can't look that up right now. {offers.sentence()}"
+REFUSAL: Final = "I'm sorry, I don't know that, and I'd rather not guess."
+UNAVAILABLE: Final = "I'm sorry, I can't look that up right now."
 
 
 async def retrieve(search: KnowledgeSearch, question: str, *, budget_s: float = ANSWER_BUDGET_S,
@@ -105,13 +110,13 @@ async def answer_question(search: KnowledgeSearch, question: str, *, offers: Off
 def reply_from(answer: KnowledgeAnswer, question: str, offers: Offers = Offers()) -> KnowledgeReply:
     passages = tuple(h.text for h in answer.hits)
     if answer.error is not None:
-        return KnowledgeReply("unavailable", unavailable_line(offers), elapsed_ms=answer.elapsed_ms)
+        return KnowledgeReply("unavailable", UNAVAILABLE, offers.sentence(), elapsed_ms=answer.elapsed_ms)
     top = answer.hits[0].score if answer.hits else None
     if not is_known(answer):
-        return KnowledgeReply("unknown", refusal(offers), score=top, elapsed_ms=answer.elapsed_ms)
+        return KnowledgeReply("unknown", REFUSAL, offers.sentence(), score=top, elapsed_ms=answer.elapsed_ms)
     best = answer.best
     assert best is not None
-    return KnowledgeReply("answer", spoken_answer(best, question), source_of(best), best.score,
+    return KnowledgeReply("answer", spoken_answer(best, question), "", source_of(best), best.score,
                           answer.elapsed_ms, passages)
 
 
@@ -175,6 +180,8 @@ def spoken_answer(hit: KnowledgeHit, question: str) -> str:
 _CURRENCY: Final = {"$": ("dollar", "dollars"), "£": ("pound", "pounds"), "€": ("euro", "euros"),
                     "₹": ("rupee", "rupees")}
 _MONEY: Final = re.compile(r"([$£€₹])\s?(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{2}))?")
+_PRICED_NOUN: Final = re.compile(r"\s(?:fee|charge|deposit|surcharge|fine|discount|voucher|credit|bonus|"
+                                 r"supplement|note|bill|minimum)\b")
 _CLOCK: Final = re.compile(r"\b(\d{1,2})(?:[:.](\d{2}))?\s?([ap])\.?\s?m\b\.?", re.I)
 _H24: Final = re.compile(r"\b([01]?\d|2[0-3]):([0-5]\d)\b(?!\s?[ap]\.?m)", re.I)
 _EMAIL: Final = re.compile(r"\b([\w.+-]+)@([\w-]+(?:\.[\w-]+)+)\b")
@@ -188,7 +195,8 @@ _REPLACE: Final = ((re.compile(r"\bDr\.?\s"), "Doctor "), (re.compile(r"\be\.g\.
 def _money(m: re.Match[str]) -> str:
     one, many = _CURRENCY[m.group(1)]
     whole = m.group(2).replace(",", "")
-    out = f"{whole} {one if whole == '1' else many}"
+    before_noun = _PRICED_NOUN.match(m.string, m.end()) is not None  # "a $30 fee": "a 30 dollar fee"
+    out = f"{whole} {one if whole == '1' or before_noun else many}"
     cents = m.group(3)
     if whole == "0" and cents:
         return f"{int(cents)} cents" if m.group(1) in "$€" else f"{int(cents)} pence"
@@ -257,9 +265,9 @@ class KnowledgeAnswers:
     replaying the whole history on every turn (the clinic's rules do).
 
     The brain `fetch`es a question once (async, within the budget) and every later replay `lookup`s the
-    same reply, so a turn answered "I don't know" stays that turn whatever the index says later. A
-    question a replay needed but nobody fetched is recorded in `misses` (a call resumed on another
-    worker replays turns this worker never answered); the brain fetches those and replays again.
+    same reply, so a turn answered "I don't know" stays that turn whatever the index says later. The
+    questions a replay needed but nobody fetched are `collecting`'s (a call resumed on another worker
+    replays turns this worker never answered); the brain fetches those and replays again.
     A failed search is kept `RETRY_UNAVAILABLE_S`, long enough for the call that met it, so another call
     asking the same later gets a fresh search.
     """
@@ -269,17 +277,36 @@ class KnowledgeAnswers:
         self.search, self.offers, self.budget_s = search, offers, budget_s
         self.max_entries = max_entries
         self._replies: OrderedDict[str, tuple[KnowledgeReply, float]] = OrderedDict()
-        self.misses: set[str] = set()
+
+    def warm_up(self) -> None:
+        """Loads an in-memory index now (blocking), so that no caller's first question pays for it."""
+        load = getattr(self.search, "load", None)
+        if callable(load):
+            load()
 
     @staticmethod
     def _key(question: str) -> str:
         return " ".join(question.lower().split())
 
+    @contextmanager
+    def collecting(self) -> Iterator[set[str]]:
+        """The questions `lookup` misses inside the block, for this task only: one brain serves many
+        calls at once, and each replay must fetch its own."""
+        missed: set[str] = set()
+        token = _MISSES.set(missed)
+        try:
+            yield missed
+        finally:
+            _MISSES.reset(token)
+
     def lookup(self, question: str) -> KnowledgeReply | None:
+        """The reply fetched for `question`; None (and a recorded miss) when none was."""
         key = self._key(question)
         entry = self._replies.get(key)
         if entry is None:
-            self.misses.add(key)
+            missed = _MISSES.get()
+            if missed is not None:
+                missed.add(key)
             return None
         self._replies.move_to_end(key)
         return entry[0]
@@ -299,10 +326,5 @@ class KnowledgeAnswers:
                                                          budget_s=self.budget_s) for q in wanted.values()))
         for key, reply in zip(wanted, replies, strict=True):
             self._replies[key] = (reply, now)
-            self.misses.discard(key)
         while len(self._replies) > self.max_entries:
             self._replies.popitem(last=False)
-
-    def take_misses(self) -> list[str]:
-        out, self.misses = sorted(self.misses), set()
-        return out

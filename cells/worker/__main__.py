@@ -19,6 +19,8 @@ from hypercorn.config import Config
 from cells.contract.call_token import MIN_SECRET_BYTES, SECRET_ENV
 from cells.contract.redaction import install_log_redaction
 from cells.contract.twilio_signature import SHARED_KEYS_ENV, parse_shared_keys
+from cells.knowledge.local import CONTENT_TYPES, LocalKnowledgeSearch
+from cells.worker.agent import ReceptionAgent
 from cells.worker.app import COORDINATION, WorkerSettings, create_app
 from regions.catalogue import get_region
 
@@ -32,6 +34,17 @@ def expand_public_url(template: str, hostname: str) -> str:
     if not _HOSTNAME.fullmatch(hostname):
         raise ValueError(f"this host's name {hostname!r} cannot stand in a URL")
     return template.replace("{hostname}", hostname.lower())
+
+
+def local_knowledge(paths: list[Path], cache_dir: Path) -> LocalKnowledgeSearch:
+    """The embedded agent's knowledge: the files named, and the files in the folders named."""
+    files: list[Path] = []
+    for p in paths:
+        if not p.exists():
+            raise SystemExit(f"--knowledge: {p} does not exist")
+        found = sorted(f for f in p.iterdir() if f.suffix.lower() in CONTENT_TYPES) if p.is_dir() else [p]
+        files.extend(found)
+    return LocalKnowledgeSearch(files, cache_dir=cache_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="root of the regions' object stores, for call recordings (with --nats-url)")
     parser.add_argument("--capacity", type=int, default=50, help="concurrent calls this worker takes")
     parser.add_argument("--worker-id", default="", help="this worker's id (default: <region>-<host>-<port>)")
+    parser.add_argument("--knowledge", type=Path, action="append", default=[],
+                        help="a knowledge file (or a folder of them) the embedded agent answers questions "
+                             "from, indexed in memory at start; repeatable")
     args = parser.parse_args(argv)
     if args.capacity < 1:
         parser.error("--capacity must be at least 1")
@@ -90,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                               transfer_number=os.environ.get("AUTOSPEAK_TRANSFER_NUMBER"),
                               capacity=args.capacity, **extra)  # type: ignore[arg-type]
     agent = None  # the app builds the embedded demo agent
+    if args.knowledge and not args.nats_url and args.profile == "embedded":
+        agent = ReceptionAgent(data_dir=args.data_dir, transfer_number=settings.transfer_number,
+                               knowledge=local_knowledge(args.knowledge, args.data_dir / "knowledge"))
     if args.profile == "instant":
         # Imported here only: the zero-latency providers belong to the load tests, never to real calls.
         from loadtest.calls.instant_profile import instant_agent, provider_config

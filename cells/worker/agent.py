@@ -62,12 +62,13 @@ class ReceptionAgent:
     # Where the demo calendar keeps its bookings (default: data_dir/calendar.json). A cell's workers
     # share one file per agent in the region's store, so any of them finds a caller's booking.
     calendar_path: Path | None = None
+    knowledge: Any = None  # the agent's KnowledgeSearch (cells.contract.knowledge); its brain gets it
 
     def __post_init__(self) -> None:
         vocab = stt_vocabulary(self.clinic)
         domain = Domain(services=vocab["services"], names=vocab["names"], extra_phrases=vocab["phrases"])
         # The agent's own objects; each provider's factory takes those its signature names.
-        context = {"domain": domain, "clinic": self.clinic, "clock": self.clock}
+        context = {"domain": domain, "clinic": self.clinic, "clock": self.clock, "knowledge": self.knowledge}
         self.stt = registry.build("stt", self.providers, context=context)
         self.brain = registry.build("brain", self.providers, context=context)
         self.tts = registry.build("tts", self.providers, context=context)
@@ -121,7 +122,8 @@ def provider_layer(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def agent_from_spec(spec: Mapping[str, Any], *, data_dir: Path | None,
                     providers: registry.ProviderConfig | None = None,
-                    transfer_number: str | None = None, calendar_path: Path | None = None) -> ReceptionAgent:
+                    transfer_number: str | None = None, calendar_path: Path | None = None,
+                    knowledge: Any = None) -> ReceptionAgent:
     """A Reception agent configured from the control plane's agent row (AgentOut as JSON): persona as
     the system prompt, the voice, and the compliance disclosure. `providers` (a worker profile such as
     the load tests' instant one) wins over the agent's own provider choice."""
@@ -131,7 +133,8 @@ def agent_from_spec(spec: Mapping[str, Any], *, data_dir: Path | None,
     config = providers or registry.ProviderConfig(tenant=provider_layer(spec.get("providers") or {}))
     agent = ReceptionAgent(agent_id=agent_id, tenant_id=str(spec.get("tenant_id") or ""),
                            data_dir=data_dir / "agents" / agent_id if data_dir else None,
-                           providers=config, transfer_number=transfer_number, calendar_path=calendar_path)
+                           providers=config, transfer_number=transfer_number, calendar_path=calendar_path,
+                           knowledge=knowledge)
     assert agent.call is not None
     voice = spec.get("voice") if isinstance(spec.get("voice"), Mapping) else {}
     compliance = spec.get("compliance") if isinstance(spec.get("compliance"), Mapping) else {}
