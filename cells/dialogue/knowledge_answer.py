@@ -311,6 +311,13 @@ class KnowledgeAnswers:
         self._replies.move_to_end(key)
         return entry[0]
 
+    def grounding(self, question: str) -> tuple[str, ...]:
+        """The passages (and the spoken answer made of them) of a question answered from the knowledge."""
+        entry = self._replies.get(self._key(question))
+        if entry is None or not entry[0].known:
+            return ()
+        return (*entry[0].passages, entry[0].text)
+
     async def fetch(self, questions: Iterable[str]) -> None:
         """Searches the questions not held yet (concurrently, each within the budget)."""
         now = time.monotonic()

@@ -35,7 +35,7 @@ from cells.dialogue.knowledge_answer import KnowledgeAnswers, Offers
 from cells.dialogue.reception_state import Action, Call, DialogueState, Say
 from cells.dialogue.reception_steps import ReceptionSteps
 from cells.dialogue.semantic import SemanticReader, pin_blas_to_one_thread, shared_reader
-from cells.providers.base import Message, TextDelta, ToolCall, ToolSpec
+from cells.providers.base import Grounding, Message, TextDelta, ToolCall, ToolSpec
 
 # Messages and tools come as our dataclasses or as OpenAI-style dicts.
 Messageish = Message | Mapping[str, Any]
@@ -114,12 +114,16 @@ class ReceptionPolicy:
         return self.reader.warm_up() if self.reader is not None else False
 
     async def complete(self, messages: Sequence[Messageish],
-                       tools: Sequence[Toolish] = ()) -> AsyncIterator[TextDelta | ToolCall]:
-        if self.reader is not None:
-            last = next((m for m in reversed(messages) if _field(m, "role") == "user"), None)
-            if last is not None:  # embedded off the event loop; the replay below reads it from the cache
-                await asyncio.to_thread(self.reader.read, str(_field(last, "content") or ""))
+                       tools: Sequence[Toolish] = ()) -> AsyncIterator[TextDelta | ToolCall | Grounding]:
+        last = next((m for m in reversed(messages) if _field(m, "role") == "user"), None)
+        if self.reader is not None and last is not None:
+            # Embedded off the event loop; the replay below reads it from the cache.
+            await asyncio.to_thread(self.reader.read, str(_field(last, "content") or ""))
         _, actions, first_id = await self._replay_with_knowledge(messages)
+        if self.knowledge is not None and last is not None:
+            passages = self.knowledge.grounding(str(_field(last, "content") or ""))
+            if passages:  # what a knowledge answer says is the business's fact (cells.call.claims)
+                yield Grounding(passages)
         n = first_id
         sentences = 0
         for action in self._fit_to_tools(actions, tools):
