@@ -22,7 +22,7 @@ TOKEN = secrets.token_hex(16)
 
 
 def _plain(text: str) -> str:
-    return re.sub(r"[^a-z' ]+", " ", text.lower().replace("-", ""))
+    return " ".join(re.sub(r"[^a-z' ]+", " ", text.lower().replace("-", "")).split())
 
 
 def test_a_caller_hears_the_answer_from_a_document_and_i_dont_know_for_the_rest(tmp_path: Path) -> None:
