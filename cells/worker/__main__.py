@@ -42,6 +42,8 @@ def local_knowledge(paths: list[Path], cache_dir: Path) -> LocalKnowledgeSearch:
     for p in paths:
         if not p.exists():
             raise SystemExit(f"--knowledge: {p} does not exist")
+        if p.is_file() and p.suffix.lower() not in CONTENT_TYPES:
+            raise SystemExit(f"--knowledge: {p} is not a knowledge file ({', '.join(sorted(CONTENT_TYPES))})")
         found = sorted(f for f in p.iterdir() if f.suffix.lower() in CONTENT_TYPES) if p.is_dir() else [p]
         files.extend(found)
     return LocalKnowledgeSearch(files, cache_dir=cache_dir)
