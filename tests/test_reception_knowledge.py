@@ -74,6 +74,8 @@ def test_tasks_and_calendar_facts_stay_with_the_rules(knowledge: LocalKnowledgeS
     facts = FakeCall(policy(knowledge))
     assert "180 dollars" in facts.say("How much is a filling?")  # the calendar's price, not the file's
     assert "Saturday" in facts.say("What are your opening hours?")
+    assert "42 Harbor Street" in facts.say("Where's your office?")  # the address stays the calendar's
+    assert "park free" in facts.say("Where can I park?")  # parking only the file knows
 
 
 def test_without_knowledge_the_rules_answer_as_before() -> None:

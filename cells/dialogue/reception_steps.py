@@ -54,7 +54,8 @@ _FACT_INTENTS = {"book", "move", "cancel", "human", "goodbye", "repeat", "hours"
 _TASK_WORDS = {"cancel", "move", "reschedule", "postpone", "book", "change"}
 _SERVICE_LIST_WORDS = {"services", "treatments", "procedures"}
 _WEAK_BOOK = 0.45  # a booking read by meaning alone below this score does not stop a free question
-_ADDRESS_WORDS = {"address", "located", "location", "directions", "street", "whereabouts", "you"}
+_ADDRESS_WORDS = {"address", "located", "location", "directions", "street", "whereabouts", "you", "wheres",
+                  "office", "area", "near"}
 # At a read-back, a yes with one of these is no plain yes: "yeah but make it eleven".
 _CHANGE_WORDS = ("change", "wrong", "different", "mistake", "but", "instead", "except")
 
