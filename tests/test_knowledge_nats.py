@@ -20,6 +20,7 @@ from cells.dialogue.reception_policy import ReceptionPolicy
 from cells.launcher.nats import nats_server_binary
 from cells.launcher.ports import free_port
 from cells.providers.base import Message, TextDelta
+from cells.worker.agent import agent_from_spec
 from control.knowledge.responder import KnowledgeResponder
 from control.knowledge.service import KnowledgeService
 
@@ -113,12 +114,13 @@ def test_a_cells_rules_brain_answers_from_the_tenants_documents_over_nats(api: A
         responder = KnowledgeResponder(nc, KnowledgeService(LIMITS, lambda: api.db.sessions, "eu"))
         await responder.start()
         try:
-            search = NatsKnowledgeSearch.for_agent(nc, "eu", {**spec, "id": str(uuid.uuid4())})
-            assert search is not None
-            search.budget_s = 30  # a loaded test machine; the budget has tests of its own
-            policy = ReceptionPolicy(knowledge=search)
-            assert policy.knowledge is not None
-            policy.knowledge.budget_s = 30
+            # As the coordinated worker builds a cell's agent: its brain searches over this connection.
+            agent = agent_from_spec({**spec, "id": str(uuid.uuid4())}, data_dir=None, nc=nc, region="eu")
+            policy = agent.brain
+            assert isinstance(policy, ReceptionPolicy) and policy.knowledge is not None
+            search = policy.knowledge.search
+            assert isinstance(search, NatsKnowledgeSearch) and search.tenant_id == spec["tenant_id"]
+            search.budget_s = policy.knowledge.budget_s = 30  # a loaded machine; the budget is tested apart
             assert "free wifi" in await turn(policy, "Is there wifi in the waiting room?")
             assert "don't know" in await turn(policy, "Do you sell gift cards?")
         finally:

@@ -14,6 +14,7 @@ from typing import Any
 
 from cells.call.session import CallConfig, CallSession, Transport
 from cells.call.turn_model import shared_detector
+from cells.contract.knowledge import NatsKnowledgeSearch
 from cells.dialogue.chunker import SentenceChunker
 from cells.dialogue.clinic import ClinicConfig, default_clinic, stt_vocabulary
 from cells.providers import registry
@@ -123,10 +124,11 @@ def provider_layer(spec: Mapping[str, Any]) -> dict[str, Any]:
 def agent_from_spec(spec: Mapping[str, Any], *, data_dir: Path | None,
                     providers: registry.ProviderConfig | None = None,
                     transfer_number: str | None = None, calendar_path: Path | None = None,
-                    knowledge: Any = None) -> ReceptionAgent:
+                    nc: Any = None, region: str = "") -> ReceptionAgent:
     """A Reception agent configured from the control plane's agent row (AgentOut as JSON): persona as
     the system prompt, the voice, and the compliance disclosure. `providers` (a worker profile such as
-    the load tests' instant one) wins over the agent's own provider choice."""
+    the load tests' instant one) wins over the agent's own provider choice. A cell's worker passes its
+    NATS connection (`nc`) and `region`: the agent then searches its tenant's knowledge over NATS."""
     agent_id = str(spec.get("id") or "")
     if not agent_id:
         raise ValueError("the agent spec has no id")
@@ -134,7 +136,7 @@ def agent_from_spec(spec: Mapping[str, Any], *, data_dir: Path | None,
     agent = ReceptionAgent(agent_id=agent_id, tenant_id=str(spec.get("tenant_id") or ""),
                            data_dir=data_dir / "agents" / agent_id if data_dir else None,
                            providers=config, transfer_number=transfer_number, calendar_path=calendar_path,
-                           knowledge=knowledge)
+                           knowledge=NatsKnowledgeSearch.for_agent(nc, region, spec))
     assert agent.call is not None
     voice = spec.get("voice") if isinstance(spec.get("voice"), Mapping) else {}
     compliance = spec.get("compliance") if isinstance(spec.get("compliance"), Mapping) else {}

@@ -39,7 +39,6 @@ from cells.contract.call_state import CallLease, CallStateStore, LeaseLost, hist
 from cells.contract.call_token import CallClaims
 from cells.contract.envelope import CallEventEnvelope
 from cells.contract.jetstream import publish_event
-from cells.contract.knowledge import NatsKnowledgeSearch
 from cells.contract.redaction import CallRedactor
 from cells.contract.slots import SlotServer, call_key
 from cells.contract.stream_probe import serve_probe
@@ -181,8 +180,7 @@ class Coordination:
         if agent is None:
             agent = agent_from_spec(spec, data_dir=self.data_dir, providers=self.providers,
                                     transfer_number=self.transfer_number,
-                                    calendar_path=self._calendar_path(spec),
-                                    knowledge=NatsKnowledgeSearch.for_agent(self.nc, self.region, spec))
+                                    calendar_path=self._calendar_path(spec), nc=self.nc, region=self.region)
             for old in [k for k in self.agents if k[0] == key[0]]:
                 del self.agents[old]  # an older version of the same agent
             self.agents[key] = agent
