@@ -48,14 +48,6 @@ _ASK_OPTIONS = ("what times", "what time", "what do you have", "whats available"
 _DAY_WORDS = {*WEEKDAYS, *MONTHS, "today", "tomorrow"}
 _TRANSFER_QUESTION = "Would you like me to transfer you to"
 _ASKS_HOURS = {"hours", "when", "late", "early", "close", "closes", "closing", "shut", "until", "till"}
-# A question with one of these intents or words is a calendar fact or a task, not one for the knowledge.
-_FACT_INTENTS = {"book", "move", "cancel", "human", "goodbye", "repeat", "hours", "price", "duration",
-                 "abort"}
-_TASK_WORDS = {"cancel", "move", "reschedule", "postpone", "book", "change"}
-_SERVICE_LIST_WORDS = {"services", "treatments", "procedures"}
-_WEAK_BOOK = 0.45  # a booking read by meaning alone below this score does not stop a free question
-_ADDRESS_WORDS = {"address", "located", "location", "directions", "street", "whereabouts", "you", "wheres",
-                  "office", "area", "near"}
 # At a read-back, a yes with one of these is no plain yes: "yeah but make it eleven".
 _CHANGE_WORDS = ("change", "wrong", "different", "mistake", "but", "instead", "except")
 
@@ -79,8 +71,6 @@ def _corrected_name(current: str | None, said: str) -> str:
 
 
 class ReceptionSteps(ToolResultSteps):
-    knowledge: KnowledgeAnswers | None = None  # the agent's knowledge; the policy sets it when it has one
-
     def __init__(self, clinic: ClinicConfig, clock: Callable[[], datetime], *, ask_phone: bool = True,
                  max_failures: int = 3, reader: SemanticReader | None = None) -> None:
         self.clinic = clinic
@@ -213,6 +203,18 @@ class ReceptionSteps(ToolResultSteps):
             out.append(Say(location_sentence(self.clinic)))
         return out
 
+    # --- free questions: the agent's knowledge (cells.dialogue.knowledge_answer) ------------------------
+
+    knowledge: KnowledgeAnswers | None = None  # the agent's knowledge; the policy sets it when it has one
+    # A question with one of these intents or words is a calendar fact or a task, not one for the knowledge.
+    _FACT_INTENTS = frozenset({"book", "move", "cancel", "human", "goodbye", "repeat", "hours", "price",
+                               "duration", "abort"})
+    _TASK_WORDS = frozenset({"cancel", "move", "reschedule", "postpone", "book", "change"})
+    _SERVICE_LIST_WORDS = frozenset({"services", "treatments", "procedures"})
+    _ADDRESS_WORDS = frozenset({"address", "located", "location", "directions", "street", "whereabouts",
+                                "you", "wheres", "office", "area", "near"})
+    _WEAK_BOOK = 0.45  # a booking read by meaning alone below this score does not stop a free question
+
     def _from_knowledge(self, s: DialogueState, u: Understanding) -> list[Action] | None:
         """A free question outside a task is answered from the agent's knowledge (or honestly not);
         hours, prices, durations, the service list and the address stay calendar facts, and a question
@@ -221,12 +223,12 @@ class ReceptionSteps(ToolResultSteps):
             return None
         words = set(u.tokens)
         intents = set(u.intents)
-        if u.semantic is not None and u.semantic.intent == "book" and u.semantic.score < _WEAK_BOOK:
+        if u.semantic is not None and u.semantic.intent == "book" and u.semantic.score < self._WEAK_BOOK:
             intents.discard("book")  # "is there wifi in the waiting room" read as booking, barely
-        if (not is_question(u.text) or intents & _FACT_INTENTS or words & _TASK_WORDS
+        if (not is_question(u.text) or intents & self._FACT_INTENTS or words & self._TASK_WORDS
                 or any(v is not None for v in (u.service, u.date, u.time, u.phone, u.name))
-                or ("services" in intents and words & _SERVICE_LIST_WORDS)
-                or ("location" in intents and words & _ADDRESS_WORDS)):
+                or ("services" in intents and words & self._SERVICE_LIST_WORDS)
+                or ("location" in intents and words & self._ADDRESS_WORDS)):
             return None
         reply = self.knowledge.lookup(u.text)  # fetched by the policy before this replay
         s.failures = 0
