@@ -16,10 +16,10 @@ import pytest
 from control_api_fixtures import FAST, Api, api_with, control_api, fetch, insert
 from knowledge_fixtures import http_server, make_pdf
 
+from cells.knowledge.chunker import Chunk
+from cells.knowledge.embedder import MiniLmEmbedder
+from cells.knowledge.scoring import IndexedChunk, VectorIndex
 from control.db.models import KnowledgeChunk, KnowledgeDocument
-from control.knowledge.chunker import Chunk
-from control.knowledge.embedder import MiniLmEmbedder
-from control.knowledge.scoring import IndexedChunk, VectorIndex
 from control.knowledge.settings import KnowledgeSettings
 
 LIMITS = KnowledgeSettings(max_document_bytes=200_000, max_documents=8)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cells.cli import build_parser
-from control.knowledge.lexical import Bm25, tokens
+from cells.knowledge.lexical import Bm25, tokens
 from evals.knowledge.bench import Run, report
 from evals.knowledge.corpus import AGENTS, QUESTIONS_DIR, agent_files, load_chunks, load_questions
 
@@ -78,6 +78,7 @@ def test_report_runs_both_methods_on_one_agent(tmp_path: Path) -> None:
     minilm = next(line for line in text.splitlines() if line.strip().startswith("minilm"))
     assert "R@1 100.0%" in minilm and "abstain acc 100.0%" in minilm
     assert any(line.strip().startswith("bm25") for line in text.splitlines())
+    assert "at call time (clinic): index of" in text and "of 2 over the 300 ms budget" in text
 
 
 def test_the_cli_has_the_knowledge_bench() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from control.knowledge.chunker import MAX_WORDS, chunk_blocks
-from control.knowledge.extract import Block, ExtractError, extract
+from cells.knowledge.chunker import MAX_WORDS, chunk_blocks
+from cells.knowledge.extract import Block, ExtractError, extract
 
 
 def test_markdown_keeps_the_heading_path_and_each_table_row_whole() -> None:

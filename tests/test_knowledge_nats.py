@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import uuid
 from collections.abc import Iterator
 
 import nats
@@ -14,9 +15,12 @@ import pytest
 from control_api_fixtures import FAST, Api, control_api
 from test_knowledge_api import CLINIC_MD, LIMITS, owner, upload, wait_done
 
+from cells.agents.reception.policy import ReceptionPolicy
 from cells.contract.knowledge import NatsKnowledgeSearch, knowledge_search_subject
 from cells.launcher.nats import nats_server_binary
 from cells.launcher.ports import free_port
+from cells.providers.base import Message, TextDelta
+from cells.worker.agent import agent_from_spec
 from control.knowledge.responder import KnowledgeResponder
 from control.knowledge.service import KnowledgeService
 
@@ -88,5 +92,39 @@ def test_workers_get_the_tenants_answers_over_nats(api: Api, nats_url: str) -> N
         gone = await NatsKnowledgeSearch(nc, "eu", str(api.tenants["a"]), budget_s=0.2).search("whitening")
         assert not gone.known and gone.error in ("NoRespondersError", "TimeoutError")
         await nc.close()
+
+    api.db.run(scenario())
+
+
+def test_a_cells_rules_brain_answers_from_the_tenants_documents_over_nats(api: Api, nats_url: str) -> None:
+    """The clinic's rules, built for a cell's agent as the coordinated worker builds it (the agent record
+    names its tenant), answer a free question from the tenant's uploaded FAQ in pgvector."""
+    faq = "question,answer\nIs there wifi in the waiting room?,Yes: free wifi; the password is at the desk.\n"
+    doc = upload(api, {"title": "Clinic FAQ", "content_type": "text/csv", "text": faq})
+    assert wait_done(api, doc.body["id"])["status"] == "ready"
+    spec = {"id": "", "tenant_id": str(api.tenants["a"])}
+    assert NatsKnowledgeSearch.for_agent(None, "eu", spec) is None  # no connection, no search
+
+    async def turn(policy: ReceptionPolicy, question: str) -> str:
+        history = [Message("assistant", "Hello."), Message("user", question)]
+        return "".join([i.text async for i in policy.complete(history) if isinstance(i, TextDelta)])
+
+    async def scenario() -> None:
+        nc = await _connect(nats_url)
+        responder = KnowledgeResponder(nc, KnowledgeService(LIMITS, lambda: api.db.sessions, "eu"))
+        await responder.start()
+        try:
+            # As the coordinated worker builds a cell's agent: its brain searches over this connection.
+            agent = agent_from_spec({**spec, "id": str(uuid.uuid4())}, data_dir=None, nc=nc, region="eu")
+            policy = agent.brain
+            assert isinstance(policy, ReceptionPolicy) and policy.knowledge is not None
+            search = policy.knowledge.search
+            assert isinstance(search, NatsKnowledgeSearch) and search.tenant_id == spec["tenant_id"]
+            search.budget_s = policy.knowledge.budget_s = 30  # a loaded machine; the budget is tested apart
+            assert "free wifi" in await turn(policy, "Is there wifi in the waiting room?")
+            assert "don't know" in await turn(policy, "Do you sell gift cards?")
+        finally:
+            await responder.stop()
+            await nc.close()
 
     api.db.run(scenario())

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cells.agent.runtime import CallAgent
+from cells.contract.knowledge import NatsKnowledgeSearch
 from cells.providers import registry
 
 # vertical -> "module:callable" taking (spec, env) and returning a CallAgent.
@@ -49,6 +50,9 @@ class AgentEnv:
     # Tools may call private and loopback addresses (the embedded stack and tests only).
     allow_private_tools: bool = field(
         default_factory=lambda: os.environ.get("AUTOSPEAK_TOOLS_ALLOW_PRIVATE") == "1")
+    # The agent's knowledge search (cells.contract.knowledge.KnowledgeSearch): over NATS in a cell, an
+    # in-memory index in the embedded worker; None when the agent has none.
+    knowledge: Any = None
 
 
 def env_secret(name: str) -> str | None:
@@ -124,10 +128,13 @@ def apply_record(agent: CallAgent, spec: Mapping[str, Any]) -> CallAgent:
 def agent_from_spec(spec: Mapping[str, Any], *, data_dir: Path | None,
                     providers: registry.ProviderConfig | None = None,
                     transfer_number: str | None = None, calendar_path: Path | None = None,
-                    clock: Callable[[], datetime] = datetime.now, env: AgentEnv | None = None) -> CallAgent:
+                    clock: Callable[[], datetime] = datetime.now, env: AgentEnv | None = None,
+                    nc: Any = None, region: str = "") -> CallAgent:
     """The running agent for the control plane's agent record (AgentOut as JSON), built by its
     vertical's builder (or the flow agent). `providers` (a worker profile such as the load tests'
-    instant one) wins over the agent's own provider choice; `env` supplies the rest (secrets, clock)."""
+    instant one) wins over the agent's own provider choice; `env` supplies the rest (secrets, clock). A
+    cell's worker passes its NATS connection (`nc`) and `region`: the agent then searches its tenant's
+    knowledge over NATS."""
     agent_id = str(spec.get("id") or "")
     if not agent_id:
         raise ValueError("the agent spec has no id")
@@ -136,4 +143,6 @@ def agent_from_spec(spec: Mapping[str, Any], *, data_dir: Path | None,
                   providers=providers or registry.ProviderConfig(
                       tenant=provider_layer(spec.get("providers") or {})),
                   transfer_number=transfer_number, store_path=calendar_path)
+    if env.knowledge is None:
+        env = replace(env, knowledge=NatsKnowledgeSearch.for_agent(nc, region, spec))
     return apply_record(build(spec, env), spec)

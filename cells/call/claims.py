@@ -3,7 +3,9 @@
 A language model may say "You're booked for Tuesday" after its booking tool failed, or before it ran.
 A sentence that claims an outcome (booked, reserved, cancelled, moved, sent, confirmed) is spoken only
 when the history holds a successful result of a matching tool; otherwise the call loop says an honest
-line instead. Questions ("Shall I book it?") and denials ("I couldn't book that") claim nothing.
+line instead. Questions ("Shall I book it?") and denials ("I couldn't book that") claim nothing, and a
+sentence that restates a passage of the agent's knowledge the brain answered from ("records are sent
+to your new dentist within 10 days") states the business's fact, not an outcome of the call.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from cells.knowledge.lexical import tokens
 from cells.providers.base import Message
+
+GROUNDED_SHARE = 0.75
 
 # Outcome words, and the tool-name fragments whose success backs each outcome.
 _WORDS = {"booked": "booked", "reserved": "booked", "scheduled": "booked", "cancelled": "cancelled",
@@ -88,11 +93,25 @@ def backed(outcome: str, tools: Sequence[str], is_mutating: Callable[[str], bool
     return any(is_mutating(t) and any(f in t.lower() for f in fragments) for t in tools)
 
 
-def check_sentence(sentence: str, history: Sequence[Message],
-                   is_mutating: Callable[[str], bool]) -> str | None:
-    """None when the sentence may be spoken as it is; else the honest line to say instead."""
+def _stems(text: str) -> set[str]:
+    return {t[:5] for t in tokens(text)}
+
+
+def grounded(sentence: str, passages: Sequence[str]) -> bool:
+    """The sentence restates a knowledge passage: most of its words (GROUNDED_SHARE) are the passage's.
+    "Missed appointments are charged a fee" restates the clinic's policy; "You're booked for Tuesday"
+    restates no passage that says bookings are made within a week."""
+    words = _stems(sentence)
+    return bool(words) and any(len(words & _stems(p)) >= GROUNDED_SHARE * len(words) for p in passages)
+
+
+def check_sentence(sentence: str, history: Sequence[Message], is_mutating: Callable[[str], bool],
+                   grounding: Sequence[str] = ()) -> str | None:
+    """None when the sentence may be spoken as it is; else the honest line to say instead. `grounding`:
+    the knowledge passages the brain answered from (a sentence restating one is the business's fact, not
+    a claim about the caller's request)."""
     claims = claimed_outcomes(sentence)
-    if not claims:
+    if not claims or grounded(sentence, grounding):
         return None
     done = succeeded_tools(history)
     for outcome in sorted(claims):

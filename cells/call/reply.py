@@ -22,7 +22,7 @@ from cells.call.confirmation import ConfirmationGate
 from cells.call.playout import Playout
 from cells.call.timeline import TurnTiming
 from cells.call.transport import OutboundPath
-from cells.providers.base import LlmProvider, Message, TextDelta, ToolCall, ToolSpec, TtsProvider
+from cells.providers.base import Grounding, LlmProvider, Message, TextDelta, ToolCall, ToolSpec, TtsProvider
 
 log = logging.getLogger(__name__)
 
@@ -170,25 +170,29 @@ class Reply:
         chunker = self.chunker_factory()
         spoken: list[str] = []
         calls: list[ToolCall] = []
+        grounding: list[str] = []  # the knowledge passages the brain answered from, this round
         stream = self.llm.complete(list(self.history), self.tools.specs())
         async with aclosing(stream) as items:
             async for item in items:
                 if isinstance(item, TextDelta):
                     self.timing.mark("first_token", self.clock())
                     for sentence in chunker.push(item.text):
-                        await self._speak_checked(sentence, spoken)
+                        await self._speak_checked(sentence, spoken, grounding)
                 elif isinstance(item, ToolCall):
                     calls.append(item)
+                elif isinstance(item, Grounding):
+                    grounding.extend(item.passages)
         for sentence in chunker.flush():
-            await self._speak_checked(sentence, spoken)
+            await self._speak_checked(sentence, spoken, grounding)
         return " ".join(spoken), calls
 
-    async def _speak_checked(self, sentence: str, spoken: list[str]) -> None:
-        """Speaks a sentence unless it claims an outcome no tool result backs (claims.py); then the
-        honest line is said once instead and the rest of the round is dropped."""
+    async def _speak_checked(self, sentence: str, spoken: list[str], grounding: Sequence[str] = ()) -> None:
+        """Speaks a sentence unless it claims an outcome no tool result backs and no knowledge passage
+        states (claims.py); then the honest line is said once instead and the rest of the round is
+        dropped."""
         if spoken and spoken[-1] in _HONEST_LINES:
             return
-        honest = check_sentence(sentence, self.history, self.tools.is_mutating)
+        honest = check_sentence(sentence, self.history, self.tools.is_mutating, grounding)
         if honest is not None:
             self.emit("claim_replaced", {"said": sentence, "instead": honest})
             sentence = honest

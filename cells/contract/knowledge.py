@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Protocol
 
@@ -93,6 +94,14 @@ class NatsKnowledgeSearch:
                  budget_s: float = LATENCY_BUDGET_S) -> None:
         self.nc, self.subject = nc, knowledge_search_subject(region)
         self.tenant_id, self.agent_id, self.budget_s = tenant_id, agent_id, budget_s
+
+    @classmethod
+    def for_agent(cls, nc: Client | None, region: str, spec: Mapping[str, Any]) -> NatsKnowledgeSearch | None:
+        """The search of an agent (the control plane's agent record: `id`, `tenant_id`); None without
+        a connection or ids."""
+        if nc is None or not spec.get("tenant_id") or not spec.get("id"):
+            return None
+        return cls(nc, region, str(spec["tenant_id"]), str(spec["id"]))
 
     async def search(self, question: str, *, top_k: int = 3) -> KnowledgeAnswer:
         query = KnowledgeQuery(self.tenant_id, question, self.agent_id, top_k)

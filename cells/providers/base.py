@@ -114,6 +114,15 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class Grounding:
+    """Passages a brain retrieved for this reply (the agent's knowledge): what its text may state as fact.
+    Yielded before the text; the call loop's claims check (cells.call.claims) accepts an outcome a
+    passage states, and a pipeline that does not know the item ignores it."""
+
+    passages: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCall:
     id: str
     name: str

@@ -68,10 +68,20 @@ def worker_process(data_dir: Path, auth_token: str, args: Sequence[str] = ()
         log.close()
 
 
+# The demo clinic's knowledge files (cells/launcher/demo_knowledge; a path, not an import of the launcher).
+DEMO_KNOWLEDGE = Path(__file__).resolve().parents[1] / "launcher" / "demo_knowledge"
+
+
+def demo_knowledge_args(agent_kind: str = "clinic") -> list[str]:
+    """`--knowledge FILE` for each of a demo agent's knowledge files."""
+    files = sorted(p for p in DEMO_KNOWLEDGE.glob(f"{agent_kind}*") if p.suffix in (".md", ".csv", ".html"))
+    return [arg for f in files for arg in ("--knowledge", str(f))]
+
+
 @contextmanager
 def embedded_worker(data_dir: Path, auth_token: str, args: Sequence[str] = ()) -> Iterator[str]:
-    """The embedded worker; yields its base URL."""
-    with worker_process(data_dir, auth_token, args) as (_, url):
+    """The embedded worker, answering questions from the demo clinic's knowledge; yields its base URL."""
+    with worker_process(data_dir, auth_token, [*demo_knowledge_args(), *args]) as (_, url):
         yield url
 
 

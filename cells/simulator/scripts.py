@@ -133,6 +133,14 @@ SCRIPTS: dict[str, list[CallerLine]] = {
         CallerLine("What are your opening hours?"),
         CallerLine("Thank you, goodbye."),
     ],
+    # Free questions: one only the clinic's knowledge files answer, one they do not (the agent must say it
+    # does not know and offer a transfer, which the caller declines).
+    "knowledge": [
+        CallerLine("Hi, is there wifi in the waiting room?"),
+        CallerLine("And do you sell gift cards?"),
+        CallerLine("No, thank you."),
+        CallerLine("That's all, goodbye."),
+    ],
     # The caller talks over the agent's greeting once it has been disclosed, then over a reply.
     "barge-in": [
         CallerLine("Hi, I would like to book a cleaning please."),

@@ -21,6 +21,8 @@ from cells.agent import CallAgent, agent_from_spec
 from cells.contract.call_token import MIN_SECRET_BYTES, SECRET_ENV
 from cells.contract.redaction import install_log_redaction
 from cells.contract.twilio_signature import SHARED_KEYS_ENV, parse_shared_keys
+from cells.knowledge.local import CONTENT_TYPES, LocalKnowledgeSearch
+from cells.worker.agent import ReceptionAgent
 from cells.worker.app import COORDINATION, WorkerSettings, create_app
 from regions.catalogue import get_region
 
@@ -42,6 +44,17 @@ def _agent_from_file(path: Path, data_dir: Path, transfer_number: str | None) ->
         return agent_from_spec(spec, data_dir=data_dir, transfer_number=transfer_number)
     except (OSError, ValueError) as exc:  # a bad record stops the worker before it takes a call
         raise SystemExit(f"cannot run the agent in {path}: {exc}") from None
+def local_knowledge(paths: list[Path], cache_dir: Path) -> LocalKnowledgeSearch:
+    """The embedded agent's knowledge: the files named, and the files in the folders named."""
+    files: list[Path] = []
+    for p in paths:
+        if not p.exists():
+            raise SystemExit(f"--knowledge: {p} does not exist")
+        if p.is_file() and p.suffix.lower() not in CONTENT_TYPES:
+            raise SystemExit(f"--knowledge: {p} is not a knowledge file ({', '.join(sorted(CONTENT_TYPES))})")
+        found = sorted(f for f in p.iterdir() if f.suffix.lower() in CONTENT_TYPES) if p.is_dir() else [p]
+        files.extend(found)
+    return LocalKnowledgeSearch(files, cache_dir=cache_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                              "JSON) instead of the demo clinic")
     parser.add_argument("--pcm-streams", action="store_true",
                         help="also take calls as raw 16-bit PCM over a WebSocket at /pcm")
+    parser.add_argument("--knowledge", type=Path, action="append", default=[],
+                        help="a knowledge file (or a folder of them) the embedded agent answers questions "
+                             "from, indexed in memory at start; repeatable")
     args = parser.parse_args(argv)
     if args.capacity < 1:
         parser.error("--capacity must be at least 1")
@@ -109,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.nats_url:
             parser.error("--agent-spec is for the embedded worker (a cell worker gets agents with its calls)")
         agent = _agent_from_file(args.agent_spec, args.data_dir, settings.transfer_number)
+    if args.knowledge and agent is None and not args.nats_url and args.profile == "embedded":
+        agent = ReceptionAgent(data_dir=args.data_dir, transfer_number=settings.transfer_number,
+                               knowledge=local_knowledge(args.knowledge, args.data_dir / "knowledge"))
     if args.profile == "instant":
         # Imported here only: the zero-latency providers belong to the load tests, never to real calls.
         from loadtest.calls.instant_profile import instant_agent, provider_config

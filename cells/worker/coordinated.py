@@ -171,7 +171,7 @@ class Coordination:
         if agent is None:
             agent = agent_from_spec(spec, data_dir=self.data_dir, providers=self.providers,
                                     transfer_number=self.transfer_number,
-                                    calendar_path=self._calendar_path(spec))
+                                    calendar_path=self._calendar_path(spec), nc=self.nc, region=self.region)
             for old in [k for k in self.agents if k[0] == key[0]]:
                 del self.agents[old]  # an older version of the same agent
             self.agents[key] = agent

@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
+from cells.knowledge.scoring import DEFAULT_TOP_K, MAX_TOP_K
 from control.api.schemas import Input, Output
-from control.knowledge.scoring import DEFAULT_TOP_K, MAX_TOP_K
 
 ContentType = Literal["text/plain", "text/markdown", "text/html", "application/pdf", "text/csv"]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]

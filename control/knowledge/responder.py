@@ -8,6 +8,7 @@ is not `known`, with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -18,8 +19,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from cells.contract.knowledge import KNOWLEDGE_QUEUE, KnowledgeAnswer, knowledge_search_subject
+from cells.knowledge.scoring import MAX_TOP_K
 from control.db.tenancy import TenantScope
-from control.knowledge.scoring import MAX_TOP_K
 from control.knowledge.service import KnowledgeService
 
 log = logging.getLogger(__name__)
@@ -49,15 +50,28 @@ class KnowledgeResponder:
     def __init__(self, nc: Client, service: KnowledgeService) -> None:
         self.nc, self.service = nc, service
         self.sub: Subscription | None = None
+        self._warming: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         subject = knowledge_search_subject(self.service.region)
         self.sub = await self.nc.subscribe(subject, queue=KNOWLEDGE_QUEUE, cb=self._handle)
+        # The encoder loads in the background now, not in a caller's first question: loading takes longer
+        # than the workers' answer budget (cells.contract.knowledge.LATENCY_BUDGET_S).
+        self._warming = asyncio.create_task(self._warm_up())
+
+    async def _warm_up(self) -> None:
+        try:
+            await asyncio.to_thread(self.service.embedder.encode, ["warm up"])
+        except Exception:  # no model installed: the searches will say so, each with its reason
+            log.warning("knowledge: the embedding model could not be loaded", exc_info=True)
 
     async def stop(self) -> None:
         if self.sub is not None:
             await self.sub.unsubscribe()
             self.sub = None
+        if self._warming is not None:  # a thread cannot be cancelled: let the load finish
+            await self._warming
+            self._warming = None
 
     async def _handle(self, msg: Msg) -> None:
         try:

@@ -17,14 +17,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cells.contract.knowledge import KnowledgeAnswer
+from cells.knowledge.chunker import Chunk, chunk_blocks
+from cells.knowledge.embedder import Embedder, default_embedder
+from cells.knowledge.extract import ExtractError, extract
+from cells.knowledge.scoring import CANDIDATES, DEFAULT_TOP_K, answer_from, rerank
 from control.db.models import KnowledgeChunk, KnowledgeDocument
 from control.db.session import run_transaction
 from control.db.tenancy import TenantScope, unscoped
 from control.knowledge import store
-from control.knowledge.chunker import Chunk, chunk_blocks
-from control.knowledge.embedder import Embedder, default_embedder
-from control.knowledge.extract import ExtractError, extract
-from control.knowledge.scoring import CANDIDATES, DEFAULT_TOP_K, answer_from, rerank
 from control.knowledge.search import nearest_chunks
 from control.knowledge.settings import KnowledgeSettings
 

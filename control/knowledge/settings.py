@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from control.knowledge.scoring import DEFAULT_THRESHOLD
+from cells.knowledge.scoring import DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import numpy as np
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cells.knowledge.chunker import Chunk
 from control.db.models import KnowledgeChunk, KnowledgeDocument
 from control.db.tenancy import TenantScope, scoped_delete, scoped_select, scoped_update
-from control.knowledge.chunker import Chunk
 
 ACTIVE = ("queued", "processing")
 

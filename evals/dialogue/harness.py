@@ -58,8 +58,8 @@ class FakeCall:
             if isinstance(item, TextDelta):
                 assert not calls, "text after a tool call"
                 text += item.text
-            else:
-                calls.append(item)
+            elif isinstance(item, ToolCall):
+                calls.append(item)  # (a Grounding item is for the call loop's claims check)
         return text, calls
 
     def say(self, *lines: str) -> str:

@@ -9,7 +9,9 @@ Figures: recall@1, recall@3 and MRR over the answerable questions (a hit is a ch
 expected text), abstention at the threshold (unanswerable questions must score below it, answerable
 ones at or above it), milliseconds per query (question embedding + scoring, one core) and the compute
 cost per query at a stated CPU price. BM25 scores have no fixed scale, so its abstention is shown at
-the threshold that suits it best on these very questions (an optimistic figure for it).
+the threshold that suits it best on these very questions (an optimistic figure for it). Per agent also
+what a call pays (evals/knowledge/call_time.py): the embedded worker's index load, and per caller turn
+the embedding, the search and the whole answer against the answer budget.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import Final
 
 import numpy as np
 
-from control.knowledge.embedder import Embedder, default_embedder
-from control.knowledge.lexical import Bm25
-from control.knowledge.scoring import CANDIDATES, DEFAULT_THRESHOLD, IndexedChunk, VectorIndex, rerank
+from cells.knowledge.embedder import Embedder, default_embedder
+from cells.knowledge.lexical import Bm25
+from cells.knowledge.scoring import CANDIDATES, DEFAULT_THRESHOLD, IndexedChunk, VectorIndex, rerank
+from evals.knowledge import call_time
 from evals.knowledge.corpus import AGENTS, QUESTIONS_DIR, Question, agent_files, load_chunks, load_questions
 
 DEPTH: Final = 10
@@ -126,6 +129,8 @@ def report(agents: tuple[str, ...] = AGENTS, questions_file: Path | None = None,
         lines.append(_line("minilm", dense, dense.abstention(threshold), f"@{threshold:g}"))
         t, _ = sparse.best_threshold()
         lines.append(_line("bm25", sparse, sparse.abstention(t), f"@{t:.2f}*"))
+        lines.extend(call_time.lines(agent, call_time.measure(agent_files(agent), [q.text for q in questions],
+                                                              embedder)))
         for pooled, run in ((pooled_dense, dense), (pooled_sparse, sparse)):
             for name in ("ranks", "best", "answerable", "ms"):
                 getattr(pooled, name).extend(getattr(run, name))

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from control.knowledge.chunker import Chunk, chunk_blocks
-from control.knowledge.extract import extract
+from cells.knowledge.chunker import Chunk, chunk_blocks
+from cells.knowledge.extract import extract
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 KNOWLEDGE_DIR: Final = ROOT / "cells" / "launcher" / "demo_knowledge"

@@ -34,6 +34,7 @@ class ReceptionAgent(CallAgent):
     # Where the demo calendar keeps its bookings (default: data_dir/calendar.json). A cell's workers
     # share one file per agent in the region's store, so any of them finds a caller's booking.
     calendar_path: Path | None = None
+    knowledge: Any = None  # the agent's KnowledgeSearch (cells.contract.knowledge); its brain gets it
 
     def __post_init__(self) -> None:
         vocab = stt_vocabulary(self.clinic)
@@ -45,7 +46,7 @@ class ReceptionAgent(CallAgent):
                     "may be recorded. How can I help you today?")
         self.assemble(name=self.clinic.name, domain=domain, tools=CalendarTools(self.calendar).adapters(),
                       greeting=greeting, providers=self.providers,
-                      context={"clinic": self.clinic, "clock": self.clock},
+                      context={"clinic": self.clinic, "clock": self.clock, "knowledge": self.knowledge},
                       transfer_number=self.transfer_number)
 
     @classmethod
@@ -53,4 +54,5 @@ class ReceptionAgent(CallAgent):
         """The clinic for an agent record of vertical "reception" (the record's common parts, such as
         its persona and disclosure, are applied by the seam)."""
         return cls(data_dir=env.data_dir, providers=env.providers or registry.ProviderConfig(),
-                   clock=env.clock, transfer_number=env.transfer_number, calendar_path=env.store_path)
+                   clock=env.clock, transfer_number=env.transfer_number, calendar_path=env.store_path,
+                   knowledge=env.knowledge)

@@ -32,8 +32,10 @@ from typing import Any
 from cells.agents.reception.clinic import ClinicConfig, default_clinic
 from cells.agents.reception.state import Action, Call, DialogueState, Say
 from cells.agents.reception.steps import ReceptionSteps
+from cells.contract.knowledge import KnowledgeSearch
+from cells.dialogue.knowledge_answer import KnowledgeAnswers, Offers
 from cells.dialogue.semantic import SemanticReader, pin_blas_to_one_thread, shared_reader
-from cells.providers.base import Message, TextDelta, ToolCall, ToolSpec
+from cells.providers.base import Grounding, Message, TextDelta, ToolCall, ToolSpec
 
 # Messages and tools come as our dataclasses or as OpenAI-style dicts.
 Messageish = Message | Mapping[str, Any]
@@ -80,14 +82,19 @@ class ReceptionPolicy:
 
     def __init__(self, clinic: ClinicConfig | None = None, clock: Callable[[], datetime] = datetime.now,
                  *, ask_phone: bool = True, max_failures: int = 3,
-                 reader: SemanticReader | bool | None = True) -> None:
-        """`reader`: True (default) shares the process's embedding reader, False reads by rules only."""
+                 reader: SemanticReader | bool | None = True,
+                 knowledge: KnowledgeSearch | None = None) -> None:
+        """`reader`: True (default) shares the process's embedding reader, False reads by rules only.
+        `knowledge`: the agent's knowledge search (the registry's context); free questions go to it."""
         self.clinic = clinic or default_clinic()
         self.reader = shared_reader() if reader is True else (reader or None)
         if self.reader is not None:
             pin_blas_to_one_thread()  # here, as the policy is built on the main thread (semantic.py)
         self.steps = ReceptionSteps(self.clinic, clock, ask_phone=ask_phone, max_failures=max_failures,
                                     reader=self.reader)
+        # The clinic transfers to its front desk; it has no message tool, so it offers no message.
+        self.knowledge = KnowledgeAnswers(knowledge, offers=Offers(message=False)) if knowledge else None
+        self.steps.knowledge = self.knowledge
 
     @classmethod
     def from_options(cls, **options: Any) -> ReceptionPolicy:
@@ -96,20 +103,27 @@ class ReceptionPolicy:
         return cls(options.get("clinic"), options.get("clock", datetime.now),
                    ask_phone=bool(options.get("ask_phone", True)),
                    max_failures=int(options.get("max_failures", 3)),
-                   reader=bool(options.get("semantic", True)))
+                   reader=bool(options.get("semantic", True)), knowledge=options.get("knowledge"))
 
     def warm_up(self) -> bool:
         """Loads the sentence encoder and the intent examples (blocking; the worker runs it in a thread
-        before calls arrive). False when reading by rules only."""
+        before calls arrive), and the agent's in-memory knowledge if it has one. False when reading by
+        rules only."""
+        if self.knowledge is not None:
+            self.knowledge.warm_up()
         return self.reader.warm_up() if self.reader is not None else False
 
     async def complete(self, messages: Sequence[Messageish],
-                       tools: Sequence[Toolish] = ()) -> AsyncIterator[TextDelta | ToolCall]:
-        if self.reader is not None:
-            last = next((m for m in reversed(messages) if _field(m, "role") == "user"), None)
-            if last is not None:  # embedded off the event loop; the replay below reads it from the cache
-                await asyncio.to_thread(self.reader.read, str(_field(last, "content") or ""))
-        _, actions, first_id = self._replay(messages)
+                       tools: Sequence[Toolish] = ()) -> AsyncIterator[TextDelta | ToolCall | Grounding]:
+        last = next((m for m in reversed(messages) if _field(m, "role") == "user"), None)
+        if self.reader is not None and last is not None:
+            # Embedded off the event loop; the replay below reads it from the cache.
+            await asyncio.to_thread(self.reader.read, str(_field(last, "content") or ""))
+        _, actions, first_id = await self._replay_with_knowledge(messages)
+        if self.knowledge is not None and last is not None:
+            passages = self.knowledge.grounding(str(_field(last, "content") or ""))
+            if passages:  # what a knowledge answer says is the business's fact (cells.call.claims)
+                yield Grounding(passages)
         n = first_id
         sentences = 0
         for action in self._fit_to_tools(actions, tools):
@@ -120,6 +134,19 @@ class ReceptionPolicy:
             else:
                 yield ToolCall(id=f"call_{n}", name=action.name, arguments=dict(action.arguments))
                 n += 1
+
+    async def _replay_with_knowledge(self, messages: Sequence[Messageish]
+                                     ) -> tuple[DialogueState, list[Action], int]:
+        """The replay, after fetching the knowledge replies of the turns that ask the knowledge (those
+        the replay looked up and missed); each is fetched once and replays alike from then on."""
+        if self.knowledge is None:
+            return self._replay(messages)
+        with self.knowledge.collecting() as missed:
+            replayed = self._replay(messages)
+        if not missed:
+            return replayed
+        await self.knowledge.fetch(missed)
+        return self._replay(messages)
 
     def state(self, messages: Sequence[Messageish]) -> DialogueState:
         return self._replay(messages)[0]

@@ -28,6 +28,7 @@ from cells.agents.reception.replies import (
 from cells.agents.reception.results import ToolResultSteps
 from cells.agents.reception.state import Action, Call, DialogueState, Say
 from cells.dialogue.intents import Understanding, choose_option, find_name, understand
+from cells.dialogue.knowledge_answer import KnowledgeAnswers, is_question
 from cells.dialogue.parsing import MONTHS
 from cells.dialogue.semantic import SemanticReader
 from cells.dialogue.spoken import find_phone
@@ -125,6 +126,9 @@ class ReceptionSteps(ToolResultSteps):
             return [Say(s.last_prompt or "How can I help you today?")]
         if self._is_goodbye(s, u):
             return self._goodbye(s)
+        from_knowledge = self._from_knowledge(s, u)
+        if from_knowledge is not None:
+            return from_knowledge
         if s.flow in ("book", "move") and "hours" in u.intents and (u.date or u.time) and not any(
                 t in _ASKS_HOURS for t in u.tokens):
             u.intents.discard("hours")  # "is tuesday at ten open" asks for a slot, not for opening hours
@@ -198,6 +202,44 @@ class ReceptionSteps(ToolResultSteps):
         if "location" in u.intents:
             out.append(Say(location_sentence(self.clinic)))
         return out
+
+    # --- free questions: the agent's knowledge (cells.dialogue.knowledge_answer) ------------------------
+
+    knowledge: KnowledgeAnswers | None = None  # the agent's knowledge; the policy sets it when it has one
+    # A question with one of these intents or words is a calendar fact or a task, not one for the knowledge.
+    _FACT_INTENTS = frozenset({"book", "move", "cancel", "human", "goodbye", "repeat", "hours", "price",
+                               "duration", "abort"})
+    _TASK_WORDS = frozenset({"cancel", "move", "reschedule", "postpone", "book", "change"})
+    _SERVICE_LIST_WORDS = frozenset({"services", "treatments", "procedures"})
+    _ADDRESS_WORDS = frozenset({"address", "located", "location", "directions", "street", "whereabouts",
+                                "you", "wheres", "office", "area", "near"})
+    _WEAK_BOOK = 0.45  # a booking read by meaning alone below this score does not stop a free question
+
+    def _from_knowledge(self, s: DialogueState, u: Understanding) -> list[Action] | None:
+        """A free question outside a task is answered from the agent's knowledge (or honestly not);
+        hours, prices, durations, the service list and the address stay calendar facts, and a question
+        about the caller's own appointment ("can I move it?") stays a task."""
+        if self.knowledge is None or s.flow is not None or s.expecting not in ("intent", "anything_else"):
+            return None
+        words = set(u.tokens)
+        intents = set(u.intents)
+        if u.semantic is not None and u.semantic.intent == "book" and u.semantic.score < self._WEAK_BOOK:
+            intents.discard("book")  # "is there wifi in the waiting room" read as booking, barely
+        if (not is_question(u.text) or intents & self._FACT_INTENTS or words & self._TASK_WORDS
+                or any(v is not None for v in (u.service, u.date, u.time, u.phone, u.name))
+                or ("services" in intents and words & self._SERVICE_LIST_WORDS)
+                or ("location" in intents and words & self._ADDRESS_WORDS)):
+            return None
+        reply = self.knowledge.lookup(u.text)  # fetched by the policy before this replay
+        s.failures = 0
+        if reply is not None and reply.known:
+            s.expecting = "anything_else"
+            s.last_prompt = "Is there anything else I can help you with?"
+            return [Say(reply.text), Say(s.last_prompt)]
+        s.resume, s.expecting = "anything_else", "transfer"
+        s.last_prompt = "Would you like me to transfer you to someone at the front desk?"
+        text = reply.text if reply is not None else "I'm sorry, I can't look that up right now."
+        return [Say(text), Say(s.last_prompt)]
 
     def _switch_flow(self, s: DialogueState, u: Understanding) -> list[Action] | None:
         mentions_existing = any(t in u.tokens for t in ("my", "appointment", "booking", "existing"))

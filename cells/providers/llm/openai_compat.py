@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cells.providers.base import Message, ProviderError, TextDelta, ToolCall, ToolSpec
+from cells.contract.knowledge import KnowledgeSearch
+from cells.providers.base import Grounding, Message, ProviderError, TextDelta, ToolCall, ToolSpec
+from cells.providers.llm.knowledge_prompt import with_knowledge
 from cells.providers.openai_common import SDK_ERRORS, make_client, map_error, resolve_api_key
 
 
@@ -97,8 +99,11 @@ class OpenAICompatLlm:
                  api_key_env: str | None = "OPENAI_API_KEY", api_key_required: bool = True,
                  timeout_s: float = 20.0, connect_timeout_s: float = 3.0, max_retries: int = 1,
                  temperature: float | None = None, max_tokens: int | None = None,
-                 name: str = "openai") -> None:
+                 name: str = "openai", knowledge: KnowledgeSearch | None = None) -> None:
+        """`knowledge`: the agent's knowledge search (the registry's context); each request then carries
+        the chunks retrieved for the caller's last turn (knowledge_prompt.py)."""
         self.name = name
+        self.knowledge = knowledge
         self.model = model
         self.base_url = base_url
         self._temperature = temperature
@@ -111,12 +116,22 @@ class OpenAICompatLlm:
         return f"OpenAICompatLlm(name={self.name!r}, model={self.model!r}, base_url={self.base_url!r})"
 
     def complete(self, messages: Sequence[Message],
-                 tools: Sequence[ToolSpec] = ()) -> AsyncIterator[TextDelta | ToolCall]:
+                 tools: Sequence[ToolSpec] = ()) -> AsyncIterator[TextDelta | ToolCall | Grounding]:
         return self.complete_with(messages, tools)
 
+    def warm_up(self) -> None:
+        """Loads an in-memory knowledge index now (blocking; the worker runs it in a thread)."""
+        load = getattr(self.knowledge, "load", None)
+        if callable(load):
+            load()
+
     async def complete_with(self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (), *,
-                            model: str | None = None) -> AsyncIterator[TextDelta | ToolCall]:
+                            model: str | None = None) -> AsyncIterator[TextDelta | ToolCall | Grounding]:
         """As `complete`, with the model overridable per request (the router uses this)."""
+        if self.knowledge is not None:
+            messages, passages = await with_knowledge(messages, self.knowledge)
+            if passages:
+                yield Grounding(passages)
         kwargs: dict[str, Any] = {"model": model or self.model, "messages": to_openai_messages(messages),
                                   "stream": True}
         if tools:

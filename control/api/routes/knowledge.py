@@ -16,6 +16,7 @@ from typing import Any, Final
 from quart import Blueprint, Response, current_app
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cells.knowledge.extract import CONTENT_TYPES, ExtractError, extract
 from control.api.auth import current_auth, require
 from control.api.openapi import operation
 from control.api.problems import ApiProblem
@@ -34,7 +35,6 @@ from control.db.models import Agent, KnowledgeDocument
 from control.db.session import run_transaction
 from control.db.tenancy import TenantScope, scoped_select
 from control.knowledge import store
-from control.knowledge.extract import CONTENT_TYPES, ExtractError, extract
 from control.knowledge.fetch import FetchError, fetch_document
 from control.knowledge.jobs import KnowledgeJobs
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from control.knowledge.extract import Block
+from cells.knowledge.extract import Block
 
 MAX_WORDS: Final = 110
 """MiniLM reads 256 word pieces at most (the rest is truncated); ~110 words with a heading stays under."""

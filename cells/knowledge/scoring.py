@@ -14,8 +14,8 @@ from typing import Final
 import numpy as np
 
 from cells.contract.knowledge import KnowledgeAnswer, KnowledgeHit
-from control.knowledge.chunker import Chunk
-from control.knowledge.lexical import Bm25
+from cells.knowledge.chunker import Chunk
+from cells.knowledge.lexical import Bm25
 
 DEFAULT_THRESHOLD: Final = 0.35
 """Cosine similarity of the nearest chunk below which the agent says it does not know. Set by
