@@ -228,3 +228,17 @@ def test_the_address_guard_refuses_what_is_not_public(url: str, message: str) ->
     result = asyncio.run(tool.call({"day": "2026-03-06", "time": "10:00", "name": "Ann Lee"}))
     assert result["ok"] is False and result["error"] == "tool_address_refused", result
     assert message in result["message"]
+
+
+def test_the_recogniser_model_uses_the_sentences_an_agent_declares_and_no_clinics_by_default() -> None:
+    from cells.providers.stt.context import Domain
+    from cells.providers.stt.domain_lm import domain_sentences
+
+    plain = domain_sentences(Domain(services=["repair"], names=["sam jones"]), size=3000)
+    declared = domain_sentences(Domain(services=["repair"], names=["sam jones"],
+                                       templates=["bring my bike in on {date}"]), size=3000)
+    assert not any("appointment" in s for s in plain)  # the clinic's booking sentences are the clinic's
+    assert any(s.startswith("bring my bike in on ") for s in declared)
+    assert not any(s.startswith("bring my bike in on ") for s in plain)
+    clinic = agent_from_spec({"id": "c1", "vertical": "reception"}, data_dir=None)
+    assert any("appointment" in t for t in clinic.domain.templates)  # the clinic declares its own
