@@ -53,6 +53,9 @@ class AgentEnv:
     # The agent's knowledge search (cells.contract.knowledge.KnowledgeSearch): over NATS in a cell, an
     # in-memory index in the embedded worker; None when the agent has none.
     knowledge: Any = None
+    # Where `record` tools keep what they write (cells.tools.record.RecordStore): the cell's control plane
+    # over NATS, or a SQLite file in the embedded worker's data dir.
+    records: Any = None
 
 
 def env_secret(name: str) -> str | None:
@@ -125,6 +128,14 @@ def apply_record(agent: CallAgent, spec: Mapping[str, Any]) -> CallAgent:
     return agent
 
 
+def record_store(nc: Any, region: str, data_dir: Path | None) -> Any:
+    """The store of `record` tools: over NATS in a cell, a SQLite file for the embedded worker."""
+    from cells.tools.record_stores import NatsRecordStore, SqliteRecordStore
+
+    return NatsRecordStore.for_worker(nc, region) or (
+        SqliteRecordStore(data_dir / "records.sqlite3") if data_dir else None)
+
+
 def agent_from_spec(spec: Mapping[str, Any], *, data_dir: Path | None,
                     providers: registry.ProviderConfig | None = None,
                     transfer_number: str | None = None, calendar_path: Path | None = None,
@@ -145,4 +156,6 @@ def agent_from_spec(spec: Mapping[str, Any], *, data_dir: Path | None,
                   transfer_number=transfer_number, store_path=calendar_path)
     if env.knowledge is None:
         env = replace(env, knowledge=NatsKnowledgeSearch.for_agent(nc, region, spec))
+    if env.records is None:
+        env = replace(env, records=record_store(nc, region, data_dir))
     return apply_record(build(spec, env), spec)

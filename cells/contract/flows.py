@@ -19,6 +19,12 @@ node for a yes/no slot's answer, else to `next[0]`. After its tool, `next[0]` on
 when the tool failed and `on_decline` when the caller said no at the read-back. An `end` node hangs up
 after its prompt, as does a node with nowhere to go. Only the call loop's confirmation gate reads a
 mutating call back and runs it.
+
+A `choice` slot takes one of its `options` (a string, or {"value": ..., "words": [...]} whose words name
+it). A node may `assess` the answers so far when it is entered, by declared rules (cells.flows.scoring):
+`{"points": [{"slot": s, "op": op, "value": v, "points": n}], "knock_out": [{"slot": s, "op": op,
+"value": v, "reason": text}]}`, which fills the slots `score`, `knocked_out` and `reason` for its tool
+and prompts. A `record` tool keeps its arguments in the tenant's store (cells.contract.records).
 """
 
 from __future__ import annotations
@@ -27,8 +33,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-SLOT_TYPES = ("date", "time", "name", "phone", "number", "yes_no", "text")
+from cells.contract.flow_rules import (
+    ASSESSED,
+    assess_problems,
+    option_problems,
+    read_options,
+    record_tool_problems,
+)
+
+SLOT_TYPES = ("date", "time", "name", "phone", "number", "yes_no", "text", "choice")
 TOOL_KINDS = ("http",)  # tool adapters a worker builds from a record (cells/tools/http.py)
+TOOL_KINDS += ("record",)  # cells/tools/record.py: kept in the tenant's store
 BUILT_IN_VERTICALS = ("reception",)  # verticals with an agent of their own (cells.agent.verticals)
 CALL_CONTROL = ("transfer_to_human", "end_call")  # carried out by the call loop, never declared
 MAIN_FLOW = "main"
@@ -39,6 +54,7 @@ class SlotDef:
     name: str
     type: str
     ask: str  # the question that asks for it
+    options: tuple[tuple[str, tuple[str, ...]], ...] = ()  # a choice's (value, words naming it)
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,7 @@ class Node:
     on_failure: str | None = None
     on_decline: str | None = None
     end: bool = False
+    assess: Mapping[str, Any] = field(default_factory=dict)  # scoring and knock-out rules
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,14 @@ def _node_problems(flow: str, node: str, state: Mapping[str, Any], states: Mappi
         problems.append(f"{where} has 'when' keys other than yes and no")
     if state.get("when") and not any(s.get("type") == "yes_no" for s in state.get("slots") or []):
         problems.append(f"{where} branches on 'when' without a yes_no slot")
+    for slot in state.get("slots") or []:
+        if slot.get("type") == "choice":
+            problems += [f"{where} slot {slot.get('name')!r}: {p}"
+                         for p in option_problems(slot.get("options"))]
+    if state.get("assess") is not None:
+        problems += [f"{where} assess: {p}" for p in assess_problems(state["assess"], slots)]
+    if tool and tool in tools and tools[tool].get("kind") == "record":
+        problems += [f"{where} tool {tool!r}: {p}" for p in record_tool_problems(tools[tool])]
     return problems
 
 
@@ -110,6 +135,8 @@ def flow_problems(flows: Mapping[str, Any], tools: Sequence[Mapping[str, Any]]) 
         if flow.get("start") not in states:
             problems.append(f"flow {name!r} starts at undefined node {flow.get('start')!r}")
         slots = {str(s.get("name")) for st in states.values() for s in st.get("slots") or []}
+        if any(st.get("assess") for st in states.values()):
+            slots |= set(ASSESSED)
         for node, state in states.items():
             problems += _node_problems(name, node, state, states, declared, slots)
     return problems
@@ -125,12 +152,13 @@ def agent_problems(vertical: str, flows: Mapping[str, Any], tools: Sequence[Mapp
 
 
 def _node(name: str, state: Mapping[str, Any]) -> Node:
-    slots = tuple(SlotDef(str(s["name"]), str(s["type"]), str(s.get("ask") or "")) for s in
-                  state.get("slots") or [])
+    slots = tuple(SlotDef(str(s["name"]), str(s["type"]), str(s.get("ask") or ""),
+                          read_options(s.get("options"))) for s in state.get("slots") or [])
     return Node(name=name, prompt=str(state.get("prompt") or ""), slots=slots, tool=state.get("tool") or None,
                 arguments=dict(state.get("arguments") or {}), next=tuple(state.get("next") or ()),
                 when=dict(state.get("when") or {}), on_failure=state.get("on_failure") or None,
-                on_decline=state.get("on_decline") or None, end=bool(state.get("end")))
+                on_decline=state.get("on_decline") or None, end=bool(state.get("end")),
+                assess=dict(state.get("assess") or {}))
 
 
 def read_flows(flows: Mapping[str, Any], tools: Sequence[Mapping[str, Any]]) -> dict[str, Flow]:

@@ -18,6 +18,7 @@ from cells.providers import registry
 from cells.providers.stt.context import Domain
 from cells.tools.base import ToolAdapter
 from cells.tools.http import DEFAULT_TIMEOUT_S, HttpTool
+from cells.tools.record import CallTools, record_tool
 
 
 def build_tool(tool: Mapping[str, Any], env: AgentEnv) -> ToolAdapter:
@@ -63,6 +64,14 @@ class FlowAgent(CallAgent):
     def plain_greeting(self) -> str:
         return f"Thank you for calling {self.name}."  # the flow's opening question follows
 
+    def new_session(self, transport: Any, **kwargs: Any) -> Any:
+        """A session whose tools know its call (a `record` tool names the call it writes for)."""
+        session = super().new_session(transport, **kwargs)
+        sink = getattr(kwargs.get("on_event"), "__self__", None)
+        call_id = getattr(getattr(sink, "lease", None), "call_id", None)
+        session.tools = CallTools(self.tools, session, str(call_id) if call_id else None)
+        return session
+
     @classmethod
     def from_record(cls, spec: Mapping[str, Any], env: AgentEnv) -> FlowAgent:
         tools = list(spec.get("tools") or [])
@@ -70,5 +79,6 @@ class FlowAgent(CallAgent):
         # A declared tool no node calls and no worker can run (no kind) is not offered to the brain.
         called = {n.tool for n in flow.nodes.values()}
         runnable = [t for t in tools if t.get("kind") or t.get("name") in called]
-        return cls(name=str(spec.get("name") or "us"), flow=flow,
-                   tools=[build_tool(t, env) for t in runnable], env=env)
+        built = [record_tool(t, env, spec) if t.get("kind") == "record" else build_tool(t, env)
+                 for t in runnable]
+        return cls(name=str(spec.get("name") or "us"), flow=flow, tools=built, env=env)

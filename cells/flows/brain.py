@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cells.contract.flows import Flow, Node
-from cells.flows.slots import HINTS, read_slot, say_value
+from cells.contract.flow_rules import assess
+from cells.contract.flows import Flow, Node, SlotDef
+from cells.flows.slots import HINTS, read_choice, read_slot, say_value
 from cells.providers.base import Message, TextDelta, ToolCall, ToolSpec
 
 MAX_UNCLEAR = 3  # unanswered questions in a row before the caller is put through to a person
@@ -155,7 +156,7 @@ class FlowRules:
         if s.asking is not None:
             slot = self.flow.slot(s.asking)
             assert slot is not None
-            value = read_slot(slot.type, text, self.clock().date())
+            value = self._read(slot, text)
             if value is None:
                 s.unclear += 1
                 if s.unclear >= MAX_UNCLEAR:
@@ -172,6 +173,11 @@ class FlowRules:
                     if found is not None:
                         s.slots[other.name] = found
         return self._proceed(s, node)
+
+    def _read(self, slot: SlotDef, text: str) -> Any | None:
+        if slot.type == "choice":
+            return read_choice(slot.options, text)
+        return read_slot(slot.type, text, self.clock().date())
 
     def _proceed(self, s: FlowState, node: Node, hops: int = 0) -> list[Action]:
         """Continues at `node`: its next missing slot, else its tool, else its transition."""
@@ -197,6 +203,8 @@ class FlowRules:
     def _enter(self, s: FlowState, name: str, hops: int = 0) -> list[Action]:
         s.node = name
         node = self._node(s)
+        if node.assess:  # the declared rules over the answers so far, for this node's tool and prompt
+            s.slots.update(assess(node.assess, s.slots, self.clock().date()))
         said = [Say(self._fill(node.prompt, s))] if node.prompt.strip() else []
         return said + self._proceed(s, node, hops)
 
@@ -225,5 +233,7 @@ class FlowRules:
             slot = self.flow.slot(key)
             if slot is not None and key in s.slots:
                 return say_value(slot.type, s.slots[key])
+            if key in s.slots:
+                return str(s.slots[key])
             return str(s.results[key]) if key in s.results else m.group(0)
         return _PLACEHOLDER.sub(value, text)

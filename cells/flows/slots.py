@@ -3,6 +3,7 @@ how each value is passed to a tool and said back."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -24,6 +25,20 @@ def _number(tokens: list[str]) -> int | None:
         if found is not None:
             return found[0]
     return None
+
+
+def read_choice(options: Sequence[tuple[str, Sequence[str]]], text: str) -> str | None:
+    """The one option the caller named: by its declared words, else by the words of its value that no
+    other option shares ("the harbour one" -> "harbour double"); None when none or several match."""
+    said = set(tokenize(text))
+    own = [{t for w in words for t in tokenize(w)} if words else set(tokenize(value))
+           for value, words in options]
+    found = []
+    for i, (value, words) in enumerate(options):
+        names = own[i] if words else own[i] - set().union(*(o for j, o in enumerate(own) if j != i))
+        if names & said or value.lower() in text.lower():
+            found.append(value)
+    return found[0] if len(found) == 1 else None
 
 
 def read_slot(kind: str, text: str, today: date) -> Any | None:

@@ -73,9 +73,10 @@ class Providers(Input):
 
 # Fields a stored record leaves out while they hold their defaults, so that records written before the
 # flow agent existed read back unchanged.
-_TOOL_RUN_DEFAULTS: dict[str, Any] = {"kind": None, "url": None, "secret": None, "timeout_s": None}
+_TOOL_RUN_DEFAULTS: dict[str, Any] = {"kind": None, "url": None, "secret": None, "timeout_s": None,
+                                      "record_kind": None, "capacity": None}
 _NODE_DEFAULTS: dict[str, Any] = {"slots": [], "tool": None, "arguments": {}, "when": {}, "on_failure": None,
-                                  "on_decline": None, "end": False}
+                                  "on_decline": None, "end": False, "assess": None}
 
 
 def _drop_defaults(dumped: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -90,10 +91,13 @@ class Tool(Input):
     requires_confirmation: bool = False
     # How the worker runs it (cells.contract.flows.TOOL_KINDS): "http" POSTs the arguments to `url`,
     # signed with the secret the worker holds under the name `secret` (never the secret itself).
-    kind: Literal["http"] | None = None
+    kind: Literal["http", "record"] | None = None
     url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
     secret: Slug | None = None
     timeout_s: float | None = Field(default=None, gt=0, le=30)  # the worker's default when unset
+    # kind "record" keeps the arguments in the tenant's store (cells.contract.records).
+    record_kind: Slug | None = None
+    capacity: dict[str, Any] | None = None  # checked by cells.contract.flow_rules
 
     @model_serializer(mode="wrap")
     def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -102,8 +106,13 @@ class Tool(Input):
 
 class FlowSlot(Input):
     name: Slug
-    type: Literal["date", "time", "name", "phone", "number", "yes_no", "text"]
+    type: Literal["date", "time", "name", "phone", "number", "yes_no", "text", "choice"]
     ask: str = Field(min_length=1, max_length=1000)  # the question that asks for it
+    options: list[str | dict[str, Any]] | None = Field(default=None, max_length=32)  # a choice's
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _drop_defaults(handler(self), {"options": None})
 
 
 class FlowState(Input):
@@ -119,6 +128,7 @@ class FlowState(Input):
     on_failure: Slug | None = None
     on_decline: Slug | None = None
     end: bool = False
+    assess: dict[str, Any] | None = None  # points and knock-out rules (cells.contract.flow_rules)
 
     @model_serializer(mode="wrap")
     def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
