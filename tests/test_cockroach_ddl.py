@@ -118,7 +118,7 @@ def test_region_names_follow_the_configuration(monkeypatch: pytest.MonkeyPatch) 
 def test_downgrade_renders_too() -> None:
     from control.db.migrate import render_sql
 
-    sql = render_sql("cockroachdb:///autospeak", "base", downgrade_from="0003")
+    sql = render_sql("cockroachdb:///autospeak", "base", downgrade_from="0004")
     for table in REGIONAL + GLOBAL:
         assert f"DROP TABLE {table};" in sql
     assert "DROP SUPER REGION" in sql

@@ -127,7 +127,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         password = make_url(db.url).password
         assert not password or str(password) not in up.stdout
         current = _cli("control.db", "current", "--database-url", db.url)
-        assert current.returncode == 0 and current.stdout.strip() == "0003", current.stderr
+        assert current.returncode == 0 and current.stdout.strip() == "0004", current.stderr
         again = _cli("control.db", "upgrade", "--database-url", db.url)
         assert again.returncode == 0 and "already at revision 0003" in again.stdout
 

@@ -21,6 +21,8 @@ from control.cell.voice import cell_voice_blueprint
 from control.knowledge.responder import KnowledgeResponder
 from control.observability import control_metrics
 from control.observability.ingest import consumer_pending, measured_ingest
+from control.records.responder import RecordResponder
+from control.records.service import RecordService
 from control.web.workers import worker_load
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ def create_cell_app(settings: ControlSettings, *, call_token_secret: str | None 
         should_resume=should_resume, claim_call=claim_call,
         allow_insecure_streams=public.startswith("http://")))
 
-    knowledge: list[KnowledgeResponder] = []
+    knowledge: list[KnowledgeResponder | RecordResponder] = []
 
     @app.before_serving
     async def _start_runtime() -> None:
@@ -74,6 +76,11 @@ def create_cell_app(settings: ControlSettings, *, call_token_secret: str | None 
             responder = KnowledgeResponder(runtime.nc, app.extensions[KNOWLEDGE_KEY].service)
             await responder.start()
             knowledge.append(responder)
+            # ... and keep their agents' tool records (screen results, reservations) in its database.
+            service = RecordService(lambda: api_state().sessions, settings.region)
+            records = RecordResponder(runtime.nc, service)
+            await records.start()
+            knowledge.append(records)
 
     async def _stop_runtime() -> None:
         for responder in knowledge:

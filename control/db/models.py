@@ -38,6 +38,7 @@ from control.db.base import (
     utcnow_column,
 )
 from control.db.call_models import Call, CallEvent, Recording, Turn, UsageRecord
+from control.db.record_models import ToolRecord
 from control.db.topology import REGIONS
 
 _REGION_IN = "IN (" + ", ".join(f"'{r}'" for r in REGIONS) + ")"
@@ -288,5 +289,5 @@ __all__ = [
     "Agent", "ApiToken", "AuditLog", "Base", "Call", "CallEvent", "Consent",
     "IdempotencyKey", "KnowledgeChunk", "KnowledgeDocument", "PhoneNumber", "Plan", "Recording",
     "RetentionPolicy",
-    "Tenant", "Turn", "UsageRecord", "User", "WebhookDelivery", "WebhookEndpoint",
+    "Tenant", "ToolRecord", "Turn", "UsageRecord", "User", "WebhookDelivery", "WebhookEndpoint",
 ]

@@ -7,6 +7,7 @@ from control.api.routes.compliance import bp as compliance_bp
 from control.api.routes.consents import bp as consents_bp
 from control.api.routes.knowledge import bp as knowledge_bp
 from control.api.routes.numbers import bp as numbers_bp
+from control.api.routes.records import bp as records_bp
 from control.api.routes.outbound_calls import bp as outbound_calls_bp
 from control.api.routes.platform import bp as platform_bp
 from control.api.routes.tenants import bp as tenants_bp
@@ -16,6 +17,6 @@ from control.api.routes.users import bp as users_bp
 from control.api.routes.webhooks import bp as webhooks_bp
 
 BLUEPRINTS = (platform_bp, tenants_bp, agents_bp, tokens_bp, users_bp, numbers_bp, calls_bp,
-              outbound_calls_bp, consents_bp, webhooks_bp, usage_bp, knowledge_bp, compliance_bp)
+              outbound_calls_bp, consents_bp, webhooks_bp, usage_bp, knowledge_bp, compliance_bp, records_bp)
 
 __all__ = ["BLUEPRINTS"]

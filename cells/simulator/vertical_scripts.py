@@ -1,0 +1,66 @@
+"""Caller scripts for the demo's data-defined agents (Recruit and Stay, cells/agents/*/agent.json), each
+with what it must leave in the tenant's records. Dates are spoken as a month and a day a few days ahead
+of the call, so a script means the same stay whatever day it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from cells.simulator.caller import CallerLine
+
+AGENTS_DIR = Path(__file__).resolve().parents[1] / "agents"  # a path, not an import of the agents
+_ORDINALS = {1: "1st", 2: "2nd", 3: "3rd", 21: "21st", 22: "22nd", 23: "23rd", 31: "31st"}
+
+
+def spoken_day(d: date) -> str:
+    return f"{d.strftime('%B')} the {_ORDINALS.get(d.day, f'{d.day}th')}"
+
+
+@dataclass(frozen=True)
+class VerticalScript:
+    agent: str  # recruit | stay
+    lines: Callable[[date], list[CallerLine]]
+    kind: str  # the record kind the call writes (or must not write)
+    expected: Callable[[date], dict[str, Any] | None]  # the arguments of the one record, None for none
+
+
+def _recruit_lines(today: date) -> list[CallerLine]:
+    return [CallerLine("Yes, now is fine."), CallerLine("Tom Becker."), CallerLine("Yes, I am."),
+            CallerLine("Yes, I do."), CallerLine("Yes, I have one."), CallerLine("No, I can't do nights."),
+            CallerLine(f"I could start on {spoken_day(today + timedelta(days=5))}."),
+            CallerLine("Three years.")]
+
+
+def _recruit_expected(today: date) -> dict[str, Any]:
+    # 3 (forklift) + 2 (two years or more) + 1 (starts within two weeks); knocked out on the shifts.
+    return {"name": "Tom Becker", "over_18": True, "right_to_work": True, "forklift_licence": True,
+            "shifts": False, "start_date": (today + timedelta(days=5)).isoformat(), "years_experience": 3,
+            "score": 6, "knocked_out": True, "reason": "cannot work the rotating shifts"}
+
+
+def _stay_lines(answer: str) -> Callable[[date], list[CallerLine]]:
+    def lines(today: date) -> list[CallerLine]:
+        return [CallerLine(f"On {spoken_day(today + timedelta(days=10))}."),
+                CallerLine(f"{spoken_day(today + timedelta(days=13))}."),
+                CallerLine("Two of us."), CallerLine("The harbour double, please."), CallerLine("Tom Becker."),
+                CallerLine("It's five five five,", then="nine eight one four.", gap_ms=900),
+                CallerLine(answer)]
+    return lines
+
+
+def _stay_expected(today: date) -> dict[str, Any]:
+    return {"check_in": (today + timedelta(days=10)).isoformat(),
+            "check_out": (today + timedelta(days=13)).isoformat(), "guests": 2,
+            "room_type": "harbour double", "name": "Tom Becker", "phone": "5559814"}
+
+
+VERTICAL_SCRIPTS: dict[str, VerticalScript] = {
+    "screen": VerticalScript("recruit", _recruit_lines, "screen_result", _recruit_expected),
+    "reserve": VerticalScript("stay", _stay_lines("Yes, that's right."), "reservation", _stay_expected),
+    "no-booking": VerticalScript("stay", _stay_lines("No, don't book it."), "reservation", lambda _: None),
+}
+DEFAULT_SCRIPT = {"recruit": "screen", "stay": "reserve"}
