@@ -46,7 +46,7 @@ def _stay_lines(answer: str) -> Callable[[date], list[CallerLine]]:
     def lines(today: date) -> list[CallerLine]:
         return [CallerLine(f"On {spoken_day(today + timedelta(days=10))}."),
                 CallerLine(f"{spoken_day(today + timedelta(days=13))}."),
-                CallerLine("Two of us."), CallerLine("The harbour double, please."), CallerLine("Tom Becker."),
+                CallerLine("Four people."), CallerLine("The family suite, please."), CallerLine("Tom Becker."),
                 CallerLine("It's five five five,", then="nine eight one four.", gap_ms=900),
                 CallerLine(answer)]
     return lines
@@ -54,8 +54,8 @@ def _stay_lines(answer: str) -> Callable[[date], list[CallerLine]]:
 
 def _stay_expected(today: date) -> dict[str, Any]:
     return {"check_in": (today + timedelta(days=10)).isoformat(),
-            "check_out": (today + timedelta(days=13)).isoformat(), "guests": 2,
-            "room_type": "harbour double", "name": "Tom Becker", "phone": "5559814"}
+            "check_out": (today + timedelta(days=13)).isoformat(), "guests": 4,
+            "room_type": "family suite", "name": "Tom Becker", "phone": "5559814"}
 
 
 VERTICAL_SCRIPTS: dict[str, VerticalScript] = {
