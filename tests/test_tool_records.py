@@ -117,7 +117,7 @@ def test_a_reservation_is_stored_once_in_its_region_and_listed_per_call(api: Api
     assert records(api, "a", token=api.tokens["b:owner"]).status in (401, 403, 404)
     b_call = api.call("GET", api.tenant_path("b", f"/calls/{call.id}/records"), token=api.tokens["b:owner"])
     assert b_call.status == 404
-    assert records(api, "a", "?kind=Bad-Kind").status == 400
+    assert records(api, "a", "?kind=Bad-Kind").status == 422
 
 
 def test_the_last_room_is_not_sold_twice_and_a_foreign_agent_writes_nothing(api: Api, nats_url: str) -> None:

@@ -1,5 +1,5 @@
 """Caller scripts for the demo's data-defined agents (Recruit and Stay, cells/agents/*/agent.json), each
-with what it must leave in the tenant's records. Dates are spoken as a month and a day a few days ahead
+with what it must leave in the tenant's records. Dates are spoken as a day of the month a few days ahead
 of the call, so a script means the same stay whatever day it runs."""
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ _ORDINALS = {1: "1st", 2: "2nd", 3: "3rd", 21: "21st", 22: "22nd", 23: "23rd", 3
 
 
 def spoken_day(d: date) -> str:
-    return f"{d.strftime('%B')} the {_ORDINALS.get(d.day, f'{d.day}th')}"
+    """'the 13th': the next such day, which is `d` when it is under four weeks ahead. The month is left
+    out: the recogniser hears eSpeak's "December" as "November" as often as not."""
+    return f"the {_ORDINALS.get(d.day, f'{d.day}th')}"
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,9 @@ def _recruit_expected(today: date) -> dict[str, Any]:
 def _stay_lines(answer: str) -> Callable[[date], list[CallerLine]]:
     def lines(today: date) -> list[CallerLine]:
         return [CallerLine(f"On {spoken_day(today + timedelta(days=10))}."),
-                CallerLine(f"{spoken_day(today + timedelta(days=13))}."),
+                CallerLine(f"On {spoken_day(today + timedelta(days=13))}."),
                 CallerLine("Four people."), CallerLine("The family suite, please."), CallerLine("Tom Becker."),
-                CallerLine("It's five five five,", then="nine eight one four.", gap_ms=900),
+                CallerLine(dtmf="5559814#"),  # keyed in, as callers do when asked for a number
                 CallerLine(answer)]
     return lines
 
