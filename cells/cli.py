@@ -83,7 +83,12 @@ def _call(args: argparse.Namespace) -> int:
     if args.stack is not None:
         from cells.launcher.up import call_stack
 
-        return call_stack(args.stack, args.region, args.script)
+        return call_stack(args.stack, args.region, args.script, agent=args.agent)
+    if args.agent != "reception":  # a data-defined agent (cells/agents/<agent>/agent.json)
+        from cells.simulator.vertical_call import main as call_vertical
+
+        script = None if args.script == "booking" else args.script
+        return call_vertical(args.agent, script, data_dir=args.data_dir, voice=args.voice, rate_wpm=args.rate)
     from cells.simulator.run import main as run_call
 
     return run_call(script=args.script, data_dir=args.data_dir, base_url=args.url, voice=args.voice,
@@ -100,9 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     call = sub.add_parser("call", help="call an embedded worker as Twilio does, with a scripted caller")
+    call.add_argument("--agent", choices=("reception", "recruit", "stay"), default="reception",
+                      help="which demo agent: the clinic, the warehouse job's phone screen or the hotel")
     call.add_argument("--script", default="booking",
                       help="booking, hours, barge-in, or a caller's own phrasing: one-breath, change-day, "
-                           "phone-pause, casual-yes, move, ask-person")
+                           "phone-pause, casual-yes, move, ask-person; with --agent recruit: screen; "
+                           "with --agent stay: reserve, no-booking")
     call.add_argument("--voice", default="en-us+f2",
                       help="the caller's eSpeak NG voice[+variant], e.g. en-gb, en-gb-scotland+f3, en-us+m3")
     call.add_argument("--rate", type=int, default=170, help="the caller's speaking rate in words per minute")

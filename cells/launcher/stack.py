@@ -187,6 +187,11 @@ class EmbeddedStack:
             demo = self.demo.get(region)
             lines.append(f"{region:<7}{cell.api.url:<28}{self.nats.url(region):<26}"
                          f"{len(cell.workers):<8}{demo.number if demo else '-':<15}")
+        others = [f"{v} {a['number']} ({r})" for r, d in self.demo.items() for v, a in d.agents.items()
+                  if v != "reception"]
+        if others:
+            lines += ["", "other demo agents: " + ", ".join(others),
+                      "  (autospeak call --stack --agent NAME --region REGION)"]
         lines += ["", f"database: {self.pg.libpq_uri if self.pg else '-'}",
                   f"demo tenants and owner tokens: {self.data_dir / 'demo.json'}",
                   f"logs: {self.data_dir / 'logs'}"]

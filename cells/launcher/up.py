@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from regions.catalogue import DEFAULT_BASE_PORT
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         stack.stop()  # a no-op after a clean stop; covers an interrupt before the handlers were set
 
 
-def call_stack(data_dir: Path, region: str, script: str) -> int:
+def call_stack(data_dir: Path, region: str, script: str, agent: str = "reception") -> int:
     """Call the demo number of `region` on a running `autospeak up`, as Twilio would, then show what
     the control plane stored: the transcript, per-turn latency, the recording and the usage record."""
     import asyncio
@@ -55,7 +56,6 @@ def call_stack(data_dir: Path, region: str, script: str) -> int:
     import httpx
 
     from cells.simulator.caller import ScriptedCaller
-    from cells.simulator.scripts import SCRIPTS
     from cells.simulator.twilio_peer import TwilioPeer
     from cells.speech.espeak import EspeakEngine
 
@@ -67,15 +67,18 @@ def call_stack(data_dir: Path, region: str, script: str) -> int:
         print(f"no running stack with region {region} in {data_dir} ({exc}); start one with `autospeak up`")
         return 1
     base = cells[region]
-    peer = TwilioPeer(base, secrets["twilio_auth_token"], to_number=demo["number"])
+    number, lines = _agent_line(demo, region, agent, script)
+    if number is None:
+        return 1
+    peer = TwilioPeer(base, secrets["twilio_auth_token"], to_number=number)
 
     async def run() -> None:
         target = await peer.ring()
         await peer.open_stream(target)
-        await ScriptedCaller(peer, SCRIPTS[script], engine=EspeakEngine()).run()
+        await ScriptedCaller(peer, lines, engine=EspeakEngine()).run()
 
-    print(f"Calling {demo['number']} through the {region} cell ({base}); the caller speaks in real time ...",
-          flush=True)
+    print(f"Calling {number} ({agent}) through the {region} cell ({base}); the caller speaks in real "
+          "time ...", flush=True)
     try:
         asyncio.run(run())
     except (OSError, httpx.HTTPError) as exc:
@@ -100,7 +103,36 @@ def call_stack(data_dir: Path, region: str, script: str) -> int:
     v2v = (call.get("latency") or {}).get("summary", {}).get("voice_to_voice_ms")
     if v2v:
         print(f"\nVoice-to-voice: p50 {v2v['p50']:.0f} ms, p95 {v2v['p95']:.0f} ms")
+    kept = api.get(f"/calls/{call['id']}/records").json()["items"]
+    for item in kept:
+        print(f"Record kept ({item['kind']}): {item['arguments']}")
     usage = api.get("/usage").json()["totals"]
     print(f"Usage this month: {usage}")
     print(f"Recording: GET {base}/v1/tenants/{demo['tenant_id']}/calls/{call['id']}/recording")
     return 0
+
+
+def _agent_line(demo: dict[str, Any], region: str, agent: str,
+                script: str) -> tuple[str | None, list[Any]]:
+    """The demo number of `agent` in `region` and its caller's lines (None when it lives elsewhere)."""
+    from datetime import date
+
+    from cells.simulator.scripts import SCRIPTS
+    from cells.simulator.vertical_scripts import DEFAULT_SCRIPT, VERTICAL_SCRIPTS
+
+    line = (demo.get("agents") or {}).get(agent)
+    if line is None and agent == "reception":
+        line = {"number": demo["number"]}
+    if line is None:
+        from cells.launcher.seed import VERTICAL_AGENTS
+
+        home = VERTICAL_AGENTS.get(agent, ("?",))[0]
+        print(f"the {agent} agent is not seeded in {region}; it lives in {home} (--region {home})")
+        return None, []
+    if agent == "reception":
+        return line["number"], SCRIPTS[script]
+    chosen = VERTICAL_SCRIPTS.get(script if script != "booking" else DEFAULT_SCRIPT[agent])
+    if chosen is None or chosen.agent != agent:
+        print(f"--script {script!r} is not a {agent} caller")
+        return None, []
+    return line["number"], chosen.lines(date.today())
