@@ -71,7 +71,7 @@ def test_a_caller_who_says_no_dont_book_it_gets_nothing_written(tmp_path: Path) 
     talk = _talk(tmp_path)
     assert records == [], talk
     assert "Just to confirm: reserve room" in talk, "the caller heard the read-back before saying no"
-    assert "Nothing has been booked" in talk and "You're booked" not in talk, talk
+    assert "I haven't booked anything" in talk and "You're booked" not in talk, talk
     assert result.ended_by_agent, talk
 
 
