@@ -31,7 +31,7 @@ def test_the_three_demo_agents_are_seeded_once_each_on_its_own_number(tmp_path: 
         numbers, agents = db.run(rows())
     assert first == again
     assert {r: sorted(d.agents) for r, d in first.items()} == {
-        "eu": ["reception", "stay"], "in": ["reception"], "us": ["recruit", "reception"]}
+        "eu": ["reception", "stay"], "in": ["reception"], "us": ["reception", "recruit"]}
     lines = {a["number"]: (r, v, a["agent_id"]) for r, d in first.items() for v, a in d.agents.items()}
     assert len(lines) == 5 == len(numbers)  # five agents, five numbers
     assert {n.e164: (n.region, str(n.agent_id)) for n in numbers} == {
