@@ -117,6 +117,13 @@ def test_a_reservation_is_stored_once_in_its_region_and_listed_per_call(api: Api
     assert records(api, "a", token=api.tokens["b:owner"]).status in (401, 403, 404)
     b_call = api.call("GET", api.tenant_path("b", f"/calls/{call.id}/records"), token=api.tokens["b:owner"])
     assert b_call.status == 404
+    # b's own call that happens to carry the same carrier sid shows none of a's records.
+    twin = Call(id=uuid.uuid4(), tenant_id=api.tenants["b"], region="eu", direction="inbound",
+                from_e164="+442071838750", to_e164="+442071838752", carrier_call_sid="CAstay0001",
+                status="completed")
+    insert(api, "b", twin)
+    b_twin = api.call("GET", api.tenant_path("b", f"/calls/{twin.id}/records"), token=api.tokens["b:owner"])
+    assert b_twin.status == 200 and b_twin.body["items"] == []
     assert records(api, "a", "?kind=Bad-Kind").status == 422
 
 
@@ -125,7 +132,11 @@ def test_the_last_room_is_not_sold_twice_and_a_foreign_agent_writes_nothing(api:
     tools[0]["capacity"]["limits"]["family suite"] = 1
     stay = create(api, "a", "stay", name="Small hotel", tools=tools)
     suite = {**STAY, "room_type": "family suite", "guests": 4}
-    assert run_tool(api, nats_url, stay, "reserve_room", suite, "CAsuite1")["ok"] is True
+    booked = run_tool(api, nats_url, stay, "reserve_room", suite, "CAsuite1")
+    assert booked["ok"] is True
+    # Its retry is the same booking, not a second one that finds the suite taken (by itself).
+    retried = run_tool(api, nats_url, stay, "reserve_room", suite, "CAsuite1")
+    assert retried == {**booked, "status": "already_stored"}
     overlapping = {**suite, "check_in": "2026-12-15", "check_out": "2026-12-18", "name": "Ann Lee"}
     full = run_tool(api, nats_url, stay, "reserve_room", overlapping, "CAsuite2")
     assert full["ok"] is False and full["error"] == "unavailable", full
