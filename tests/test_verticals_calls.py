@@ -49,7 +49,8 @@ def run_script(tmp: Path, name: str) -> tuple[list[dict[str, Any]], Any, date, A
 
 def _talk(tmp: Path) -> str:
     calls = sorted((tmp / "worker" / "calls").glob("*.json"))
-    return "\n".join(f"{m['role']}: {m['content']}" for c in calls for m in json.loads(c.read_text())["history"])
+    history = [m for c in calls for m in json.loads(c.read_text())["history"]]
+    return "\n".join(f"{m['role']}: {m['content']}" for m in history)
 
 
 def test_the_candidate_gets_the_right_score_and_knock_out_in_the_ats(tmp_path: Path) -> None:

@@ -7,9 +7,9 @@ from control.api.routes.compliance import bp as compliance_bp
 from control.api.routes.consents import bp as consents_bp
 from control.api.routes.knowledge import bp as knowledge_bp
 from control.api.routes.numbers import bp as numbers_bp
-from control.api.routes.records import bp as records_bp
 from control.api.routes.outbound_calls import bp as outbound_calls_bp
 from control.api.routes.platform import bp as platform_bp
+from control.api.routes.records import bp as records_bp
 from control.api.routes.tenants import bp as tenants_bp
 from control.api.routes.tokens import bp as tokens_bp
 from control.api.routes.usage import bp as usage_bp
