@@ -88,11 +88,12 @@ def _call(args: argparse.Namespace) -> int:
         from cells.simulator.vertical_call import main as call_vertical
 
         script = None if args.script == "booking" else args.script
-        return call_vertical(args.agent, script, data_dir=args.data_dir, voice=args.voice, rate_wpm=args.rate)
+        return call_vertical(args.agent, script, data_dir=args.data_dir, voice=args.voice or "en-gb+m3",
+                             rate_wpm=args.rate)
     from cells.simulator.run import main as run_call
 
-    return run_call(script=args.script, data_dir=args.data_dir, base_url=args.url, voice=args.voice,
-                    rate_wpm=args.rate)
+    return run_call(script=args.script, data_dir=args.data_dir, base_url=args.url,
+                    voice=args.voice or "en-us+f2", rate_wpm=args.rate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="booking, hours, barge-in, or a caller's own phrasing: one-breath, change-day, "
                            "phone-pause, casual-yes, move, ask-person; with --agent recruit: screen; "
                            "with --agent stay: reserve, no-booking")
-    call.add_argument("--voice", default="en-us+f2",
-                      help="the caller's eSpeak NG voice[+variant], e.g. en-gb, en-gb-scotland+f3, en-us+m3")
+    call.add_argument("--voice", default=None,
+                      help="the caller's eSpeak NG voice[+variant], e.g. en-gb, en-gb-scotland+f3, en-us+m3 "
+                           "(default en-us+f2 for the clinic, en-gb+m3 for recruit and stay)")
     call.add_argument("--rate", type=int, default=170, help="the caller's speaking rate in words per minute")
     call.add_argument("--data-dir", type=Path, default=None, help="where the call's files go")
     call.add_argument("--url", default=None, help="call a worker already running at this URL")

@@ -153,6 +153,17 @@ def test_the_last_room_is_not_sold_twice_and_a_foreign_agent_writes_nothing(api:
     assert records(api, "b").body["items"] == []
 
 
+def test_the_api_refuses_a_broken_record_tool_or_rule_with_a_422(api: Api) -> None:
+    spec = json.loads((AGENTS / "recruit" / "agent.json").read_text())
+    spec["flows"]["main"]["states"]["assess"]["assess"]["knock_out"][0]["op"] = "about"
+    bad = api.call("POST", api.tenant_path("a", "/agents"), token=api.tokens["a:owner"], json=spec)
+    assert bad.status == 422 and "rule op 'about'" in bad.text, bad.text
+    stay = json.loads((AGENTS / "stay" / "agent.json").read_text())
+    stay["tools"][0]["capacity"] = {"per": "room_type"}
+    bad = api.call("POST", api.tenant_path("a", "/agents"), token=api.tokens["a:owner"], json=stay)
+    assert bad.status == 422 and "capacity needs 'from'" in bad.text, bad.text
+
+
 def test_a_store_that_is_down_is_reported_as_failed(api: Api, nats_url: str, tmp_path: Path) -> None:
     recruit = create(api, "a", "recruit")
     args = {"name": "Tom Becker", "over_18": True, "right_to_work": True, "forklift_licence": False,
