@@ -238,3 +238,12 @@ def test_the_embedded_worker_keeps_records_in_its_data_dir(tmp_path: Path) -> No
     assert isinstance(tool, RecordTool) and isinstance(tool.store, SqliteRecordStore)
     assert tool.store.path == tmp_path / "records.sqlite3" and tool.capacity is not None
     assert isinstance(date.today(), date)
+
+
+@pytest.mark.parametrize(("said", "day"), [
+    ("I can start on the 8.", "2026-03-08"), ("On the 14", "2026-03-14"), ("On the 1st.", "2026-04-01"),
+    ("at the 10 am", None)])
+def test_a_day_of_the_month_as_the_recogniser_writes_it(said: str, day: str | None) -> None:
+    from cells.flows.slots import read_slot
+
+    assert read_slot("date", said, TODAY) == day

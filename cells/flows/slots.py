@@ -3,8 +3,9 @@ how each value is passed to a tool and said back."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from cells.dialogue.intents import find_name, yes_no
@@ -27,6 +28,22 @@ def _number(tokens: list[str]) -> int | None:
     return None
 
 
+_THE_DAY = re.compile(r"\bthe (\d{1,2})\b(?!\s*(?:am|pm|a\.m|p\.m|o'?clock|:))", re.IGNORECASE)
+
+
+def _day_of_month(text: str, today: date) -> date | None:
+    """"On the 8" (a recogniser's rendering of "the eighth"): the next such day of a month, from today."""
+    m = _THE_DAY.search(text)
+    if not m or not 1 <= int(m.group(1)) <= 31:
+        return None
+    d = today
+    for _ in range(62):
+        if d.day == int(m.group(1)):
+            return d
+        d += timedelta(days=1)
+    return None
+
+
 def read_choice(options: Sequence[tuple[str, Sequence[str]]], text: str) -> str | None:
     """The one option the caller named: by its declared words, else by the words of its value that no
     other option shares ("the harbour one" -> "harbour double"); None when none or several match."""
@@ -46,7 +63,7 @@ def read_slot(kind: str, text: str, today: date) -> Any | None:
     Dates are ISO days, times "HH:MM", phones digit strings, yes/no booleans."""
     tokens = tokenize(text)
     if kind == "date":
-        day = parse_date(text, today, expecting=True)
+        day = parse_date(text, today, expecting=True) or _day_of_month(text, today)
         return day.isoformat() if day else None
     if kind == "time":
         at = parse_time(text, expecting=True)
