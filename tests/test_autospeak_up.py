@@ -87,8 +87,15 @@ def test_up_serves_three_cells_keeps_data_and_stops_on_ctrl_c(data_dir: Path) ->
             owner = {"Authorization": f"Bearer {demo[region]['owner_token']}"}
             docs = httpx.get(f"{api}/v1/tenants/{demo[region]['tenant_id']}/knowledge/documents",
                              headers=owner).json()["items"]
-            assert sorted(d["source_uri"] for d in docs) == ["demo:clinic.md", "demo:clinic_faq.csv"]
-            assert {d["agent_id"] for d in docs} == {agents.json()["items"][0]["id"]}
+            # ... and the hotel's for the front desk in eu, the job's for the phone screen in us.
+            others = {"eu": ["demo:hotel.html"], "in": [], "us": ["demo:job.md", "demo:job_faq.csv"]}[region]
+            assert sorted(d["source_uri"] for d in docs) == ["demo:clinic.md", "demo:clinic_faq.csv", *others]
+            owners = {d["source_uri"]: d["agent_id"] for d in docs}
+            clinic = agents.json()["items"][0]["id"]
+            assert {owners["demo:clinic.md"], owners["demo:clinic_faq.csv"]} == {clinic}
+            vertical = {"eu": "stay", "us": "recruit"}.get(region)
+            if vertical:
+                assert {owners[o] for o in others} == {demo[region]["agents"][vertical]["agent_id"]}
             assert {d["status"] for d in docs} <= {"queued", "processing", "ready"}
         _worker_asks_the_clinic_knowledge(base, demo["eu"])
         _a_killed_worker_comes_back(data_dir, base)
