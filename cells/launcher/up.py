@@ -75,7 +75,8 @@ def call_stack(data_dir: Path, region: str, script: str, agent: str = "reception
     async def run() -> None:
         target = await peer.ring()
         await peer.open_stream(target)
-        await ScriptedCaller(peer, lines, engine=EspeakEngine()).run()
+        voice = "en-us+f2" if agent == "reception" else "en-gb+m3"  # what the scripts were measured with
+        await ScriptedCaller(peer, lines, engine=EspeakEngine(), voice=voice).run()
 
     print(f"Calling {number} ({agent}) through the {region} cell ({base}); the caller speaks in real "
           "time ...", flush=True)
