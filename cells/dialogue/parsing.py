@@ -174,11 +174,39 @@ def _excluded(tokens: list[str], i: int) -> bool:
                                                                                           ["apart", "from"]))
 
 
+# Words with which a caller takes back what they just said: "at one, no sorry, at four", "Wednesday, I
+# mean Thursday". A date or time said after the last of them wins over one said before it.
+_CORRECTIONS = (("no",), ("sorry",), ("actually",), ("i", "mean"), ("rather",), ("make", "that"),
+                ("scratch", "that"), ("wait",))
+
+
+def correction_cut(tokens: list[str]) -> int:
+    """The index just after the last correction marker in tokens (0 when there is none). "no later
+    than", "no earlier than" are bounds, not corrections; "not" is no marker ("eleven not twelve")."""
+    cut = 0
+    for i in range(len(tokens)):
+        for words in _CORRECTIONS:
+            if tuple(tokens[i:i + len(words)]) != words:
+                continue
+            if words == ("no",) and tokens[i + 1:i + 2] in (["later"], ["earlier"], ["sooner"], ["more"]):
+                continue
+            cut = i + len(words)
+    return cut
+
+
 def find_date(tokens: list[str], today: date, expecting: bool = False) -> tuple[date, Span] | None:
-    """The first date expression in tokens. `expecting` lets a bare ordinal ('the fifth') count."""
+    """The date expression in tokens: the first after the caller's last correction ("Wednesday, no,
+    Friday"), else the first. `expecting` lets a bare ordinal ('the fifth') count."""
+    cut = correction_cut(tokens)
+    if cut and (found := _find_date_from(tokens, today, expecting, cut)) is not None:
+        return found
+    return _find_date_from(tokens, today, expecting, 0)
+
+
+def _find_date_from(tokens: list[str], today: date, expecting: bool, start: int) -> tuple[date, Span] | None:
     n = len(tokens)
-    for i, tok in enumerate(tokens):
-        tok = _WEEKDAY_ALIASES.get(tok, tok)
+    for i in range(start, n):
+        tok = _WEEKDAY_ALIASES.get(tokens[i], tokens[i])
         if (tok == "in" or tok in ("a", "couple") or tok in UNITS or tok in TENS or tok.isdigit()) and (
                 rel := _relative_date(tokens, i, today)):
             return rel
@@ -430,7 +458,8 @@ def find_time(tokens: list[str], expecting: bool = False,
             part = _PART_OF_DAY[tok]
             spans.append(Span(i, i + 1))
             break
-    for i in range(len(tokens)):
+    cut = correction_cut(tokens)  # "at one, no sorry, at four": the time after the correction first
+    for i in [*range(cut, len(tokens)), *range(cut)]:
         if i in masked:
             continue
         found = _clock_at(tokens, i, part, expecting)
