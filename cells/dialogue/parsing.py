@@ -278,9 +278,14 @@ _PART_OF_DAY = {"morning": "morning", "afternoon": "afternoon", "evening": "even
                 "lunch": "afternoon", "lunchtime": "afternoon"}
 
 
+# Words a recogniser writes for an hour ("at free" for "at three" in eSpeak voices over the phone); they
+# count only where a time must be (after "at", or before "am"/"pm"/"oclock").
+_HOUR_ALIKES = ("to", "too", "for", "won", "ate", "tree", "free")
+
+
 def _hour_at(tokens: list[str], i: int) -> tuple[int, int] | None:
-    if i < len(tokens) and tokens[i] in ("to", "too", "for", "won", "ate", "tree"):
-        return UNITS[HOMOPHONES[tokens[i]]], i + 1
+    if i < len(tokens) and tokens[i] in _HOUR_ALIKES:
+        return UNITS[HOMOPHONES.get(tokens[i], "three")], i + 1
     got = parse_cardinal(tokens, i, max_value=24)
     return got
 
@@ -381,7 +386,7 @@ def _clock_at(tokens: list[str], i: int, part: str | None,
     said_as_time = i + 1 < n and tokens[i + 1] in ("am", "pm", "oclock", "thirty", "fifteen", "forty", "oh")
     if tok == "one" and i >= 1 and tokens[i - 1] in _ONE_AS_PRONOUN_AFTER and not said_as_time:
         return None  # "that one", "the first one" pick an offer; they are no time ("the one pm" is)
-    if tok in ("to", "too", "for", "won", "ate", "tree"):
+    if tok in _HOUR_ALIKES:
         # Homophones count only where a time must be: "at to", "to p m".
         after = tokens[i + 1] if i + 1 < n else ""
         if not ((i >= 1 and tokens[i - 1] == "at") or after in ("am", "pm", "oclock")):

@@ -27,10 +27,11 @@ HOMOPHONES = {"won": "one", "to": "two", "too": "two", "for": "four", "fore": "f
               "tree": "three", "sex": "six", "nein": "nine"}
 
 # How Whisper tiny.en writes a digit it heard unclearly inside a spoken number ("it's time time time,
-# 9 8 1 4" for "it's five five five, nine eight one four"; "side side side", "sign sign sign" and "free
-# free" for "three three" in other eSpeak voices and rates). Real words too ("that's fine, 555...", "are
-# you free"), so they count only in a row of two or more, or between two digits.
-DIGIT_ALIKES = {"time": 5, "fine": 5, "side": 5, "sign": 5, "free": 3}
+# 9 8 1 4" for "it's five five five, nine eight one four"; "side side side", "sign sign sign", "free
+# free" for "three three" and "near" for "zero" in other eSpeak voices and rates). Real words too
+# ("that's fine, 555...", "are you free"), so they count only in a row of two or more, or next to a
+# digit inside a number.
+DIGIT_ALIKES = {"time": 5, "fine": 5, "side": 5, "sign": 5, "free": 3, "near": 0, "nero": 0}
 FIVE_ALIKES = frozenset(w for w, d in DIGIT_ALIKES.items() if d == 5)
 
 _ORDINAL_DIGITS = re.compile(r"^(\d{1,2})(st|nd|rd|th)$")
@@ -41,6 +42,8 @@ def tokenize(text: str) -> list[str]:
     t = text.lower()
     t = re.sub(r"\b([ap])\.\s?m\b\.?", r"\1m", t)
     t = re.sub(r"\bo'?\s?clock\b", "oclock", t)
+    t = re.sub(r"\b(\w+) a clock\b", lambda m: m[1] + (" oclock" if is_number_word(m[1]) or m[1] == "free"
+                                                      else " a clock"), t)  # Whisper's "three a clock"
     t = t.replace("'", "").replace("\u2019", "")
     t = re.sub(r"\b(\d{1,2})\.(\d\d)(?!\d)", r"\1:\2", t)  # "9.30" is a time ("555.0142" is not)
     t = re.sub(r"\b(\d{1,2}:\d\d)(am|pm)\b", r"\1 \2", t)  # "2:30pm"
@@ -126,8 +129,9 @@ def _digit_at(tokens: list[str], i: int, run: str) -> int | None:
             j += 1
         nxt = tokens[j] if j < len(tokens) else ""
         in_row = j - i >= 2 or (i > 0 and tokens[i - 1] in DIGIT_ALIKES)
-        digit_next = _digit_of(nxt) is not None or nxt.isdigit()
-        return DIGIT_ALIKES[tok] if in_row or (run and digit_next) else None
+        beside = [nxt, tokens[i - 1] if i > 0 else ""]  # "662 nero": a digit on either side
+        digit_beside = any(_digit_of(t) is not None or t.isdigit() for t in beside)
+        return DIGIT_ALIKES[tok] if in_row or (run and digit_beside) else None
     if tok in ("to", "for"):  # too common as real words: "five five five for one two" has a four
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
         if not run or (_digit_of(nxt) is None and not nxt.isdigit()):
