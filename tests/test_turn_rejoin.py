@@ -37,7 +37,7 @@ def test_the_rest_of_a_request_joins_a_turn_whose_transcript_is_still_decoding()
     s = FakeSession(_pending=TurnTiming(0))
     r = TurnRejoin()
     r.turn_ended(10_000)
-    assert r.caller_resumed(s, 10_150)
+    assert r.caller_resumed(s, 10_150, 100.0)
     assert s._pending.interrupted  # its reply deadline stays quiet
     assert r.on_final("I need to get a filling done.") is None
     assert r.on_final("Could I come in on Friday at ten?") == \
@@ -54,7 +54,7 @@ def test_a_reply_not_yet_heard_is_withdrawn_and_the_turn_taken_back() -> None:
         timing = s.turns[0]
         r = TurnRejoin()
         r.turn_ended(5_000)
-        assert r.caller_resumed(s, 5_300)
+        assert r.caller_resumed(s, 5_300, 100.0)
         await asyncio.sleep(0)
         assert reply.cancelled()
         assert [m.role for m in s.history] == ["system"] and s.turns == [] and timing.interrupted
@@ -69,9 +69,18 @@ def test_a_reply_whose_audio_went_out_is_not_withdrawn() -> None:
     s.turns[0].first_frame_sent = 1.0
     r = TurnRejoin()
     r.turn_ended(5_000)
-    assert not r.caller_resumed(s, 5_300)
+    assert not r.caller_resumed(s, 5_300, 100.0)
     assert len(s.history) == 3 and len(s.turns) == 1
     assert r.on_final("I'd like a cleaning.") == "I'd like a cleaning."
+
+
+def test_reply_audio_sent_as_the_caller_went_on_was_not_heard_and_is_withdrawn() -> None:
+    s = answered("Hello.", Message("assistant", "Sorry,"))
+    s.turns[0].first_frame_sent = 99.9  # 100 ms before their speech: still on its way to the phone
+    r = TurnRejoin(unheard_s=0.15)
+    r.turn_ended(5_000)
+    assert r.caller_resumed(s, 5_100, 100.0)
+    assert s.turns == [] and r.on_final("I'd like a cleaning.") == "Hello. I'd like a cleaning."
 
 
 def test_a_reply_that_ran_a_tool_is_never_withdrawn() -> None:
@@ -80,7 +89,7 @@ def test_a_reply_that_ran_a_tool_is_never_withdrawn() -> None:
                  Message("tool", '{"ok": true}', tool_call_id="c1"))
     r = TurnRejoin()
     r.turn_ended(5_000)
-    assert not r.caller_resumed(s, 5_200)
+    assert not r.caller_resumed(s, 5_200, 100.0)
     assert [m.role for m in s.history] == ["system", "user", "assistant", "tool"] and len(s.turns) == 1
 
 
@@ -88,17 +97,17 @@ def test_speech_long_after_the_endpoint_is_a_new_turn() -> None:
     s = answered("I need a filling.")
     r = TurnRejoin(window_ms=1500)
     r.turn_ended(5_000)
-    assert not r.caller_resumed(s, 6_600)
+    assert not r.caller_resumed(s, 6_600, 100.0)
     assert len(s.turns) == 1
     r.turn_ended(8_000)
-    assert not r.caller_resumed(s, 8_100 + 1500) and len(s.turns) == 1
-    assert not r.caller_resumed(s, 8_100)  # one endpoint is rejoined at most once
+    assert not r.caller_resumed(s, 8_100 + 1500, 100.0) and len(s.turns) == 1
+    assert not r.caller_resumed(s, 8_100, 100.0)  # one endpoint is rejoined at most once
 
 
 def test_a_first_part_followed_by_nothing_is_still_answered() -> None:
     s = FakeSession(_pending=TurnTiming(0))
     r = TurnRejoin()
     r.turn_ended(1_000)
-    assert r.caller_resumed(s, 1_200)
+    assert r.caller_resumed(s, 1_200, 100.0)
     assert r.on_final("Could I book a check-up for Monday?") is None
     assert r.on_final("") == "Could I book a check-up for Monday?"  # the resumption was a cough

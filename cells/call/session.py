@@ -279,9 +279,11 @@ class CallSession:
         if ev.kind == "start":
             if not self.endpointer.in_turn:  # a pause inside a turn keeps the turn's first start
                 self._speech_start_wall = now - back
-                if self.rejoin.caller_resumed(self, ev.time_ms):
+                if self.rejoin.caller_resumed(self, ev.time_ms, self._speech_start_wall):
                     self.playout.clear()
                     self.outbound.clear()
+                    clear = {"event": "clear", "streamSid": self.stream_sid}
+                    self._spawn(self.transport.send(json.dumps(clear)))
             self.state.speech_started_ms = ev.time_ms
             self.endpointer.on_speech_start(ev.time_ms)
         else:
