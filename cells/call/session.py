@@ -25,6 +25,7 @@ from cells.call.barge_in import content_words, interrupts, voiced
 from cells.call.confirmation import ConfirmationGate
 from cells.call.endpointing import Endpointer, EndpointingConfig
 from cells.call.playout import Playout
+from cells.call.rejoin import TurnRejoin
 from cells.call.reply import Chunker, Reply, Speaker, ToolBox
 from cells.call.timeline import TurnTiming
 from cells.call.transport import Transport
@@ -105,6 +106,7 @@ class CallSession:
             self.history.append(Message("system", config.system_prompt))
         self.turns: list[TurnTiming] = []
         self.endpointer = Endpointer(config.endpointing, checker_for(config.endpointing.use_model))
+        self.rejoin = TurnRejoin()  # a caller going on after the endpoint keeps the turn
         self.gate = ConfirmationGate()
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -271,6 +273,11 @@ class CallSession:
         if ev.kind == "start":
             if not self.endpointer.in_turn:  # a pause inside a turn keeps the turn's first start
                 self._speech_start_wall = now - back
+                if self.rejoin.caller_resumed(self, ev.time_ms, self._speech_start_wall):
+                    self.playout.clear()
+                    self.outbound.clear()
+                    clear = {"event": "clear", "streamSid": self.stream_sid}
+                    self._spawn(self.transport.send(json.dumps(clear)))
             self.state.speech_started_ms = ev.time_ms
             self.endpointer.on_speech_start(ev.time_ms)
         else:
@@ -375,6 +382,7 @@ class CallSession:
         self._speech_start_wall = None
         timing.mark("turn_end", self.clock())
         self.endpointer.reset()
+        self.rejoin.turn_ended(self.state.stream_ms)
         self.state.speech_started_ms = None
         # Speech over the agent that did not interrupt it is ignored unless its transcript has words.
         self._discard_final = self._agent_busy()
@@ -418,10 +426,13 @@ class CallSession:
             self._pending = None
             timing.mark("stt_final", self.clock())
             discard, self._discard_final = self._discard_final, False
-            if (discard and content_words(t.text) < self.config.barge_in_min_words) or not t.text.strip():
-                self.emit("transcript", {"text": t.text, "ignored": True})
+            text = self.rejoin.on_final(t.text)  # None: the first part of a turn the caller went on with
+            if text is None:
                 continue
-            self._begin_turn(t.text, timing)
+            if (discard and content_words(text) < self.config.barge_in_min_words) or not text.strip():
+                self.emit("transcript", {"text": text, "ignored": True})
+                continue
+            self._begin_turn(text, timing)
 
     def _begin_turn(self, text: str, timing: TurnTiming) -> None:
         if self._closing:
