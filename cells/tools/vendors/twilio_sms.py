@@ -6,15 +6,15 @@
 record's `config.template` with the arguments filled in (`{day}`, `{time}`, ...), so a model never
 writes the words sent to a customer. Errors come as `{"code", "message", "more_info", "status"}`.
 
-Twilio takes no idempotency key for messages, so the tool lists today's messages to that number first
-and does not send a text it has already sent.
+Twilio takes no idempotency key for messages, so the tool lists the latest messages to that number
+first and does not send a text it has already sent (the text names what it confirms, so the same text
+is the same confirmation).
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -35,6 +35,7 @@ BASE_URL = "https://api.twilio.com"
 VENDOR = "Twilio"
 E164 = r"^\+[1-9][0-9]{6,14}$"
 NOT_SENT = ("failed", "undelivered", "canceled")
+PAGE_SIZE = 50  # the latest texts to this number, where a repeat of this one would be
 
 
 def _error_message(body: Any) -> str:
@@ -94,7 +95,8 @@ class TwilioSmsTool(VendorTool):
 async def _send(tool: TwilioSmsTool, args: Mapping[str, Any], key: str) -> dict[str, Any]:
     to = str(args["to"])
     text = tool.template.format(**{k: str(v) for k, v in args.items()})
-    params = {"To": to, "DateSent>": datetime.now(UTC).date().isoformat(), "PageSize": "100"}
+    # Newest first; no DateSent filter, since a message still queued has no date_sent yet.
+    params = {"To": to, "PageSize": str(PAGE_SIZE)}
     if "From" in tool.sender:
         params["From"] = tool.sender["From"]
     listed = await tool.http.request("GET", tool.path, params=params)
