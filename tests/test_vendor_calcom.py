@@ -90,6 +90,18 @@ def test_a_retry_after_a_lost_answer_finds_the_booking_instead_of_booking_twice(
     run(body)
 
 
+def test_a_cancelled_booking_does_not_stop_the_same_slot_being_booked_again() -> None:
+    async def body(cal: FakeCalcom) -> None:
+        tools = registry(cal.url, "book", "cancel")
+        first = await book(tools)
+        cancel = await tools.call("cancel_appointment", {"booking_uid": first["booking_uid"]}, confirmed=True)
+        assert cancel["ok"] is True
+        again = await book(tools)
+        assert again["ok"] is True and again["already_booked"] is False
+        assert again["booking_uid"] != first["booking_uid"] and len(cal.created) == 2
+    run(body)
+
+
 def test_the_key_is_per_call_tool_and_arguments() -> None:
     key = idempotency_key("calcom", "book_appointment", ANN)
     assert key == idempotency_key("calcom", "book_appointment", dict(reversed(ANN.items())))

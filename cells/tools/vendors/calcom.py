@@ -6,9 +6,9 @@ and errors as `{"status": "error", "error": {"code", "message"}}`. Days and time
 the business's local ones (`config.time_zone`); Cal.com takes and gives UTC instants.
 
 Cal.com has no idempotency header for bookings, so each write asks first: `book` lists the attendee's
-bookings of the event type at that start and returns the one it finds (marked by our key in the
-booking's metadata, or the same name at the same time) instead of booking again; `reschedule` finds the
-booking already at the new time; `cancel` of a cancelled booking is done already.
+bookings of the event type at that start and returns a live one it finds instead of booking again (the
+call's idempotency key goes into the booking's metadata, tracing it to the call); `reschedule` finds
+the booking already at the new time; `cancel` of a cancelled booking is done already.
 """
 
 from __future__ import annotations
