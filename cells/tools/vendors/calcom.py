@@ -34,7 +34,8 @@ BASE_URL = "https://api.cal.com"
 BOOKINGS_VERSION = "2024-08-13"
 SLOTS_VERSION = "2024-09-04"
 VENDOR = "Cal.com"
-KEY_FIELD = "autospeak_key"
+KEY_FIELD = "autospeak_key"  # our idempotency key, kept in the booking's metadata
+LIVE = ("accepted", "pending")
 _DAY = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
 _TIME = {"type": "string", "pattern": r"^\d{2}:\d{2}$"}
 _NAME = {"type": "string", "minLength": 2, "maxLength": 200}
@@ -146,8 +147,9 @@ async def _book(tool: CalcomTool, args: Mapping[str, Any], key: str) -> dict[str
     start = tool.start_of(args["day"], args["time"])
     name = str(args["name"])
     for booking in await tool.bookings_at(name, start):
-        same_call = (booking.get("metadata") or {}).get(KEY_FIELD) == key
-        if same_call or booking.get("status") in ("accepted", "pending"):
+        # This call's booking, or the same name at the same time: booked already, unless it was
+        # cancelled or declined since (then booking again is what the caller asks for).
+        if booking.get("status") in LIVE:
             return tool.result(booking, already_booked=True)
     email = str(args.get("email") or tool.default_email)
     if not email:  # Cal.com's booking form requires one; a caller on the phone rarely gives it
