@@ -73,6 +73,24 @@ def test_the_contract_and_the_worker_know_the_same_vendor_kinds() -> None:
     assert "clinic_cal" in json.dumps(record) and API_KEY not in json.dumps(record)
 
 
+def test_the_api_takes_a_vendor_tool_by_reference_and_refuses_a_credential_in_its_config() -> None:
+    from typing import get_args
+
+    from pydantic import ValidationError
+
+    from control.api.schemas import Tool
+
+    kinds = {k for arg in get_args(Tool.model_fields["kind"].annotation) for k in get_args(arg)}
+    assert kinds == {"http", *VENDOR_TOOL_KINDS}
+    declared = clinic("https://api.cal.com")["tools"][0]
+    assert Tool.model_validate(declared).model_dump() == {**declared, "description": "", "parameters": {}}
+    for leak in ({"api_key": API_KEY}, {"access_token": "x"}, {"password": "x"}):
+        with pytest.raises(ValidationError, match="config holds credentials"):
+            Tool.model_validate({**declared, "config": {**declared["config"], **leak}})
+    named = {**declared["config"], "client_token_secret": "mews_client"}
+    assert Tool.model_validate({**declared, "config": named}).config["client_token_secret"] == "mews_client"
+
+
 def test_cal_com_is_asked_only_after_the_callers_yes_and_books_once(cal: FakeCalcom) -> None:
     call = Call(agent(cal.url))
     readback = up_to_the_read_back(call)
