@@ -243,3 +243,16 @@ def test_the_credential_is_never_in_the_tools_description_or_repr() -> None:
     tool = build_vendor_tool(record("http://127.0.0.1:9"), {"clinic_cal": API_KEY}.get, True)
     assert API_KEY not in repr(tool) and API_KEY not in json.dumps(tool.openai_schema())
     assert API_KEY not in repr(tool.http)
+
+
+def test_a_private_address_and_a_uid_that_would_change_the_path_never_reach_the_network() -> None:
+    async def body(cal: FakeCalcom) -> None:
+        tool = build_vendor_tool(record(cal.url, "book"), {"clinic_cal": API_KEY}.get, allow_private=False)
+        guarded = ToolRegistry([tool])
+        refused = await book(guarded)
+        assert refused["ok"] is False and refused["error"] == "tool_address_refused"
+        tools = registry(cal.url, "cancel")
+        sneaky = await tools.call("cancel_appointment", {"booking_uid": "../event-types/1"}, confirmed=True)
+        assert sneaky["ok"] is False and sneaky["error"] == "invalid_argument"
+        assert cal.seen == []
+    run(body)

@@ -212,7 +212,9 @@ def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
 
-_FIND = {"booking_uid": {"type": "string", "minLength": 1}, "name": _NAME, "day": _DAY, "time": _TIME}
+# A uid goes into the request path: letters, digits, - and _ only.
+_FIND = {"booking_uid": {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"}, "name": _NAME, "day": _DAY,
+         "time": _TIME}
 CalcomTool.OPERATIONS = {
     "slots": OperationSpec(_slots, _schema({"day": _DAY}, ["day"]), False,
                            "The free appointment times on a day."),
