@@ -43,9 +43,9 @@ def tools(url: str, secrets: dict[str, str] = SECRETS) -> ToolRegistry:
                          for op in ("availability", "reserve")])
 
 
-def run(body: Callable[[FakeMews], Awaitable[None]]) -> None:
+def run(body: Callable[[FakeMews], Awaitable[None]], **fake: Any) -> None:
     async def main() -> None:
-        async with FakeMews() as server:
+        async with FakeMews(**fake) as server:
             await body(server)  # type: ignore[arg-type]
     asyncio.run(main())
 
@@ -104,7 +104,7 @@ def test_a_retry_after_a_lost_answer_finds_the_reservation_instead_of_adding_ano
         for n, other_guest in enumerate(("Bob Lee", "Ann Stone"), start=2):
             other = await reserve(registry, {**STAY, "name": other_guest})
             assert other["ok"] is True and other["already_reserved"] is False and len(mews.added) == n
-    run(body)
+    run(body, rooms={DOUBLE: 3, SUITE: 1})
 
 
 def test_a_guest_with_an_email_is_found_not_added_again() -> None:
