@@ -29,6 +29,8 @@ from typing import Any
 
 SLOT_TYPES = ("date", "time", "name", "phone", "number", "yes_no", "text")
 TOOL_KINDS = ("http",)  # tool adapters a worker builds from a record (cells/tools/http.py)
+VENDOR_TOOL_KINDS = ("calcom", "greenhouse", "mews", "twilio_sms")  # cells/tools/vendors/
+TOOL_KINDS += VENDOR_TOOL_KINDS
 BUILT_IN_VERTICALS = ("reception",)  # verticals with an agent of their own (cells.agent.verticals)
 CALL_CONTROL = ("transfer_to_human", "end_call")  # carried out by the call loop, never declared
 MAIN_FLOW = "main"

@@ -27,6 +27,7 @@ from quart import request
 
 from cells.contract.flows import agent_problems
 from control.api.problems import ApiProblem, field_errors, validation_problem
+from control.api.secret_options import is_secret
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -73,7 +74,8 @@ class Providers(Input):
 
 # Fields a stored record leaves out while they hold their defaults, so that records written before the
 # flow agent existed read back unchanged.
-_TOOL_RUN_DEFAULTS: dict[str, Any] = {"kind": None, "url": None, "secret": None, "timeout_s": None}
+_TOOL_RUN_DEFAULTS: dict[str, Any] = {"kind": None, "url": None, "secret": None, "timeout_s": None,
+                                      "operation": None, "config": {}}
 _NODE_DEFAULTS: dict[str, Any] = {"slots": [], "tool": None, "arguments": {}, "when": {}, "on_failure": None,
                                   "on_decline": None, "end": False}
 
@@ -90,10 +92,22 @@ class Tool(Input):
     requires_confirmation: bool = False
     # How the worker runs it (cells.contract.flows.TOOL_KINDS): "http" POSTs the arguments to `url`,
     # signed with the secret the worker holds under the name `secret` (never the secret itself).
-    kind: Literal["http"] | None = None
+    kind: Literal["http", "calcom", "greenhouse", "mews", "twilio_sms"] | None = None
     url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
     secret: Slug | None = None
     timeout_s: float | None = Field(default=None, gt=0, le=30)  # the worker's default when unset
+    # A vendor kind's operation and settings (ids, base URL, time zone; cells/tools/vendors/): never a
+    # credential, only its name (`*_secret`), like `secret`.
+    operation: Slug | None = None
+    config: dict[Slug, Scalar | dict[str, Scalar]] = Field(default_factory=dict, max_length=32)
+
+    @model_validator(mode="after")
+    def _no_credential_in_config(self) -> Tool:
+        held = [k for k in self.config if is_secret(k) and not k.endswith("_secret")]
+        if held:
+            raise ValueError(f"config holds credentials ({', '.join(sorted(held))}); store them as the "
+                             "tenant's secrets and name them (`secret`, or config `<name>_secret`)")
+        return self
 
     @model_serializer(mode="wrap")
     def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
