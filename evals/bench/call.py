@@ -26,6 +26,8 @@ from cells.tools.calendar import Calendar
 from evals.bench.expectations import day_resolver
 from evals.bench.scenario import Scenario, Turn
 
+_TURN_KEYS = ("caller_text", "agent_text", "interrupted", "ms_after_speech_end")
+
 
 class LinePeer(TwilioPeer):
     """A carrier leg that adds line noise to every caller frame and loses a share of them (a lost
@@ -135,8 +137,7 @@ def run_call(scenario: Scenario, run_dir: Path, token: str, seed: int = 1) -> di
         "turns": [{**asdict(t), "latency_ms": t.latency_ms,
                    "kind": scenario.turns[i].kind if i < len(scenario.turns) else "?"}
                   for i, t in enumerate(result.turns)],
-        "worker_turns": [{k: t.get(k) for k in ("caller_text", "agent_text", "interrupted", "ms_after_speech_end")}
-                         for t in record.get("turns", [])],
+        "worker_turns": [{k: t.get(k) for k in _TURN_KEYS} for t in record.get("turns", [])],
         "events": events,
         "agent_meant": [str(e["text"]) for e in events if e.get("kind") == "agent_said" and e.get("text")],
     })

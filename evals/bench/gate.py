@@ -39,12 +39,15 @@ def parse_margins(text: str | None) -> Margins:
     return m
 
 
-def compare(base: dict[str, Any], cand: dict[str, Any], m: Margins) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+Row = tuple[str, str, str, str]
+
+
+def compare(base: dict[str, Any], cand: dict[str, Any], m: Margins) -> tuple[list[Row], list[str]]:
     """(rows of measure, baseline, candidate, verdict; the reasons it is refused)."""
     if base.get("suite") != cand.get("suite"):
         raise ValueError(f"different suites: {base.get('suite')!r} vs {cand.get('suite')!r}")
     bs, cs = base["summary"], cand["summary"]
-    rows: list[tuple[str, str, str, str]] = []
+    rows: list[Row] = []
     refused: list[str] = []
 
     def row(name: str, b: Any, c: Any, worse: bool) -> None:
@@ -85,8 +88,9 @@ def main(baseline: Path, candidate: Path, margins: str | None) -> int:
     except (OSError, ValueError, KeyError) as exc:
         print(f"autospeak eval gate: {exc}", file=sys.stderr)
         return 2
-    widths = [max(len(r[i]) for r in [("measure", "baseline", "candidate", "verdict"), *rows]) for i in range(4)]
-    for r in [("measure", "baseline", "candidate", "verdict"), *rows]:
+    shown = [("measure", "baseline", "candidate", "verdict"), *rows]
+    widths = [max(len(r[i]) for r in shown) for i in range(4)]
+    for r in shown:
         print("  ".join(f"{v:<{w}}" for v, w in zip(r, widths, strict=True)))
     if cand.get("partial") or base.get("partial"):
         print("\nnote: a partial report (the run did not finish) is compared as it stands")

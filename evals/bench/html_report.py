@@ -25,8 +25,10 @@ def latency_svg(runs: list[dict[str, Any]]) -> str:
              'role="img" aria-label="latency per stage">']
     for tick in (10, 100, 250, 500, 1000, 2000, 4000, 8000):
         if tick <= top:
-            parts.append(f'<line x1="{x(tick):.1f}" y1="5" x2="{x(tick):.1f}" y2="{_ROW * len(STAGES) + 10}" '
-                         f'stroke="#ddd"/><text x="{x(tick):.1f}" y="{_ROW * len(STAGES) + 28}" font-size="11" '
+            bottom = _ROW * len(STAGES)
+            parts.append(f'<line x1="{x(tick):.1f}" y1="5" x2="{x(tick):.1f}" y2="{bottom + 10}" '
+                         'stroke="#ddd"/>'
+                         f'<text x="{x(tick):.1f}" y="{bottom + 28}" font-size="11" '
                          f'text-anchor="middle">{tick}</text>')
     for i, stage in enumerate(STAGES):
         y = 20 + i * _ROW
@@ -54,10 +56,12 @@ def category_svg(categories: dict[str, dict[str, int]]) -> str:
     for i, (cat, c) in enumerate(categories.items()):
         y = 10 + i * _ROW
         rate = c["passed"] / c["runs"] if c["runs"] else 0.0
-        parts.append(f'<text x="{_LEFT - 8}" y="{y + 16}" font-size="12" text-anchor="end">{escape(cat)}</text>'
+        parts.append(f'<text x="{_LEFT - 8}" y="{y + 16}" font-size="12" text-anchor="end">'
+                     f'{escape(cat)}</text>'
                      f'<rect x="{_LEFT}" y="{y + 4}" width="{span}" height="18" fill="#eee"/>'
                      f'<rect x="{_LEFT}" y="{y + 4}" width="{span * rate:.1f}" height="18" fill="#4a9a5a"/>'
-                     f'<text x="{_LEFT + span + 8}" y="{y + 17}" font-size="12">{c["passed"]}/{c["runs"]}</text>')
+                     f'<text x="{_LEFT + span + 8}" y="{y + 17}" font-size="12">'
+                     f'{c["passed"]}/{c["runs"]}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -75,8 +79,8 @@ def render(report: dict[str, Any]) -> str:
         f'{" #" + str(r["repeat"] + 1) if r["repeat"] else ""}</td><td>{escape(r["category"])}</td>'
         f'<td>{"pass" if r["passed"] else "FAIL"}</td><td>{escape("; ".join(r["why"]))}</td></tr>'
         for r in report["runs"])
-    lat_rows = "".join(f"<tr><td>{k}</td><td>{_fmt(v['p50'])}</td><td>{_fmt(v['p95'])}</td><td>{v['n']}</td></tr>"
-                       for k, v in s["latency_ms"].items())
+    lat_rows = "".join(f"<tr><td>{k}</td><td>{_fmt(v['p50'])}</td><td>{_fmt(v['p95'])}</td>"
+                       f"<td>{v['n']}</td></tr>" for k, v in s["latency_ms"].items())
     partial = "<p><b>Partial:</b> the run is still going or was stopped.</p>" if report.get("partial") else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Eval {escape(report['suite'])}</title>

@@ -48,7 +48,8 @@ def run_figures(outcome: dict[str, Any], mutating: tuple[str, ...]) -> dict[str,
     """The figures of one call, kept in its JSON so that a report can be recomputed from its runs."""
     lat = stage_latencies(outcome.get("worker_turns", []))
     lat["voice_to_voice"] = [t["latency_ms"] for t in outcome.get("turns", [])
-                             if t.get("latency_ms") is not None and not t.get("barge_in") and t.get("kind") != "silence"]
+                             if t.get("latency_ms") is not None and not t.get("barge_in")
+                             and t.get("kind") != "silence"]
     cw, aw = caller_wer(outcome), agent_wer(outcome)
     return {"latency_ms": lat, "confirmation_violations": violations(outcome.get("events", []), mutating),
             "mutating_calls": sum(1 for e in outcome.get("events", [])

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ def run_suite(suite_dir: Path, repeat: int = 1, parallel: int = 1, report_dir: P
     scenarios = [s for s in suite.scenarios if only is None or only in s.name]
     if not scenarios:
         raise ValueError(f"no scenario of {suite_dir} matches {only!r}")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report_dir = report_dir or Path("data") / "eval" / f"{suite.name}-{stamp}"
     report_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(s, r) for r in range(repeat) for s in scenarios]
@@ -66,13 +66,14 @@ def run_suite(suite_dir: Path, repeat: int = 1, parallel: int = 1, report_dir: P
     return write_reports(report_dir, suite, runs, partial=False)
 
 
-def write_reports(report_dir: Path, suite: Suite, runs: list[dict[str, Any]], partial: bool) -> dict[str, Any]:
+def write_reports(report_dir: Path, suite: Suite, runs: list[dict[str, Any]], partial: bool
+                  ) -> dict[str, Any]:
     from evals.bench.html_report import render
 
     order = {s.name: i for i, s in enumerate(suite.scenarios)}
     runs = sorted(runs, key=lambda r: (order.get(r["scenario"], 0), r["repeat"]))
     report = {"suite": suite.name, "agent": suite.agent, "partial": partial, "dir": str(report_dir),
-              "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "summary": summarise(runs), "runs": runs}
     tmp = report_dir / "report.json.tmp"
     tmp.write_text(json.dumps(report, indent=1, default=str))

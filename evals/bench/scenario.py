@@ -26,7 +26,8 @@ class Caller:
     loss: float = 0.0  # share of the caller's 20 ms frames lost on the way (0..0.5)
 
     def label(self) -> str:
-        extra = (f" noise{self.noise_rms:g}" if self.noise_rms else "") + (f" loss{self.loss:g}" if self.loss else "")
+        extra = (f" noise{self.noise_rms:g}" if self.noise_rms else "") + (
+            f" loss{self.loss:g}" if self.loss else "")
         return f"{self.voice}@{self.rate}{extra}"
 
 
@@ -173,15 +174,17 @@ def _caller(raw: dict[str, Any], default: Caller, where: str) -> Caller:
 
 def parse_scenario(raw: dict[str, Any], base: Path, where: str, default_caller: Caller) -> list[Scenario]:
     """One scenario mapping; several scenarios when it lists caller `variants`."""
-    _check_keys(raw, {"name", "category", "caller", "variants", "seed", "turns", "expect", "max_call_s"}, where)
+    _check_keys(raw, {"name", "category", "caller", "variants", "seed", "turns", "expect", "max_call_s"},
+                where)
     if "name" not in raw or not raw.get("turns"):
         raise ScenarioError(f"{where}: a scenario needs a name and turns")
     where = f"{where} ({raw['name']})"
     turns = tuple(_turn(t, base, f"{where} turn {i + 1}") for i, t in enumerate(raw["turns"]))
     if any(t.kind == "hang_up" for t in turns[:-1]):
         raise ScenarioError(f"{where}: hang_up can only be the last turn")
-    seed = tuple(SeedBooking(str(s["name"]), str(s["service"]), check_day(str(s["day"]), where), str(s["time"]),
-                             None if s.get("phone") is None else str(s["phone"])) for s in raw.get("seed", []))
+    seed = tuple(SeedBooking(str(s["name"]), str(s["service"]), check_day(str(s["day"]), where),
+                             str(s["time"]), None if s.get("phone") is None else str(s["phone"]))
+                 for s in raw.get("seed", []))
     caller = _caller(raw.get("caller", {}), default_caller, where)
     base_sc = Scenario(str(raw["name"]), str(raw.get("category", "other")), turns,
                        _expect(raw.get("expect", {}), where), caller, seed, where,
