@@ -51,6 +51,9 @@ def evaluate(scenario: Scenario, outcome: dict[str, Any], mutating: tuple[str, .
         return [f"the call did not run: {outcome['error']}"]
     e = scenario.expect
     why = booking_problems(scenario, outcome)
+    if e.bookings_after is not None and len(outcome["bookings_after"]) != e.bookings_after:
+        why.append(f"calendar: {len(outcome['bookings_after'])} booking(s) after the call, "
+                   f"wanted {e.bookings_after}")
     disposition = outcome.get("disposition") or ""
     if e.disposition and not disposition.startswith(e.disposition):
         why.append(f"call ended {disposition!r}, wanted {e.disposition!r}")

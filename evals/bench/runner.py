@@ -89,7 +89,7 @@ def table(report: dict[str, Any]) -> str:
         name = r["scenario"] + (f" #{r['repeat'] + 1}" if r["repeat"] else "")
         rows.append((name, "pass" if r["passed"] else "FAIL", "; ".join(r["why"])[:140]))
     w0 = max(len(r[0]) for r in rows)
-    lines = [f"{a:<{w0}}  {b:<6}{c}" for a, b, c in rows]
+    lines = [f"{a:<{w0}}  {b:<7}{c}" for a, b, c in rows]
     s = report["summary"]
     lines += ["", f"task success: {s['passed']}/{s['runs']} ({_pc(s['task_success'])})",
               f"confirmation discipline: {s['confirmation_violations']} violation(s) in "

@@ -59,6 +59,7 @@ class BookingSpec:
 class Expect:
     booking: BookingSpec | None = None
     nothing_written: bool = False  # the calendar must be exactly as before
+    bookings_after: int | None = None  # how many bookings the calendar holds after the call
     disposition: str | None = None  # prefix: "transfer" matches "transfer_unavailable"
     hear: tuple[tuple[str, ...], ...] = ()  # each: phrases of which one must be heard
     never_say: tuple[str, ...] = ()
@@ -144,8 +145,8 @@ def _turn(raw: Any, base: Path, where: str) -> Turn:
 
 
 def _expect(raw: dict[str, Any], where: str) -> Expect:
-    _check_keys(raw, {"booking", "nothing_written", "disposition", "hear", "never_say", "tools_called",
-                      "tools_not_called", "confirmation", "max_latency_ms"}, where)
+    _check_keys(raw, {"booking", "nothing_written", "bookings_after", "disposition", "hear", "never_say",
+                      "tools_called", "tools_not_called", "confirmation", "max_latency_ms"}, where)
     booking = None
     if isinstance(raw.get("booking"), dict):
         b = raw["booking"]
@@ -156,7 +157,9 @@ def _expect(raw: dict[str, Any], where: str) -> Expect:
         booking = BookingSpec(str(b["service"]), check_day(str(b["day"]), where), str(b["time"]),
                               str(b["name"]).lower(), None if b.get("phone") is None else str(b["phone"]))
     hear = tuple(tuple(str(x) for x in (h if isinstance(h, list) else [h])) for h in raw.get("hear", []))
+    after = raw.get("bookings_after")
     return Expect(booking=booking, nothing_written=bool(raw.get("nothing_written", False)),
+                  bookings_after=None if after is None else int(after),
                   disposition=raw.get("disposition"), hear=hear,
                   never_say=tuple(str(x) for x in raw.get("never_say", [])),
                   tools_called=tuple(raw.get("tools_called", [])),
