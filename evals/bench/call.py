@@ -19,7 +19,7 @@ import numpy as np
 import media_core
 from cells.simulator.booking_check import calendar_path, read_bookings
 from cells.simulator.caller import CallerLine, CallResult, ScriptedCaller
-from cells.simulator.run import agent_utterances, embedded_worker, transcribe, write_wav
+from cells.simulator.run import agent_utterances, transcribe, worker_process, write_wav
 from cells.simulator.twilio_peer import TwilioPeer
 from cells.speech.espeak import EspeakEngine
 from cells.tools.calendar import Calendar
@@ -110,8 +110,11 @@ def said(t: Turn) -> str:
     return " ".join(filter(None, (t.text, t.then))) if t.kind == "say" else t.text
 
 
-def run_call(scenario: Scenario, run_dir: Path, token: str, seed: int = 1) -> dict[str, Any]:
-    """Places the call and gathers its outcome (an `error` field when it could not run)."""
+def run_call(scenario: Scenario, run_dir: Path, token: str, seed: int = 1,
+             worker_args: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Places the call to a fresh worker (`python -m cells.worker WORKER_ARGS`: the embedded stack by
+    default, another configuration with e.g. `--profile instant`) and gathers its outcome (an `error`
+    field when it could not run)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     today = date.today()
     outcome: dict[str, Any] = {
@@ -122,7 +125,7 @@ def run_call(scenario: Scenario, run_dir: Path, token: str, seed: int = 1) -> di
         outcome["seeded"] = seed_calendar(scenario, run_dir, today)
         outcome["bookings_before"] = read_bookings(run_dir)
         lines = caller_lines(scenario, run_dir)
-        with embedded_worker(run_dir, token) as url:
+        with worker_process(run_dir, token, worker_args) as (_, url):
             peer, result = asyncio.run(_converse(url, token, scenario, lines, seed))
             record = _record(run_dir, peer.call_sid)
         outcome["bookings_after"] = read_bookings(run_dir)

@@ -12,7 +12,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.repeat < 1 or args.parallel < 1:
         raise SystemExit("--repeat and --parallel must be at least 1")
-    return runner.main(args.suite, args.repeat, args.parallel, args.report, args.only)
+    return runner.main(args.suite, args.repeat, args.parallel, args.report, args.only, tuple(args.worker_arg))
 
 
 def _gate(args: argparse.Namespace) -> int:
@@ -32,6 +32,9 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--report", type=Path, default=None,
                      help="report directory (default data/eval/SUITE-TIME)")
     run.add_argument("--only", default=None, help="only scenarios whose name contains this")
+    run.add_argument("--worker-arg", action="append", default=[],
+                     help="an argument for the worker under test (repeatable), e.g. --worker-arg=--profile "
+                          "--worker-arg=instant for a candidate configuration")
     run.set_defaults(func=_run)
     gate = ev_sub.add_parser("gate", help="refuse a candidate whose report regresses beyond margins")
     gate.add_argument("--baseline", type=Path, required=True, help="the current configuration's report.json")

@@ -88,7 +88,8 @@ def render(report: dict[str, Any]) -> str:
 td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left;vertical-align:top}}
 tr.bad td{{background:#fbeaea}}tr.ok td:nth-child(3){{color:#276a36}}</style></head><body>
 <h1>Evaluation: {escape(report['suite'])} ({escape(report['agent'])})</h1>{partial}
-<p>Written {escape(report.get('written_at', ''))}. Task success <b>{s['passed']}/{s['runs']}
+<p>Written {escape(report.get('written_at', ''))}; worker under test:
+<code>python -m cells.worker {escape(" ".join(report.get("worker_args", [])) or "(embedded stack)")}</code>. Task success <b>{s['passed']}/{s['runs']}
 ({_fmt(s['task_success'], True)})</b>; confirmation violations <b>{s['confirmation_violations']}</b> in
 {s['mutating_calls']} mutating tool calls; STT WER on the caller's turns <b>{_fmt(s['caller_wer'], True)}</b>;
 agent intelligibility (round-trip WER of its TTS through Whisper) <b>{_fmt(s['agent_wer'], True)}</b>.</p>

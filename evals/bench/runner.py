@@ -30,7 +30,7 @@ def judge(scenario: Scenario, outcome: dict[str, Any], mutating: tuple[str, ...]
 
 
 def run_suite(suite_dir: Path, repeat: int = 1, parallel: int = 1, report_dir: Path | None = None,
-              only: str | None = None) -> dict[str, Any]:
+              only: str | None = None, worker_args: tuple[str, ...] = ()) -> dict[str, Any]:
     suite = load_suite(suite_dir)
     scenarios = [s for s in suite.scenarios if only is None or only in s.name]
     if not scenarios:
@@ -48,7 +48,7 @@ def run_suite(suite_dir: Path, repeat: int = 1, parallel: int = 1, report_dir: P
     def one(job: tuple[Scenario, int]) -> dict[str, Any]:
         scenario, r = job
         run_dir = report_dir / "calls" / f"{_slug(scenario.name)}-{r}"
-        outcome = run_call(scenario, run_dir, token, seed=r + 1)
+        outcome = run_call(scenario, run_dir, token, seed=r + 1, worker_args=worker_args)
         (run_dir / "outcome.json").write_text(json.dumps(outcome, indent=1, default=str))
         entry = judge(scenario, outcome, suite.mutating_tools, r)
         entry["outcome"] = str(run_dir / "outcome.json")
@@ -58,21 +58,22 @@ def run_suite(suite_dir: Path, repeat: int = 1, parallel: int = 1, report_dir: P
             verdict = "pass" if entry["passed"] else "FAIL: " + "; ".join(entry["why"])[:160]
             print(f"[{done[0]}/{len(jobs)} {time.monotonic() - started:5.0f} s] {scenario.name} "
                   f"(repeat {r + 1}): {verdict}", flush=True)
-            write_reports(report_dir, suite, runs, partial=done[0] < len(jobs))
+            write_reports(report_dir, suite, runs, done[0] < len(jobs), worker_args)
         return entry
 
     with ThreadPoolExecutor(max(1, parallel)) as pool:
         list(pool.map(one, jobs))
-    return write_reports(report_dir, suite, runs, partial=False)
+    return write_reports(report_dir, suite, runs, False, worker_args)
 
 
-def write_reports(report_dir: Path, suite: Suite, runs: list[dict[str, Any]], partial: bool
-                  ) -> dict[str, Any]:
+def write_reports(report_dir: Path, suite: Suite, runs: list[dict[str, Any]], partial: bool,
+                  worker_args: tuple[str, ...] = ()) -> dict[str, Any]:
     from evals.bench.html_report import render
 
     order = {s.name: i for i, s in enumerate(suite.scenarios)}
     runs = sorted(runs, key=lambda r: (order.get(r["scenario"], 0), r["repeat"]))
     report = {"suite": suite.name, "agent": suite.agent, "partial": partial, "dir": str(report_dir),
+              "worker_args": list(worker_args),
               "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "summary": summarise(runs), "runs": runs}
     tmp = report_dir / "report.json.tmp"
@@ -91,7 +92,8 @@ def table(report: dict[str, Any]) -> str:
     w0 = max(len(r[0]) for r in rows)
     lines = [f"{a:<{w0}}  {b:<7}{c}" for a, b, c in rows]
     s = report["summary"]
-    lines += ["", f"task success: {s['passed']}/{s['runs']} ({_pc(s['task_success'])})",
+    config = " ".join(report.get("worker_args", [])) or "the embedded stack"
+    lines += ["", f"worker under test: {config}", f"task success: {s['passed']}/{s['runs']} ({_pc(s['task_success'])})",
               f"confirmation discipline: {s['confirmation_violations']} violation(s) in "
               f"{s['mutating_calls']} mutating tool call(s)",
               f"STT WER on the caller's turns: {_pc(s['caller_wer'])}",
@@ -112,9 +114,10 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:80]
 
 
-def main(suite_dir: Path, repeat: int, parallel: int, report_dir: Path | None, only: str | None) -> int:
+def main(suite_dir: Path, repeat: int, parallel: int, report_dir: Path | None, only: str | None,
+         worker_args: tuple[str, ...] = ()) -> int:
     try:
-        report = run_suite(suite_dir, repeat, parallel, report_dir, only)
+        report = run_suite(suite_dir, repeat, parallel, report_dir, only, worker_args)
     except ValueError as exc:  # ScenarioError included: a bad file is named, nothing runs
         print(f"autospeak eval run: {exc}", file=sys.stderr)
         return 2
