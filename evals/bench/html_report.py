@@ -81,6 +81,7 @@ def render(report: dict[str, Any]) -> str:
         for r in report["runs"])
     lat_rows = "".join(f"<tr><td>{k}</td><td>{_fmt(v['p50'])}</td><td>{_fmt(v['p95'])}</td>"
                        f"<td>{v['n']}</td></tr>" for k, v in s["latency_ms"].items())
+    config = " ".join(report.get("worker_args", [])) or "(the embedded stack)"
     partial = "<p><b>Partial:</b> the run is still going or was stopped.</p>" if report.get("partial") else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Eval {escape(report['suite'])}</title>
@@ -89,7 +90,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left;vert
 tr.bad td{{background:#fbeaea}}tr.ok td:nth-child(3){{color:#276a36}}</style></head><body>
 <h1>Evaluation: {escape(report['suite'])} ({escape(report['agent'])})</h1>{partial}
 <p>Written {escape(report.get('written_at', ''))}; worker under test:
-<code>python -m cells.worker {escape(" ".join(report.get("worker_args", [])) or "(embedded stack)")}</code>. Task success <b>{s['passed']}/{s['runs']}
+<code>python -m cells.worker {escape(config)}</code>. Task success <b>{s['passed']}/{s['runs']}
 ({_fmt(s['task_success'], True)})</b>; confirmation violations <b>{s['confirmation_violations']}</b> in
 {s['mutating_calls']} mutating tool calls; STT WER on the caller's turns <b>{_fmt(s['caller_wer'], True)}</b>;
 agent intelligibility (round-trip WER of its TTS through Whisper) <b>{_fmt(s['agent_wer'], True)}</b>.</p>

@@ -66,7 +66,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Suite-level figures over every run (a run: scenario, category, passed, figures)."""
     lat: dict[str, list[float]] = {s: [] for s in STAGES}
     cw = aw = WerCounts(0, 0)
-    viol = mut = 0
+    viol = mut = claims = 0
     cats: dict[str, list[int]] = {}
     for r in runs:
         f = r.get("figures") or {}
@@ -76,13 +76,14 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         aw += WerCounts(*f.get("agent_wer", [0, 0]))
         viol += len(f.get("confirmation_violations", []))
         mut += f.get("mutating_calls", 0)
+        claims += f.get("claims_replaced", 0)
         c = cats.setdefault(r["category"], [0, 0])
         c[0] += int(r["passed"])
         c[1] += 1
     passed = sum(int(r["passed"]) for r in runs)
     return {
         "runs": len(runs), "passed": passed, "task_success": round(passed / len(runs), 4) if runs else None,
-        "confirmation_violations": viol, "mutating_calls": mut,
+        "confirmation_violations": viol, "mutating_calls": mut, "claims_replaced": claims,
         "latency_ms": {s: {"p50": pct(v, 50), "p95": pct(v, 95), "n": len(v)} for s, v in lat.items()},
         "caller_wer": round(cw.wer, 4) if cw.reference_words else None,
         "agent_wer": round(aw.wer, 4) if aw.reference_words else None,

@@ -93,9 +93,11 @@ def table(report: dict[str, Any]) -> str:
     lines = [f"{a:<{w0}}  {b:<7}{c}" for a, b, c in rows]
     s = report["summary"]
     config = " ".join(report.get("worker_args", [])) or "the embedded stack"
-    lines += ["", f"worker under test: {config}", f"task success: {s['passed']}/{s['runs']} ({_pc(s['task_success'])})",
+    lines += ["", f"worker under test: {config}",
+              f"task success: {s['passed']}/{s['runs']} ({_pc(s['task_success'])})",
               f"confirmation discipline: {s['confirmation_violations']} violation(s) in "
               f"{s['mutating_calls']} mutating tool call(s)",
+              f"unbacked claims the call loop replaced: {s.get('claims_replaced', 0)}",
               f"STT WER on the caller's turns: {_pc(s['caller_wer'])}",
               f"agent intelligibility (round-trip WER of its TTS through Whisper): {_pc(s['agent_wer'])}",
               "latency per stage (ms)  p50 / p95 (n):"]
