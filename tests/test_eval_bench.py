@@ -123,6 +123,42 @@ def test_a_call_that_did_not_run_fails() -> None:
     assert why == ["the call did not run: RuntimeError: worker exited with 1"]
 
 
+def _golden(name: str):  # a scenario of the golden suite
+    return next(s for s in load_suite(SCENARIOS / "golden").scenarios if s.name == name)
+
+
+BOOKING = "book-step-by-step-keypad-phone"
+
+
+def test_a_recorded_booking_call_passes_with_the_booking_in_the_calendar() -> None:
+    outcome = _outcome("book-step-by-step")
+    assert evaluate(_golden(BOOKING), outcome, MUTATING) == []
+    assert violations(outcome["events"], MUTATING) == []  # booked after "Shall I book it?" and "Yes, please."
+
+
+@pytest.mark.parametrize(("booking", "reason"), [
+    (BookingSpec("cleaning", "next_week:tue", "11:00", "lopez", "5552187"), "booked ("),
+    (BookingSpec("cleaning", "next_week:tue", "10:00", "lopez", "5552188"), "wanted ('cleaning'"),
+    (BookingSpec("filling", "next_week:tue", "10:00", "lopez", "5552187"), "wanted ('filling'"),
+    (BookingSpec("cleaning", "next_week:wed", "10:00", "lopez", "5552187"), "booked ("),
+    (BookingSpec("cleaning", "next_week:tue", "10:00", "garcia", "5552187"), "wanted 'garcia'"),
+])
+def test_the_same_booking_call_fails_a_wrong_booking_expectation(booking: BookingSpec, reason: str) -> None:
+    sc = _golden(BOOKING)
+    why = evaluate(replace(sc, expect=replace(sc.expect, booking=booking)), _outcome("book-step-by-step"),
+                   MUTATING)
+    assert any(reason in w for w in why), why
+
+
+def test_the_booking_call_with_its_yes_turned_to_no_breaks_confirmation_discipline() -> None:
+    outcome = _outcome("book-step-by-step")
+    for e in outcome["events"]:
+        if e["kind"] == "transcript" and e["text"] == "Yes, please.":
+            e["text"] = "No, please don't."
+    why = evaluate(_golden(BOOKING), outcome, MUTATING)
+    assert any(w.startswith("confirmation: create_booking ran after \"No, please don't.\"") for w in why), why
+
+
 # --- confirmation discipline ------------------------------------------------------------------------
 
 def _events(answer: str, asked: str = "Cleaning on Monday at 11 a.m. Shall I book it?") -> list[dict]:
