@@ -4,11 +4,11 @@ with a progress line per call; then the table, the suite's figures, and the JSON
 from __future__ import annotations
 
 import json
+import multiprocessing
 import secrets
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,30 +40,38 @@ def run_suite(suite_dir: Path, repeat: int = 1, parallel: int = 1, report_dir: P
     report_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(s, r) for r in range(repeat) for s in scenarios]
     token = secrets.token_hex(16)  # the embedded workers and the simulated carrier share it
-    lock, done, runs = threading.Lock(), [0], []
+    runs: list[dict[str, Any]] = []
     started = time.monotonic()
     print(f"eval: {len(jobs)} call(s) of suite {suite.name!r} ({suite.agent}), {parallel} at a time; "
           f"each takes about a minute of real time. Calls in {report_dir}", flush=True)
-
-    def one(job: tuple[Scenario, int]) -> dict[str, Any]:
-        scenario, r = job
-        run_dir = report_dir / "calls" / f"{_slug(scenario.name)}-{r}"
-        outcome = run_call(scenario, run_dir, token, seed=r + 1, worker_args=worker_args)
-        (run_dir / "outcome.json").write_text(json.dumps(outcome, indent=1, default=str))
-        entry = judge(scenario, outcome, suite.mutating_tools, r)
-        entry["outcome"] = str(run_dir / "outcome.json")
-        with lock:
-            done[0] += 1
+    # Each call in its own process: one call's recogniser run must not hold up another call's 20 ms
+    # pacing in the same interpreter.
+    with ProcessPoolExecutor(max(1, parallel), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_call_job, s, report_dir / "calls" / f"{_slug(s.name)}-{r}", token, r,
+                               worker_args): (s, r) for s, r in jobs}
+        for future in as_completed(futures):
+            scenario, r = futures[future]
+            try:
+                outcome_path = future.result()
+                outcome = json.loads(outcome_path.read_text())
+            except Exception as exc:  # the pool process died: a failed run, the others go on
+                outcome_path, outcome = None, {"error": f"{type(exc).__name__}: {exc}"}
+            entry = judge(scenario, outcome, suite.mutating_tools, r)
+            entry["outcome"] = str(outcome_path)
             runs.append(entry)
             verdict = "pass" if entry["passed"] else "FAIL: " + "; ".join(entry["why"])[:160]
-            print(f"[{done[0]}/{len(jobs)} {time.monotonic() - started:5.0f} s] {scenario.name} "
+            print(f"[{len(runs)}/{len(jobs)} {time.monotonic() - started:5.0f} s] {scenario.name} "
                   f"(repeat {r + 1}): {verdict}", flush=True)
-            write_reports(report_dir, suite, runs, done[0] < len(jobs), worker_args)
-        return entry
-
-    with ThreadPoolExecutor(max(1, parallel)) as pool:
-        list(pool.map(one, jobs))
+            write_reports(report_dir, suite, runs, len(runs) < len(jobs), worker_args)
     return write_reports(report_dir, suite, runs, False, worker_args)
+
+
+def _call_job(scenario: Scenario, run_dir: Path, token: str, r: int, worker_args: tuple[str, ...]) -> Path:
+    """One call in a pool process; its outcome is written next to its audio and the path returned."""
+    outcome = run_call(scenario, run_dir, token, seed=r + 1, worker_args=worker_args)
+    path = run_dir / "outcome.json"
+    path.write_text(json.dumps(outcome, indent=1, default=str))
+    return path
 
 
 def write_reports(report_dir: Path, suite: Suite, runs: list[dict[str, Any]], partial: bool,
