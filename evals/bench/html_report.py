@@ -21,7 +21,7 @@ def latency_svg(runs: list[dict[str, Any]]) -> str:
     def x(v: float) -> float:
         return _LEFT + (_W - _LEFT - 20) * (max(v, 0.0) / top) ** 0.5
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_ROW * len(STAGES) + 40}" '
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{_ROW * len(STAGES) + 56}" '
              'role="img" aria-label="latency per stage">']
     for tick in (10, 100, 250, 500, 1000, 2000, 4000, 8000):
         if tick <= top:
@@ -43,8 +43,8 @@ def latency_svg(runs: list[dict[str, Any]]) -> str:
             if p is not None:
                 parts.append(f'<line x1="{x(p):.1f}" y1="{y - 11}" x2="{x(p):.1f}" y2="{y + 11}" '
                              f'stroke="{colour}" stroke-width="2"><title>p{q} {p} ms</title></line>')
-    parts.append(f'<text x="{_W - 20}" y="{_ROW * len(STAGES) + 28}" font-size="11" text-anchor="end">ms '
-                 '(black p50, red p95)</text></svg>')
+    parts.append(f'<text x="{_W - 20}" y="{_ROW * len(STAGES) + 48}" font-size="11" text-anchor="end">'
+                 'ms after the stage before, square-root scale (black p50, red p95)</text></svg>')
     return "".join(parts)
 
 
