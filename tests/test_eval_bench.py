@@ -193,12 +193,14 @@ def test_an_ignored_transcript_is_no_answer() -> None:
 
 # --- reports and the gate ---------------------------------------------------------------------------
 
-def _report(passed: bool, violations_: int = 0, v2v: float = 600.0, suite: str = "reception-smoke") -> dict:
+def _report(passed: bool, violations_: int = 0, v2v: float = 600.0, suite: str = "reception-smoke",
+            stt: float = 150.0) -> dict:
     entry = judge(_smoke("opening-hours"), _outcome("opening-hours"), MUTATING)
     entry = copy.deepcopy(entry)
     entry["passed"], entry["why"] = passed, ([] if passed else ["caller never heard 'x'"])
     entry["figures"]["confirmation_violations"] = ["create_booking ran after 'no'"] * violations_
     entry["figures"]["latency_ms"]["voice_to_voice"] = [v2v] * 5
+    entry["figures"]["latency_ms"]["stt"] = [stt] * 5
     return {"suite": suite, "agent": "reception", "summary": summarise([entry]), "runs": [entry]}
 
 
@@ -227,6 +229,13 @@ def test_the_gate_refuses_a_regression_and_names_it(tmp_path: Path, capsys: pyte
     assert "REFUSED" in out and named in out
     if not cand["passed"]:
         assert "passed before, fail now: opening-hours" in out
+
+
+def test_a_slower_stage_is_gated_only_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert _gate(tmp_path, _report(True), _report(True, stt=900.0)) == 0
+    assert "slower (not gated)" in capsys.readouterr().out
+    assert _gate(tmp_path, _report(True), _report(True, stt=900.0), "all_stages=1") == 1
+    assert "p95 stt ms: 150 -> 900" in capsys.readouterr().out
 
 
 def test_the_gate_margins_widen_what_passes(tmp_path: Path) -> None:

@@ -41,5 +41,6 @@ def add_parser(sub: Any) -> None:
     gate.add_argument("--candidate", type=Path, required=True, help="the candidate's report.json")
     gate.add_argument("--margins", default=None,
                       help="e.g. task_success=0.05,violations=0,p95_rel=0.2,p95_ms=150,"
-                           "caller_wer=0.03,agent_wer=0.03")
+                           "caller_wer=0.03,agent_wer=0.03,all_stages=0 (1: gate every stage's p95, not only "
+                           "voice_to_voice)")
     gate.set_defaults(func=_gate)

@@ -20,6 +20,9 @@ class Margins:
     p95_ms: float = 150.0  # ... or by this many ms, whichever is larger
     caller_wer: float = 0.03  # absolute
     agent_wer: float = 0.03  # absolute
+    # p95 is gated on what the caller feels (voice_to_voice); 1 gates every stage too (a faster total
+    # can hide one stage getting slower, and a slower stage can be bought by a faster one).
+    all_stages: int = 0
 
 
 def parse_margins(text: str | None) -> Margins:
@@ -33,7 +36,7 @@ def parse_margins(text: str | None) -> Margins:
         if key not in known:
             raise ValueError(f"--margins: unknown {key!r}; known: {', '.join(known)}")
         try:
-            m = replace(m, **{key: int(value) if key == "violations" else float(value)})
+            m = replace(m, **{key: int(value) if key in ("violations", "all_stages") else float(value)})
         except ValueError:
             raise ValueError(f"--margins: {key} needs a number, got {value!r}") from None
     return m
@@ -50,22 +53,23 @@ def compare(base: dict[str, Any], cand: dict[str, Any], m: Margins) -> tuple[lis
     rows: list[Row] = []
     refused: list[str] = []
 
-    def row(name: str, b: Any, c: Any, worse: bool) -> None:
-        rows.append((name, _s(b), _s(c), "REGRESSION" if worse else "ok"))
-        if worse:
-            refused.append(f"{name}: {_s(b)} -> {_s(c)}")
+    def row(name: str, b: Any, c: Any, worse: bool, gated: bool = True, pc: bool = False) -> None:
+        shown = (_pc(b), _pc(c)) if pc else (_s(b), _s(c))
+        rows.append((name, *shown, ("REGRESSION" if gated else "slower (not gated)") if worse else "ok"))
+        if worse and gated:
+            refused.append(f"{name}: {shown[0]} -> {shown[1]}")
 
     bt, ct = bs.get("task_success") or 0.0, cs.get("task_success") or 0.0
-    row("task success", bt, ct, ct < bt - m.task_success)
+    row("task success", bt, ct, ct < bt - m.task_success, pc=True)
     bv, cv = bs["confirmation_violations"], cs["confirmation_violations"]
     row("confirmation violations", bv, cv, cv > bv + m.violations)
     for key, margin in (("caller_wer", m.caller_wer), ("agent_wer", m.agent_wer)):
         b, c = bs.get(key), cs.get(key)
-        row(key.replace("_", " "), b, c, b is not None and c is not None and c > b + margin)
+        row(key.replace("_", " "), b, c, b is not None and c is not None and c > b + margin, pc=True)
     for stage, bl in bs["latency_ms"].items():
         b, c = bl.get("p95"), cs["latency_ms"].get(stage, {}).get("p95")
         worse = b is not None and c is not None and c > b + max(m.p95_ms, m.p95_rel * b)
-        row(f"p95 {stage} ms", b, c, worse)
+        row(f"p95 {stage} ms", b, c, worse, gated=stage == "voice_to_voice" or bool(m.all_stages))
     before = {r["scenario"] for r in base["runs"] if r["passed"]}
     now_failing = sorted({r["scenario"] for r in cand["runs"] if not r["passed"] and r["scenario"] in before})
     if now_failing and refused:
@@ -73,6 +77,10 @@ def compare(base: dict[str, Any], cand: dict[str, Any], m: Margins) -> tuple[lis
     elif now_failing:
         rows.append(("scenarios failing now", "", ", ".join(now_failing), "within margins"))
     return rows, refused
+
+
+def _pc(x: Any) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
 
 
 def _s(x: Any) -> str:
