@@ -275,6 +275,7 @@ def test_the_line_loses_frames_and_adds_noise() -> None:
     assert 0 < peer.lost < 80 and len(sent) == 400 - peer.lost
     chunks = [int(m["media"]["chunk"]) for m in sent]
     assert chunks[-1] == 400  # lost frames leave gaps in the numbering
+    assert peer.pacing()["frames"] == 400
     import base64
     pcm = media_core.ulaw_decode(base64.b64decode(sent[0]["media"]["payload"]))
     assert 100 < float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) < 600

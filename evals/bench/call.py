@@ -38,8 +38,16 @@ class LinePeer(TwilioPeer):
         self.noise_rms, self.loss = noise_rms, loss
         self.rng = np.random.default_rng(seed)
         self.lost = 0
+        self.sent_at: list[float] = []  # when each frame left: a starved caller shows as gaps
+
+    def pacing(self) -> dict[str, float]:
+        """How evenly the caller's frames left (20 ms apart when the machine keeps up)."""
+        gaps = np.diff(self.sent_at) * 1000 if len(self.sent_at) > 1 else np.zeros(1)
+        return {"frames": len(self.sent_at), "max_gap_ms": round(float(gaps.max()), 1),
+                "gaps_over_60ms": int((gaps > 60).sum())}
 
     async def send_frame(self, ulaw: bytes) -> None:
+        self.sent_at.append(time.monotonic())
         if self.loss and self.rng.random() < self.loss:
             self._chunk += 1
             self._seq += 1
@@ -136,6 +144,7 @@ def run_call(scenario: Scenario, run_dir: Path, token: str, seed: int = 1,
     events = record.get("events", [])
     outcome.update({
         "call_sid": peer.call_sid, "duration_s": round(result.duration_s, 2), "frames_lost": peer.lost,
+        "caller_pacing": peer.pacing(),
         "disposition": record.get("disposition"), "ended_by_agent": result.ended_by_agent,
         "turns": [{**asdict(t), "latency_ms": t.latency_ms,
                    "kind": scenario.turns[i].kind if i < len(scenario.turns) else "?"}

@@ -55,7 +55,8 @@ def run_figures(outcome: dict[str, Any], mutating: tuple[str, ...]) -> dict[str,
             "mutating_calls": sum(1 for e in outcome.get("events", [])
                                   if e.get("kind") == "tool_call" and e.get("name") in mutating),
             "caller_wer": [cw.errors, cw.reference_words], "agent_wer": [aw.errors, aw.reference_words],
-            "claims_replaced": sum(1 for e in outcome.get("events", []) if e.get("kind") == "claim_replaced")}
+            "claims_replaced": sum(1 for e in outcome.get("events", []) if e.get("kind") == "claim_replaced"),
+            "caller_gaps_over_60ms": (outcome.get("caller_pacing") or {}).get("gaps_over_60ms", 0)}
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -66,7 +67,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Suite-level figures over every run (a run: scenario, category, passed, figures)."""
     lat: dict[str, list[float]] = {s: [] for s in STAGES}
     cw = aw = WerCounts(0, 0)
-    viol = mut = claims = 0
+    viol = mut = claims = gaps = 0
     cats: dict[str, list[int]] = {}
     for r in runs:
         f = r.get("figures") or {}
@@ -77,6 +78,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         viol += len(f.get("confirmation_violations", []))
         mut += f.get("mutating_calls", 0)
         claims += f.get("claims_replaced", 0)
+        gaps += f.get("caller_gaps_over_60ms", 0)
         c = cats.setdefault(r["category"], [0, 0])
         c[0] += int(r["passed"])
         c[1] += 1
@@ -84,6 +86,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "runs": len(runs), "passed": passed, "task_success": round(passed / len(runs), 4) if runs else None,
         "confirmation_violations": viol, "mutating_calls": mut, "claims_replaced": claims,
+        "caller_gaps_over_60ms": gaps,
         "latency_ms": {s: {"p50": pct(v, 50), "p95": pct(v, 95), "n": len(v)} for s, v in lat.items()},
         "caller_wer": round(cw.wer, 4) if cw.reference_words else None,
         "agent_wer": round(aw.wer, 4) if aw.reference_words else None,

@@ -106,6 +106,8 @@ def table(report: dict[str, Any]) -> str:
               f"confirmation discipline: {s['confirmation_violations']} violation(s) in "
               f"{s['mutating_calls']} mutating tool call(s)",
               f"unbacked claims the call loop replaced: {s.get('claims_replaced', 0)}",
+              f"caller frames sent more than 60 ms apart (a starved simulator; figures suffer): "
+              f"{s.get('caller_gaps_over_60ms', 0)}",
               f"STT WER on the caller's turns: {_pc(s['caller_wer'])}",
               f"agent intelligibility (round-trip WER of its TTS through Whisper): {_pc(s['agent_wer'])}",
               "latency per stage (ms)  p50 / p95 (n):"]
