@@ -279,3 +279,16 @@ def test_the_line_loses_frames_and_adds_noise() -> None:
     import base64
     pcm = media_core.ulaw_decode(base64.b64decode(sent[0]["media"]["payload"]))
     assert 100 < float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))) < 600
+
+
+def test_seed_bookings_land_in_the_calendar_the_worker_reads(tmp_path: Path) -> None:
+    from datetime import date
+
+    from cells.simulator.booking_check import read_bookings
+    from evals.bench.call import seed_calendar
+
+    sc = _golden("injection-cancel-everything")
+    ids = seed_calendar(sc, tmp_path, date(2026, 12, 3))  # a Thursday
+    got = [(b["id"], b["name"], b["date"], b["time"]) for b in read_bookings(tmp_path)]
+    assert got == [(ids[0], "James Wilson", "2026-12-07", "10:00"),
+                   (ids[1], "Anna Kowalski", "2026-12-08", "14:00")]

@@ -10,19 +10,19 @@ import contextlib
 import json
 import time
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import media_core
-from cells.simulator.booking_check import calendar_path, read_bookings
+from cells.simulator.booking_check import read_bookings, seed
 from cells.simulator.caller import CallerLine, CallResult, ScriptedCaller
 from cells.simulator.run import agent_utterances, transcribe, worker_process, write_wav
+from cells.simulator.scripts import BookingScript, Seed
 from cells.simulator.twilio_peer import TwilioPeer
 from cells.speech.espeak import EspeakEngine
-from cells.tools.calendar import Calendar
 from evals.bench.expectations import day_resolver
 from evals.bench.scenario import Scenario, Turn
 
@@ -79,12 +79,9 @@ def caller_lines(scenario: Scenario, run_dir: Path) -> list[CallerLine]:
 
 
 def seed_calendar(scenario: Scenario, run_dir: Path, today: date) -> list[str]:
-    cal = Calendar(path=calendar_path(run_dir))
-    ids = []
-    for s in scenario.seed:
-        start = datetime.combine(day_resolver(s.day)(today), datetime.strptime(s.time, "%H:%M").time())
-        ids.append(cal.book(s.name, s.service, start, phone=s.phone).id)
-    return ids
+    """Books the scenario's existing appointments through the simulator's helper; their ids."""
+    seeds = [Seed(s.name, s.service, day_resolver(s.day), s.time, s.phone) for s in scenario.seed]
+    return seed(run_dir, BookingScript([], None, seed=seeds), today)
 
 
 async def _converse(url: str, token: str, scenario: Scenario, lines: list[CallerLine],
