@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cells.launcher import up
 
     up.add_parser(sub)
+    from evals.bench import cli as eval_cli
+
+    eval_cli.add_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures against named references")
     bench_sub = bench.add_subparsers(dest="target", required=True)
