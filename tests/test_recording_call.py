@@ -228,3 +228,47 @@ def test_all_party_consent_yes_is_recorded_and_elsewhere_nothing_is_asked(tmp_pa
     assert not any(QUESTION in t for t in elsewhere.said())
     kinds = elsewhere.events.kinds()
     assert "recording_consent" not in kinds and "recording_ready" in kinds
+
+
+def coordination(tmp_path: Path, monkeypatch: Any, key: bool = True) -> Any:
+    from cells.worker.coordinated import Coordination
+
+    if key:
+        monkeypatch.setenv("AUTOSPEAK_SECRETS_KEY", "A" * 43)
+    else:
+        monkeypatch.delenv("AUTOSPEAK_SECRETS_KEY", raising=False)
+    coord = Coordination(nats_url="nats://unused", region="eu", worker_id="w1", stream_url="ws://unused",
+                         capacity=1, data_dir=None, object_store=tmp_path)
+    coord.js = object()  # the publisher is never used here
+    return coord
+
+
+def test_a_cells_worker_asks_where_needed_and_a_resumed_stream_keeps_the_answer(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    coord = coordination(tmp_path, monkeypatch)
+    key = RegionStore.key(TENANT, "call-1-MZ2.wav")
+
+    def sink(number: str, resume: bool, answer: str | None) -> CallSink:
+        lease = LocalLease("call-1", "agent-1")
+        if answer is not None:
+            lease.state["recording_consent"] = answer
+        request = {"region": "eu", "from": number, "direction": "inbound", "resume": resume, "agent": {}}
+        return coord._sink(lease, TENANT, request, None, "MZ2", key, None)
+
+    first = sink("+14155550123", False, None)
+    assert first.recording is not None and first.hooks is not None  # asked on the first stream
+    assert isinstance(first.recording.store, SealedStore)
+    yes = sink("+14155550123", True, "yes")
+    assert yes.recording is not None and yes.hooks is None  # not asked again
+    for answer in ("no", "no_answer", None):
+        assert sink("+14155550123", True, answer).recording is None
+    elsewhere = sink("+442071234567", False, None)
+    assert elsewhere.recording is not None and elsewhere.hooks is None
+
+
+def test_a_worker_without_the_region_key_records_nothing(tmp_path: Path, monkeypatch: Any) -> None:
+    coord = coordination(tmp_path, monkeypatch, key=False)
+    agent = type("A", (), {"record_calls": True})()
+    assert coord._recording_key(agent, TENANT, "call-1", "MZ1") is None
+    coord = coordination(tmp_path, monkeypatch)
+    assert coord._recording_key(agent, TENANT, "call-1", "MZ1") == RegionStore.key(TENANT, "call-1-MZ1.wav")
