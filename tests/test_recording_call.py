@@ -272,3 +272,31 @@ def test_a_worker_without_the_region_key_records_nothing(tmp_path: Path, monkeyp
     assert coord._recording_key(agent, TENANT, "call-1", "MZ1") is None
     coord = coordination(tmp_path, monkeypatch)
     assert coord._recording_key(agent, TENANT, "call-1", "MZ1") == RegionStore.key(TENANT, "call-1-MZ1.wav")
+
+
+def guard_with(recorder: CallRecorder) -> tuple[Any, Events]:
+    from cells.call.recording_guard import RecordingGuard
+
+    events = Events()
+    return RecordingGuard(recorder, events.emit, CallRedactor(pii=False), lambda: None), events
+
+
+def test_a_keypad_entry_the_call_loop_ignored_still_resumes_and_a_spanless_card_is_blanked() -> None:
+    recorder = CallRecorder()
+    guard, events = guard_with(recorder)
+    loud = b"\x10" * 160  # mu-law: a loud sample
+    for _ in range(50):
+        recorder.caller_ulaw(loud)
+    guard.on_event("transcript", {"text": "I want to pay", "turn": 0})
+    guard.on_dtmf()
+    for _ in range(10):
+        recorder.caller_ulaw(loud)
+    guard.on_event("transcript", {"text": "keypad 1 2", "ignored": True, "reason": "agent not interruptible"})
+    assert events.kinds() == ["recording_paused", "recording_resumed"] and not recorder.paused
+    for _ in range(10):
+        recorder.caller_ulaw(loud)
+    assert recorder.caller[-160:] == loud  # recording again after the entry
+    # A card heard without a span (no clock): everything since the last clear point goes.
+    guard.on_event("transcript", {"text": "it is 4111 1111 1111 1111"})
+    assert events.kinds()[-2:] == ["recording_paused", "recording_resumed"]
+    assert set(recorder.caller[-1600:]) == {0xFF}

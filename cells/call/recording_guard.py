@@ -62,13 +62,18 @@ class RecordingGuard:
     # -- the call's events -----------------------------------------------------------------------
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
         text = data.get("text")
-        if not isinstance(text, str) or data.get("ignored"):
+        if not isinstance(text, str):
+            return
+        keypad = kind == "transcript" and text.lstrip().lower().startswith("keypad")
+        if keypad:
+            self._resume_keypad()  # the entry is over, even when the call loop ignored it
+        if data.get("ignored"):
             return
         if kind == "transcript":
-            masked = self.redactor.caller(text)
-            if text.lstrip().lower().startswith("keypad"):
-                self._resume_keypad()
-            elif any(m in masked for m in _MASKS):
+            masked = self.redactor.caller(text)  # keypad entries too: a card may span both
+            if keypad:
+                return
+            if any(m in masked for m in _MASKS):
                 self._blank(data, "card_spoken")
             elif (span := self._span(data)) is not None:
                 self._safe = max(self._safe, span[1])
