@@ -127,6 +127,7 @@ class CallSession:
         self._said_upto = 0  # history index up to which assistant words were reported (agent_said)
         self._turns_reported = 0
         self.resumed = False
+        self.hooks: Any = None  # e.g. cells.call.recording_consent: a question after the disclosure
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, stream_sid: str, call_sid: str, *,
@@ -160,6 +161,8 @@ class CallSession:
     async def _say_disclosure(self) -> None:
         await self.speaker.say(self.config.disclosure)
         self.history.append(Message("assistant", self.config.disclosure))
+        if self.hooks is not None and (ask := self.hooks.after_disclosure()):
+            await self._say_own(ask)
 
     async def _resume(self) -> None:
         self._turn_start = len(self.history)
@@ -452,6 +455,9 @@ class CallSession:
         self._turn_start = len(self.history)
         self.playout.reset_turn()
         self.playout.on_first_frame = lambda at: timing.mark("first_frame_sent", at)
+        if self.hooks is not None and (own := self.hooks.caller_turn(text)) is not None:
+            self._start_reply(self._say_own(own))  # the hook's question took this turn
+            return
         reply = Reply(self.llm, self.tools, self.speaker, self.chunker_factory, self.history, timing,
                       self.clock, self._control, self.emit, self.gate)
         self._start_reply(reply.run())

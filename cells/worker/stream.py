@@ -124,6 +124,7 @@ async def run_call(agent: Agent, transport: Transport, start: StreamStart, sink:
     transport = SettlingTransport(transport, sink.before_close)
     session = agent.new_session(transport, on_event=sink.event, on_control=on_control)
     sink.session = session
+    session.hooks = sink.hooks  # the recording consent question, where the caller's number needs it
     caller_hung_up = False
     try:
         await session.start(start.stream_sid, start.call_sid, history=history, elapsed_s=elapsed_s)
