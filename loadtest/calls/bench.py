@@ -49,22 +49,11 @@ from cells.dialogue.chunker import SentenceChunker
 from cells.simulator.run import worker_process as launch_worker
 from cells.simulator.twilio_peer import FRAME_S
 from cells.telephony.twilio_ws import MediaSocketSettings, TwilioMediaSession
+from loadtest.calls.figures import JITTER_LIMIT_P99_MS, fmt, machine_busy_s, note, pct, table
 from loadtest.calls.instant import InstantLlm, InstantStt, InstantTts, NoTools
 from loadtest.calls.instant_profile import TTS_RATE
 from loadtest.calls.loadtest_cmd import parse_levels
-from loadtest.calls.sim import (
-    JITTER_LIMIT_P99_MS,
-    LOAD_LINES,
-    SimCall,
-    caller_audio,
-    fmt,
-    machine_busy_s,
-    noise_bank,
-    note,
-    pct,
-    simulated_call,
-    table,
-)
+from loadtest.calls.sim import LOAD_LINES, SimCall, caller_audio, noise_bank, simulated_call
 
 OVERHEAD_GOAL_P95_MS = 20.0
 V2V_GOAL_P50_MS = 500.0

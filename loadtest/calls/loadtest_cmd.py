@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtest.calls.sim import JITTER_LIMIT_P99_MS, fmt, note, table
+from loadtest.calls.figures import JITTER_LIMIT_P99_MS, fmt, note, table
 
 HEADERS = ["calls", "up", "failed", "v2v p50", "v2v p99", "turns", "jit p50", "jit p99", "wrk jit p99<=",
            "gen lag p99", "wrk CPU%", "gen CPU%", "other CPU%", "wrk active", "status"]

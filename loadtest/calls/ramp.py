@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from loadtest.calls.figures import JITTER_LIMIT_P99_MS, machine_busy_s, pct
 from loadtest.calls.loadgen_metrics import (
     WORKER_ACTIVE,
     WORKER_LATENESS,
@@ -31,7 +32,7 @@ from loadtest.calls.loadgen_metrics import (
     gauge_sum,
     histogram_buckets,
 )
-from loadtest.calls.sim import JITTER_LIMIT_P99_MS, SimCall, machine_busy_s, pct, simulated_call
+from loadtest.calls.sim import SimCall, simulated_call
 
 
 class TargetError(RuntimeError):

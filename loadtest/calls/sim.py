@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -27,7 +24,6 @@ from cells.simulator.scripts import SCRIPTS
 from cells.simulator.twilio_peer import FRAME_BYTES, FRAME_S, Playback, TwilioPeer
 from cells.speech.espeak import EspeakEngine
 
-JITTER_LIMIT_P99_MS = 5.0
 CALLER_VOICE = "en-us+m3"
 AGENT_DONE_GAP_S = 0.5  # no agent audio this long (and nothing queued at the phone): the caller may speak
 NO_REPLY_S = 6.0  # below the agent's 7 s reprompt, so a caller who got no answer speaks again first
@@ -35,37 +31,6 @@ NO_REPLY_S = 6.0  # below the agent's 7 s reprompt, so a caller who got no answe
 # end the call, and a level would lose calls.
 LOAD_LINES = [line.text for line in SCRIPTS["booking"][:-1] if line.text and not line.dtmf]
 DEMO_NUMBER = "+15005550001"
-
-
-def note(msg: str) -> None:
-    """Progress on stderr, so that stdout carries only the report."""
-    print(f"   {msg}", file=sys.stderr, flush=True)
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all processes on the machine have used (/proc/stat), to tell other load apart."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: Sequence[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if len(values) else None
-
-
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
-    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths,
-                                                                                       strict=True)))
-    out = [line, "-" * len(line)]
-    for row in rows:
-        out.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                             for i, (c, w) in enumerate(zip(row, widths, strict=True))))
-    return "\n".join(out)
 
 
 def _frames(ulaw: bytes) -> list[bytes]:
