@@ -38,6 +38,7 @@ def test_loadtest_ramps_two_levels_through_a_cell_and_plots_them(tmp_path: Path)
         assert lv["timer_lag_p99_ms"] is not None
     assert sum(lv["v2v_n"] for lv in levels) >= 1  # at least one caller line got a timed reply
     assert any(lv["v2v_p50_ms"] is not None for lv in levels)
+    assert any(lv["worker_v2v_p50_ms"] is not None for lv in levels)  # the worker's own, beside the phone's
     # The generator's own registry is in the report, with the calls it placed.
     assert "autospeak_loadgen_calls_started_total 3.0" in report["generator_metrics"]
     assert "autospeak_loadgen_frame_lateness_seconds_bucket" in report["generator_metrics"]

@@ -221,6 +221,7 @@ class Level:
     worker_cpu_pct: float = 0.0
     sim_cpu_pct: float = 0.0
     other_cpu_pct: float = 0.0  # everything else on the machine meanwhile (other jobs skew the figures)
+    old_phones: bool = False  # the simulator as it was: an HTTP client per ring, permessage-deflate on
 
     @property
     def failed(self) -> int:
@@ -269,7 +270,7 @@ async def _run_level(level: Level, worker: Worker, token: str, lines: list[list[
                      noise: list[bytes]) -> None:
     # One HTTP client rings every call of the level, as one carrier would: the phones stay light.
     async with httpx.AsyncClient(timeout=10) as client:
-        await _run_calls(level, worker, token, lines, noise, client)
+        await _run_calls(level, worker, token, lines, noise, None if level.old_phones else client)
     await _wait_records(worker, [s.call_sid for s in level.sims if not s.error], 15.0)
     for sim in level.sims:
         rec = worker.record(sim.call_sid)
@@ -278,9 +279,10 @@ async def _run_level(level: Level, worker: Worker, token: str, lines: list[list[
 
 
 async def _run_calls(level: Level, worker: Worker, token: str, lines: list[list[bytes]],
-                     noise: list[bytes], client: httpx.AsyncClient) -> None:
+                     noise: list[bytes], client: httpx.AsyncClient | None) -> None:
+    deflate = "deflate" if level.old_phones else None
     # A short first call loads what a worker only loads on demand, so the baseline is a warm worker.
-    warm = await simulated_call(worker.url, token, lines, noise, 1.0, client=client)
+    warm = await simulated_call(worker.url, token, lines, noise, 1.0, client=client, compression=deflate)
     await _wait_records(worker, [warm.call_sid], 10.0)
     await asyncio.sleep(0.3)
     level.rss_base_kb = level.rss_peak_kb = worker.rss_kb()
@@ -299,7 +301,7 @@ async def _run_calls(level: Level, worker: Worker, token: str, lines: list[list[
     spread = min(1.0, 0.05 * level.calls)
     level.sims = await asyncio.gather(*(
         simulated_call(worker.url, token, lines, noise, level.duration_s, float(rng.uniform(0, spread)),
-                       client=client)
+                       client=client, compression=deflate)
         for _ in range(level.calls)))
     wall = time.monotonic() - wall0
     level.worker_cpu_pct = 100 * (worker.cpu_s() - cpu0) / wall
@@ -317,8 +319,8 @@ async def _wait_records(worker: Worker, call_sids: list[str], timeout_s: float) 
 
 
 def run_level(profile: str, calls: int, duration_s: float, root: Path, token: str,
-              lines: list[list[bytes]], noise: list[bytes]) -> Level:
-    level = Level(profile, calls, duration_s)
+              lines: list[list[bytes]], noise: list[bytes], old_phones: bool = False) -> Level:
+    level = Level(profile, calls, duration_s, old_phones=old_phones)
     # The worker's limit sits above the level, so that a refused call means the worker failed, not the cap.
     with worker_process(profile, root / f"{profile}-{calls}", token, max_calls=calls + 1) as worker:
         asyncio.run(_run_level(level, worker, token, lines, noise))

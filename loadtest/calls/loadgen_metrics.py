@@ -18,6 +18,7 @@ V2V_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0)
 LATENESS_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
 WORKER_LATENESS = "autospeak_playout_frame_lateness_seconds"
 WORKER_ACTIVE = "autospeak_worker_active_calls"
+WORKER_STAGES = "autospeak_turn_stage_seconds"  # its stage="voice_to_voice" is the worker's own v2v
 
 
 class LoadgenMetrics:
@@ -69,14 +70,15 @@ def serve(metrics: LoadgenMetrics, port: int, addr: str = "127.0.0.1") -> object
 
 
 # -- reading a worker's /metrics -------------------------------------------------------------------
-def histogram_buckets(text: str, name: str) -> dict[float, float]:
-    """Cumulative bucket counts of histogram `name`, summed over its label sets (le -> count)."""
+def histogram_buckets(text: str, name: str, **match: str) -> dict[float, float]:
+    """Cumulative bucket counts of histogram `name`, summed over its label sets that carry the labels
+    of `match` (le -> count)."""
     out: dict[float, float] = {}
     for family in text_string_to_metric_families(text):
         if family.name != name:
             continue
         for sample in family.samples:
-            if sample.name == name + "_bucket":
+            if sample.name == name + "_bucket" and all(sample.labels.get(k) == v for k, v in match.items()):
                 le = float(sample.labels["le"])
                 out[le] = out.get(le, 0.0) + sample.value
     return out

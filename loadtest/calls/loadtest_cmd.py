@@ -19,7 +19,8 @@ from typing import Any
 
 from loadtest.calls.figures import JITTER_LIMIT_P99_MS, fmt, note, table
 
-HEADERS = ["calls", "up", "failed", "v2v p50", "v2v p99", "turns", "jit p50", "jit p99", "wrk jit p99<=",
+HEADERS = ["calls", "up", "failed", "v2v p50", "v2v p99", "turns", "wrk v2v p50<=", "wrk v2v p99<=",
+           "jit p50", "jit p99", "wrk jit p99<=",
            "gen lag p99", "wrk CPU%", "gen CPU%", "other CPU%", "wrk active", "status"]
 
 
@@ -85,7 +86,8 @@ def rows(levels: Sequence[dict[str, Any]]) -> list[list[str]]:
     out = []
     for lv in levels:
         out.append([str(lv["calls"]), str(lv["up"]), str(lv["failed"]), fmt(lv["v2v_p50_ms"], 0),
-                    fmt(lv["v2v_p99_ms"], 0), str(lv["v2v_n"]), fmt(lv["jitter_p50_ms"], 2),
+                    fmt(lv["v2v_p99_ms"], 0), str(lv["v2v_n"]), fmt(lv["worker_v2v_p50_ms"], 0),
+                    fmt(lv["worker_v2v_p99_ms"], 0), fmt(lv["jitter_p50_ms"], 2),
                     fmt(lv["jitter_p99_ms"], 2), fmt(lv["worker_lateness_p99_ms"], 0),
                     fmt(lv["timer_lag_p99_ms"], 2), fmt(lv["worker_cpu_pct"], 0),
                     fmt(lv["generator_cpu_pct"], 0),
@@ -112,20 +114,26 @@ def describe(report: dict[str, Any]) -> str:
         f"{report['duration_s']:g} s per level)",
         "  v2v = caller's last frame -> first agent frame heard (ms); turns = replies timed; jit = how much "
         "longer than 20 ms the phone waited for an agent frame (ms);",
-        "  wrk jit p99<= = the workers' own /metrics lateness histogram (bucket bound, ms); gen lag = the "
-        "generator's own 20 ms timer lateness (ms); CPU% of one core",
+        "  wrk ...<= = the workers' own /metrics histograms (voice to voice, frame lateness; bound of the "
+        "bucket, ms);",
+        "  gen lag = the generator's own 20 ms timer lateness (ms); CPU% of one core",
         table(HEADERS, rows(report["levels"])),
         f"verdict: {report['verdict']}",
     ])
 
 
 def write_report(report: dict[str, Any], out: Path) -> list[Path]:
-    from loadtest.calls.plot import html_page, write_png
+    from loadtest.calls.plot import charts, html_page, write_png
 
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.json", out / "report.html"]
     written[0].write_text(json.dumps(report, indent=2))
     written[1].write_text(html_page(report, describe(report), JITTER_LIMIT_P99_MS))
+    if report["levels"]:  # each chart also on its own, for a README or a ticket
+        for name, svg in zip(("voice-to-voice", "jitter"), charts(report["levels"], JITTER_LIMIT_P99_MS),
+                             strict=True):
+            written.append(out / f"{name}.svg")
+            written[-1].write_text(svg + "\n")
     if report["levels"] and write_png(report["levels"], out / "report.png", JITTER_LIMIT_P99_MS):
         written.append(out / "report.png")
     return written

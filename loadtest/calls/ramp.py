@@ -27,6 +27,7 @@ from loadtest.calls.figures import JITTER_LIMIT_P99_MS, machine_busy_s, pct
 from loadtest.calls.loadgen_metrics import (
     WORKER_ACTIVE,
     WORKER_LATENESS,
+    WORKER_STAGES,
     LoadgenMetrics,
     bucket_quantile,
     gauge_sum,
@@ -109,6 +110,8 @@ class LevelResult:
     other_cpu_pct: float = 0.0
     worker_active_peak: float | None = None
     worker_lateness_p99_ms: float | None = None  # upper bound of its /metrics bucket
+    worker_v2v_p50_ms: float | None = None  # the workers' own voice to voice (their /metrics buckets)
+    worker_v2v_p99_ms: float | None = None
     stopped: str = ""  # why the ramp stopped after this level ("" when it went on)
 
     @property
@@ -125,8 +128,8 @@ class WorkerWatch:
     def __init__(self, target: Target, client: httpx.AsyncClient) -> None:
         self.target, self.client = target, client
         self.peak_active: float | None = None
-        self.lateness_before: dict[float, float] = {}
-        self.lateness_after: dict[float, float] = {}
+        self.before: dict[str, dict[float, float]] = {}
+        self.after: dict[str, dict[float, float]] = {}
         self._cpu0: list[float | None] = []
 
     async def _scrape(self) -> list[str]:
@@ -142,7 +145,7 @@ class WorkerWatch:
 
     async def begin(self) -> None:
         self._cpu0 = [w.cpu_s() for w in self.target.workers]
-        self.lateness_before = await self._lateness()
+        self.before = await self._histograms()
 
     async def sample(self) -> None:
         active = [gauge_sum(t, WORKER_ACTIVE) for t in await self._scrape()]
@@ -151,10 +154,18 @@ class WorkerWatch:
             self.peak_active = max(self.peak_active or 0.0, sum(values))
 
     async def end(self) -> None:
-        self.lateness_after = await self._lateness()
+        self.after = await self._histograms()
 
-    async def _lateness(self) -> dict[float, float]:
-        return self._merge([histogram_buckets(t, WORKER_LATENESS) for t in await self._scrape()])
+    async def _histograms(self) -> dict[str, dict[float, float]]:
+        texts = await self._scrape()
+        return {"lateness": self._merge([histogram_buckets(t, WORKER_LATENESS) for t in texts]),
+                "v2v": self._merge([histogram_buckets(t, WORKER_STAGES, stage="voice_to_voice")
+                                    for t in texts])}
+
+    def quantile_ms(self, which: str, q: float) -> float | None:
+        """Quantile q of what the workers observed during the level, as the bound of its bucket."""
+        value = bucket_quantile(self.before.get(which, {}), self.after.get(which, {}), q)
+        return None if value is None else value * 1000
 
     def cpu_s(self) -> float | None:
         """CPU seconds the workers used since begin(); None when none of them could be read."""
@@ -237,8 +248,9 @@ async def run_level(target: Target, calls: int, duration_s: float, lines: list[l
     level.frames, level.jitter_p50_ms, level.jitter_p99_ms = len(jitter), pct(jitter, 50), pct(jitter, 99)
     level.timer_lag_p99_ms = pct(lag, 99)
     level.worker_active_peak = watch.peak_active
-    worker_p99 = bucket_quantile(watch.lateness_before, watch.lateness_after, 0.99)
-    level.worker_lateness_p99_ms = None if worker_p99 is None else worker_p99 * 1000
+    level.worker_lateness_p99_ms = watch.quantile_ms("lateness", 0.99)
+    level.worker_v2v_p50_ms = watch.quantile_ms("v2v", 0.5)
+    level.worker_v2v_p99_ms = watch.quantile_ms("v2v", 0.99)
     metrics.observe_level(calls, v2v, jitter, level.timer_lag_p99_ms, level.worker_cpu_pct or 0.0)
     return level
 

@@ -100,13 +100,16 @@ def _agent_done(pb: Playback, since: float, now: float) -> bool:
 
 
 async def simulated_call(url: str, token: str, lines: list[list[bytes]], noise: list[bytes],
-                         duration_s: float, delay_s: float = 0.0, *, client: httpx.AsyncClient,
-                         to_number: str = DEMO_NUMBER, on_up: Callable[[], None] | None = None) -> SimCall:
+                         duration_s: float, delay_s: float = 0.0, *, client: httpx.AsyncClient | None,
+                         to_number: str = DEMO_NUMBER, on_up: Callable[[], None] | None = None,
+                         compression: str | None = None) -> SimCall:
     """One caller: answers the agent line after line for `duration_s`, as Twilio's side of the call
     (media every 20 ms, real-time playback with mark echo), then hangs up. `client` is shared by all
-    the calls; `on_up` is told when the media stream is open."""
+    the calls (None: a client per request, as the simulator did before); `compression="deflate"` asks
+    for permessage-deflate as it did before (the old phones, for comparison); `on_up` is told when the
+    media stream is open."""
     await asyncio.sleep(delay_s)
-    peer = TwilioPeer(url, token, to_number=to_number, client=client)
+    peer = TwilioPeer(url, token, to_number=to_number, client=client, compression=compression)
     call = SimCall(peer.call_sid)
     try:
         await peer.open_stream(await peer.ring())
