@@ -108,3 +108,30 @@ def test_max_calls_below_one_is_refused_at_start() -> None:
     proc = subprocess.run([sys.executable, "-m", "cells.worker", "--max-calls", "0"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and "--max-calls must be at least 1" in proc.stderr
+
+
+def test_worker_quantiles_come_from_the_bucket_deltas_between_two_scrapes() -> None:
+    from loadtest.calls.loadgen_metrics import bucket_quantile, histogram_buckets
+
+    text = ('# HELP h x\n# TYPE h histogram\n'
+            'h_bucket{le="0.1",stage="a"} 4.0\nh_bucket{le="0.5",stage="a"} 10.0\n'
+            'h_bucket{le="+Inf",stage="a"} 10.0\nh_count{stage="a"} 10.0\nh_sum{stage="a"} 2.0\n'
+            'h_bucket{le="0.1",stage="b"} 0.0\nh_bucket{le="0.5",stage="b"} 0.0\n'
+            'h_bucket{le="+Inf",stage="b"} 7.0\nh_count{stage="b"} 7.0\nh_sum{stage="b"} 70.0\n')
+    after = histogram_buckets(text, "h", stage="a")
+    assert after == {0.1: 4.0, 0.5: 10.0, float("inf"): 10.0}
+    before = {0.1: 4.0, 0.5: 4.0, float("inf"): 4.0}  # the 4 fast ones were there before the level
+    assert bucket_quantile(before, after, 0.5) == 0.5  # all 6 observed during it fell in (0.1, 0.5]
+    assert bucket_quantile(after, after, 0.5) is None  # nothing observed in between
+    assert bucket_quantile({}, histogram_buckets(text, "h", stage="b"), 0.99) == float("inf")
+
+
+def test_voice_to_voice_is_timed_at_the_phone_and_skips_late_replies() -> None:
+    from loadtest.calls.sim import SimCall
+
+    call = SimCall("CA1", started=0.0, ended=20.0, speech=[(1.0, 2.0), (5.0, 6.0), (9.0, 10.0)],
+                   arrivals=[0.5, 2.4, 2.42, 7.0, 7.02])
+    # Line 1: heard 0.4 s later. Line 2: its reply came before line 3 began. Line 3: no reply.
+    assert [round(ms) for ms in call.voice_to_voice_ms()] == [400, 1000]
+    call.arrivals = [0.5, 5.5]  # the only audio after line 1 came while line 2 was spoken: not its reply
+    assert call.voice_to_voice_ms() == []

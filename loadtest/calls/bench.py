@@ -13,11 +13,13 @@
 (c) Capacity: N = 1, 2, 4, ... concurrent simulated calls against a fresh worker process per level,
     until 20 ms pacing slips (p99 frame jitter >= 5 ms) or the cap. Jitter is how much longer than
     20 ms a phone waited for each agent frame of a reply (the worker sends 3 frames ahead, so a burst
-    at the start of a reply counts as early, not late). The simulated phones share one asyncio loop in
-    this process, apart from the worker; their own timer lag is printed next to the jitter, because a
-    busy simulator would show up as jitter too.
+    at the start of a reply counts as early, not late). The simulated phones share one asyncio loop and
+    one HTTP client in this process, apart from the worker, and negotiate no permessage-deflate (as
+    Twilio); their own timer lag is printed next to the jitter, because a busy simulator would show up
+    as jitter too. Each level's worker is started with --max-calls above the level, so levels go past
+    the worker's default limit; `--levels` picks them.
 
-Run: python -m loadtest.calls.bench [--quick]   (or: autospeak bench calls [--quick])
+Run: python -m loadtest.calls.bench [--quick] [--levels 1,16,64]   (or: autospeak bench calls ...)
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ the phone, and the generator's own timer lag (a busy generator would look like a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -91,12 +90,13 @@ def gauge_sum(text: str, name: str) -> float | None:
 
 def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
     """The upper bound of the bucket holding quantile q of what was observed between two scrapes
-    (a histogram answers no finer than its buckets); None when nothing was observed."""
+    (a histogram answers no finer than its buckets): inf when it lies past the last bound, None when
+    nothing was observed."""
     delta = sorted((le, after.get(le, 0.0) - before.get(le, 0.0)) for le in after)
     total = delta[-1][1] if delta else 0.0
     if total <= 0:
         return None
     for le, count in delta:
         if count >= q * total:
-            return le if not math.isinf(le) else None
+            return le
     return None

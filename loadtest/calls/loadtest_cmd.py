@@ -82,13 +82,18 @@ def own_stack(region: str, capacity: int) -> Iterator[Path]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def _bound(value: float | str | None) -> str:
+    """A worker quantile read from histogram buckets: "<=" its bucket's bound, or past the last one."""
+    return "past last" if value == "inf" else fmt(value, 0)  # type: ignore[arg-type]
+
+
 def rows(levels: Sequence[dict[str, Any]]) -> list[list[str]]:
     out = []
     for lv in levels:
         out.append([str(lv["calls"]), str(lv["up"]), str(lv["failed"]), fmt(lv["v2v_p50_ms"], 0),
-                    fmt(lv["v2v_p99_ms"], 0), str(lv["v2v_n"]), fmt(lv["worker_v2v_p50_ms"], 0),
-                    fmt(lv["worker_v2v_p99_ms"], 0), fmt(lv["jitter_p50_ms"], 2),
-                    fmt(lv["jitter_p99_ms"], 2), fmt(lv["worker_lateness_p99_ms"], 0),
+                    fmt(lv["v2v_p99_ms"], 0), str(lv["v2v_n"]), _bound(lv["worker_v2v_p50_ms"]),
+                    _bound(lv["worker_v2v_p99_ms"]), fmt(lv["jitter_p50_ms"], 2),
+                    fmt(lv["jitter_p99_ms"], 2), _bound(lv["worker_lateness_p99_ms"]),
                     fmt(lv["timer_lag_p99_ms"], 2), fmt(lv["worker_cpu_pct"], 0),
                     fmt(lv["generator_cpu_pct"], 0),
                     fmt(lv["other_cpu_pct"], 0), fmt(lv["worker_active_peak"], 0),
@@ -160,7 +165,9 @@ def measure(data_dir: Path, region: str, counts: Sequence[int], duration_s: floa
         note(f"{level.calls} calls: {level.up} up, {level.failed} failed, "
              f"v2v p50 {fmt(level.v2v_p50_ms, 0)} ms "
              f"p99 {fmt(level.v2v_p99_ms, 0)} ms, jitter p99 {fmt(level.jitter_p99_ms, 2)} ms, worker CPU "
-             f"{fmt(level.worker_cpu_pct, 0)}%" + (f"; stop: {level.stopped}" if level.stopped else ""))
+             f"{fmt(level.worker_cpu_pct, 0)}%"
+             + (f" ({level.carried_over} earlier calls still up at its start)" if level.carried_over else "")
+             + (f"; stop: {level.stopped}" if level.stopped else ""))
 
     note(f"ramping {', '.join(map(str, counts))} calls of {duration_s:g} s through {target.base_url} ...")
     try:

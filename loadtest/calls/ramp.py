@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -113,13 +114,16 @@ class LevelResult:
     worker_v2v_p50_ms: float | None = None  # the workers' own voice to voice (their /metrics buckets)
     worker_v2v_p99_ms: float | None = None
     stopped: str = ""  # why the ramp stopped after this level ("" when it went on)
+    carried_over: int = 0  # calls of the previous level the workers still served when this one began
 
     @property
     def error_rate(self) -> float:
         return self.failed / self.calls if self.calls else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "error_rate": self.error_rate}
+        # A worker quantile past its histogram's last bucket is inf: JSON says it as the string "inf".
+        fields = {k: "inf" if isinstance(v, float) and math.isinf(v) else v for k, v in asdict(self).items()}
+        return {**fields, "error_rate": self.error_rate}
 
 
 class WorkerWatch:
@@ -255,16 +259,17 @@ async def run_level(target: Target, calls: int, duration_s: float, lines: list[l
     return level
 
 
-async def _drain(target: Target, client: httpx.AsyncClient, timeout_s: float = 15.0) -> None:
-    """Until the workers report no active call (the last level's calls have ended), or the timeout."""
+async def _drain(target: Target, client: httpx.AsyncClient, timeout_s: float = 30.0) -> int:
+    """Until the workers report no active call (the last level's calls have ended), or the timeout;
+    returns how many they still serve."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while True:
         active = 0
         for w in target.workers:
             with contextlib.suppress(httpx.HTTPError, ValueError):
                 active += int((await client.get(f"{w.url}/healthz", timeout=2)).json().get("active_calls", 0))
-        if active == 0:
-            return
+        if active == 0 or time.monotonic() > deadline:
+            return active
         await asyncio.sleep(0.5)
 
 
@@ -286,8 +291,9 @@ async def ramp(target: Target, counts: Sequence[int], duration_s: float, lines: 
     results: list[LevelResult] = []
     async with httpx.AsyncClient(timeout=10) as client:  # one client rings every call, as one carrier
         for n in counts:
-            await _drain(target, client)
+            left = await _drain(target, client)
             level = await run_level(target, n, duration_s, lines, noise, metrics, client)
+            level.carried_over = left
             level.stopped = stop_reason(level, max_error_rate)
             results.append(level)
             progress(level)
