@@ -36,6 +36,8 @@ from loadtest.calls.loadgen_metrics import (
 )
 from loadtest.calls.sim import SimCall, simulated_call
 
+REFUSED = "has no <Connect><Stream"  # the cell answered with TwiML that offers no stream: busy
+
 
 class TargetError(RuntimeError):
     """No running stack where one was expected (the message says what to do)."""
@@ -188,17 +190,14 @@ class WorkerWatch:
 
 
 def _classify(sims: Sequence[SimCall], level: LevelResult) -> None:
+    """Up: its media stream opened. Failed: refused, broken, or no agent audio ever reached it."""
     for s in sims:
-        if s.error:
+        level.up += s.started > 0
+        if s.error or not s.arrivals:
             level.failed += 1
-            level.refused += "has no <Connect><Stream" in s.error
-            if len(level.errors) < 5:
+            level.refused += REFUSED in s.error
+            if s.error and len(level.errors) < 5:
                 level.errors.append(s.error[:200])
-        elif not s.arrivals:
-            level.failed += 1
-            level.up += 1
-        else:
-            level.up += 1
 
 
 async def run_level(target: Target, calls: int, duration_s: float, lines: list[list[bytes]],
@@ -222,11 +221,11 @@ async def run_level(target: Target, calls: int, duration_s: float, lines: list[l
     async def one(delay: float) -> SimCall:
         sim = await simulated_call(target.base_url, target.auth_token, lines, noise, duration_s, delay,
                                    client=client, to_number=target.number, on_up=up)
-        if not sim.error:
+        if sim.started > 0:  # its stream had opened (on_up counted it)
             metrics.active.dec()
-        else:
-            metrics.failed.labels("refused" if "has no <Connect><Stream" in sim.error else "error").inc()
-        if not sim.error and not sim.arrivals:
+        if sim.error:
+            metrics.failed.labels("refused" if REFUSED in sim.error else "error").inc()
+        elif not sim.arrivals:
             metrics.failed.labels("no_audio").inc()
         return sim
 
