@@ -144,7 +144,7 @@ class WorkerWatch:
         texts = []
         for w in self.target.workers:
             with contextlib.suppress(httpx.HTTPError):
-                resp = await self.client.get(f"{w.url}/metrics", headers=headers, timeout=2)
+                resp = await self.client.get(f"{w.url}/metrics", headers=headers, timeout=5)
                 if resp.status_code == 200:
                     texts.append(resp.text)
         return texts
@@ -159,8 +159,17 @@ class WorkerWatch:
         if values:
             self.peak_active = max(self.peak_active or 0.0, sum(values))
 
-    async def end(self) -> None:
-        self.after = await self._histograms()
+    async def end(self, expect: bool, timeout_s: float = 10.0) -> None:
+        """The level's last scrape. With `expect` (calls were up), until the workers' lateness count
+        has grown: a worker adds a call's frames at its hang-up, and a scrape of a starved worker can
+        time out."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.after = await self._histograms()
+            grown = _count(self.after["lateness"]) > _count(self.before.get("lateness", {}))
+            if grown or not expect or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.5)
 
     async def _histograms(self) -> dict[str, dict[float, float]]:
         texts = await self._scrape()
@@ -187,6 +196,11 @@ class WorkerWatch:
             for le, n in part.items():
                 out[le] = out.get(le, 0.0) + n
         return out
+
+
+def _count(buckets: dict[float, float]) -> float:
+    """Observations in a cumulative histogram: its +Inf bucket."""
+    return buckets.get(math.inf, 0.0)
 
 
 def _classify(sims: Sequence[SimCall], level: LevelResult) -> None:
@@ -238,7 +252,7 @@ async def run_level(target: Target, calls: int, duration_s: float, lines: list[l
     stop.set()
     await sampling
     await _drain(target, client)  # a worker counts a call's frame lateness into /metrics at its hang-up
-    await watch.end()
+    await watch.end(expect=any(s.started > 0 for s in sims))
     level.worker_cpu_pct = None if worker_cpu is None else 100 * worker_cpu / wall
     level.generator_cpu_pct = 100 * (gen_s - gen0) / wall
     level.other_cpu_pct = max(0.0, 100 * (busy_s - all0) / wall - (level.worker_cpu_pct or 0.0)
