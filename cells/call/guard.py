@@ -26,6 +26,7 @@ from cells.dialogue.guard_output import OutputLimits, call_texts, foreign_data
 from cells.providers.base import Message, ToolCall
 
 if TYPE_CHECKING:
+    from cells.call.handoff import MessageHandoff
     from cells.call.reply import Reply
 
 REFUSE = "I can't help with that, and nothing has been changed. What can I help you with?"
@@ -44,6 +45,7 @@ class CallGuard:
     flagged: int = 0
     _previous_flagged: bool = False
     _blocking: bool = False  # this turn may not run a change (it follows a flagged turn)
+    handoff: MessageHandoff | None = None  # the next turn is a message for the staff (cells.call.handoff)
 
     # -- input ---------------------------------------------------------------------------------------
     async def screen(self, reply: Reply) -> bool:
@@ -53,6 +55,10 @@ class CallGuard:
         self._blocking, self._previous_flagged = self._previous_flagged, False
         if not history or history[-1].role != "user":
             return False
+        if self.handoff is not None:  # after an unanswered transfer: the caller's message
+            handoff, self.handoff = self.handoff, None
+            await handoff.take(reply)
+            return True
         verdict: Verdict = await asyncio.to_thread(self.classifier.classify, history[-1].content)
         if not verdict.flagged:
             return False

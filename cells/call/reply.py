@@ -20,6 +20,7 @@ from cells.call.claims import HONEST_LINES as _HONEST_LINES
 from cells.call.claims import check_sentence
 from cells.call.confirmation import ConfirmationGate
 from cells.call.guard import OFF_TOPIC, CallGuard
+from cells.call.handoff import with_summary
 from cells.call.playout import Playout
 from cells.call.timeline import TurnTiming
 from cells.call.transport import OutboundPath
@@ -216,6 +217,9 @@ class Reply:
     async def _run_tool(self, call: ToolCall) -> dict[str, Any]:
         self.emit("tool_call", {"name": call.name, "arguments": call.arguments})
         if call.name in CALL_CONTROL_TOOLS:
+            if call.name == "transfer_to_human":  # the person who answers hears who and why first
+                call = with_summary(call, self.history)
+                self.emit("transfer_requested", {"summary": call.arguments["summary"]})
             return await self.on_control(call)
         blocked = self.guard.blocks(call.name, self.tools.is_mutating(call.name)) if self.guard else None
         if blocked is not None:
