@@ -20,7 +20,17 @@ from quart import Quart
 from test_call_session import make_session, start
 from twilio.request_validator import RequestValidator
 
-from cells.call.handoff import NO_ANSWER_TEXT, prepare_after_transfer, whisper_summary
+from cells.call.confirmation import ConfirmationGate
+from cells.call.guard import CallGuard
+from cells.call.handoff import (
+    NO_ANSWER_TEXT,
+    NOT_TAKEN_TEXT,
+    MessageHandoff,
+    prepare_after_transfer,
+    whisper_summary,
+)
+from cells.call.reply import Reply
+from cells.call.timeline import TurnTiming
 from cells.contract.call_token import CallTokenAuthority
 from cells.contract.twilio_webhook import (
     NumberRoute,
@@ -31,6 +41,7 @@ from cells.contract.twilio_webhook import (
     twilio_voice_blueprint,
     whisper_url,
 )
+from cells.dialogue.chunker import SentenceChunker
 from cells.providers.base import Message, ProviderConfigError, ToolCall
 from cells.telephony.twilio_rest import dial_twiml, whisper_twiml
 from cells.tools.base import TakeMessage, ToolRegistry
@@ -165,7 +176,7 @@ def test_take_message_stores_who_number_and_message_and_refuses_an_empty_one() -
 
     async def main() -> tuple[dict[str, Any], dict[str, Any]]:
         ok = await registry.call("take_message", {"name": "Anna", "number": CALLER, "message": "Call me."})
-        empty = await registry.call("take_message", {"name": "Anna", "message": ""})
+        empty = await registry.call("take_message", {"name": "Anna", "message": "   "})
         return ok, empty
 
     ok, empty = asyncio.run(main())
@@ -227,3 +238,28 @@ def test_the_whole_no_answer_path_ends_with_a_confirmed_message() -> None:
                         f"Someone will call you back on {CALLER}. Goodbye.")
     assert "The brain must not answer." not in said
     assert phone.closed == "completed"
+
+
+def test_a_message_the_store_could_not_keep_is_not_confirmed() -> None:
+    def broken(record: dict[str, str]) -> None:
+        raise OSError("message store is down")
+
+    said: list[str] = []
+    controls: list[str] = []
+
+    class Speaker:
+        async def say(self, text: str, timing: Any = None, clock: Any = None) -> None:
+            said.append(text)
+
+    async def control(call: ToolCall) -> dict[str, Any]:
+        controls.append(call.name)
+        return {"ok": True}
+
+    guard = CallGuard()
+    guard.handoff = MessageHandoff(TakeMessage(broken), CALLER)
+    history = [Message("user", "Please ask the dentist to call me back.")]
+    reply = Reply(InstantLlm(), ToolRegistry(), Speaker(), SentenceChunker, history,  # type: ignore[arg-type]
+                  TurnTiming(0), lambda: 0.0, control, lambda kind, data: None, ConfirmationGate(),
+                  guard=guard)
+    asyncio.run(reply.run())
+    assert said == [NOT_TAKEN_TEXT] and controls == ["end_call"]
