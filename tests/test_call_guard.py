@@ -19,7 +19,7 @@ from vendor_fakes.openai_fake import ChatReply, OpenAIFake
 from cells.agents.reception.policy import ReceptionPolicy
 from cells.call.claims import UNKNOWN, unfounded_facts
 from cells.call.confirmation import ConfirmationGate
-from cells.call.guard import CIVIL, GOODBYE, OFF_TOPIC, REFUSE, CallGuard
+from cells.call.guard import CIVIL, GOODBYE, OFF_TOPIC, REFUSE, CallGuard, is_language_model
 from cells.call.reply import Reply
 from cells.call.timeline import TurnTiming
 from cells.dialogue.chunker import SentenceChunker
@@ -216,6 +216,22 @@ def test_off_limits_topics_and_long_replies_are_cut() -> None:
     long = _said_by_model(TextDelta("One. Two. Three. Four. Five. Six."))
     assert long.speaker.said == ["One.", "Two.", "Three.", "Four."]
     assert long.kinds("output_guarded")[0]["reason"] == "too_long"
+
+
+def test_which_brains_are_language_models() -> None:
+    from cells.contract.flows import Flow
+
+    assert is_language_model(ScriptedLlm()) and is_language_model(OpenAICompatLlm(model="m", api_key="k"))
+    assert not is_language_model(ReceptionPolicy(clock=lambda: NOW, reader=False))
+
+    class Declared(ScriptedLlm):
+        rule_based = True
+
+    assert not is_language_model(Declared())
+    # cells.flows.brain.FlowRules: rule-based, though it leaves its confirmations to the gate.
+    flow_brain = type("FlowLike", (), {"confirms_mutations": False, "flow": Flow,
+                                       "opening": lambda self: ""})()
+    assert not is_language_model(flow_brain)
 
 
 def test_a_rule_based_brains_words_are_not_output_checked() -> None:

@@ -116,6 +116,18 @@ class CallGuard:
         return None, ""
 
 
+def is_language_model(brain: object) -> bool:
+    """Whether a brain's words are its own invention (a language model), not lines from code and data.
+    A brain may say so (`rule_based`); one that confirms its own changes is rule-based (the clinic's
+    policy), and so is a flow brain (it has a `flow` and its `opening`, cells.flows.brain.FlowRules)."""
+    declared = getattr(brain, "rule_based", None)
+    if isinstance(declared, bool):
+        return not declared
+    if getattr(brain, "confirms_mutations", False) is True:
+        return False
+    return not (hasattr(brain, "flow") and callable(getattr(brain, "opening", None)))
+
+
 _classifier: InputClassifier | None = None
 
 

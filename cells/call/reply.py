@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from cells.call.claims import HONEST_LINES as _HONEST_LINES
 from cells.call.claims import check_sentence
 from cells.call.confirmation import ConfirmationGate
-from cells.call.guard import OFF_TOPIC, CallGuard
+from cells.call.guard import OFF_TOPIC, CallGuard, is_language_model
 from cells.call.handoff import with_summary
 from cells.call.playout import Playout
 from cells.call.timeline import TurnTiming
@@ -107,7 +107,7 @@ class Reply:
         self.max_rounds = max_rounds
         self.guard = guard  # cells.call.guard: screens the caller's turn, checks a model's sentences
         # A language model's words are checked against what it was given; a rule-based brain's are its own.
-        self._model_speaks = guard is not None and not getattr(llm, "confirms_mutations", False)
+        self._model_speaks = guard is not None and is_language_model(llm)
 
     async def run(self) -> None:
         if self.guard is not None and await self.guard.screen(self):
