@@ -263,3 +263,26 @@ def test_a_message_the_store_could_not_keep_is_not_confirmed() -> None:
                   guard=guard)
     asyncio.run(reply.run())
     assert said == [NOT_TAKEN_TEXT] and controls == ["end_call"]
+
+
+def test_the_embedded_workers_transfer_whispers_through_its_own_webhook() -> None:
+    from cells.worker.app import _carrier_control
+
+    class Carrier:
+        def __init__(self) -> None:
+            self.transfers: list[tuple[str, str, dict[str, str]]] = []
+
+        async def transfer(self, call_sid: str, to: str, **urls: str) -> None:
+            self.transfers.append((call_sid, to, urls))
+
+    carrier, summaries = Carrier(), {}  # type: ignore[var-annotated]
+    control = _carrier_control(carrier, CALL_SID, DESK, call_id="c1", webhook=SETTINGS, summaries=summaries)
+    transfer = ToolCall("t", "transfer_to_human", {"summary": "Call from Anna."})
+    asyncio.run(control("transfer_to_human", transfer))
+    assert carrier.transfers == [(CALL_SID, DESK, {"whisper_url": whisper_url(SETTINGS, "c1"),
+                                                   "action_url": dial_action_url(SETTINGS, "c1")})]
+    assert summaries == {"c1": "Call from Anna."}
+    # A cell's worker (no webhook of its own) bridges as before.
+    plain = Carrier()
+    asyncio.run(_carrier_control(plain, CALL_SID, DESK)("transfer_to_human", transfer))
+    assert plain.transfers == [(CALL_SID, DESK, {})]
