@@ -286,3 +286,15 @@ def test_the_embedded_workers_transfer_whispers_through_its_own_webhook() -> Non
     plain = Carrier()
     asyncio.run(_carrier_control(plain, CALL_SID, DESK)("transfer_to_human", transfer))
     assert plain.transfers == [(CALL_SID, DESK, {})]
+
+
+def test_the_stream_after_an_unanswered_transfer_keeps_the_first_streams_record(tmp_path: Any) -> None:
+    from cells.worker.calls import CallLog
+
+    log = CallLog(tmp_path)
+    first = log.open("c1", "t", "a", CALL_SID)
+    assert first.path is not None
+    first.path.parent.mkdir(parents=True)
+    first.path.write_text("{}")
+    second = log.open("c1", "t", "a", CALL_SID)
+    assert second.path == first.path.with_name(f"{CALL_SID}-2.json")
