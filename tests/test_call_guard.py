@@ -239,6 +239,9 @@ def test_a_rule_based_brains_words_are_not_output_checked() -> None:
     call = GuardedTurns(ReceptionPolicy(clock=lambda: NOW, reader=False), box)
     for line in ["I need a cleaning on Thursday at 11 a.m.", "Anna Kowalski.", "555-0142.", "Yes."]:
         call.caller(line)
+    # Its prices and hours come from the clinic's data, not from anything in the history.
+    price = call.caller("How much does a cleaning cost?")
+    assert price[0] == "A check-up and cleaning is 120 dollars and takes about 60 minutes."
     assert len(box.calendar.bookings()) == 1 and call.kinds("output_guarded") == []
 
 
