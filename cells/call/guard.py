@@ -64,7 +64,9 @@ class CallGuard:
             return False
         self._previous_flagged = True
         self.flagged += 1
-        history.pop()  # the brain never reads it (the transcript event already has it)
+        # The brain never reads it (the transcript event has it). An empty assistant message keeps the
+        # turn's place, so a barge-in over the guard's line trims that line (the session's turn start).
+        history[-1] = Message("assistant", "")
         dropped = self._drop_held(reply)
         reply.emit("input_guarded", {"kind": verdict.kind, "reason": verdict.reason,
                                      "dropped_change": dropped, "count": self.flagged})
