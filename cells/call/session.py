@@ -24,6 +24,7 @@ import media_core
 from cells.call.barge_in import content_words, interrupts, voiced
 from cells.call.confirmation import ConfirmationGate
 from cells.call.endpointing import Endpointer, EndpointingConfig
+from cells.call.guard import CallGuard
 from cells.call.playout import Playout
 from cells.call.rejoin import TurnRejoin
 from cells.call.reply import Chunker, Reply, Speaker, ToolBox
@@ -108,6 +109,7 @@ class CallSession:
         self.endpointer = Endpointer(config.endpointing, checker_for(config.endpointing.use_model))
         self.rejoin = TurnRejoin()  # a caller going on after the endpoint keeps the turn
         self.gate = ConfirmationGate()
+        self.guard = CallGuard()  # input and output guardrails around the brain (cells.call.guard)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._reply: asyncio.Task[None] | None = None
@@ -173,7 +175,7 @@ class CallSession:
             self.history.append(Message("assistant", self.config.resume_text))
             timing = TurnTiming(len(self.turns))
             reply = Reply(self.llm, self.tools, self.speaker, self.chunker_factory, self.history, timing,
-                          self.clock, self._control, self.emit, self.gate)
+                          self.clock, self._control, self.emit, self.gate, guard=self.guard)
             await reply.run()
             return
         text = f"{self.config.resume_text} {last_question(self.history)}".strip()
@@ -459,7 +461,7 @@ class CallSession:
             self._start_reply(self._say_own(own))  # the hook's question took this turn
             return
         reply = Reply(self.llm, self.tools, self.speaker, self.chunker_factory, self.history, timing,
-                      self.clock, self._control, self.emit, self.gate)
+                      self.clock, self._control, self.emit, self.gate, guard=self.guard)
         self._start_reply(reply.run())
 
     async def _reply_deadline(self, timing: TurnTiming) -> None:
