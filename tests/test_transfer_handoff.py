@@ -203,9 +203,9 @@ def test_the_whole_no_answer_path_ends_with_a_confirmed_message() -> None:
         session._on_control = control
         seq = await start(session, phone)
         seq = await stream(session, speech_frames("I'm Anna Kowalski, I need to move my filling."), seq)
-        seq = await wait_for(lambda: len(session.turns) >= 1 and not session._agent_busy(), 10, session, seq)
+        seq = await wait_for(lambda: len(session.turns) >= 1 and not session._agent_busy(), 30, session, seq)
         seq = await stream(session, speech_frames("Can I talk to a person?"), seq)
-        await wait_for(lambda: phone.closed is not None, 10, session, seq)
+        await wait_for(lambda: phone.closed is not None, 30, session, seq)
         await session.stop()
 
     asyncio.run(first_stream())
@@ -225,7 +225,7 @@ def test_the_whole_no_answer_path_ends_with_a_confirmed_message() -> None:
         assert prepare_after_transfer(session, parameters)
         seq = await start(session, phone)
         seq = await stream(session, speech_frames(message), seq)
-        await wait_for(lambda: phone.closed is not None, 15, session, seq)
+        await wait_for(lambda: phone.closed is not None, 45, session, seq)
         await session.stop()
         return session, phone
 
