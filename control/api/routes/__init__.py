@@ -16,7 +16,7 @@ from control.api.routes.usage import bp as usage_bp
 from control.api.routes.users import bp as users_bp
 from control.api.routes.webhooks import bp as webhooks_bp
 
-BLUEPRINTS = (platform_bp, tenants_bp, agents_bp, agent_versions_bp, tokens_bp, users_bp, numbers_bp, calls_bp,
-              outbound_calls_bp, consents_bp, webhooks_bp, usage_bp, knowledge_bp, compliance_bp)
+BLUEPRINTS = (platform_bp, tenants_bp, agents_bp, agent_versions_bp, tokens_bp, users_bp, numbers_bp,
+              calls_bp, outbound_calls_bp, consents_bp, webhooks_bp, usage_bp, knowledge_bp, compliance_bp)
 
 __all__ = ["BLUEPRINTS"]
