@@ -33,14 +33,18 @@ OVERRIDE_ROLE: Final = "owner"
 
 
 def _secret_free(providers: Any) -> Any:
-    """Providers without their secret options (a key's value or presence is not behaviour)."""
+    """Providers without their secret options (a key's value or presence is not behaviour), and
+    without unset settings (a null model or empty options reads the same as one left out)."""
     if not isinstance(providers, Mapping):
         return providers
     out: dict[str, Any] = {}
     for role, ref in providers.items():
-        if isinstance(ref, Mapping) and isinstance(ref.get("options"), Mapping):
-            ref = {**ref, "options": {k: v for k, v in ref["options"].items() if not is_secret(str(k))}}
-        out[role] = ref
+        if isinstance(ref, Mapping):
+            options = ref.get("options") if isinstance(ref.get("options"), Mapping) else {}
+            kept = {k: v for k, v in options.items() if not is_secret(str(k))}
+            ref = {k: v for k, v in {**ref, "options": kept}.items() if v not in (None, {})}
+        if ref is not None:
+            out[role] = ref
     return out
 
 
