@@ -36,7 +36,9 @@ class VersionList(Output):
 
 class EvalRunCreate(Input):
     """Both JSON reports of `autospeak eval run` on the agent's suite; the API runs the gate's comparison
-    itself (`autospeak eval gate`, same margins), so the recorded verdict is the gate's, not the client's."""
+    itself (`autospeak eval gate`, same margins), so the recorded verdict is the gate's, not the client's.
+    Only `suite`, `summary` and each run's `scenario` and `passed` are read: a report larger than the
+    API's body limit (64 KiB by default) may be sent with just those."""
 
     config_hash: str = ConfigHash
     baseline: dict[str, Any] = Field(description="The report of the current configuration")
