@@ -116,6 +116,8 @@ def test_a_call_keeps_the_version_it_started_with(api: Api) -> None:
         direction="inbound", from_e164="+442071838750", to_e164="+442071838751", status="in-progress",
         started_at=datetime.now(UTC), latency={})
     insert(api, "a", call)
+    shown = api.call("GET", api.tenant_path("a", f"/calls/{call.id}"), token=api.tokens["a:viewer"])
+    assert shown.status == 200 and shown.body["agent_version"] == 1, shown.text
     # Mid-call, the draft changes and v2 is published (by an owner's override, to vary the path).
     assert api.call("PATCH", _path(api, agent), token=api.tokens["a:operator"],
                     json={"persona": "Version two."}).status == 200
