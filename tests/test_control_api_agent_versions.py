@@ -159,6 +159,12 @@ def test_a_secret_rotation_is_not_a_new_configuration(api: Api) -> None:
     keyed["stt"]["options"]["api_key"] = "sk-two-123456"
     assert api.call("PATCH", _path(api, agent), token=api.tokens["a:operator"],
                     json={"providers": keyed}).status == 200
+    # A version's snapshot keeps the key for the workers, but the API never shows it.
+    published = _publish(api, agent, "a:owner", override_reason="rotation")
+    assert published.status == 201 and "sk-two" not in published.text
+    listed = api.call("GET", _path(api, agent, "/versions"), token=api.tokens["a:viewer"])
+    assert "sk-two" not in listed.text
+    assert listed.body["items"][0]["snapshot"]["providers"]["stt"]["options"]["api_key"] == {"set": True}
 
 
 def test_only_an_owner_may_override_and_the_override_is_audited(api: Api) -> None:

@@ -51,7 +51,8 @@ _PUBLISH_NOTES = (
     "Freezes the agent's behaviour (vertical, persona, voice, providers, tools, flows, compliance and "
     "its knowledge documents) as version N+1. Needs a passing eval run recorded for that configuration's "
     "hash (POST .../eval-runs); otherwise 409 `eval-gate` with `config_hash`. An owner may publish "
-    "anyway with `override_reason` (audited as `gate_override`); anyone else giving it gets 403.")
+    "anyway with `override_reason` (audited as `gate_override`); anyone else giving it gets 403. "
+    "Send `{}` as the body when there is no reason to give.")
 
 
 @operation(bp, "POST", f"{_AGENT}/versions", summary="Publish the agent as a new version", status=201,
