@@ -169,8 +169,11 @@ class Coordination:
 
     # -- slot requests ----------------------------------------------------------------------------
     def _agent_for(self, spec: dict[str, Any]) -> ReceptionAgent:
-        """Agents are built once per agent (and version) and shared by its calls."""
-        key = (str(spec.get("id") or ""), str(spec.get("updated_at") or ""))
+        """Agents are built once per agent (and version) and shared by its calls. A published version
+        (`version`) is immutable; an unpublished record is told apart by its `updated_at`."""
+        version = spec.get("version")
+        edition = f"v{version}" if version is not None else str(spec.get("updated_at") or "")
+        key = (str(spec.get("id") or ""), edition)
         agent = self.agents.get(key)
         if agent is None:
             agent = agent_from_spec(spec, data_dir=self.data_dir, providers=self.providers,

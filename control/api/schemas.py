@@ -202,6 +202,9 @@ class AgentUpdate(Input):
     tools: list[Tool] | None = Field(default=None, max_length=32)
     flows: dict[Slug, Flow] | None = Field(default=None, max_length=16)
     compliance: Compliance | None = None
+    # Not stored: a provider change needs a passing eval run (control/api/agent_gate.py) unless an owner
+    # gives this reason, which goes to the audit log.
+    override_reason: str | None = Field(default=None, min_length=1, max_length=500)
 
 
 class AgentOut(Output):
@@ -218,6 +221,7 @@ class AgentOut(Output):
     compliance: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    published_version: int | None = None
 
 
 class AgentList(Output):

@@ -1,7 +1,8 @@
 """`autospeak eval gate`: a candidate's report against the baseline's on the same suite. It refuses
 (exit 1) a regression beyond the margins in task success, confirmation violations, p95 latency per
 stage or word error rate, and names the scenarios that passed before and fail now. The control API
-does not enforce it yet: that is later work."""
+runs the same `compare` on reports recorded with POST .../agents/{id}/eval-runs
+(control/api/routes/agent_versions.py)."""
 
 from __future__ import annotations
 
