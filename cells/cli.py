@@ -45,7 +45,7 @@ def _bench_stt(args: argparse.Namespace) -> int:
 def _bench_calls(args: argparse.Namespace) -> int:
     from loadtest.calls import bench
 
-    print(bench.report(quick=args.quick), flush=True)
+    print(bench.report(quick=args.quick, levels=args.levels), flush=True)
     return 0
 
 
@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     from cells.launcher import up
 
     up.add_parser(sub)
+    from evals.bench import cli as eval_cli
+
+    eval_cli.add_parser(sub)
+    from loadtest.calls import loadtest_cmd
+
+    loadtest_cmd.add_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures against named references")
     bench_sub = bench.add_subparsers(dest="target", required=True)
@@ -149,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     stt.set_defaults(func=_bench_stt)
     calls = bench_sub.add_parser(
         "calls", help="call loop overhead, voice-to-voice latency, concurrent calls per worker")
-    calls.add_argument("--quick", action="store_true", help="fewer turns and load levels (~1.5 minutes)")
+    calls.add_argument("--quick", action="store_true", help="fewer turns and load levels (~2 minutes)")
+    calls.add_argument("--levels", type=loadtest_cmd.parse_levels, default=None,
+                       help="concurrent calls per capacity level, comma-separated (e.g. 1,16,64,128)")
     calls.set_defaults(func=_bench_calls)
     cells = bench_sub.add_parser(
         "cells", help="three cells: call setup over NATS, event pipeline lag, resume after a worker dies")

@@ -5,15 +5,19 @@ replayed carrier webhooks reserve no worker, hand out no stream and write no eve
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 import stat
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nats
+import numpy as np
 import pytest
 from cell_stack import (
     WebhookReceiver,
@@ -168,11 +172,34 @@ def test_no_card_digit_in_any_store_after_calls_with_cards(stack: EmbeddedStack)
             stores.append((f"GET {path}", httpx.get(base + path, headers=auth, timeout=10).content))
     finally:
         receiver.close()
+    _recording_sealed_and_paused(stores, events, base, call_id, auth)
     assert any(b"[card]" in blob for _, blob in stores), "no card was masked: the call never keyed one"
     calendar = [blob for name, blob in stores if "calendar-" in name and name.endswith(".json")]
     assert calendar, "the booking's calendar file was searched"
     found = [hit for where, blob in stores for hit in leaks(blob, where)]
     assert not found, "card digits stored:\n" + "\n".join(found[:20])
+
+
+def _recording_sealed_and_paused(stores: list[tuple[str, bytes]], events: list[dict[str, Any]], base: str,
+                                 call_id: str, auth: dict[str, str]) -> None:
+    """The recording is sealed on disk, opens through the API for the owner, and is silent (both
+    channels) wherever the caller keyed digits, as its pause/resume events say."""
+    objects = [blob for name, blob in stores if name.endswith(".wav")]
+    assert objects and not any(b"RIFF" in blob for blob in objects), "a recording is in clear on disk"
+    url = f"{base}/calls/{call_id}/recording"
+    wait_for(lambda: httpx.get(url, headers=auth, timeout=30).status_code == 200, what="the recording")
+    wav = httpx.get(url, headers=auth, timeout=30).content
+    with wave.open(io.BytesIO(wav)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, w.getnchannels())
+    pauses = [(e["kind"], e["payload"]) for e in events
+              if e["kind"] in ("recording_paused", "recording_resumed")]
+    spans = [(a["at_ms"] * 8, b["at_ms"] * 8)
+             for (ka, a), (kb, b) in zip(pauses[::2], pauses[1::2], strict=True)
+             if (ka, kb, a["reason"]) == ("recording_paused", "recording_resumed", "keypad")]
+    assert len(spans) >= 3, f"the three keypad entries paused the recording: {pauses}"
+    for start, end in spans:
+        assert end > start and not pcm[start:end].any(), "keyed digits audible in the recording"
+    assert pcm.any()
 
 
 def test_what_the_stack_writes_is_its_users_only(stack: EmbeddedStack) -> None:

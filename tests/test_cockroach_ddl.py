@@ -118,7 +118,7 @@ def test_region_names_follow_the_configuration(monkeypatch: pytest.MonkeyPatch) 
 def test_downgrade_renders_too() -> None:
     from control.db.migrate import render_sql
 
-    sql = render_sql("cockroachdb:///autospeak", "base", downgrade_from="0004")
+    sql = render_sql("cockroachdb:///autospeak", "base", downgrade_from="0005")
     for table in REGIONAL + GLOBAL:
         assert f"DROP TABLE {table};" in sql
     assert "DROP SUPER REGION" in sql
@@ -131,3 +131,21 @@ def test_audit_log_is_append_only_on_cockroachdb_too(stmts: list[str]) -> None:
     [trigger] = [s for s in stmts if s.startswith("CREATE TRIGGER audit_log_append_only ")]
     assert "BEFORE UPDATE OR DELETE ON audit_log FOR EACH ROW" in trigger
     assert not any("TRUNCATE" in s for s in stmts)  # no statement triggers on CockroachDB
+
+
+def test_agent_versions_and_eval_runs_render_for_cockroachdb(stmts: list[str]) -> None:
+    """Migration 0005: the new tables are regional by row, keyed to their agent in the same region, and
+    the added columns are plain nullable integers (no backfill, no rewrite of the agents or calls)."""
+    localities = _localities(stmts)
+    for table in ("agent_versions", "agent_eval_runs"):
+        assert localities[table] == ['REGIONAL BY ROW AS "crdb_region"']
+        [create] = [s for s in stmts if s.startswith(f"CREATE TABLE {table} (")]
+        assert "FOREIGN KEY(agent_id, region) REFERENCES agents (id, region) ON DELETE CASCADE" in create
+    [versions] = [s for s in stmts if s.startswith("CREATE TABLE agent_versions (")]
+    assert "UNIQUE (region, tenant_id, agent_id, version)" in versions
+    assert "ALTER TABLE agents ADD COLUMN published_version INTEGER" in stmts
+    assert "ALTER TABLE calls ADD COLUMN agent_version INTEGER" in stmts
+    from control.db.migrate import render_sql
+
+    sql = render_sql("cockroachdb:///autospeak", "0003", downgrade_from="0005")
+    assert "DROP TABLE agent_versions" in sql and "ALTER TABLE calls DROP COLUMN agent_version" in sql

@@ -17,7 +17,9 @@ import pytest
 from control_api_fixtures import AGENT, FAST, Api, api_with, control_api, insert, scope_for
 
 from control.db.models import Call, CallEvent, Recording, Turn, UsageRecord
+from regions.kms import LocalKms
 from regions.objectstore import RegionStore
+from regions.sealed_store import SealedStore
 
 T0 = datetime(2025, 7, 1, 9, 0, tzinfo=UTC)
 
@@ -196,45 +198,82 @@ def test_calls_of_a_tenant_homed_elsewhere_redirect(api: Api) -> None:
         assert r.status == 307 and r.headers["Location"].startswith("http://us.cell.test:14210/")
 
 
-def test_recording_download_from_the_region_store(api: Api, tmp_path: Path) -> None:
+REGION_KEY = bytes(range(32))  # the cell's region key (AUTOSPEAK_SECRETS_KEY) in these tests
+
+
+def _sealed(root: Path, key: bytes = REGION_KEY) -> SealedStore:
+    return SealedStore(RegionStore(root, "eu"), LocalKms(key))
+
+
+def test_recording_download_decrypts_for_listening_roles_only(api: Api, tmp_path: Path) -> None:
     scope = scope_for(api, "a")
     call = _call(api)
     audio = _wav()
     key = RegionStore.key(scope.tenant_id, f"{call.id}.wav")
-    RegionStore(tmp_path, "eu").put(key, audio)
+    _sealed(tmp_path).put(key, audio)
+    assert RegionStore(tmp_path, "eu").get(key) != audio  # sealed on disk
     insert(
         api,
         "a",
         scope.new(Recording, call_id=call.id, object_key=key, duration_ms=250, size_bytes=len(audio)),
     )
     path = api.tenant_path("a", f"/calls/{call.id}/recording")
-    with api_with(api, object_store_root=tmp_path) as stored:
-        status, headers, data = api.db.run(_raw(stored, path, api.tokens["a:viewer"]))
-        assert status == 200 and headers["Content-Type"] == "audio/wav"
-        assert "attachment" in headers["Content-Disposition"]
-        assert data == audio
+    with api_with(api, object_store_root=tmp_path, secrets_key=REGION_KEY) as stored:
+        for role in ("a:owner", "a:admin", "a:operator"):
+            status, headers, data = api.db.run(_raw(stored, path, api.tokens[role]))
+            assert status == 200 and headers["Content-Type"] == "audio/wav", role
+            assert "attachment" in headers["Content-Disposition"]
+            assert data == audio
         with wave.open(io.BytesIO(data)) as w:
             assert w.getframerate() == 8000 and w.getnframes() == 2000
+        # A viewer may read the call but not listen to it; another tenant does not see the call.
+        status, _, data = api.db.run(_raw(stored, path, api.tokens["a:viewer"]))
+        assert status == 403 and audio not in data
+        status, _, data = api.db.run(_raw(stored, path.replace(str(api.tenants["a"]), str(api.tenants["b"])),
+                                          api.tokens["b:owner"]))
+        assert status == 404 and audio not in data
         # The object is gone from the store: 404, not a 500.
         RegionStore(tmp_path, "eu").delete(key)
-        assert stored.call("GET", path, token=api.tokens["a:viewer"]).status == 404
+        assert stored.call("GET", path, token=api.tokens["a:owner"]).status == 404
         # A call without a recording.
         bare = _call(api)
         r = stored.call(
-            "GET", api.tenant_path("a", f"/calls/{bare.id}/recording"), token=api.tokens["a:viewer"]
+            "GET", api.tenant_path("a", f"/calls/{bare.id}/recording"), token=api.tokens["a:owner"]
         )
         assert r.status == 404 and r.body["type"].endswith("/not-found")
     # No object store configured for this cell.
-    assert api.call("GET", path, token=api.tokens["a:viewer"]).status == 404
+    assert api.call("GET", path, token=api.tokens["a:owner"]).status == 404
+
+
+def test_a_recording_whose_key_is_lost_or_rotated_is_a_clear_error(api: Api, tmp_path: Path) -> None:
+    scope = scope_for(api, "a")
+    call = _call(api)
+    key = RegionStore.key(scope.tenant_id, f"{call.id}.wav")
+    _sealed(tmp_path).put(key, _wav())
+    insert(api, "a", scope.new(Recording, call_id=call.id, object_key=key))
+    path = api.tenant_path("a", f"/calls/{call.id}/recording")
+    for settings in ({"secrets_key": bytes(32)}, {}):  # another region key; none at all
+        with api_with(api, object_store_root=tmp_path, **settings) as stored:
+            r = stored.call("GET", path, token=api.tokens["a:owner"])
+            assert r.status == 503 and r.body["type"].endswith("/recording-key-unavailable")
+            assert "rotated or lost" in r.body["detail"] or "no region key" in r.body["detail"]
+            assert REGION_KEY.hex() not in str(r.body)
+    # A file altered on disk fails its integrity check rather than playing garbage.
+    raw = bytearray(RegionStore(tmp_path, "eu").get(key))
+    raw[-5] ^= 1
+    RegionStore(tmp_path, "eu").put(key, bytes(raw))
+    with api_with(api, object_store_root=tmp_path, secrets_key=REGION_KEY) as stored:
+        r = stored.call("GET", path, token=api.tokens["a:owner"])
+        assert r.status == 500 and r.body["type"].endswith("/recording-damaged")
 
 
 def test_a_recording_row_naming_another_tenants_object_is_not_served(api: Api, tmp_path: Path) -> None:
     scope = scope_for(api, "a")
     victim = RegionStore.key(api.tenants["b"], "secret.wav")
-    RegionStore(tmp_path, "eu").put(victim, _wav())
+    _sealed(tmp_path).put(victim, _wav())
     call = _call(api)
     insert(api, "a", scope.new(Recording, call_id=call.id, object_key=victim))
-    with api_with(api, object_store_root=tmp_path) as stored:
+    with api_with(api, object_store_root=tmp_path, secrets_key=REGION_KEY) as stored:
         r = stored.call(
             "GET", api.tenant_path("a", f"/calls/{call.id}/recording"), token=api.tokens["a:owner"]
         )

@@ -97,13 +97,15 @@ def test_provider_secrets_are_write_only(api: Api) -> None:
 
     # An update naming the same provider without the key keeps it; "" removes it; a new value replaces.
     keep = {"stt": {"name": "speechmatics", "options": {"language": "de"}}, "llm": SECRET_PROVIDERS["llm"]}
-    patched = api.call("PATCH", api.tenant_path("a", f"/agents/{agent_id}"), token=admin,
-                       json={"providers": keep})
+    # These provider changes pass the eval gate by an owner's override (the gate has its own tests).
+    owner, why = api.tokens["a:owner"], "secret handling test"
+    patched = api.call("PATCH", api.tenant_path("a", f"/agents/{agent_id}"), token=owner,
+                       json={"providers": keep, "override_reason": why})
     assert patched.status == 200, patched.text
     assert patched.body["providers"]["stt"]["options"] == {"api_key": {"set": True}, "language": "de"}
     assert _stored_providers(api, agent_id)["stt"]["options"]["api_key"] == "sm-key-123456"
-    removed = api.call("PATCH", api.tenant_path("a", f"/agents/{agent_id}"), token=admin, json={
-        "providers": {"stt": {"name": "speechmatics", "options": {"api_key": ""}}}})
+    removed = api.call("PATCH", api.tenant_path("a", f"/agents/{agent_id}"), token=owner, json={
+        "providers": {"stt": {"name": "speechmatics", "options": {"api_key": ""}}}, "override_reason": why})
     assert removed.status == 200 and "api_key" not in removed.body["providers"]["stt"]["options"]
     assert "api_key" not in _stored_providers(api, agent_id)["stt"]["options"]
 
@@ -195,8 +197,10 @@ def test_provider_secrets_are_sealed_at_rest_and_opened_for_the_worker(api: Api)
         assert stored["stt"]["options"]["language"] == "en"
         assert created.body["providers"]["stt"]["options"]["api_key"] == {"set": True}
         # An update that leaves the key out keeps the sealed one; the worker's spec has it in clear.
-        patched = sealed_api.call("PATCH", api.tenant_path("a", f"/agents/{agent_id}"), token=admin, json={
-            "providers": {"stt": {"name": "speechmatics", "options": {"language": "de"}}}})
+        patched = sealed_api.call("PATCH", api.tenant_path("a", f"/agents/{agent_id}"),
+                                  token=api.tokens["a:owner"], json={
+            "providers": {"stt": {"name": "speechmatics", "options": {"language": "de"}}},
+            "override_reason": "secret handling test"})
         assert patched.status == 200
 
         async def spec(key: bytes | None) -> dict:

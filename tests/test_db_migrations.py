@@ -43,7 +43,7 @@ def test_upgrade_from_empty_creates_every_model_table(db: Database) -> None:
     assert db.run(current_revision(db.engine)) is None
     assert db.run(_user_tables(db)) == set()
     db.run(upgrade(db.engine))
-    assert db.run(current_revision(db.engine)) == "0004"
+    assert db.run(current_revision(db.engine)) == "0005"
     expected = {t.name for t in Base.metadata.sorted_tables} | {"alembic_version"}
     assert db.run(_user_tables(db)) == expected
     assert db.run(_rows(db, "SELECT extname FROM pg_extension WHERE extname = 'vector'")) == [("vector",)]
@@ -123,7 +123,7 @@ def test_downgrade_to_base_and_upgrade_again(db: Database) -> None:
     assert db.run(_rows(db, "SELECT extname FROM pg_extension WHERE extname = 'vector'")) == []
     assert db.run(_rows(db, "SELECT count(*) FROM pg_class WHERE relispartition")) == [(0,)]
     db.run(upgrade(db.engine))
-    assert db.run(current_revision(db.engine)) == "0004"
+    assert db.run(current_revision(db.engine)) == "0005"
 
 
 def test_data_survives_a_restart_of_the_embedded_server(db: Database) -> None:
@@ -133,6 +133,6 @@ def test_data_survives_a_restart_of_the_embedded_server(db: Database) -> None:
     url = db.pg.start()  # same data directory: no initdb, no new database
     engine = create_engine(url)
     try:
-        assert db.run(current_revision(engine)) == "0004"
+        assert db.run(current_revision(engine)) == "0005"
     finally:
         db.run(engine.dispose())

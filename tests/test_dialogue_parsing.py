@@ -229,6 +229,6 @@ def test_phone_digits_do_not_become_dates_or_times() -> None:
 
 def test_stt_vocabulary_is_plain_lists() -> None:
     vocab = stt_vocabulary()
-    assert set(vocab) == {"services", "names", "phrases", "words"}
+    assert set(vocab) == {"services", "names", "phrases", "words", "templates"}
     assert "cleaning" in vocab["services"] and "doctor patel" in vocab["names"]
     assert all(isinstance(w, str) and w == w.lower() for w in vocab["words"])

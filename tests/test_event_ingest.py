@@ -353,3 +353,14 @@ def test_an_agent_may_switch_pii_redaction_off_but_never_card_redaction(world: W
     assert "4242" not in stored and "four two four two" not in stored
     events = {e.kind: e.payload for e in rows(world, scope, CallEvent, call_id)}
     assert events["tool_call"]["arguments"]["phone"] == "07799123456"
+
+
+def test_call_created_records_the_agent_version_the_call_runs(world: World) -> None:
+    scope = world.scopes["eu"]
+    agent_id = agent_with(world, scope, {})
+    for version, stored in ((3, 3), (None, None), ("3", None), (True, None), (0, None)):
+        call_id = uuid.uuid4()
+        ingest(world, env(scope, call_id, "call_created", f"{call_id}:created",
+                          {"direction": "inbound", "agent_id": str(agent_id), "agent_version": version}))
+        [call] = rows(world, scope, Call, call_id)
+        assert (call.agent_id, call.agent_version) == (agent_id, stored), version

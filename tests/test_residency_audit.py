@@ -123,13 +123,13 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         # The schema is applied by the migrations CLI, as the compose init service does.
         up = _cli("control.db", "upgrade", "--database-url", db.url)
         assert up.returncode == 0, up.stderr
-        assert "upgraded base -> 0004" in up.stdout
+        assert "upgraded base -> 0005" in up.stdout
         password = make_url(db.url).password
         assert not password or str(password) not in up.stdout
         current = _cli("control.db", "current", "--database-url", db.url)
-        assert current.returncode == 0 and current.stdout.strip() == "0004", current.stderr
+        assert current.returncode == 0 and current.stdout.strip() == "0005", current.stderr
         again = _cli("control.db", "upgrade", "--database-url", db.url)
-        assert again.returncode == 0 and "already at revision 0004" in again.stdout
+        assert again.returncode == 0 and "already at revision 0005" in again.stdout
 
         store_root = tmp_path_factory.mktemp("objects")
         scopes = {label: TenantScope(uuid.uuid4(), home) for label, home in HOMES.items()}

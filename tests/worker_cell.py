@@ -5,6 +5,7 @@ NATS, call tokens, resume on live state), and reading a call's events back from 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import secrets
@@ -36,6 +37,7 @@ from cells.contract.twilio_webhook import (
 from cells.launcher import NatsSupercluster
 from cells.launcher.ports import free_port
 from cells.simulator.run import worker_process
+from regions.kms import REGION_KEY_ENV
 
 TOKEN = secrets.token_hex(16)
 SECRET = secrets.token_urlsafe(48)
@@ -86,6 +88,9 @@ def worker_cell(root: Path, workers: int) -> Iterator[WorkerCell]:
         sc = stack.enter_context(NatsSupercluster(root / "nats", ("eu", "in", "us")))
         os.environ[SECRET_ENV] = SECRET  # the workers redeem the tokens the webhook mints
         stack.callback(os.environ.pop, SECRET_ENV, None)
+        # The cell's region key: workers seal recordings with it (without one they record nothing).
+        os.environ[REGION_KEY_ENV] = base64.urlsafe_b64encode(os.urandom(32)).decode()
+        stack.callback(os.environ.pop, REGION_KEY_ENV, None)
         cell = WorkerCell(root, stack, sc)
         cell.at_least(workers)
         yield cell

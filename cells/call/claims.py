@@ -121,3 +121,82 @@ def check_sentence(sentence: str, history: Sequence[Message], is_mutating: Calla
 
 
 HONEST_LINES = frozenset(HONEST.values())
+
+
+# --- facts: times, prices and dates a language model states --------------------------------------------
+# A model asked as the clinic said Saturday hours were 12:00-18:00 (the clinic's are 9-1). A sentence that
+# states a time, price or date is spoken only when that value is in what the brain was given (knowledge
+# passages, tool calls and results, its instructions); a question states nothing.
+UNKNOWN = "I don't know; shall I take a message or put you through?"
+_MONTHS = {m: i + 1 for i, m in enumerate(("january", "february", "march", "april", "may", "june", "july",
+                                           "august", "september", "october", "november", "december"))}
+_MONTHS |= {m[:3]: i for m, i in list(_MONTHS.items())}
+_MONTH = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_TIME = re.compile(r"\b(?P<h>\d{1,2})(?::(?P<m>\d{2}))?\s*(?P<ap>a\.?m\.?|p\.?m\.?|o'clock)(?!\w)|"
+                   r"\b(?P<h2>\d{1,2}):(?P<m2>\d{2})\b|\b(?P<word>noon|midday|midnight)\b")
+_ANY_TIME = re.compile(r"(?<![\d.])(?P<h>\d{1,2})(?::(?P<m>\d{2}))?(?![\d%])")
+_PRICE = re.compile(r"[$£€₹]\s?(?P<a>\d[\d,]*(?:\.\d+)?)|(?P<b>\d[\d,]*(?:\.\d+)?)\s*"
+                    r"(?:dollars?|bucks|pounds?|quid|euros?|rupees?|usd|gbp|eur|inr)\b")
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+_DATE = re.compile(rf"\b(?P<d1>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?(?P<m1>{_MONTH})\b|"
+                   rf"\b(?P<m2>{_MONTH})\.?\s+(?:the\s+)?(?P<d2>\d{{1,2}})(?:st|nd|rd|th)?\b|"
+                   r"\b(?P<y>\d{4})-(?P<m3>\d{2})-(?P<d3>\d{2})")
+
+
+def _times(text: str) -> set[str]:
+    """Clock times a sentence states, as HH:MM (24 h)."""
+    out = set()
+    for m in _TIME.finditer(text.lower()):
+        if m.group("word"):
+            out.add("00:00" if m.group("word") == "midnight" else "12:00")
+            continue
+        h, minutes = int(m.group("h") or m.group("h2")), int(m.group("m") or m.group("m2") or 0)
+        ap = (m.group("ap") or "").replace(".", "")
+        if ap == "pm" and h < 12:
+            h += 12
+        elif ap == "am" and h == 12:
+            h = 0
+        out.add(f"{h:02d}:{minutes:02d}")
+    return out
+
+
+def _source_times(text: str) -> set[str]:
+    """Every time a source could mean: "9-1" holds 09:00, 21:00, 01:00 and 13:00."""
+    out = _times(text)
+    for m in _ANY_TIME.finditer(text):
+        h, minutes = int(m.group("h")), int(m.group("m") or 0)
+        if h <= 24 and minutes < 60:
+            out |= {f"{h % 24:02d}:{minutes:02d}", f"{(h + 12) % 24:02d}:{minutes:02d}"}
+    return out
+
+
+def _amount(raw: str) -> float:
+    return float(raw.replace(",", ""))
+
+
+def _dates(text: str) -> set[tuple[int, int]]:
+    out = set()
+    for m in _DATE.finditer(text.lower()):
+        if m.group("y"):
+            out.add((int(m.group("m3")), int(m.group("d3"))))
+        else:
+            month, day = (m.group("m1"), m.group("d1")) if m.group("m1") else (m.group("m2"), m.group("d2"))
+            out.add((_MONTHS[month.rstrip(".")], int(day)))
+    return out
+
+
+def unfounded_facts(sentence: str, sources: Sequence[str]) -> list[str]:
+    """The times, prices and dates the sentence states that no source holds (empty: it may be said)."""
+    if sentence.strip().endswith("?"):
+        return []
+    text = " ".join(sources)
+    missing = [f"time {t}" for t in sorted(_times(sentence) - _source_times(text))]
+    numbers = {_amount(n) for n in _NUMBER.findall(text)}
+    for m in _PRICE.finditer(sentence.lower()):
+        if _amount(m.group("a") or m.group("b")) not in numbers:
+            missing.append(f"price {m.group(0).strip()}")
+    missing += [f"date {mo}-{d}" for mo, d in sorted(_dates(sentence) - _dates(text))]
+    return missing
+
+
+HONEST_LINES = HONEST_LINES | {UNKNOWN}

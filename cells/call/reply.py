@@ -19,6 +19,8 @@ from typing import Any, Protocol
 from cells.call.claims import HONEST_LINES as _HONEST_LINES
 from cells.call.claims import check_sentence
 from cells.call.confirmation import ConfirmationGate
+from cells.call.guard import OFF_TOPIC, CallGuard, is_language_model
+from cells.call.handoff import with_summary
 from cells.call.playout import Playout
 from cells.call.timeline import TurnTiming
 from cells.call.transport import OutboundPath
@@ -90,6 +92,7 @@ class Reply:
         emit: Callable[[str, dict[str, Any]], None],
         gate: ConfirmationGate,
         max_rounds: int = 4,
+        guard: CallGuard | None = None,
     ) -> None:
         self.llm = llm
         self.tools = tools
@@ -102,8 +105,13 @@ class Reply:
         self.emit = emit
         self.gate = gate
         self.max_rounds = max_rounds
+        self.guard = guard  # cells.call.guard: screens the caller's turn, checks a model's sentences
+        # A language model's words are checked against what it was given; a rule-based brain's are its own.
+        self._model_speaks = guard is not None and is_language_model(llm)
 
     async def run(self) -> None:
+        if self.guard is not None and await self.guard.screen(self):
+            return  # the guard answered an attack or abuse itself; the brain never saw the turn
         if self.gate.held is not None:
             caller = self.history[-1].content if self.history else ""
             again = await self.gate.resolve(caller, self.history, self._confirmed_call)
@@ -190,19 +198,33 @@ class Reply:
         """Speaks a sentence unless it claims an outcome no tool result backs and no knowledge passage
         states (claims.py); then the honest line is said once instead and the rest of the round is
         dropped."""
-        if spoken and spoken[-1] in _HONEST_LINES:
+        if spoken and (spoken[-1] in _HONEST_LINES or spoken[-1] == OFF_TOPIC):
             return
         honest = check_sentence(sentence, self.history, self.tools.is_mutating, grounding)
         if honest is not None:
             self.emit("claim_replaced", {"said": sentence, "instead": honest})
             sentence = honest
+        elif self._model_speaks and self.guard is not None:
+            instead, why = self.guard.check_output(sentence, self.history, grounding, len(spoken))
+            if instead is not None:
+                self.emit("output_guarded", {"said": sentence, "instead": instead, "reason": why})
+                if not instead:
+                    return
+                sentence = instead
         spoken.append(sentence)
         await self.speaker.say(sentence, self.timing, self.clock)
 
     async def _run_tool(self, call: ToolCall) -> dict[str, Any]:
         self.emit("tool_call", {"name": call.name, "arguments": call.arguments})
         if call.name in CALL_CONTROL_TOOLS:
+            if call.name == "transfer_to_human":  # the person who answers hears who and why first
+                call = with_summary(call, self.history)
+                self.emit("transfer_requested", {"summary": call.arguments["summary"]})
             return await self.on_control(call)
+        blocked = self.guard.blocks(call.name, self.tools.is_mutating(call.name)) if self.guard else None
+        if blocked is not None:
+            self.emit("tool_result", {"name": call.name, "result": blocked})
+            return blocked
         try:
             result = await self.tools.call(call.name, call.arguments, confirmed=self.tools.confirms_mutations)
         except Exception as exc:  # a failing tool must not end the call; the dialogue hears that it failed

@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -24,7 +23,10 @@ import media_core
 from cells.call.barge_in import content_words, interrupts, voiced
 from cells.call.confirmation import ConfirmationGate
 from cells.call.endpointing import Endpointer, EndpointingConfig
+from cells.call.guard import CallGuard
+from cells.call.history import last_question, resumable_history
 from cells.call.playout import Playout
+from cells.call.rejoin import TurnRejoin
 from cells.call.reply import Chunker, Reply, Speaker, ToolBox
 from cells.call.timeline import TurnTiming
 from cells.call.transport import Transport
@@ -105,7 +107,9 @@ class CallSession:
             self.history.append(Message("system", config.system_prompt))
         self.turns: list[TurnTiming] = []
         self.endpointer = Endpointer(config.endpointing, checker_for(config.endpointing.use_model))
+        self.rejoin = TurnRejoin()  # a caller going on after the endpoint keeps the turn
         self.gate = ConfirmationGate()
+        self.guard = CallGuard()  # input and output guardrails around the brain (cells.call.guard)
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._reply: asyncio.Task[None] | None = None
@@ -125,6 +129,7 @@ class CallSession:
         self._said_upto = 0  # history index up to which assistant words were reported (agent_said)
         self._turns_reported = 0
         self.resumed = False
+        self.hooks: Any = None  # e.g. cells.call.recording_consent: a question after the disclosure
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self, stream_sid: str, call_sid: str, *,
@@ -158,6 +163,8 @@ class CallSession:
     async def _say_disclosure(self) -> None:
         await self.speaker.say(self.config.disclosure)
         self.history.append(Message("assistant", self.config.disclosure))
+        if self.hooks is not None and (ask := self.hooks.after_disclosure()):
+            await self._say_own(ask)
 
     async def _resume(self) -> None:
         self._turn_start = len(self.history)
@@ -168,7 +175,7 @@ class CallSession:
             self.history.append(Message("assistant", self.config.resume_text))
             timing = TurnTiming(len(self.turns))
             reply = Reply(self.llm, self.tools, self.speaker, self.chunker_factory, self.history, timing,
-                          self.clock, self._control, self.emit, self.gate)
+                          self.clock, self._control, self.emit, self.gate, guard=self.guard)
             await reply.run()
             return
         text = f"{self.config.resume_text} {last_question(self.history)}".strip()
@@ -271,6 +278,11 @@ class CallSession:
         if ev.kind == "start":
             if not self.endpointer.in_turn:  # a pause inside a turn keeps the turn's first start
                 self._speech_start_wall = now - back
+                if self.rejoin.caller_resumed(self, ev.time_ms, self._speech_start_wall):
+                    self.playout.clear()
+                    self.outbound.clear()
+                    clear = {"event": "clear", "streamSid": self.stream_sid}
+                    self._spawn(self.transport.send(json.dumps(clear)))
             self.state.speech_started_ms = ev.time_ms
             self.endpointer.on_speech_start(ev.time_ms)
         else:
@@ -375,6 +387,7 @@ class CallSession:
         self._speech_start_wall = None
         timing.mark("turn_end", self.clock())
         self.endpointer.reset()
+        self.rejoin.turn_ended(self.state.stream_ms)
         self.state.speech_started_ms = None
         # Speech over the agent that did not interrupt it is ignored unless its transcript has words.
         self._discard_final = self._agent_busy()
@@ -418,10 +431,13 @@ class CallSession:
             self._pending = None
             timing.mark("stt_final", self.clock())
             discard, self._discard_final = self._discard_final, False
-            if (discard and content_words(t.text) < self.config.barge_in_min_words) or not t.text.strip():
-                self.emit("transcript", {"text": t.text, "ignored": True})
+            text = self.rejoin.on_final(t.text)  # None: the first part of a turn the caller went on with
+            if text is None:
                 continue
-            self._begin_turn(t.text, timing)
+            if (discard and content_words(text) < self.config.barge_in_min_words) or not text.strip():
+                self.emit("transcript", {"text": text, "ignored": True})
+                continue
+            self._begin_turn(text, timing)
 
     def _begin_turn(self, text: str, timing: TurnTiming) -> None:
         if self._closing:
@@ -441,8 +457,11 @@ class CallSession:
         self._turn_start = len(self.history)
         self.playout.reset_turn()
         self.playout.on_first_frame = lambda at: timing.mark("first_frame_sent", at)
+        if self.hooks is not None and (own := self.hooks.caller_turn(text)) is not None:
+            self._start_reply(self._say_own(own))  # the hook's question took this turn
+            return
         reply = Reply(self.llm, self.tools, self.speaker, self.chunker_factory, self.history, timing,
-                      self.clock, self._control, self.emit, self.gate)
+                      self.clock, self._control, self.emit, self.gate, guard=self.guard)
         self._start_reply(reply.run())
 
     async def _reply_deadline(self, timing: TurnTiming) -> None:
@@ -553,38 +572,3 @@ class CallSession:
             self.state.reprompts += 1
             self.state.last_activity = now
             self._start_reply(self._say_own(self.config.reprompt_text))
-
-
-_SENTENCE = re.compile(r"[^.!?]+[.!?]+")
-
-
-def last_question(history: Sequence[Message]) -> str:
-    """The agent's last question (the last sentence of its last words that asks one), or its last
-    words when they asked nothing."""
-    for m in reversed(history):
-        if m.role != "assistant" or not m.content.strip():
-            continue
-        sentences = [s.strip() for s in _SENTENCE.findall(m.content)] or [m.content.strip()]
-        questions = [s for s in sentences if s.endswith("?")]
-        return questions[-1] if questions else m.content.strip()
-    return ""
-
-
-def resumable_history(history: Sequence[Message]) -> list[Message]:
-    """A saved history made consistent to continue from: every tool call gets an answer (a worker
-    that died between a tool call and its result leaves it open; OpenAI-style APIs refuse that)."""
-    out: list[Message] = []
-    open_calls: list[str] = []
-    for m in history:
-        if m.role != "tool" and open_calls:
-            out.extend(Message("tool", json.dumps({"ok": False, "status": "interrupted"}), tool_call_id=c)
-                       for c in open_calls)
-            open_calls = []
-        out.append(m)
-        if m.role == "assistant" and m.tool_calls:
-            open_calls = [c.id for c in m.tool_calls]
-        elif m.role == "tool" and m.tool_call_id in open_calls:
-            open_calls.remove(m.tool_call_id)
-    out.extend(Message("tool", json.dumps({"ok": False, "status": "interrupted"}), tool_call_id=c)
-               for c in open_calls)
-    return out

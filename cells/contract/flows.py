@@ -44,6 +44,8 @@ from cells.contract.flow_rules import (
 SLOT_TYPES = ("date", "time", "name", "phone", "number", "yes_no", "text", "choice")
 TOOL_KINDS = ("http",)  # tool adapters a worker builds from a record (cells/tools/http.py)
 TOOL_KINDS += ("record",)  # cells/tools/record.py: kept in the tenant's store
+VENDOR_TOOL_KINDS = ("calcom", "greenhouse", "mews", "twilio_sms")  # cells/tools/vendors/
+TOOL_KINDS += VENDOR_TOOL_KINDS
 BUILT_IN_VERTICALS = ("reception",)  # verticals with an agent of their own (cells.agent.verticals)
 CALL_CONTROL = ("transfer_to_human", "end_call")  # carried out by the call loop, never declared
 MAIN_FLOW = "main"

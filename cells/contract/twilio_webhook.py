@@ -3,6 +3,8 @@
 {prefix}/voice         a call arrives (or an outbound call we placed is answered)
 {prefix}/stream-ended  the `<Connect action>`: the stream ended while the call is still up
 {prefix}/status        call status callbacks
+{prefix}/whisper       a transfer's `<Number url>`: the person who answers hears the summary first
+{prefix}/dial-ended    a transfer's `<Dial action>`: no one answered -> back to a worker to take a message
 
 Each takes POST (Twilio's default) or GET (a number may be configured so). Every request must carry a
 valid X-Twilio-Signature over the public URL Twilio called (configured, since behind a proxy our Host
@@ -92,6 +94,10 @@ RequestSlot = Callable[[SlotRequest], Awaitable[WorkerSlot | str | None]]
 StatusSink = Callable[[dict[str, str]], Awaitable[None]]
 ShouldResume = Callable[[str, dict[str, str]], Awaitable[bool]]
 MakeCallId = Callable[[dict[str, str], str | None], str]
+WhisperFor = Callable[[str], Awaitable[str | None] | str | None]  # call id -> the transfer's summary
+# A transfer's Dial ended without a bridge: the caller comes back to an agent, which takes a message.
+DIAL_UNANSWERED = frozenset({"no-answer", "busy", "failed", "canceled"})
+WHISPER_FALLBACK = "A call transferred by the AI assistant."
 
 
 def say_twiml(message: str, *, language: str = "en-US") -> str:
@@ -113,6 +119,14 @@ def connect_stream_twiml(stream_url: str, *, action_url: str, parameters: Mappin
     return str(response)
 
 
+def whisper_url(settings: WebhookSettings, call_id: str) -> str:
+    return settings.url(f"{settings.url_prefix}/whisper", {"call_id": call_id})
+
+
+def dial_action_url(settings: WebhookSettings, call_id: str) -> str:
+    return settings.url(f"{settings.url_prefix}/dial-ended", {"call_id": call_id})
+
+
 def _twiml(xml: str) -> Response:
     return Response(xml, status=200, content_type="text/xml; charset=utf-8")
 
@@ -120,13 +134,15 @@ def _twiml(xml: str) -> Response:
 def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthority,
                            lookup_number: LookupNumber, request_slot: RequestSlot,
                            on_status: StatusSink | None = None, should_resume: ShouldResume | None = None,
-                           make_call_id: MakeCallId | None = None, name: str = "twilio_voice") -> Blueprint:
+                           make_call_id: MakeCallId | None = None, whisper_for: WhisperFor | None = None,
+                           name: str = "twilio_voice") -> Blueprint:
     """The webhook routes. `lookup_number` maps our dialled number to a NumberRoute (or None);
     `request_slot` reserves a worker and returns its stream URL (or None when none is free);
     `should_resume(call_sid, form)` decides whether a call whose stream ended gets a new one (default:
     hang up, so a worker that closes its stream on purpose never causes a reconnect loop).
     `make_call_id(form, call_id_query)` names the call (default: the `call_id` query parameter an
-    outbound call carries, else the CallSid); the regional cell derives a UUID from the CallSid."""
+    outbound call carries, else the CallSid); the regional cell derives a UUID from the CallSid.
+    `whisper_for(call_id)`: the summary of a call being transferred (None: a generic line)."""
     if not settings.public_base_url.startswith(("https://", "http://")):
         raise ValueError("WebhookSettings.public_base_url must be the absolute URL Twilio calls")
     signing = TwilioSigning(settings.auth_token, settings.shared_keys)
@@ -159,7 +175,8 @@ def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthor
             return _twiml(str(response))
         return _twiml(say_twiml(settings.unknown_number_message, language=settings.say_language))
 
-    async def connect(form: dict[str, str], call_id: str, attempt: int) -> Response:
+    async def connect(form: dict[str, str], call_id: str, attempt: int,
+                      extra: Mapping[str, str] | None = None) -> Response:
         call_sid = form.get("CallSid", "")
         direction = form.get("Direction", "inbound")
         our_number = form.get("From" if direction == OUTBOUND_API else "To", "")
@@ -189,7 +206,7 @@ def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthor
                               {"attempt": str(attempt + 1), "call_id": call_id})
         log.info("call %s (%s) -> worker %s, attempt %d", call_id, call_sid, slot.audience, attempt)
         return _twiml(connect_stream_twiml(slot.stream_url, action_url=action,
-                                           parameters={settings.token_parameter: token}))
+                                           parameters={settings.token_parameter: token, **(extra or {})}))
 
     async def reserve(req: SlotRequest) -> WorkerSlot | None:
         try:
@@ -257,5 +274,42 @@ def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthor
             except Exception:
                 log.exception("status callback handler failed for call %s", form.get("CallSid", ""))
         return Response("", status=204)
+
+    @bp.route("/whisper", methods=_METHODS)
+    async def whisper() -> Response:
+        """On the answering person's leg, before the bridge (its CallSid is that leg's, so our call id
+        comes in the URL we gave the `<Number url>`, which the signature covers)."""
+        form = await signed_form()
+        if form is None:
+            return Response("invalid Twilio signature", status=403)
+        call_id = request.args.get("call_id", "")
+        summary = None
+        if whisper_for is not None and call_id:
+            try:
+                summary = whisper_for(call_id)
+                if inspect.isawaitable(summary):
+                    summary = await summary
+            except Exception:
+                log.exception("no whisper summary for call %s", call_id)
+        response = VoiceResponse()
+        response.say(" ".join(str(summary or WHISPER_FALLBACK).split())[:600], language=settings.say_language)
+        return _twiml(str(response))
+
+    @bp.route("/dial-ended", methods=_METHODS)
+    async def dial_ended() -> Response:
+        """The transfer's `<Dial action>`: bridged and over -> hang up; no one answered -> the caller goes
+        back to a worker (stream parameter `after_transfer`), whose agent takes a message."""
+        form = await signed_form()
+        if form is None:
+            return Response("invalid Twilio signature", status=403)
+        status = form.get("DialCallStatus", "")
+        if status not in DIAL_UNANSWERED or form.get("CallStatus") in _CALL_ENDED:
+            response = VoiceResponse()
+            response.hangup()
+            return _twiml(str(response))
+        log.info("transfer of call %s ended %s; back to an agent for a message", form.get("CallSid"), status)
+        caller = form.get("To" if form.get("Direction") == OUTBOUND_API else "From", "")
+        return await connect(form, call_id_of(form), attempt=1,
+                             extra={"after_transfer": status, "caller_number": caller})
 
     return bp

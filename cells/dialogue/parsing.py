@@ -174,11 +174,39 @@ def _excluded(tokens: list[str], i: int) -> bool:
                                                                                           ["apart", "from"]))
 
 
+# Words with which a caller takes back what they just said: "at one, no sorry, at four", "Wednesday, I
+# mean Thursday". A date or time said after the last of them wins over one said before it.
+_CORRECTIONS = (("no",), ("sorry",), ("actually",), ("i", "mean"), ("rather",), ("make", "that"),
+                ("scratch", "that"), ("wait",))
+
+
+def correction_cut(tokens: list[str]) -> int:
+    """The index just after the last correction marker in tokens (0 when there is none). "no later
+    than", "no earlier than" are bounds, not corrections; "not" is no marker ("eleven not twelve")."""
+    cut = 0
+    for i in range(len(tokens)):
+        for words in _CORRECTIONS:
+            if tuple(tokens[i:i + len(words)]) != words:
+                continue
+            if words == ("no",) and tokens[i + 1:i + 2] in (["later"], ["earlier"], ["sooner"], ["more"]):
+                continue
+            cut = i + len(words)
+    return cut
+
+
 def find_date(tokens: list[str], today: date, expecting: bool = False) -> tuple[date, Span] | None:
-    """The first date expression in tokens. `expecting` lets a bare ordinal ('the fifth') count."""
+    """The date expression in tokens: the first after the caller's last correction ("Wednesday, no,
+    Friday"), else the first. `expecting` lets a bare ordinal ('the fifth') count."""
+    cut = correction_cut(tokens)
+    if cut and (found := _find_date_from(tokens, today, expecting, cut)) is not None:
+        return found
+    return _find_date_from(tokens, today, expecting, 0)
+
+
+def _find_date_from(tokens: list[str], today: date, expecting: bool, start: int) -> tuple[date, Span] | None:
     n = len(tokens)
-    for i, tok in enumerate(tokens):
-        tok = _WEEKDAY_ALIASES.get(tok, tok)
+    for i in range(start, n):
+        tok = _WEEKDAY_ALIASES.get(tokens[i], tokens[i])
         if (tok == "in" or tok in ("a", "couple") or tok in UNITS or tok in TENS or tok.isdigit()) and (
                 rel := _relative_date(tokens, i, today)):
             return rel
@@ -250,9 +278,14 @@ _PART_OF_DAY = {"morning": "morning", "afternoon": "afternoon", "evening": "even
                 "lunch": "afternoon", "lunchtime": "afternoon"}
 
 
+# Words a recogniser writes for an hour ("at free" for "at three" in eSpeak voices over the phone); they
+# count only where a time must be (after "at", or before "am"/"pm"/"oclock").
+_HOUR_ALIKES = ("to", "too", "for", "won", "ate", "tree", "free")
+
+
 def _hour_at(tokens: list[str], i: int) -> tuple[int, int] | None:
-    if i < len(tokens) and tokens[i] in ("to", "too", "for", "won", "ate", "tree"):
-        return UNITS[HOMOPHONES[tokens[i]]], i + 1
+    if i < len(tokens) and tokens[i] in _HOUR_ALIKES:
+        return UNITS[HOMOPHONES.get(tokens[i], "three")], i + 1
     got = parse_cardinal(tokens, i, max_value=24)
     return got
 
@@ -358,7 +391,7 @@ def _clock_at(tokens: list[str], i: int, part: str | None,
     said_as_time = i + 1 < n and tokens[i + 1] in ("am", "pm", "oclock", "thirty", "fifteen", "forty", "oh")
     if tok == "one" and i >= 1 and tokens[i - 1] in _ONE_AS_PRONOUN_AFTER and not said_as_time:
         return None  # "that one", "the first one" pick an offer; they are no time ("the one pm" is)
-    if tok in ("to", "too", "for", "won", "ate", "tree"):
+    if tok in _HOUR_ALIKES:
         # Homophones count only where a time must be: "at to", "to p m".
         after = tokens[i + 1] if i + 1 < n else ""
         if not ((i >= 1 and tokens[i - 1] == "at") or after in ("am", "pm", "oclock")):
@@ -435,7 +468,8 @@ def find_time(tokens: list[str], expecting: bool = False, masked: set[int] | Non
             part = _PART_OF_DAY[tok]
             spans.append(Span(i, i + 1))
             break
-    for i in range(len(tokens)):
+    cut = correction_cut(tokens)  # "at one, no sorry, at four": the time after the correction first
+    for i in [*range(cut, len(tokens)), *range(cut)]:
         if i in masked:
             continue
         found = _clock_at(tokens, i, part, expecting, pm_hours)

@@ -26,10 +26,13 @@ ORDINAL_UNITS = {
 HOMOPHONES = {"won": "one", "to": "two", "too": "two", "for": "four", "fore": "four", "ate": "eight",
               "tree": "three", "sex": "six", "nein": "nine"}
 
-# How Whisper tiny.en writes a "five" it heard unclearly inside a spoken number ("it's time time time,
-# 9 8 1 4" for "it's five five five, nine eight one four", in two of three eSpeak voices tried). Real
-# words too ("that's fine, 555..."), so they count only in a row of two or more, or between two digits.
-FIVE_ALIKES = frozenset({"time", "fine"})
+# How Whisper tiny.en writes a digit it heard unclearly inside a spoken number ("it's time time time,
+# 9 8 1 4" for "it's five five five, nine eight one four"; "side side side", "sign sign sign", "free
+# free" for "three three" and "near" for "zero" in other eSpeak voices and rates). Real words too
+# ("that's fine, 555...", "are you free"), so they count only in a row of two or more, or next to a
+# digit inside a number.
+DIGIT_ALIKES = {"time": 5, "fine": 5, "side": 5, "sign": 5, "free": 3, "near": 0, "nero": 0}
+FIVE_ALIKES = frozenset(w for w, d in DIGIT_ALIKES.items() if d == 5)
 
 _ORDINAL_DIGITS = re.compile(r"^(\d{1,2})(st|nd|rd|th)$")
 
@@ -39,6 +42,8 @@ def tokenize(text: str) -> list[str]:
     t = text.lower()
     t = re.sub(r"\b([ap])\.\s?m\b\.?", r"\1m", t)
     t = re.sub(r"\bo'?\s?clock\b", "oclock", t)
+    t = re.sub(r"\b(\w+) a clock\b", lambda m: m[1] + (" oclock" if is_number_word(m[1]) or m[1] == "free"
+                                                      else " a clock"), t)  # Whisper's "three a clock"
     t = t.replace("'", "").replace("\u2019", "")
     t = re.sub(r"\b(\d{1,2})\.(\d\d)(?!\d)", r"\1:\2", t)  # "9.30" is a time ("555.0142" is not)
     t = re.sub(r"\b(\d{1,2}:\d\d)(am|pm)\b", r"\1 \2", t)  # "2:30pm"
@@ -118,13 +123,15 @@ def _digit_of(tok: str) -> int | None:
 def _digit_at(tokens: list[str], i: int, run: str) -> int | None:
     """A digit word at tokens[i]; 'to' and 'for' count only inside a run, before another digit."""
     tok = tokens[i]
-    if tok in FIVE_ALIKES:
+    if tok in DIGIT_ALIKES:
         j = i
-        while j < len(tokens) and tokens[j] in FIVE_ALIKES:
+        while j < len(tokens) and tokens[j] in DIGIT_ALIKES:
             j += 1
         nxt = tokens[j] if j < len(tokens) else ""
-        in_row = j - i >= 2 or (i > 0 and tokens[i - 1] in FIVE_ALIKES)
-        return 5 if in_row or (run and (_digit_of(nxt) is not None or nxt.isdigit())) else None
+        in_row = j - i >= 2 or (i > 0 and tokens[i - 1] in DIGIT_ALIKES)
+        beside = [nxt, tokens[i - 1] if i > 0 else ""]  # "662 nero": a digit on either side
+        digit_beside = any(_digit_of(t) is not None or t.isdigit() for t in beside)
+        return DIGIT_ALIKES[tok] if in_row or (run and digit_beside) else None
     if tok in ("to", "for"):  # too common as real words: "five five five for one two" has a four
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
         if not run or (_digit_of(nxt) is None and not nxt.isdigit()):
@@ -191,7 +198,7 @@ def find_phone(tokens: list[str], min_digits: int = 7) -> tuple[str, int, int] |
 
 
 def _is_digitish(tok: str) -> bool:
-    return tok.isdigit() or tok in UNITS or tok in TENS or tok in HOMOPHONES or tok in FIVE_ALIKES
+    return tok.isdigit() or tok in UNITS or tok in TENS or tok in HOMOPHONES or tok in DIGIT_ALIKES
 
 
 def parse_phone(text: str, min_digits: int = 7) -> str | None:

@@ -19,6 +19,7 @@ from cells.providers.stt.context import Domain
 from cells.tools.base import ToolAdapter
 from cells.tools.http import DEFAULT_TIMEOUT_S, HttpTool
 from cells.tools.record import CallTools, record_tool
+from cells.tools.vendors import VENDOR_KINDS, build_vendor_tool
 
 
 def build_tool(tool: Mapping[str, Any], env: AgentEnv) -> ToolAdapter:
@@ -27,6 +28,8 @@ def build_tool(tool: Mapping[str, Any], env: AgentEnv) -> ToolAdapter:
     kind = tool.get("kind")
     if kind not in TOOL_KINDS:
         raise ValueError(f"tool {name!r} has kind {kind!r}; this worker runs {', '.join(TOOL_KINDS)}")
+    if kind in VENDOR_KINDS:  # a vendor's own API, credentials by name (cells/tools/vendors/)
+        return build_vendor_tool(tool, env.secrets, env.allow_private_tools)
     secret_name = str(tool.get("secret") or "")
     secret = env.secrets(secret_name) if secret_name else None
     if not secret:

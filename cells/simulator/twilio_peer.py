@@ -78,7 +78,11 @@ class Playback:
 
 class TwilioPeer:
     def __init__(self, base_url: str, auth_token: str, *, account_sid: str = "AC" + "0" * 32,
-                 from_number: str = "+15005550006", to_number: str = "+15005550001") -> None:
+                 from_number: str = "+15005550006", to_number: str = "+15005550001",
+                 client: httpx.AsyncClient | None = None, compression: str | None = None) -> None:
+        # `client`: one shared by many simulated calls (a load test), instead of one per request.
+        # `compression`: Twilio offers no permessage-deflate, so by default neither does the simulator.
+        self.client, self.compression = client, compression
         self.base_url = base_url.rstrip("/")
         self.validator = RequestValidator(auth_token)
         self.account_sid = account_sid
@@ -105,10 +109,17 @@ class TwilioPeer:
         form = {"CallSid": self.call_sid, "AccountSid": self.account_sid, "From": self.from_number,
                 "To": self.to_number, "Direction": "inbound", "CallStatus": "ringing",
                 "ApiVersion": "2010-04-01"}
-        async with httpx.AsyncClient(timeout=10) as client:
-            resp = await client.post(url, data=form, headers=self._signed(url, form))
-        resp.raise_for_status()
+        resp = await self._post(url, form, 10)
         return parse_twiml(resp.text)
+
+    async def _post(self, url: str, form: dict[str, str], timeout: float) -> httpx.Response:
+        if self.client is not None:
+            resp = await self.client.post(url, data=form, headers=self._signed(url, form), timeout=timeout)
+        else:
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                resp = await client.post(url, data=form, headers=self._signed(url, form))
+        resp.raise_for_status()
+        return resp
 
     async def follow_action(self) -> StreamTarget | None:
         """The stream ended while the call is up: request the `<Connect action>` URL as Twilio does and
@@ -120,9 +131,7 @@ class TwilioPeer:
                 "To": self.to_number, "CallStatus": "in-progress", "Direction": "inbound",
                 "ApiVersion": "2010-04-01"}
         self.action_requests.append({"url": url, **form})
-        async with httpx.AsyncClient(timeout=15) as client:
-            resp = await client.post(url, data=form, headers=self._signed(url, form))
-        resp.raise_for_status()
+        resp = await self._post(url, form, 15)
         self.action_answers.append(resp.text)
         return stream_in_twiml(resp.text)
 
@@ -137,7 +146,7 @@ class TwilioPeer:
         self.target = target
         self.stream_sids.append(self.stream_sid)
         self.ws = await connect(target.url, additional_headers=self._signed(target.url, {}),
-                                max_size=2**20)
+                                max_size=2**20, compression=self.compression)
         await self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
         await self._send({
             "event": "start", "sequenceNumber": self._next_seq(), "streamSid": self.stream_sid,

@@ -19,7 +19,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from cells.contract.twilio_client import PROVIDER, make_client, point_client_at, run_blocking
 from cells.providers.base import AudioChunk, ProviderConfigError
 
-__all__ = ["TwilioRestSettings", "TwilioRestTelephony", "dial_twiml", "play_digits_twiml"]
+__all__ = ["TwilioRestSettings", "TwilioRestTelephony", "dial_twiml", "play_digits_twiml", "whisper_twiml"]
 
 log = logging.getLogger(__name__)
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -42,12 +42,28 @@ class TwilioRestSettings:
 
 
 def dial_twiml(to_number: str, *, caller_id: str | None = None, timeout_s: int = 30,
-               action_url: str | None = None) -> str:
-    """`<Dial><Number>` TwiML: bridge the live call to a number (transfer, or an outbound leg)."""
+               action_url: str | None = None, whisper_url: str | None = None) -> str:
+    """`<Dial><Number>` TwiML: bridge the live call to a number (transfer, or an outbound leg).
+
+    `whisper_url`: TwiML the answering person hears before the bridge (Twilio runs `<Number url>` on the
+    called party's leg once they answer). `action_url`: requested (POST) when the dial ends, with
+    DialCallStatus (completed, answered, busy, no-answer, failed, canceled); the caller's call then
+    continues with the TwiML it returns."""
     _check_number(to_number)
+    for url in (action_url, whisper_url):
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise ProviderConfigError(f"{url!r} is not an absolute URL Twilio can request", provider=PROVIDER)
     response = VoiceResponse()
-    dial = response.dial(caller_id=caller_id, timeout=timeout_s, action=action_url)
-    dial.number(to_number)
+    dial = response.dial(caller_id=caller_id, timeout=timeout_s, action=action_url,
+                         method="POST" if action_url else None)
+    dial.number(to_number, url=whisper_url, method="POST" if whisper_url else None)
+    return str(response)
+
+
+def whisper_twiml(summary: str, *, language: str = "en-US") -> str:
+    """`<Say>` of the transfer summary, for the person who answers; the bridge follows when it ends."""
+    response = VoiceResponse()
+    response.say(" ".join(summary.split())[:600], language=language)
     return str(response)
 
 
@@ -128,9 +144,12 @@ class TwilioRestTelephony:
                                       provider=PROVIDER)
         await self._audio_sink(call_id, chunk)
 
-    async def transfer(self, call_id: str, to_number: str, *, caller_id: str | None = None) -> None:
-        """Replace the call's TwiML with `<Dial>`: the media stream ends and the caller is bridged."""
-        await self._update("transfer", call_id, twiml=dial_twiml(to_number, caller_id=caller_id))
+    async def transfer(self, call_id: str, to_number: str, *, caller_id: str | None = None,
+                       whisper_url: str | None = None, action_url: str | None = None) -> None:
+        """Replace the call's TwiML with `<Dial>`: the media stream ends and the caller is bridged (after
+        the person hears the whisper at `whisper_url`; `action_url` hears how the dial ended)."""
+        twiml = dial_twiml(to_number, caller_id=caller_id, whisper_url=whisper_url, action_url=action_url)
+        await self._update("transfer", call_id, twiml=twiml)
 
     async def hangup(self, call_id: str) -> None:
         await self._update("hangup", call_id, status="completed")

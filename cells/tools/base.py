@@ -182,3 +182,36 @@ class TransferToHuman(ToolAdapter):
             if inspect.isawaitable(out):
                 await out
         return {"ok": True, "status": "transferring"}
+
+
+class TakeMessage(ToolAdapter):
+    """Takes a message for the staff: who called, the number to call back and what they said.
+
+    `store(record)` keeps it (sync or async; a call event at least, or the agent's message store) and may
+    return an id. A message changes no business record, so it needs no read-back: the caller hears it
+    repeated in the confirmation instead."""
+
+    name = "take_message"
+    description = "Take a message for the staff: the caller's name, a number to call back, and the message."
+
+    def __init__(self, store: Callable[[dict[str, str]], Any]) -> None:
+        self.parameters = {
+            "type": "object",
+            "properties": {"name": {"type": "string", "maxLength": 120},
+                           "number": {"type": "string", "maxLength": 32},
+                           "message": {"type": "string", "minLength": 1, "maxLength": 2000}},
+            "required": ["message"], "additionalProperties": False,
+        }
+        self._store = store
+
+    async def call(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        message = str(args.get("message") or "").strip()
+        if not message:
+            raise ToolError("missing_argument", "take_message needs the message", missing=["message"])
+        record = {"name": str(args.get("name") or "").strip(),
+                  "number": str(args.get("number") or "").strip(), "message": message}
+        stored = self._store(record)
+        if inspect.isawaitable(stored):
+            stored = await stored
+        return {"ok": True, "status": "message_taken", **record,
+                **({"message_id": str(stored)} if stored is not None else {})}

@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--object-store", type=Path, default=None,
                         help="root of the regions' object stores, for call recordings (with --nats-url)")
     parser.add_argument("--capacity", type=int, default=50, help="concurrent calls this worker takes")
+    parser.add_argument("--max-calls", type=int, default=None,
+                        help="the embedded worker's limit: its webhook answers busy past this many calls at "
+                             "once (default: --capacity)")
     parser.add_argument("--worker-id", default="", help="this worker's id (default: <region>-<host>-<port>)")
     parser.add_argument("--agent-spec", type=Path, default=None,
                         help="the embedded worker answers as this agent record (the control plane's agent "
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.capacity < 1:
         parser.error("--capacity must be at least 1")
+    if args.max_calls is not None and args.max_calls < 1:
+        parser.error("--max-calls must be at least 1")
     try:
         args.public_url = expand_public_url(args.public_url, socket.gethostname())
     except ValueError as exc:
@@ -119,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                               twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID"),
                               twilio_api_base_url=os.environ.get("TWILIO_API_BASE_URL"),
                               transfer_number=os.environ.get("AUTOSPEAK_TRANSFER_NUMBER"),
-                              capacity=args.capacity, pcm_streams=args.pcm_streams, **extra)  # type: ignore[arg-type]
+                              capacity=args.capacity, pcm_streams=args.pcm_streams,
+                              max_calls=args.max_calls or args.capacity, **extra)  # type: ignore[arg-type]
     agent = None  # the app builds the embedded demo agent
     if args.agent_spec is not None:
         if args.nats_url:

@@ -24,7 +24,9 @@ from cells.contract.twilio_webhook import (
     SlotRequest,
     WebhookSettings,
     WorkerSlot,
+    dial_action_url,
     twilio_voice_blueprint,
+    whisper_url,
 )
 from cells.observability import WorkerTelemetry
 from cells.observability.http import telemetry_blueprint
@@ -86,29 +88,45 @@ def _telephony(settings: WorkerSettings) -> Any:
         api_base_url=settings.twilio_api_base_url))
 
 
-def _carrier_control(telephony: Any, call_sid: str, transfer_to: str | None) -> OnControl:
-    """The session's transfer_to_human and end_call, done by the carrier."""
+def _carrier_control(telephony: Any, call_sid: str, transfer_to: str | None, *, call_id: str = "",
+                     webhook: WebhookSettings | None = None,
+                     summaries: dict[str, str] | None = None) -> OnControl:
+    """The session's transfer_to_human and end_call, done by the carrier. With this worker's `webhook`
+    (embedded: it answers Twilio's webhooks) a transfer whispers the call's summary to the person who
+    answers and comes back here when no one does (cells.call.handoff)."""
     async def control(action: str, call: ToolCall) -> None:
         if telephony is None:
             return
         if action == "transfer_to_human":
             assert transfer_to
-            await telephony.transfer(call_sid, transfer_to)
+            urls: dict[str, str] = {}
+            if webhook is not None and summaries is not None and call_id:
+                summaries[call_id] = str(call.arguments.get("summary") or "")
+                while len(summaries) > 1000:  # the oldest transfers were answered long ago
+                    summaries.pop(next(iter(summaries)))
+                urls = {"whisper_url": whisper_url(webhook, call_id),
+                        "action_url": dial_action_url(webhook, call_id)}
+            await telephony.transfer(call_sid, transfer_to, **urls)
         elif action == "end_call":
             await telephony.hangup(call_sid)
 
     return control
 
 
+def _webhook(settings: WorkerSettings) -> WebhookSettings:
+    return WebhookSettings(auth_token=settings.twilio_auth_token, shared_keys=settings.twilio_shared_keys,
+                           public_base_url=settings.public_base_url,
+                           allow_insecure_streams=settings.stream_url.startswith("ws://"))
+
+
 def _serve_streams(app: Quart, settings: WorkerSettings, tokens: CallTokenAuthority, audience: str, *,
-                   request_slot: Any, resolve_call: Any, on_stream: Any) -> None:
+                   request_slot: Any, resolve_call: Any, on_stream: Any,
+                   summaries: dict[str, str] | None = None) -> None:
     """The voice webhook (embedded only), Twilio's media WebSocket and, when enabled, the PCM one."""
     if request_slot is not None:  # in a cell the control plane answers Twilio's webhooks
         app.register_blueprint(twilio_voice_blueprint(
-            WebhookSettings(auth_token=settings.twilio_auth_token, shared_keys=settings.twilio_shared_keys,
-                            public_base_url=settings.public_base_url,
-                            allow_insecure_streams=settings.stream_url.startswith("ws://")),
-            tokens=tokens, lookup_number=settings.numbers.get, request_slot=request_slot))
+            _webhook(settings), tokens=tokens, lookup_number=settings.numbers.get, request_slot=request_slot,
+            whisper_for=summaries.get if summaries is not None else None))
     app.register_blueprint(media_stream_blueprint(
         MediaSocketSettings(auth_token=settings.twilio_auth_token, shared_keys=settings.twilio_shared_keys,
                             public_stream_url=settings.stream_url,
@@ -136,6 +154,8 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
                             for number, route in settings.numbers.items()}
     telephony = _telephony(settings)
     active: dict[str, Any] = {}  # call id -> its agent, while its stream runs
+    summaries: dict[str, str] = {}  # call id -> its transfer's whisper summary (embedded webhook)
+    webhook = None if settings.nats_url else _webhook(settings)
     coord = None
     telemetry = WorkerTelemetry(
         region=settings.region, capacity=settings.capacity if settings.nats_url else settings.max_calls,
@@ -173,13 +193,14 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
         active[call_id] = accepted.call
         try:
             await streams.run_stream(transport, accepted.claims, start, accepted.call,
-                                     _carrier_control(telephony, start.call_sid, transfer_to))
+                                     _carrier_control(telephony, start.call_sid, transfer_to, call_id=call_id,
+                                                      webhook=webhook, summaries=summaries))
         finally:
             active.pop(call_id, None)
 
     _serve_streams(app, settings, tokens, coord.worker_id if coord is not None else settings.stream_url,
                    request_slot=None if coord is not None else request_slot, resolve_call=resolve_call,
-                   on_stream=on_stream)
+                   on_stream=on_stream, summaries=summaries)
     app.register_blueprint(telemetry_blueprint(telemetry))
     if coord is not None:  # `python -m cells.worker` hands calls over on SIGTERM before the server stops
         app.extensions[COORDINATION] = coord

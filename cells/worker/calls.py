@@ -68,4 +68,9 @@ class CallLog:
 
     def open(self, call_id: str, tenant_id: str, agent_id: str, call_sid: str) -> CallRecord:
         path = self.dir / f"{call_sid or call_id}.json" if self.dir else None
+        n = 2
+        # A call that comes back on a new stream (an unanswered transfer) keeps its first record.
+        while path is not None and path.exists():
+            path = path.with_name(f"{call_sid or call_id}-{n}.json")
+            n += 1
         return CallRecord(call_id, tenant_id, agent_id, call_sid, path)

@@ -34,6 +34,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from cells.call.recorder import CallRecorder, RecordingTransport
+from cells.call.recording_consent import consent_needed, other_party
 from cells.call.session import CallSession
 from cells.contract.call_state import CallLease, CallStateStore, history_from_dicts
 from cells.contract.call_token import CallClaims
@@ -50,7 +51,9 @@ from cells.worker.agent import ReceptionAgent, agent_from_spec
 from cells.worker.assignments import Assignments
 from cells.worker.sink import CallSink, Recording
 from cells.worker.stream import Handover, run_call
+from regions.kms import kms_from_env
 from regions.objectstore import RegionStore
+from regions.sealed_store import SealedStore
 
 log = logging.getLogger(__name__)
 DRAIN_S = 10.0  # how long a stopping worker waits for its calls' final events and state writes
@@ -70,6 +73,7 @@ class Coordination:
         self.capacity = capacity
         self.data_dir = data_dir
         self.store_root = object_store
+        self.kms = kms_from_env()  # recordings are sealed with it; without it none are written
         self.providers = providers
         self.transfer_number = transfer_number
         self.lease_s = lease_s
@@ -165,8 +169,11 @@ class Coordination:
 
     # -- slot requests ----------------------------------------------------------------------------
     def _agent_for(self, spec: dict[str, Any]) -> ReceptionAgent:
-        """Agents are built once per agent (and version) and shared by its calls."""
-        key = (str(spec.get("id") or ""), str(spec.get("updated_at") or ""))
+        """Agents are built once per agent (and version) and shared by its calls. A published version
+        (`version`) is immutable; an unpublished record is told apart by its `updated_at`."""
+        version = spec.get("version")
+        edition = f"v{version}" if version is not None else str(spec.get("updated_at") or "")
+        key = (str(spec.get("id") or ""), edition)
         agent = self.agents.get(key)
         if agent is None:
             agent = agent_from_spec(spec, data_dir=self.data_dir, providers=self.providers,
@@ -230,6 +237,10 @@ class Coordination:
         """This stream's recording segment (None when the agent does not record or there is no store)."""
         if not agent.record_calls or self.store_root is None:
             return None
+        if self.kms is None:
+            log.warning("call %s: not recording: no region key (AUTOSPEAK_SECRETS_KEY) to seal it with",
+                        call_id)
+            return None
         try:
             return RegionStore.key(tenant_id, f"{call_id}-{stream_sid}.wav")
         except ValueError as exc:
@@ -261,7 +272,8 @@ class Coordination:
                 return
             history = _saved_history(lease) if resume else None
             sink = self._sink(lease, tenant_id, request, history, start.stream_sid, recording, handover)
-            transport = RecordingTransport(ws, sink.recording.recorder) if sink.recording else ws
+            transport = (RecordingTransport(ws, sink.recording.recorder, sink.guard.on_dtmf)
+                         if sink.recording and sink.guard else ws)
             # Wall clock: the call started on another worker, whose monotonic clock means nothing here.
             elapsed = time.time() - float(lease.state.get("started_at") or time.time()) if history else 0.0
 
@@ -296,8 +308,15 @@ class Coordination:
                                        agent_id=str(lease.state.get("agent_id") or ""),
                                        started_unix=lease.state.get("started_at"))
         store = None
-        if recording is not None and self.store_root is not None:
-            store = Recording(recording, RegionStore(self.store_root, region), CallRecorder())
+        consent = consent_needed(other_party(request))
+        if consent is not None and request.get("resume"):
+            # Asked on the first stream: record the rest only if the caller said yes there.
+            recording = recording if lease.state.get("recording_consent") == "yes" else None
+            consent = None
+        if recording is not None and self.store_root is not None and self.kms is not None:
+            store = Recording(recording, SealedStore(RegionStore(self.store_root, region), self.kms),
+                              CallRecorder(), redactor=CallRedactor.for_agent(request.get("agent"), history),
+                              consent=consent)
 
         def done(session: CallSession) -> None:
             if self.slots is not None:

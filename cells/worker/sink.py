@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cells.call.recorder import CallRecorder
+from cells.call.recording_consent import Jurisdiction, RecordingConsent
+from cells.call.recording_guard import RecordingGuard
 from cells.call.session import CallSession
 from cells.contract.call_state import LeaseLost
+from cells.contract.redaction import CallRedactor
 from cells.observability import CallObserver
 from cells.providers.base import Message
-from regions.objectstore import RegionStore
 
 log = logging.getLogger(__name__)
 SAVE_ON = frozenset({"transcript", "agent_said", "tool_result", "turn"})
@@ -53,13 +55,24 @@ class Publisher(Protocol):
     async def close(self, timeout: float = ...) -> None: ...
 
 
+class ObjectStore(Protocol):
+    """Where recordings go: regions.sealed_store.SealedStore (encrypted with the tenant's data key)."""
+
+    def put(self, key: str, data: bytes) -> int: ...
+    def exists(self, key: str) -> bool: ...
+
+
 @dataclass
 class Recording:
-    """This stream's WAV segment and where it goes."""
+    """This stream's WAV segment and where it goes. `redactor`: the call's redaction rules, which find
+    the card capture to keep out of it; `consent`: the jurisdiction that needs the caller's consent
+    first (None: the disclosure suffices)."""
 
     key: str
-    store: RegionStore
+    store: ObjectStore
     recorder: CallRecorder
+    redactor: CallRedactor | None = None
+    consent: Jurisdiction | None = None
 
 
 Track = Callable[[Coroutine[Any, Any, Any]], "asyncio.Future[Any]"]
@@ -83,6 +96,14 @@ class CallSink:
         self.session: CallSession | None = None
         self.finishing = False  # `finish` is scheduled: it closes the publisher and runs `on_done`
         self._held: list[tuple[str, dict[str, Any]]] = []
+        self.guard: RecordingGuard | None = None
+        self.hooks: RecordingConsent | None = None  # the session's hooks (the consent question)
+        if recording is not None:
+            redactor = recording.redactor or CallRedactor(pii=False)
+            self.guard = RecordingGuard(recording.recorder, self.event, redactor,
+                                        lambda: getattr(self.session, "started_at", None))
+            if recording.consent is not None:
+                self.hooks = RecordingConsent(recording.consent, self.event, self._consent_answered)
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         if kind == "call_ended":
@@ -94,6 +115,19 @@ class CallSink:
         self.publisher.emit(kind, data)
         if kind in SAVE_ON and self.session is not None:
             self.saver.request(self.session)
+        if self.guard is not None:
+            self.guard.on_event(kind, data)
+
+    def _consent_answered(self, answer: str) -> None:
+        """Kept with the call's state: a resumed stream records (or not) as the caller answered."""
+        if answer != "yes" and self.recording is not None:
+            self.recording.recorder.discard()
+
+        async def save() -> None:
+            with contextlib.suppress(Exception):
+                await self.lease.save(recording_consent=answer)
+
+        self.track(save())
 
     async def before_close(self, reason: str) -> None:
         """The worker closes the stream on purpose: the call is marked ended first, as the carrier asks
@@ -153,6 +187,13 @@ class CallSink:
     async def _save_recording(self, rec: Recording) -> None:
         """Write this stream's segment; `recording_ready` lists every segment of the call so far that
         exists (a worker killed mid-call never wrote its own), in stream order."""
+        if self.hooks is not None:
+            self.hooks.end()  # unanswered: not recorded
+            if not self.hooks.allowed:
+                log.info("call %s: no recording consent; nothing written", self.lease.call_id)
+                return
+        if self.guard is not None:
+            self.guard.close()
         listed = [k for k in self.lease.state.get("recordings") or () if isinstance(k, str)]
         if rec.key not in listed:
             listed.append(rec.key)

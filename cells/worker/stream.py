@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
+from cells.call.handoff import prepare_after_transfer
 from cells.call.session import CallSession
 from cells.call.transport import (
     AudioIn,
@@ -123,7 +124,9 @@ async def run_call(agent: Agent, transport: Transport, start: StreamStart, sink:
     handover = handover or Handover()
     transport = SettlingTransport(transport, sink.before_close)
     session = agent.new_session(transport, on_event=sink.event, on_control=on_control)
+    prepare_after_transfer(session, getattr(start, "custom_parameters", None) or {})  # no one answered
     sink.session = session
+    session.hooks = sink.hooks  # the recording consent question, where the caller's number needs it
     caller_hung_up = False
     try:
         await session.start(start.stream_sid, start.call_sid, history=history, elapsed_s=elapsed_s)

@@ -27,6 +27,7 @@ from quart import request
 
 from cells.contract.flows import agent_problems
 from control.api.problems import ApiProblem, field_errors, validation_problem
+from control.api.secret_options import is_secret
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -74,7 +75,7 @@ class Providers(Input):
 # Fields a stored record leaves out while they hold their defaults, so that records written before the
 # flow agent existed read back unchanged.
 _TOOL_RUN_DEFAULTS: dict[str, Any] = {"kind": None, "url": None, "secret": None, "timeout_s": None,
-                                      "record_kind": None, "capacity": None}
+                                      "record_kind": None, "capacity": None, "operation": None, "config": {}}
 _NODE_DEFAULTS: dict[str, Any] = {"slots": [], "tool": None, "arguments": {}, "when": {}, "on_failure": None,
                                   "on_decline": None, "end": False, "assess": None}
 
@@ -91,13 +92,25 @@ class Tool(Input):
     requires_confirmation: bool = False
     # How the worker runs it (cells.contract.flows.TOOL_KINDS): "http" POSTs the arguments to `url`,
     # signed with the secret the worker holds under the name `secret` (never the secret itself).
-    kind: Literal["http", "record"] | None = None
+    kind: Literal["http", "record", "calcom", "greenhouse", "mews", "twilio_sms"] | None = None
     url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
     secret: Slug | None = None
     timeout_s: float | None = Field(default=None, gt=0, le=30)  # the worker's default when unset
     # kind "record" keeps the arguments in the tenant's store (cells.contract.records).
     record_kind: Slug | None = None
     capacity: dict[str, Any] | None = None  # checked by cells.contract.flow_rules
+    # A vendor kind's operation and settings (ids, base URL, time zone; cells/tools/vendors/): never a
+    # credential, only its name (`*_secret`), like `secret`.
+    operation: Slug | None = None
+    config: dict[Slug, Scalar | dict[str, Scalar]] = Field(default_factory=dict, max_length=32)
+
+    @model_validator(mode="after")
+    def _no_credential_in_config(self) -> Tool:
+        held = [k for k in self.config if is_secret(k) and not k.endswith("_secret")]
+        if held:
+            raise ValueError(f"config holds credentials ({', '.join(sorted(held))}); store them as the "
+                             "tenant's secrets and name them (`secret`, or config `<name>_secret`)")
+        return self
 
     @model_serializer(mode="wrap")
     def _without_unused(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -198,6 +211,9 @@ class AgentUpdate(Input):
     tools: list[Tool] | None = Field(default=None, max_length=32)
     flows: dict[Slug, Flow] | None = Field(default=None, max_length=16)
     compliance: Compliance | None = None
+    # Not stored: a provider change needs a passing eval run (control/api/agent_gate.py) unless an owner
+    # gives this reason, which goes to the audit log.
+    override_reason: str | None = Field(default=None, min_length=1, max_length=500)
 
 
 class AgentOut(Output):
@@ -214,6 +230,7 @@ class AgentOut(Output):
     compliance: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    published_version: int | None = None
 
 
 class AgentList(Output):

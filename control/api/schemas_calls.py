@@ -19,6 +19,8 @@ Direction = Literal["inbound", "outbound"]
 class CallOut(Output):
     id: uuid.UUID
     agent_id: uuid.UUID | None
+    agent_version: int | None = Field(default=None, description="The published agent version the call ran "
+                                      "(null: the agent's unpublished record)")
     direction: str
     from_e164: str
     to_e164: str

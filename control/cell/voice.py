@@ -16,6 +16,7 @@ from typing import Any
 
 from quart import Blueprint, request
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cells.contract.call_token import CallTokenAuthority
 from cells.contract.envelope import CallEventEnvelope, call_id_for_sid
@@ -27,11 +28,12 @@ from cells.contract.twilio_webhook import (
     WorkerSlot,
     twilio_voice_blueprint,
 )
+from control.api.agent_gate import BEHAVIOUR_FIELDS
 from control.api.schemas import AgentOut
 from control.api.sealing import unseal_providers
 from control.api.settings import ControlSettings
 from control.api.state import sessions
-from control.db.models import Agent, PhoneNumber, Tenant
+from control.db.models import Agent, AgentVersion, Call, PhoneNumber, Tenant
 from control.db.tenancy import TenantScope, scoped_select
 
 log = logging.getLogger(__name__)
@@ -82,18 +84,43 @@ async def number_route(region: str, e164: str) -> NumberRoute | None:
     return NumberRoute(str(row.tenant_id), str(row.agent_id))
 
 
-async def agent_spec(region: str, tenant_id: str, agent_id: str,
-                     secrets_key: bytes | None = None) -> dict[str, Any] | None:
+async def agent_spec(region: str, tenant_id: str, agent_id: str, secrets_key: bytes | None = None, *,
+                     resume_call: str | None = None) -> dict[str, Any] | None:
     """The agent as its worker needs it: provider secrets opened (they travel in the slot request,
-    which NATS does not keep)."""
+    which NATS does not keep). Its behaviour is the newest published version (`version`; the record
+    itself, `version` None, while none is published); a resumed call (`resume_call`) gets the version
+    it started with, even when a newer one was published meanwhile."""
     scope = TenantScope(uuid.UUID(tenant_id), region)
     async with sessions()() as session:
         agent = await session.scalar(scoped_select(Agent, scope).where(Agent.id == uuid.UUID(agent_id)))
-    if agent is None:
-        return None
+        if agent is None:
+            return None
+        version = await _version_for(session, scope, agent, resume_call)
     spec = AgentOut.model_validate(agent).model_dump(mode="json")
+    spec["version"] = None
+    if version is not None:
+        spec.update({k: v for k, v in version.snapshot.items() if k in BEHAVIOUR_FIELDS})
+        spec["version"] = version.version
     spec["providers"] = unseal_providers(spec["providers"], secrets_key, tenant_id)
     return spec
+
+
+async def _version_for(session: AsyncSession, scope: TenantScope, agent: Agent,
+                       resume_call: str | None) -> AgentVersion | None:
+    call_id = _uuid_or_none(resume_call)
+    if call_id is not None:
+        started = (await session.execute(
+            scoped_select(Call, scope).where(Call.id == uuid.UUID(call_id))
+            .with_only_columns(Call.agent_version))).first()
+        if started is not None:  # the call is on record: it keeps what it started with
+            if started[0] is None:
+                return None  # the unpublished record
+            return await session.scalar(scoped_select(AgentVersion, scope).where(
+                AgentVersion.agent_id == agent.id, AgentVersion.version == started[0]))
+    if agent.published_version is None:
+        return None
+    return await session.scalar(scoped_select(AgentVersion, scope).where(
+        AgentVersion.agent_id == agent.id, AgentVersion.version == agent.published_version))
 
 
 def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthority, publish: Publish,
@@ -109,7 +136,8 @@ def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthorit
         return await number_route(region, e164)
 
     async def slot(req: SlotRequest) -> WorkerSlot | None:
-        spec = await agent_spec(region, req.tenant_id, req.agent_id, settings.secrets_key)
+        spec = await agent_spec(region, req.tenant_id, req.agent_id, settings.secrets_key,
+                                resume_call=req.call_id if req.resume else None)
         if spec is None:
             return None
 
@@ -140,7 +168,8 @@ def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthorit
                     event_id=f"{req.call_id}:created", source="control",
                     data={"direction": "outbound" if req.direction.startswith("outbound") else "inbound",
                           "from": req.from_number, "to": req.to_number, "agent_id": req.agent_id,
-                          "call_sid": req.call_sid, "carrier": "twilio"}))
+                          "agent_version": spec.get("version"), "call_sid": req.call_sid,
+                          "carrier": "twilio"}))
             reply = await request_slot({
                 "call_id": req.call_id, "call_sid": req.call_sid, "tenant_id": req.tenant_id,
                 "region": region, "agent_id": req.agent_id, "agent": spec, "from": req.from_number,

@@ -33,6 +33,8 @@ class Call(Regional, Base):
         Index("ix_calls_carrier_sid", "region", "carrier_call_sid"),
     )
     agent_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # The published agent version the call runs (None: the unpublished record).
+    agent_version: Mapped[int | None] = mapped_column(Integer)
     direction: Mapped[str] = mapped_column(String(8))
     from_e164: Mapped[str] = mapped_column(String(16))
     to_e164: Mapped[str] = mapped_column(String(16))

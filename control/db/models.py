@@ -131,6 +131,43 @@ class Agent(Regional, Base):
     compliance: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = utcnow_column()
     updated_at: Mapped[datetime] = utcnow_column()
+    # The newest published version (None: never published, calls run the record itself).
+    published_version: Mapped[int | None] = mapped_column(Integer)
+
+
+class AgentVersion(Regional, Base):
+    """An immutable published snapshot of an agent's behaviour; a call runs the one it started with."""
+
+    __tablename__ = "agent_versions"
+    __table_args__ = regional_args(
+        "agent_versions",
+        same_region_fk(["agent_id"], "agents", ondelete="CASCADE"),
+        UniqueConstraint("region", "tenant_id", "agent_id", "version"),
+        CheckConstraint("version >= 1", name="version"),
+    )
+    agent_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    version: Mapped[int] = mapped_column(Integer)
+    snapshot: Mapped[dict[str, Any]] = mapped_column()
+    config_hash: Mapped[str] = mapped_column(String(64))
+    gate: Mapped[str] = mapped_column(String(16))  # how it passed the gate: eval_run or override
+    created_at: Mapped[datetime] = utcnow_column()
+
+
+class AgentEvalRun(Regional, Base):
+    """A gate verdict (candidate against baseline on the agent's suite) for one configuration hash."""
+
+    __tablename__ = "agent_eval_runs"
+    __table_args__ = regional_args(
+        "agent_eval_runs",
+        same_region_fk(["agent_id"], "agents", ondelete="CASCADE"),
+        Index("ix_agent_eval_runs_config", "region", "tenant_id", "agent_id", "config_hash"),
+    )
+    agent_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    config_hash: Mapped[str] = mapped_column(String(64))
+    suite: Mapped[str] = mapped_column(String(200))
+    passed: Mapped[bool] = mapped_column(Boolean)
+    verdict: Mapped[dict[str, Any]] = mapped_column()  # the gate's rows and refusals, the two summaries
+    created_at: Mapped[datetime] = utcnow_column()
 
 
 class KnowledgeDocument(Regional, Base):
@@ -286,7 +323,7 @@ class IdempotencyKey(Regional, Base):
 
 
 __all__ = [
-    "Agent", "ApiToken", "AuditLog", "Base", "Call", "CallEvent", "Consent",
+    "Agent", "AgentEvalRun", "AgentVersion", "ApiToken", "AuditLog", "Base", "Call", "CallEvent", "Consent",
     "IdempotencyKey", "KnowledgeChunk", "KnowledgeDocument", "PhoneNumber", "Plan", "Recording",
     "RetentionPolicy",
     "Tenant", "ToolRecord", "Turn", "UsageRecord", "User", "WebhookDelivery", "WebhookEndpoint",

@@ -256,6 +256,9 @@ async def _created_fields(session: AsyncSession, event: _Event) -> dict[str, Any
         out["carrier"] = carrier
     if (agent_id := await _known_agent(session, event.scope, data.get("agent_id"))) is not None:
         out["agent_id"] = agent_id
+        version = data.get("agent_version")
+        if isinstance(version, int) and not isinstance(version, bool) and 1 <= version < 2**31:
+            out["agent_version"] = version  # the published version the call runs
     return out
 
 

@@ -13,11 +13,13 @@
 (c) Capacity: N = 1, 2, 4, ... concurrent simulated calls against a fresh worker process per level,
     until 20 ms pacing slips (p99 frame jitter >= 5 ms) or the cap. Jitter is how much longer than
     20 ms a phone waited for each agent frame of a reply (the worker sends 3 frames ahead, so a burst
-    at the start of a reply counts as early, not late). The simulated phones share one asyncio loop in
-    this process, apart from the worker; their own timer lag is printed next to the jitter, because a
-    busy simulator would show up as jitter too.
+    at the start of a reply counts as early, not late). The simulated phones share one asyncio loop and
+    one HTTP client in this process, apart from the worker, and negotiate no permessage-deflate (as
+    Twilio); their own timer lag is printed next to the jitter, because a busy simulator would show up
+    as jitter too. Each level's worker is started with --max-calls above the level, so levels go past
+    the worker's default limit; `--levels` picks them.
 
-Run: python -m loadtest.calls.bench [--quick]   (or: autospeak bench calls [--quick])
+Run: python -m loadtest.calls.bench [--quick] [--levels 1,16,64]   (or: autospeak bench calls ...)
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import bisect
 import contextlib
 import json
 import os
@@ -39,83 +40,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
-from websockets.exceptions import ConnectionClosed
 
 from cells.call.endpointing import EndpointingConfig
 from cells.call.session import CallConfig, CallSession
 from cells.call.timeline import TurnTiming
 from cells.contract.call_token import CallTokenAuthority
 from cells.dialogue.chunker import SentenceChunker
-from cells.simulator.caller import CallerLine, line_audio
 from cells.simulator.run import worker_process as launch_worker
-from cells.simulator.scripts import SCRIPTS
-from cells.simulator.twilio_peer import FRAME_BYTES, FRAME_S, Playback, TwilioPeer
-from cells.speech.espeak import EspeakEngine
+from cells.simulator.twilio_peer import FRAME_S
 from cells.telephony.twilio_ws import MediaSocketSettings, TwilioMediaSession
+from loadtest.calls.figures import JITTER_LIMIT_P99_MS, fmt, machine_busy_s, note, pct, table
 from loadtest.calls.instant import InstantLlm, InstantStt, InstantTts, NoTools
 from loadtest.calls.instant_profile import TTS_RATE
+from loadtest.calls.loadtest_cmd import parse_levels
+from loadtest.calls.sim import LOAD_LINES, SimCall, caller_audio, noise_bank, simulated_call
 
 OVERHEAD_GOAL_P95_MS = 20.0
 V2V_GOAL_P50_MS = 500.0
-JITTER_LIMIT_P99_MS = 5.0
-CALLER_VOICE = "en-us+m3"
-AGENT_DONE_GAP_S = 0.5  # no agent audio this long (and nothing queued at the phone): the caller may speak
-NO_REPLY_S = 6.0  # below the agent's 7 s reprompt, so a caller who got no answer speaks again first
-# The booking script's spoken lines (keypad lines need no audio) without its goodbye: the agent would
-# end the call, and a level would lose calls.
-LOAD_LINES = [line.text for line in SCRIPTS["booking"][:-1] if line.text and not line.dtmf]
 
-
-# -- small helpers ---------------------------------------------------------------------------------
-def note(msg: str) -> None:
-    """Progress on stderr, so that stdout carries only the report."""
-    print(f"   {msg}", file=sys.stderr, flush=True)
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all processes on the machine have used (/proc/stat), to tell other load apart."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: Sequence[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if len(values) else None
-
-
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
-    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths,
-                                                                                       strict=True)))
-    out = [line, "-" * len(line)]
-    for row in rows:
-        out.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                             for i, (c, w) in enumerate(zip(row, widths, strict=True))))
-    return "\n".join(out)
-
-
-def _frames(ulaw: bytes) -> list[bytes]:
-    return [ulaw[i:i + FRAME_BYTES] for i in range(0, len(ulaw), FRAME_BYTES)]
-
-
-def caller_audio(lines: Sequence[str]) -> list[list[bytes]]:
-    """Each line spoken by eSpeak NG as 20 ms mu-law frames, synthesised once for all calls."""
-    engine = EspeakEngine()
-    return [_frames(line_audio(CallerLine(text), engine, CALLER_VOICE)) for text in lines]
-
-
-def noise_bank(frames: int = 250, seed: int = 3) -> list[bytes]:
-    """Line noise while the caller listens (as a real line has), precomputed and reused in turn."""
-    import media_core
-
-    rng = np.random.default_rng(seed)
-    pcm = rng.normal(0, 25, frames * FRAME_BYTES).astype(np.int16)
-    return _frames(media_core.ulaw_encode(pcm))
 
 
 # -- (a) orchestration overhead, in process --------------------------------------------------------
@@ -261,101 +205,10 @@ class Worker:
 
 
 @contextlib.contextmanager
-def worker_process(profile: str, data_dir: Path, token: str) -> Iterator[Worker]:
-    with launch_worker(data_dir, token, ["--profile", profile]) as (proc, url):
+def worker_process(profile: str, data_dir: Path, token: str, max_calls: int) -> Iterator[Worker]:
+    with launch_worker(data_dir, token, ["--profile", profile, "--max-calls", str(max_calls)]) as (proc, url):
         yield Worker(proc, url, data_dir)
 
-
-# -- light simulated calls -------------------------------------------------------------------------
-@dataclass
-class SimCall:
-    call_sid: str = ""
-    started: float = 0.0
-    ended: float = 0.0
-    speech: list[tuple[float, float]] = field(default_factory=list)  # (start, end) of each caller line
-    arrivals: list[float] = field(default_factory=list)  # agent media messages received
-    tick_lag_ms: list[float] = field(default_factory=list)  # how late the caller's 20 ms timer fired
-    error: str = ""
-    agent_hung_up: bool = False  # the agent ended the call (goodbye, failed transfer): not a failure
-
-    def first_audio_after(self, t: float) -> float | None:
-        i = bisect.bisect_right(self.arrivals, t)
-        return self.arrivals[i] if i < len(self.arrivals) else None
-
-    def frame_lateness_ms(self) -> list[float]:
-        """Per agent frame: how much longer than 20 ms the phone waited for it after the previous one,
-        within each reply (the audio between two caller lines); the first frame of a reply is its
-        latency, not jitter."""
-        bounds = [self.started, *(t for s, e in self.speech for t in (s, e)), float("inf")]
-        out: list[float] = []
-        for lo, hi in zip(bounds[0::2], bounds[1::2], strict=True):
-            a = self.arrivals
-            window = a[bisect.bisect_right(a, lo):bisect.bisect_left(a, hi)]
-            gaps = np.diff(np.asarray(window)) * 1000 - FRAME_S * 1000
-            out.extend(np.maximum(gaps, 0.0).tolist())
-        return out
-
-
-def _agent_done(pb: Playback, since: float, now: float) -> bool:
-    if pb.audio_frames_at and pb.audio_frames_at[-1] > since:
-        return not pb.busy and now - pb.audio_frames_at[-1] >= AGENT_DONE_GAP_S
-    return not pb.busy and now - since >= NO_REPLY_S
-
-
-async def simulated_call(url: str, token: str, lines: list[list[bytes]], noise: list[bytes],
-                         duration_s: float, delay_s: float = 0.0) -> SimCall:
-    """One caller: answers the agent line after line for `duration_s`, as Twilio's side of the call
-    (media every 20 ms, real-time playback with mark echo), then hangs up."""
-    await asyncio.sleep(delay_s)
-    peer = TwilioPeer(url, token)
-    call = SimCall(peer.call_sid)
-    try:
-        await peer.open_stream(await peer.ring())
-    except Exception as exc:  # a refused call is a result at this load, not a crash of the bench
-        call.error = f"{type(exc).__name__}: {exc}"
-        return call
-    receiver = asyncio.create_task(peer.receive_loop())
-    pb = peer.playback
-    t0 = call.started = time.monotonic()
-    since, tick, line_no, pos = t0, 0, 0, 0
-    speaking: list[bytes] | None = None
-    start = 0.0
-    try:
-        while not peer.closed_by_agent.is_set():
-            now = time.monotonic()
-            call.tick_lag_ms.append((now - (t0 + tick * FRAME_S)) * 1000)
-            if now - t0 >= duration_s:
-                break
-            if speaking is None and _agent_done(pb, since, now):
-                speaking, pos, start = lines[line_no % len(lines)], 0, now
-                line_no += 1
-            if speaking is not None:
-                frame = speaking[pos]
-                pos += 1
-                if pos == len(speaking):
-                    since = time.monotonic()
-                    call.speech.append((start, since))
-                    speaking = None
-            else:
-                frame = noise[tick % len(noise)]
-            await peer.send_frame(frame)
-            await peer.play_tick()
-            tick += 1
-            await asyncio.sleep(max(0.0, t0 + tick * FRAME_S - time.monotonic()))
-    except ConnectionClosed:
-        call.agent_hung_up = True  # the socket closed between two of our frames
-    except Exception as exc:
-        call.error = f"{type(exc).__name__}: {exc}"
-    finally:
-        call.agent_hung_up = call.agent_hung_up or peer.closed_by_agent.is_set()
-        if not peer.closed_by_agent.is_set():
-            with contextlib.suppress(Exception):
-                await peer.hang_up()
-        receiver.cancel()
-        await asyncio.gather(receiver, return_exceptions=True)
-    call.arrivals = list(pb.arrivals)
-    call.ended = time.monotonic()
-    return call
 
 
 @dataclass
@@ -370,6 +223,7 @@ class Level:
     worker_cpu_pct: float = 0.0
     sim_cpu_pct: float = 0.0
     other_cpu_pct: float = 0.0  # everything else on the machine meanwhile (other jobs skew the figures)
+    old_phones: bool = False  # the simulator as it was: an HTTP client per ring, permessage-deflate on
 
     @property
     def failed(self) -> int:
@@ -416,8 +270,21 @@ class Level:
 
 async def _run_level(level: Level, worker: Worker, token: str, lines: list[list[bytes]],
                      noise: list[bytes]) -> None:
+    # One HTTP client rings every call of the level, as one carrier would: the phones stay light.
+    async with httpx.AsyncClient(timeout=10) as client:
+        await _run_calls(level, worker, token, lines, noise, None if level.old_phones else client)
+    await _wait_records(worker, [s.call_sid for s in level.sims if not s.error], 15.0)
+    for sim in level.sims:
+        rec = worker.record(sim.call_sid)
+        if rec is not None:
+            level.records[sim.call_sid] = rec
+
+
+async def _run_calls(level: Level, worker: Worker, token: str, lines: list[list[bytes]],
+                     noise: list[bytes], client: httpx.AsyncClient | None) -> None:
+    deflate = "deflate" if level.old_phones else None
     # A short first call loads what a worker only loads on demand, so the baseline is a warm worker.
-    warm = await simulated_call(worker.url, token, lines, noise, 1.0)
+    warm = await simulated_call(worker.url, token, lines, noise, 1.0, client=client, compression=deflate)
     await _wait_records(worker, [warm.call_sid], 10.0)
     await asyncio.sleep(0.3)
     level.rss_base_kb = level.rss_peak_kb = worker.rss_kb()
@@ -435,7 +302,8 @@ async def _run_level(level: Level, worker: Worker, token: str, lines: list[list[
     rng = np.random.default_rng(level.calls)
     spread = min(1.0, 0.05 * level.calls)
     level.sims = await asyncio.gather(*(
-        simulated_call(worker.url, token, lines, noise, level.duration_s, float(rng.uniform(0, spread)))
+        simulated_call(worker.url, token, lines, noise, level.duration_s, float(rng.uniform(0, spread)),
+                       client=client, compression=deflate)
         for _ in range(level.calls)))
     wall = time.monotonic() - wall0
     level.worker_cpu_pct = 100 * (worker.cpu_s() - cpu0) / wall
@@ -444,11 +312,6 @@ async def _run_level(level: Level, worker: Worker, token: str, lines: list[list[
                               - level.sim_cpu_pct)
     stop.set()
     await sampler
-    await _wait_records(worker, [s.call_sid for s in level.sims if not s.error], 15.0)
-    for sim in level.sims:
-        rec = worker.record(sim.call_sid)
-        if rec is not None:
-            level.records[sim.call_sid] = rec
 
 
 async def _wait_records(worker: Worker, call_sids: list[str], timeout_s: float) -> None:
@@ -458,9 +321,10 @@ async def _wait_records(worker: Worker, call_sids: list[str], timeout_s: float) 
 
 
 def run_level(profile: str, calls: int, duration_s: float, root: Path, token: str,
-              lines: list[list[bytes]], noise: list[bytes]) -> Level:
-    level = Level(profile, calls, duration_s)
-    with worker_process(profile, root / f"{profile}-{calls}", token) as worker:
+              lines: list[list[bytes]], noise: list[bytes], old_phones: bool = False) -> Level:
+    level = Level(profile, calls, duration_s, old_phones=old_phones)
+    # The worker's limit sits above the level, so that a refused call means the worker failed, not the cap.
+    with worker_process(profile, root / f"{profile}-{calls}", token, max_calls=calls + 1) as worker:
         asyncio.run(_run_level(level, worker, token, lines, noise))
     return level
 
@@ -562,11 +426,15 @@ def capacity_section(instant: Sequence[Level], embedded: Sequence[Level], cap: i
     ])
 
 
-def report(quick: bool = False) -> str:
+QUICK_LEVELS = (1, 8, 32, 64)
+FULL_LEVELS = (1, 2, 4, 8, 16, 32, 64, 96, 128)
+
+
+def report(quick: bool = False, levels: Sequence[int] | None = None) -> str:
     started = time.monotonic()
     token = secrets.token_hex(16)
-    cap = 32  # the worker refuses calls beyond WorkerSettings.max_calls (50)
-    counts = [1, 8, 32] if quick else [1, 2, 4, 8, 16, 32]
+    counts = list(levels or (QUICK_LEVELS if quick else FULL_LEVELS))
+    cap = max(counts)  # each level's worker is started with --max-calls above it
     level_s = 9.0 if quick else 14.0  # quick: the ~8 s disclosure; full: also a turn per call
     v2v_s = 24.0 if quick else 60.0
 
@@ -593,9 +461,11 @@ def report(quick: bool = False) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.calls.bench",
                                      description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer turns and levels (about 1.5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="fewer turns and levels (about 2 minutes)")
+    parser.add_argument("--levels", type=parse_levels, default=None,
+                        help="concurrent calls per capacity level, comma-separated (e.g. 1,16,64,128)")
     args = parser.parse_args(argv)
-    print(report(quick=args.quick))
+    print(report(quick=args.quick, levels=args.levels))
     return 0
 
 

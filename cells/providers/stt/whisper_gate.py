@@ -27,6 +27,10 @@ class GateConfig:
     logprob: float = -1.0
     unsure_logprob: float = -1.3  # on little speech, a result this unsure is dropped outright
     little_speech_ms: float = 400.0
+    # A turn the model half doubts holds speech and is this unsure of its words: a tone or noise bursts
+    # that a request-shaped prompt talked it into ("I'm a fan of the two." at no-speech 0.52, -2.4).
+    doubt_no_speech_prob: float = 0.5
+    doubt_logprob: float = -1.5
 
 
 def speech_ms(pcm: np.ndarray, sample_rate: int, config: GateConfig) -> float:
@@ -47,5 +51,7 @@ def keep(decoded: Decoded, speech: float, config: GateConfig) -> bool:
     if not decoded.text.strip():
         return False
     if decoded.no_speech_prob > config.no_speech_prob and decoded.avg_logprob < config.logprob:
+        return False
+    if decoded.no_speech_prob > config.doubt_no_speech_prob and decoded.avg_logprob < config.doubt_logprob:
         return False
     return not (speech < config.little_speech_ms and decoded.avg_logprob < config.unsure_logprob)

@@ -22,6 +22,12 @@ HINT_PROMPTS = {
     "time": "At 9:30 in the morning. 2 in the afternoon. Half past ten.",
     "name": "My name is Sarah Johnson.",
     "service": "A cleaning, please. A check-up. A filling.",
+    # An open question ("How can I help you today?"): a whole request with a day, a time and a name.
+    # Without it tiny.en wrote "Can I book a click on when I'm happy" for "Can I book a check-up on
+    # Wednesday at eleven" and dropped the day and time of most first requests by eSpeak callers of
+    # other accents (python -m evals.calls.bench). No "real person" sentence: a tone once came out as
+    # "I'm a person." with one in.
+    "": "Hi, could I come in for a check-up on Monday at 10 in the morning? My name's Sarah Johnson.",
 }
 MAX_PROMPT_WORDS = 60
 MAX_LISTED_SERVICES = 8  # a longer list is mostly synonyms, which make a poor prompt

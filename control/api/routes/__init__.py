@@ -1,6 +1,7 @@
 """The API routes: tenant creation by the platform operator, then the tenant-scoped routes, whose URLs
 start with /v1/tenants/<tenant_id>, the residency and auth key."""
 
+from control.api.routes.agent_versions import bp as agent_versions_bp
 from control.api.routes.agents import bp as agents_bp
 from control.api.routes.calls import bp as calls_bp
 from control.api.routes.compliance import bp as compliance_bp
@@ -16,7 +17,8 @@ from control.api.routes.usage import bp as usage_bp
 from control.api.routes.users import bp as users_bp
 from control.api.routes.webhooks import bp as webhooks_bp
 
-BLUEPRINTS = (platform_bp, tenants_bp, agents_bp, tokens_bp, users_bp, numbers_bp, calls_bp,
-              outbound_calls_bp, consents_bp, webhooks_bp, usage_bp, knowledge_bp, compliance_bp, records_bp)
+BLUEPRINTS = (platform_bp, tenants_bp, agents_bp, agent_versions_bp, tokens_bp, users_bp, numbers_bp,
+              calls_bp, outbound_calls_bp, consents_bp, webhooks_bp, usage_bp, knowledge_bp, compliance_bp,
+              records_bp)
 
 __all__ = ["BLUEPRINTS"]

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control.api.agent_gate import config_hash, enforce_gate, knowledge_refs, snapshot_of
 from control.api.auth import current_auth, require
 from control.api.idempotency import idempotent_create
 from control.api.openapi import operation
@@ -90,11 +91,18 @@ async def get_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
     return json_response(await run_transaction(sessions(), work, scope=scope))
 
 
+_UPDATE_NOTES = (
+    "Changing `providers` (other than secret options) needs a passing eval run recorded for the resulting "
+    "configuration (POST .../eval-runs); otherwise 409 `eval-gate` naming `config_hash`, and nothing "
+    "changes. An owner may give `override_reason` (audited as `gate_override`); anyone else gets 403.")
+
+
 @operation(bp, "PATCH", "/agents/<uuid:agent_id>", summary="Update an agent", body=AgentUpdate,
-           response=AgentOut)
+           response=AgentOut, errors=(403, 409), description=_UPDATE_NOTES)
 @require("operator")
 async def update_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
     change = (await parse_body(AgentUpdate)).model_dump(mode="json", exclude_unset=True)
+    override_reason = change.pop("override_reason", None)
     # An explicit null would erase a required setting; "unset" is spelled by leaving the field out.
     nulls = [name for name, value in change.items() if value is None]
     if nulls:
@@ -103,7 +111,8 @@ async def update_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
     scope = current_auth().scope
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        agent = await scoped_one(session, Agent, scope, Agent.id == agent_id)
+        agent = await scoped_one(session, Agent, scope, Agent.id == agent_id, lock=True)
+        providers_before = config_hash({"providers": agent.providers})
         for name, value in change.items():
             if name == "providers":
                 value = _sealed(merge_providers(agent.providers, value), scope)
@@ -115,6 +124,11 @@ async def update_agent(tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Response:
                 raise ApiProblem(422, "Unprocessable content", str(exc), slug="validation",
                                  errors=[{"path": "flows", "message": str(exc), "code": "agent_cannot_run"}]
                                  ) from None
+        if "providers" in change and config_hash({"providers": agent.providers}) != providers_before:
+            # The eval gate: the resulting configuration needs a passing run (or an owner's override).
+            snapshot = snapshot_of(agent, await knowledge_refs(session, scope, agent_id))
+            await enforce_gate(session, scope, agent_id, config_hash(snapshot), change="providers",
+                               override_reason=override_reason)
         agent.updated_at = datetime.now(UTC)
         await session.flush()
         return _out(agent)

@@ -1,7 +1,9 @@
 """Calls, read side: list and filter, detail, transcript, events and the recording.
 
 The rows are written by the event consumer from the call's JetStream events; this module only reads
-them, always through the tenant scope. The recording comes from the region's object store.
+them, always through the tenant scope. The recording comes from the region's object store, sealed
+with the tenant's data key (regions.sealed_store); it is opened only for a role allowed to listen, and
+each download leaves an audit row.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from typing import Final
 from quart import Blueprint, Response, request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control.api.audit import record
 from control.api.auth import current_auth, require
 from control.api.openapi import QueryParam, operation
+from control.api.problems import ApiProblem
 from control.api.routes.common import TENANT_PREFIX, fetch_page, json_response, scoped_one
 from control.api.routes.params import (
     DATETIME_SCHEMA,
@@ -36,7 +40,9 @@ from control.api.state import api_state, sessions
 from control.db.models import Call, CallEvent, Recording, Turn
 from control.db.session import run_transaction
 from control.db.tenancy import TenantScope, scoped_select
+from regions.kms import KeyUnavailable, LocalKms
 from regions.objectstore import ObjectKeyError, RegionStore
+from regions.sealed_store import RecordingFormatError, SealedStore
 
 log = logging.getLogger(__name__)
 bp = Blueprint("calls", __name__, url_prefix=TENANT_PREFIX)
@@ -55,6 +61,7 @@ _CALL_FILTERS: Final = (
     *PAGE,
 )
 _EVENT_PAGE: Final = page_params(200, 1000)
+LISTEN_ROLE: Final = "operator"  # owner, admin and operator may listen to recordings; a viewer may not
 
 
 async def load_call(session: AsyncSession, scope: TenantScope, call_id: uuid.UUID) -> Call:
@@ -145,7 +152,7 @@ async def list_events(tenant_id: uuid.UUID, call_id: uuid.UUID) -> Response:
 
 @operation(bp, "GET", "/calls/<uuid:call_id>/recording", summary="Download the call's recording",
            media_type="audio/wav")
-@require("viewer")
+@require(LISTEN_ROLE)
 async def get_recording(tenant_id: uuid.UUID, call_id: uuid.UUID) -> Response:
     scope = current_auth().scope
     root = api_state().settings.object_store_root
@@ -157,21 +164,31 @@ async def get_recording(tenant_id: uuid.UUID, call_id: uuid.UUID) -> Response:
                                           .order_by(Recording.created_at, Recording.id)))
         if not rows:
             raise not_found()
+        record(session, "call.recording_downloaded", "call", call_id, segments=len(rows))
         return rows
 
-    rows = await run_transaction(sessions(), work, scope=scope)
     if root is None:
         raise not_found()
-    store = RegionStore(root, scope.region)
+    rows = await run_transaction(sessions(), work, scope=scope)
+    key = api_state().settings.secrets_key
+    store = SealedStore(RegionStore(root, scope.region), LocalKms(key) if key else None)
     segments: list[bytes] = []
     for rec in rows:
         # The key must name this tenant: a row pointing at another tenant's object is served as missing.
         if not rec.object_key.startswith(f"{scope.tenant_id}/"):
             continue
         try:
-            segments.append(await asyncio.to_thread(store.get, rec.object_key))
+            segments.append(await asyncio.to_thread(store.get, rec.object_key))  # decrypted here only
         except (FileNotFoundError, IsADirectoryError, ObjectKeyError):
             log.warning("recording %s of call %s is missing from the %s store", rec.id, call_id, scope.region)
+        except KeyUnavailable as exc:
+            log.error("recording %s of call %s cannot be opened: %s", rec.id, call_id, exc)
+            raise ApiProblem(503, "Recording key unavailable", f"The recording cannot be decrypted: {exc}.",
+                             slug="recording-key-unavailable") from exc
+        except RecordingFormatError as exc:
+            log.error("recording %s of call %s is damaged: %s", rec.id, call_id, exc)
+            raise ApiProblem(500, "Recording damaged", "The stored recording fails its integrity check.",
+                             slug="recording-damaged") from exc
     if not segments:
         raise not_found()
     rec = rows[-1]
