@@ -81,7 +81,7 @@ def test_the_api_takes_a_vendor_tool_by_reference_and_refuses_a_credential_in_it
     from control.api.schemas import Tool
 
     kinds = {k for arg in get_args(Tool.model_fields["kind"].annotation) for k in get_args(arg)}
-    assert kinds == {"http", *VENDOR_TOOL_KINDS}
+    assert kinds == {"http", "record", *VENDOR_TOOL_KINDS}
     declared = clinic("https://api.cal.com")["tools"][0]
     assert Tool.model_validate(declared).model_dump() == {**declared, "description": "", "parameters": {}}
     for leak in ({"api_key": API_KEY}, {"access_token": "x"}, {"password": "x"}):
