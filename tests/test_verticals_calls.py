@@ -53,6 +53,10 @@ def _talk(tmp: Path) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in history)
 
 
+# Each call is about a minute of real time; the default run keeps the reservation (dates, guests, room)
+# within its 15-minute budget, and `pytest -m slow` runs the other two (the flows' turn-by-turn tests in
+# tests/test_verticals_flows.py cover their branches in the default run).
+@pytest.mark.slow
 def test_the_candidate_gets_the_right_score_and_knock_out_in_the_ats(tmp_path: Path) -> None:
     records, result, today, peer = run_script(tmp_path, "screen")
     expected = VERTICAL_SCRIPTS["screen"].expected(today)
@@ -67,6 +71,7 @@ def test_the_hotel_reservation_has_the_right_dates_guests_and_room(tmp_path: Pat
     assert result.ended_by_agent, _talk(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_caller_who_says_no_dont_book_it_gets_nothing_written(tmp_path: Path) -> None:
     records, result, _, _ = run_script(tmp_path, "no-booking")
     talk = _talk(tmp_path)
