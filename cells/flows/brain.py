@@ -22,6 +22,7 @@ from typing import Any
 
 from cells.contract.flow_rules import assess
 from cells.contract.flows import Flow, Node, SlotDef
+from cells.dialogue.actions import Action, Call, Say
 from cells.flows.slots import HINTS, read_choice, read_slot, say_value
 from cells.providers.base import Message, TextDelta, ToolCall, ToolSpec
 
@@ -31,18 +32,6 @@ _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _DECLINED = ("caller_declined", "no_clear_answer")
 
 
-@dataclass(frozen=True)
-class Say:
-    text: str
-
-
-@dataclass(frozen=True)
-class Call:
-    name: str
-    arguments: dict[str, Any]
-
-
-Action = Say | Call
 
 
 @dataclass

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+# The clinic's modules read the plan's actions from here.
+from cells.dialogue.actions import Action, Call, Say  # noqa: F401
+
 # What the agent asked last; it decides how a bare answer ("nine", "yes", "john") is read.
 EXPECTING = ("intent", "service", "date", "time", "choose", "name", "phone", "confirm", "change",
              "anything_else", "transfer")
@@ -67,15 +70,3 @@ class DialogueState:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-@dataclass(frozen=True)
-class Say:
-    text: str
-
-
-@dataclass(frozen=True)
-class Call:
-    name: str
-    arguments: dict[str, Any]
-
-
-Action = Say | Call
