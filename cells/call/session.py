@@ -116,6 +116,7 @@ class CallSession:
         self._turn_start = 0
         self._interruptible = True
         self._discard_final = False
+        self._held: tuple[str, TurnTiming] | None = None  # said over a greeting it could not cut
         self.call_sid = ""
         self.stream_sid = ""
         self._pending: TurnTiming | None = None
@@ -164,6 +165,7 @@ class CallSession:
         await self.speaker.say(self.config.disclosure)
         self.history.append(Message("assistant", self.config.disclosure))
         if self.hooks is not None and (ask := self.hooks.after_disclosure()):
+            self._held = None  # said before the question: not its answer
             await self._say_own(ask)
 
     async def _resume(self) -> None:
@@ -334,6 +336,9 @@ class CallSession:
         self._flush_said()
         self._report_turns()
         self.playout.reset_turn()  # a later barge-in trims only what comes after this
+        if self._held is not None and not self._closing:
+            held, self._held = self._held, None
+            self._begin_turn(*held)
 
     def _report_turns(self) -> None:
         """One `turn` event (stage timings) per caller turn, once its reply is over."""
@@ -445,6 +450,10 @@ class CallSession:
         if self._agent_busy():
             if not self._interruptible:
                 self.emit("transcript", {"text": text, "ignored": True, "reason": "agent not interruptible"})
+                if text.startswith("keypad") or content_words(text) >= self.config.barge_in_min_words:
+                    # Callers talk over a greeting they may not cut ("Hi, I need to book ..."): the
+                    # request is answered once the agent has finished, not lost.
+                    self._held = (text, timing)
                 return
             self.barge_in()
         self._flush_said()  # what the agent said before this caller turn
