@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import time
 from collections import deque
@@ -283,8 +282,7 @@ class CallSession:
                 if self.rejoin.caller_resumed(self, ev.time_ms, self._speech_start_wall):
                     self.playout.clear()
                     self.outbound.clear()
-                    clear = {"event": "clear", "streamSid": self.stream_sid}
-                    self._spawn(self.transport.send(json.dumps(clear)))
+                    self._spawn(self.transport.send_clear())
             self.state.speech_started_ms = ev.time_ms
             self.endpointer.on_speech_start(ev.time_ms)
         else:
