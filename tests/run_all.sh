@@ -11,4 +11,5 @@ cargo test --workspace
 # Two processes, one test file each at a time: most of the wall time is real-time phone calls that
 # wait on the audio clock, so two files overlap well on a 2-core machine. Module fixtures (a
 # database, a NATS supercluster, the three cells) stay within one process with --dist loadfile.
-python3 -m pytest -n "${AUTOSPEAK_TEST_PROCESSES:-2}" --dist loadfile "$@"
+# --durations: the slowest tests are listed at the end, so the 15-minute budget can be watched.
+python3 -m pytest -n "${AUTOSPEAK_TEST_PROCESSES:-2}" --dist loadfile --durations=30 "$@"

@@ -89,6 +89,9 @@ def test_a_bike_shop_defined_only_by_its_record_greets_as_itself_and_books_after
     assert result.ended_by_agent, "the flow's end node says goodbye and ends the call"
 
 
+# The clinic's booking call is in test_call_e2e and the record path in the bike shop's call above: this
+# third whole call runs with -m slow (the default run's 15-minute budget).
+@pytest.mark.slow
 def test_the_clinic_as_a_record_still_books_through_the_same_path(api: Api, tmp_path: Path) -> None:
     record = create(api, {**AGENT, "name": "Front desk", "flows": {}, "tools": [], "providers": {}})
     assert record["vertical"] == "reception" and record["flows"] == {}

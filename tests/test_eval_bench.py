@@ -47,7 +47,7 @@ def test_the_suites_load_with_their_categories() -> None:
     cats = {s.category for s in golden.scenarios}
     assert {"happy-path", "correction", "refusal", "off-script", "transfer", "silence", "dtmf", "barge-in",
             "injection"} <= cats
-    assert len(load_suite(SCENARIOS / "smoke").scenarios) == 2
+    assert len(load_suite(SCENARIOS / "smoke").scenarios) == 1
 
 
 @pytest.mark.parametrize(("text", "complaint"), [

@@ -1,5 +1,7 @@
-"""`autospeak eval run` on the reception smoke suite: two whole real-time calls (about a minute in
-all) on the embedded stack, judged on the calendar and on what the caller's recogniser heard."""
+"""`autospeak eval run` on the reception smoke suite: one whole real-time call (about half a minute) on
+the embedded stack, judged on the calendar and on what the caller's recogniser heard. The smoke suite
+holds only a call whose wording tiny.en hears the same however the turn is cut; the golden suite holds
+the rest (a transfer request among them), where a misheard turn is a finding, not a flaky test."""
 
 from __future__ import annotations
 
@@ -22,15 +24,14 @@ def test_the_smoke_suite_runs_as_whole_calls_and_passes(tmp_path: Path) -> None:
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     # What the user reads: a progress line per call, the verdict table, the figures.
-    assert "[1/2" in out and "[2/2" in out
-    assert "task success: 2/2" in out and "confirmation discipline: 0 violation(s)" in out
+    assert "[1/1" in out
+    assert "task success: 1/1" in out and "confirmation discipline: 0 violation(s)" in out
     report = json.loads((report_dir / "report.json").read_text())
-    assert [r["passed"] for r in report["runs"]] == [True, True] and not report["partial"]
+    assert [r["passed"] for r in report["runs"]] == [True] and not report["partial"]
     by_name = {r["scenario"]: r for r in report["runs"]}
-    assert by_name["ask-for-a-person"]["disposition"].startswith("transfer")
     assert by_name["opening-hours"]["disposition"] == "completed"
     # Real figures from the calls: the agent answered every spoken turn, the recogniser heard words.
-    assert report["summary"]["latency_ms"]["voice_to_voice"]["n"] >= 3
+    assert report["summary"]["latency_ms"]["voice_to_voice"]["n"] >= 2
     assert report["summary"]["caller_wer"] is not None and report["summary"]["agent_wer"] is not None
     outcome = json.loads(Path(by_name["opening-hours"]["outcome"]).read_text())
     assert any("Sunday" in text for text in outcome["agent_heard"])
