@@ -242,3 +242,34 @@ def test_an_unechoed_mark_is_overdue_only_after_its_audio_played_and_the_grace()
         loop.cancel()
 
     asyncio.run(run())
+
+
+# --- a regional cell (`autospeak up`'s shape): the control plane's webhook, a worker's stream -------
+
+@pytest.mark.slow
+def test_a_cell_answers_the_strict_peer_and_keeps_its_status_callback() -> None:
+    """The eu cell's control plane takes the signed webhook (called as `localhost`, as an outside peer
+    might), a worker the stream; the agent ends the call, `<Connect action>` hangs up, the status
+    callback is taken, and the control plane stores the call as completed."""
+    from tests.cell_stack import api_get, events_of, running_stack, wait_completed
+    from tests.strict_twilio_caller import Line, run_script
+
+    with running_stack(workers={"eu": 1, "in": 1, "us": 1}) as stack:
+        base = stack.api_url("eu").replace("127.0.0.1", "localhost")
+        call = StrictTwilioCall(f"{base}/twilio/voice", stack.secrets["twilio_auth_token"],
+                                to=stack.demo["eu"].number, status_url=f"{base}/twilio/status")
+
+        async def run() -> tuple[object, int | None]:
+            await call.ring()
+            outcome = await run_script(call, [Line("What are your opening hours?"),
+                                              Line("Thank you, goodbye.")], max_s=90)
+            return outcome, await call.status_callback("completed")
+
+        outcome, status = asyncio.run(run())
+        assert call.violations == []
+        assert outcome.ended_by_agent and "<Hangup" in outcome.hangup_twiml[0]  # type: ignore[attr-defined]
+        assert status is not None and 200 <= status < 300
+        call_id = wait_completed(stack, "eu", call.call_sid)
+        assert api_get(stack, "eu", f"/calls/{call_id}").json()["status"] == "completed"
+        kinds = {e["kind"] for e in events_of(stack, "eu", call_id)}
+        assert "call_status" in kinds, "the status callback reached the call's events"
