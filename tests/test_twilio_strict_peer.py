@@ -36,6 +36,8 @@ TOKEN = secrets.token_hex(16)
 NUMBER = "+15005550001"  # the embedded worker's demo number
 _ENGINE = EspeakEngine()
 REQUEST = speech(_ENGINE, "Hi, I would like to book a cleaning please.")
+# Said as soon as the reply starts (no lead-in silence): the instant agent's reply lasts about 2 s.
+BARGE_IN = speech(_ENGINE, "Sorry, wait, actually I need a filling instead, not a cleaning.")[1600:]
 REPLY_FRAMES = 25  # half a second of the agent's reply: it answered
 
 
@@ -56,7 +58,7 @@ def reply_frames(call: StrictTwilioCall) -> int:
     return events[events.index("mark"):].count("media") if "mark" in events else 0
 
 
-async def reply_after(call: StrictTwilioCall, *, over_greeting: bool) -> int:
+async def reply_after(call: StrictTwilioCall, *, over_greeting: bool, frames: int = REPLY_FRAMES) -> int:
     """Says one line after the greeting (or 0.5 s into it) and waits until the reply is clearly under
     way; returns the reply's `media` messages so far."""
     phone = call.phone
@@ -66,7 +68,7 @@ async def reply_after(call: StrictTwilioCall, *, over_greeting: bool) -> int:
         await call.pump(20, until=lambda: phone.audio_played_at and phone.quiet_for() > 1.0)
     call.say(REQUEST)
     await call.pump(20, until=lambda: not call.speaking)
-    await call.pump(20, until=lambda: reply_frames(call) >= REPLY_FRAMES)
+    await call.pump(20, until=lambda: reply_frames(call) >= frames)
     return reply_frames(call)
 
 
@@ -88,14 +90,22 @@ def test_a_call_by_the_book_is_answered_in_documented_messages_only(worker: str)
         assert twiml is not None and twiml.url.startswith(("ws://", "wss://"))
         assert twiml.action is not None and set(twiml.parameters) == {"call_token"}
         await call.open_stream()
-        replied = await reply_after(call, over_greeting=False)
+        replied = await reply_after(call, over_greeting=False, frames=1)
+        call.say(BARGE_IN)  # over the reply: the agent stops its audio with `clear`, then answers this
+        await call.pump(20, until=lambda: call.phone.clears > 0)
+        await call.pump(20, until=lambda: not call.speaking)
+        events = [m["event"] for m in call.received]
+        await call.pump(20, until=lambda: [m["event"] for m in call.received][len(events):].count(
+            "media") >= REPLY_FRAMES)
         await call.send_dtmf("1")
         await call.stop()
         return call, replied, await call.status_callback("completed")
 
     call, replied, status = asyncio.run(run())
     assert call.violations == []
-    assert [m["event"] for m in call.received].count("media") > 100 and replied >= REPLY_FRAMES
+    events = [m["event"] for m in call.received]
+    assert events.count("media") > 100 and replied >= 1
+    assert events.count("clear") >= 1 and events[events.index("clear"):].count("media") >= REPLY_FRAMES
     # The greeting's marks came back once its audio had played; none twice, none we did not send.
     sent, echoed = call.phone.marks_sent, call.phone.marks_echoed
     assert echoed and echoed == sent[:len(echoed)]
