@@ -43,8 +43,11 @@ REPLY_FRAMES = 25  # half a second of the agent's reply: it answered
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with worker_process(tmp_path_factory.mktemp("strict"), TOKEN, ["--profile", "instant"]) as (_, url):
+    data = tmp_path_factory.mktemp("strict")
+    with worker_process(data, TOKEN, ["--profile", "instant"]) as (_, url):
         yield url
+    log = (data / "worker.log").read_text(errors="replace")
+    assert "Traceback" not in log and " ERROR " not in log, log[-3000:]
 
 
 def new_call(url: str, **kwargs: object) -> StrictTwilioCall:
