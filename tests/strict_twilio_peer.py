@@ -149,7 +149,8 @@ class StrictTwilioCall:
     False never echoes a mark (a peer the docs do not promise, to check nothing waits on one)."""
 
     def __init__(self, webhook_url: str, auth_token: str, *, to: str, from_: str = "+14155550143",
-                 status_url: str | None = None, chunk_ms: int = 20, echo_marks: bool = True) -> None:
+                 status_url: str | None = None, chunk_ms: int = 20, echo_marks: bool = True,
+                 line_noise_rms: float = 0.0) -> None:
         if chunk_ms <= 0 or chunk_ms % 10:
             raise ValueError("chunk_ms must be a positive multiple of 10")
         self.webhook_url, self.status_url, self.auth_token = webhook_url, status_url, auth_token
@@ -158,6 +159,8 @@ class StrictTwilioCall:
         self.stream_sid = ""
         self.chunk_bytes = RATE * chunk_ms // 1000
         self.echo_marks = echo_marks
+        self.line_noise_rms = line_noise_rms  # 0: digital silence between the caller's words
+        self._rng = np.random.default_rng(1)
         self.phone = Phone()
         self.violations: list[str] = []
         self.received: list[dict[str, Any]] = []
@@ -310,7 +313,7 @@ class StrictTwilioCall:
                 return False
             if until is not None and until():
                 return True
-            chunk = self._outbox.popleft() if self._outbox else bytes([ULAW_SILENCE]) * self.chunk_bytes
+            chunk = self._outbox.popleft() if self._outbox else self._line()
             try:
                 await self.send_media(chunk)
             except ConnectionClosed:
@@ -318,6 +321,12 @@ class StrictTwilioCall:
             next_at += step
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         return not self.closed_by_app.is_set()
+
+    def _line(self) -> bytes:
+        """What the line carries while the caller is silent."""
+        if not self.line_noise_rms:
+            return bytes([ULAW_SILENCE]) * self.chunk_bytes
+        return ulaw_encode(self._rng.normal(0, self.line_noise_rms, self.chunk_bytes))
 
     async def _receive(self) -> None:
         assert self.ws is not None

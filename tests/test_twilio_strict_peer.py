@@ -122,7 +122,8 @@ def test_other_chunk_sizes_speech_over_the_greeting_and_marks_never_echoed(
     """Caller audio in 100 ms or 10 ms messages, a caller talking over the greeting, and a peer that loses
     every mark echo (Twilio echoes each one; without them the agent answers MARK_GRACE_S late)."""
     async def run() -> tuple[StrictTwilioCall, int]:
-        call = new_call(worker, chunk_ms=chunk_ms, echo_marks=echo_marks)
+        call = new_call(worker, chunk_ms=chunk_ms, echo_marks=echo_marks,
+                        line_noise_rms=25.0 if echo_marks else 0.0)  # a line with some hiss, or none
         await call.ring("GET" if echo_marks else "POST")  # a number may fetch its TwiML with GET
         await call.open_stream()
         if echo_marks:  # a future event type, and a media message with its keys in another order
