@@ -21,6 +21,7 @@ HEAVY_FIRST = (
     "test_autospeak_up.py",
     "test_knowledge_call.py",
     "test_call_loadtest.py",
+    "test_twilio_strict_peer.py",
     "test_worker_resume.py",
     "test_observability_cell.py",
     "test_web_console_call.py",

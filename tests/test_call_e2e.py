@@ -22,9 +22,10 @@ from websockets.exceptions import ConnectionClosed
 
 from cells.simulator.caller import CallerLine, CallResult, ScriptedCaller
 from cells.simulator.run import embedded_worker
-from cells.simulator.scripts import SCRIPTS
 from cells.simulator.twilio_peer import TwilioPeer
 from cells.speech.espeak import EspeakEngine
+from tests.strict_twilio_caller import Line, Outcome, run_script
+from tests.strict_twilio_peer import StrictTwilioCall
 
 TOKEN = secrets.token_hex(16)
 
@@ -60,9 +61,27 @@ def healthy(url: str) -> bool:
     return httpx.get(url + "/healthz", timeout=5).json()["ok"] is True
 
 
-def test_a_booking_call_books_the_slot_the_caller_asked_for(worker: tuple[str, Path]) -> None:
+def test_a_booking_call_by_a_strict_twilio_peer_books_the_slot_the_caller_asked_for(
+        worker: tuple[str, Path]) -> None:
+    """The peer is tests/strict_twilio_peer.py, written from Twilio's docs alone (not our simulator): every
+    message we send must be a documented one, and the call ends as on Twilio (`<Connect action>` answered
+    with a hang-up, then the status callback)."""
     url, data = worker
-    peer, result = asyncio.run(call(url, SCRIPTS["booking"], voice="en-us+f2"))
+    lines = [Line("Hi, I would like to book a cleaning please."), Line("Next Tuesday at ten in the morning."),
+             Line("My name is Maria Lopez."), Line(dtmf="5552187#"),  # keyed in, as callers do when asked
+             Line("Yes, please."), Line("No, that's all. Thank you, goodbye.")]
+
+    async def run() -> tuple[StrictTwilioCall, Outcome, int | None]:
+        peer = StrictTwilioCall(f"{url}/twilio/voice", TOKEN, to="+15005550001",
+                                status_url=f"{url}/twilio/status")
+        await peer.ring()
+        outcome = await run_script(peer, lines, voice="en-us+f2", rate_wpm=170)
+        return peer, outcome, await peer.status_callback("completed")
+
+    peer, outcome, status = asyncio.run(run())
+    assert peer.violations == []
+    assert outcome.ended_by_agent and "<Hangup" in outcome.hangup_twiml[0], "the agent says goodbye, hangs up"
+    assert status is not None and 200 <= status < 300
     today = date.today()
     next_tuesday = today + timedelta(days=7 - today.weekday() + 1)  # Tuesday of next week
     bookings = json.loads((data / "calendar.json").read_text())["bookings"]
@@ -76,7 +95,6 @@ def test_a_booking_call_books_the_slot_the_caller_asked_for(worker: tuple[str, P
                      if any(c["name"] == "create_booking" for c in m["tool_calls"]))
     readback = [i for i, m in enumerate(history[:booked_at]) if "Shall I book it?" in m["content"]]
     assert readback and history[readback[-1] + 1]["role"] == "user"
-    assert result.ended_by_agent, "the agent says goodbye and ends the call"
 
 
 def test_two_simultaneous_calls_do_not_disturb_each_other(worker: tuple[str, Path]) -> None:

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 FRAME_S = 0.020
+# A mark the carrier has not echoed this long after the audio before it should have finished playing
+# counts as heard: Twilio echoes every mark, but a lost echo must not leave the agent mute for good.
+MARK_GRACE_S = 2.0
 
 
 @dataclass
@@ -67,6 +70,7 @@ class Playout:
         # one finished starts a new run. (start time, index in the turn of its first frame) per run.
         self._runs: list[tuple[float, int]] = []
         self._play_until = 0.0
+        self._mark_due: dict[str, float] = {}  # sent marks not echoed yet -> when they are overdue
         self._seq = 0
         self._turn_sent = 0
         self.stats = PlayoutStats()
@@ -105,6 +109,7 @@ class Playout:
         seg = self._segments.get(name)
         if seg is not None:
             seg.heard = True
+        self._mark_due.pop(name, None)
         if self._all_heard():
             self._idle.set()
 
@@ -118,6 +123,10 @@ class Playout:
 
     async def wait_heard(self) -> None:
         await self._idle.wait()
+
+    def overdue_marks(self, now: float) -> list[str]:
+        """Sent marks whose echo is over MARK_GRACE_S late (the caller of `on_mark` decides what follows)."""
+        return [name for name, due in self._mark_due.items() if due <= now]
 
     # -- barge-in ------------------------------------------------------------------------------
     def clear(self) -> str:
@@ -169,6 +178,7 @@ class Playout:
             self._forget_turn()
 
     def _forget_turn(self) -> None:
+        self._mark_due.clear()
         self._first_sent_at = None
         self._turn_sent = 0
         self._runs.clear()
@@ -187,6 +197,7 @@ class Playout:
             kind, payload = self._queue[0]
             if kind == "mark":
                 self._queue.popleft()
+                self._mark_due[payload] = max(self._play_until, self._clock()) + MARK_GRACE_S
                 await self._sink.send_mark(payload)
                 continue
             now = self._clock()

@@ -568,6 +568,8 @@ class CallSession:
                 return
             if self.state.dtmf and now - self.state.dtmf_at > self.config.dtmf_idle_s:
                 self._flush_dtmf()
+            for name in self.playout.overdue_marks(now):  # an echo that never came: played by now
+                self.on_mark(name)
             if self._agent_busy() or self.endpointer.in_turn:
                 self.state.last_activity = now
                 continue

@@ -53,6 +53,9 @@ class WebhookSettings:
     unknown_number_message: str = "Sorry, this number is not in service. Goodbye."
     busy_message: str = "Sorry, all our agents are busy right now. Please call again in a few minutes."
     say_language: str = "en-US"
+    # Local runs only (no public URL configured): also accept a signature over the URL as this request
+    # reached us (its Host header), for a peer that calls http://localhost:... where we say 127.0.0.1.
+    accept_request_host: bool = False
 
     def url(self, path: str, query: Mapping[str, str] | None = None) -> str:
         base = self.public_base_url.rstrip("/") + path
@@ -154,10 +157,13 @@ def twilio_voice_blueprint(settings: WebhookSettings, *, tokens: CallTokenAuthor
         # A GET carries Twilio's parameters in the query string, which the signed URL already covers.
         form = await request.form if request.method == "POST" else request.args
         query = request.query_string.decode("latin-1")
-        url = settings.public_base_url.rstrip("/") + request.path + (f"?{query}" if query else "")
+        tail = request.path + (f"?{query}" if query else "")
+        urls = [settings.public_base_url.rstrip("/") + tail]
+        if settings.accept_request_host:
+            urls.append(f"{request.scheme}://{request.host}{tail}")
         signed_params = form if request.method == "POST" else {}
-        if not signing.is_signed(url, signed_params, request.headers.get(SIGNATURE_HEADER),
-                                 request.headers.get(SETTINGS_HEADER)):
+        if not any(signing.is_signed(url, signed_params, request.headers.get(SIGNATURE_HEADER),
+                                     request.headers.get(SETTINGS_HEADER)) for url in urls):
             log.warning("rejected a Twilio webhook with a bad signature: %s %s", request.method, request.path)
             return None
         return {k: form.get(k, "") for k in form}

@@ -192,7 +192,10 @@ class EmbeddedStack:
         if others:
             lines += ["", "other demo agents: " + ", ".join(others),
                       "  (autospeak call --stack --agent NAME --region REGION)"]
-        lines += ["", f"database: {self.pg.libpq_uri if self.pg else '-'}",
+        lines += ["", "Twilio voice webhook of each cell: <control API>/twilio/voice (status callbacks: "
+                      "/twilio/status), signed with `twilio_auth_token` from "
+                      f"{self.data_dir / 'secrets.json'}, for the demo numbers above",
+                  "", f"database: {self.pg.libpq_uri if self.pg else '-'}",
                   f"demo tenants and owner tokens: {self.data_dir / 'demo.json'}",
                   f"logs: {self.data_dir / 'logs'}"]
         return "\n".join(lines)

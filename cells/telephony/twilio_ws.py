@@ -74,13 +74,20 @@ class MediaSocketSettings:
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     start_timeout_s: float = 10.0  # Twilio sends `start` right after connecting
     max_bad_frames: int = 10  # non-fatal protocol errors tolerated on one stream before closing it
+    # Local runs only (no public URL configured): also accept a signature over the URL as the upgrade
+    # reached us (its Host header), as the voice webhook does (WebhookSettings.accept_request_host).
+    accept_request_host: bool = False
 
 
 def upgrade_is_signed(settings: MediaSocketSettings, signature: str | None,
-                      signature_settings: str | None) -> bool:
-    """The upgrade request's X-Twilio-Signature (and signature settings) over the stream URL as given."""
-    return TwilioSigning(settings.auth_token, settings.shared_keys).is_signed(
-        settings.public_stream_url, {}, signature, signature_settings)
+                      signature_settings: str | None, requested_url: str | None = None) -> bool:
+    """The upgrade request's X-Twilio-Signature (and signature settings) over the stream URL as given
+    (or, with `accept_request_host`, over `requested_url`: the URL as the upgrade reached us)."""
+    signing = TwilioSigning(settings.auth_token, settings.shared_keys)
+    urls = [settings.public_stream_url]
+    if settings.accept_request_host and requested_url:
+        urls.append(requested_url)
+    return any(signing.is_signed(url, {}, signature, signature_settings) for url in urls)
 
 
 @dataclass(frozen=True)
@@ -243,8 +250,11 @@ def media_stream_blueprint(settings: MediaSocketSettings, *, tokens: CallTokenAu
 
     @bp.websocket(path)
     async def media() -> Response | None:
+        query = websocket.query_string.decode("latin-1")
+        requested = f"{websocket.scheme}://{websocket.host}{websocket.path}" + (f"?{query}" if query else "")
         if settings.verify_signature and not upgrade_is_signed(
-                settings, websocket.headers.get(SIGNATURE_HEADER), websocket.headers.get(SETTINGS_HEADER)):
+                settings, websocket.headers.get(SIGNATURE_HEADER), websocket.headers.get(SETTINGS_HEADER),
+                requested):
             log.warning("refused a media stream upgrade with a bad Twilio signature")
             return Response("invalid Twilio signature", status=403)
         # The real object, not the context-local proxy, so the call loop may use it from any task.

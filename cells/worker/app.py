@@ -116,7 +116,9 @@ def _carrier_control(telephony: Any, call_sid: str, transfer_to: str | None, *, 
 def _webhook(settings: WorkerSettings) -> WebhookSettings:
     return WebhookSettings(auth_token=settings.twilio_auth_token, shared_keys=settings.twilio_shared_keys,
                            public_base_url=settings.public_base_url,
-                           allow_insecure_streams=settings.stream_url.startswith("ws://"))
+                           allow_insecure_streams=settings.stream_url.startswith("ws://"),
+                           # plain http is a local run: a peer may call it by another host name
+                           accept_request_host=settings.stream_url.startswith("ws://"))
 
 
 def _serve_streams(app: Quart, settings: WorkerSettings, tokens: CallTokenAuthority, audience: str, *,
@@ -130,6 +132,7 @@ def _serve_streams(app: Quart, settings: WorkerSettings, tokens: CallTokenAuthor
     app.register_blueprint(media_stream_blueprint(
         MediaSocketSettings(auth_token=settings.twilio_auth_token, shared_keys=settings.twilio_shared_keys,
                             public_stream_url=settings.stream_url,
+                            accept_request_host=settings.stream_url.startswith("ws://"),
                             audience=audience),
         tokens=tokens, resolve_call=resolve_call, on_stream=on_stream))
     if settings.pcm_streams:

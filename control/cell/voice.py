@@ -207,6 +207,8 @@ def cell_voice_blueprint(settings: ControlSettings, *, tokens: CallTokenAuthorit
     return twilio_voice_blueprint(
         WebhookSettings(auth_token=settings.twilio_auth_token, shared_keys=settings.twilio_shared_keys,
                         public_base_url=public,
-                        allow_insecure_streams=allow_insecure_streams),
+                        allow_insecure_streams=allow_insecure_streams,
+                        # a plain-http cell is a local stack: a peer may call it by another host name
+                        accept_request_host=allow_insecure_streams),
         tokens=tokens, lookup_number=lookup, request_slot=slot, on_status=status,
         should_resume=resume, make_call_id=make_call_id)
