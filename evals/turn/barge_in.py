@@ -128,6 +128,7 @@ def first_cut(sound: Sound, rule: Callable[[float, str], bool], rec: Recogniser,
     pcm = pcm[: len(pcm) // FRAME * FRAME]
     inbound = media_core.InboundPath(stt_rate=STT_RATE, min_silence_ms=160, neural=neural)
     frames16, started, t, partials, from_frame = [], None, 0.0, [], 0
+    probs: list[float] = []
     for i in range(len(pcm) // FRAME):
         payload = base64.b64encode(media_core.ulaw_encode(pcm[i * FRAME:(i + 1) * FRAME])).decode()
         frame = inbound.push_message(json.dumps({"event": "media", "media": {"payload": payload}}))
@@ -137,7 +138,8 @@ def first_cut(sound: Sound, rule: Callable[[float, str], bool], rec: Recogniser,
             if ev.kind == "start" and started is None:
                 started, from_frame = ev.time_ms, max(0, i - 15)
                 partials = rec.partials(np.concatenate([*frames16[from_frame:], *_rest16(pcm, i + 1)]))
-        speaking = frame.speaking if hangover_counts else voiced(frame.speaking, frame.probabilities)
+        probs = frame.probabilities or probs  # as the call loop: the last chunk's holds
+        speaking = frame.speaking if hangover_counts else voiced(frame.speaking, probs)
         if started is None or not speaking:
             continue
         heard = int((t - from_frame * 20.0) / 100) - 1  # partials arrive every 100 ms of audio
