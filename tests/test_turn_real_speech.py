@@ -119,7 +119,9 @@ def test_a_whole_call_hears_a_real_sentence_with_a_pause_as_one_turn_and_answers
 
     async def run() -> list[TurnTiming]:
         phone = Phone()
-        session = make_session(phone, stt_lines=["the whole sentence"])
+        # The recogniser gives the next line at each end of turn: a turn ended in the pause would
+        # show as a second turn, or as the two lines rejoined into one.
+        session = make_session(phone, stt_lines=["the whole sentence", "a second turn"])
         session._on_event = lambda kind, data: events.append(kind)
         seq = await start(session, phone)
         seq = await stream(session, frames, seq)

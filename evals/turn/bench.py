@@ -155,6 +155,7 @@ VADS = ("earshot", "silero")
 POLICIES: dict[str, EndpointingConfig] = {
     "fixed silence": EndpointingConfig(use_model=False),
     "smart-turn": EndpointingConfig(),
+    "smart-turn, re-check": EndpointingConfig(model_recheck_ms=700.0),  # the default until Dec 2026
 }
 
 
