@@ -167,9 +167,9 @@ def report(manifest: Path = DEFAULT_MANIFEST) -> str:
     # (name, rule during speech, does the VAD's hangover count as speech, how many content words
     # a final spoken over the agent needs to take the turn (0: never))
     rules: list[tuple[str, Callable[[float, str], bool], bool, int]] = [
-        ("today: speech >= 180 ms", lambda ms, p: ms >= 180.0, True, 0),
+        ("any speech >= 180 ms", lambda ms, p: ms >= 180.0, True, 0),
         ("1 word or >= 600 ms; final 1", rule(600.0, 1), False, 1),
-        ("2 words or >= 600 ms; final 2", rule(600.0, 2), False, 2),
+        ("2 words or >= 600 ms; final 2 (calls)", rule(600.0, 2), False, 2),  # CallConfig's rule
         ("2 words or >= 600 ms", rule(600.0, 2), False, 0),
         ("speech >= 800 ms only", rule(800.0, 99), False, 0),
     ]
@@ -184,7 +184,7 @@ def report(manifest: Path = DEFAULT_MANIFEST) -> str:
             cuts[s.kind].append(first_cut(s, during, rec, hangover_counts, final, vads[vad]))
         false = [c for k in ("backchannel", "cough", "noise") for c in cuts[k]]
         fi = sum(c is not None for c in false) / len(false)
-        parts = [f"{vad + ': ' + name:<37}", f"false interruptions {100 * fi:>2.0f}%"]
+        parts = [f"{vad + ': ' + name:<45}", f"false interruptions {100 * fi:>2.0f}%"]
         parts += [f"{k} {sum(c is not None for c in cuts[k])}/{len(cuts[k])}" for k in kinds]
         real = [c for c in cuts["interruption"] if c is not None]
         if real:
