@@ -104,6 +104,22 @@ def test_a_caller_who_has_finished_gets_the_turn_ended(cases: dict[tuple[str, st
     assert ended == FINISHED
 
 
+def test_the_bench_scores_every_vad_and_policy_on_each_line(cases: dict[tuple[str, str], Case]) -> None:
+    """`autospeak bench turn` on two turns with a model that always says "done": every VAD x policy
+    row is there, and a model that is always sure cuts the paused sentence at its pause."""
+    from evals.turn.bench import POLICIES, VADS, evaluate, table
+    from evals.turn.dataset import NOISE_VARIANTS
+
+    picked = [cases[("paused", "ls_1089-134686-0001")], cases[("complete", "ps_goforward")]]
+    always_done = SimChecker(lambda pcm, rate: 0.99, delay_ms=100.0)
+    out, cost = evaluate(picked, POLICIES, always_done, NOISE_VARIANTS[:1])
+    assert set(out) == {(v, p, NOISE_VARIANTS[0][0]) for v in VADS for p in POLICIES}
+    assert all(o.cases == 2 for o in out.values())
+    assert out[("silero", "smart-turn", NOISE_VARIANTS[0][0])].cut.get("0.7 s") == 1
+    assert all(us > 0 and n > 0 for us, n in cost.values())
+    rows = table(out, NOISE_VARIANTS[:1])
+    assert sum(" + " in r and "cut" in r for r in rows) == len(VADS) * len(POLICIES)
+
 @pytest.mark.slow
 def test_a_whole_call_hears_a_real_sentence_with_a_pause_as_one_turn_and_answers_it(
         cases: dict[tuple[str, str], Case]) -> None:
