@@ -174,10 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     knowledge.add_argument("--questions", type=Path, help="a question file (expected | question per line)")
     knowledge.add_argument("--threshold", type=float, help="the similarity below which it abstains")
     knowledge.set_defaults(func=_bench_knowledge)
-    turn = bench_sub.add_parser("turn", help="end of turn on real speech: smart-turn model vs fixed silence")
+    turn = bench_sub.add_parser("turn", help="end of turn on real speech: VAD x (smart-turn or fixed "
+                                             "silence), false barge-ins")
     turn.add_argument("--manifest", type=Path, default=None, help="speech-dev manifest.csv (8 kHz clips)")
-    turn.add_argument("--only", choices=["end-of-turn", "barge-in"], help="run only this part")
-    turn.set_defaults(func=lambda a: __import__("evals.turn.bench", fromlist=["m"]).main(a.manifest, a.only))
+    turn.add_argument("--only", choices=["end-of-turn", "barge-in", "sweep"],
+                      help="run only this part (sweep: the smart-turn settings one at a time, on Silero)")
+    turn.add_argument("--quick", action="store_true", help="no single words, quiet line and 10 dB only")
+    turn.set_defaults(func=lambda a: __import__("evals.turn.bench", fromlist=["m"]).main(a.manifest, a.only,
+                                                                                         a.quick))
     return parser
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from cells.call.session import CallConfig, CallSession, Transport
 from cells.call.turn_model import shared_detector
+from cells.call.vad_model import shared_neural_vad
 from cells.dialogue.chunker import SentenceChunker
 from cells.providers import registry
 from cells.providers.base import ToolSpec
@@ -108,6 +109,8 @@ class CallAgent:
         # stall every call's audio pacing on this worker.
         if self.call is not None and self.call.endpointing.use_model:
             await asyncio.to_thread(shared_detector)
+        if self.call is not None and self.call.neural_vad:  # the Silero weights: parsed once, ~10 ms
+            await asyncio.to_thread(shared_neural_vad)
 
     def new_session(self, transport: Transport, **kwargs: Any) -> CallSession:
         assert self.call is not None

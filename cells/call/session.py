@@ -30,6 +30,7 @@ from cells.call.reply import Chunker, Reply, Speaker, ToolBox
 from cells.call.timeline import TurnTiming
 from cells.call.transport import Transport
 from cells.call.turn_model import checker_for
+from cells.call.vad_model import neural_vad_for
 from cells.providers.base import FrameFeed, LlmProvider, Message, SttProvider, ToolCall, TtsProvider
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,9 @@ class CallConfig:
     dtmf_idle_s: float = 2.0
     endpointing: EndpointingConfig = field(default_factory=EndpointingConfig)
     vad_min_silence_ms: float = 160.0
+    # The VAD's second stage: Silero v6 (its weights from the silero-vad package) rather than earshot.
+    # On real speech (autospeak bench turn) it keeps 10 dB lines from cutting callers off; see README.
+    neural_vad: bool = True
 
 
 @dataclass
@@ -124,6 +128,7 @@ class CallSession:
         # ~400 ms of audio before the VAD's start event (it fires after 64 ms of speech, and soft
         # onsets begin earlier still).
         self._preroll: deque[Any] = deque(maxlen=20)
+        self._probs: Sequence[float] = ()  # the VAD's latest speech probabilities
         self._speech_start_wall: float | None = None
         self._speech_end_wall: float | None = None
         self._said_upto = 0  # history index up to which assistant words were reported (agent_said)
@@ -145,7 +150,8 @@ class CallSession:
             if self.config.system_prompt and not any(m.role == "system" for m in self.history):
                 self.history.insert(0, Message("system", self.config.system_prompt))
             self._said_upto = len(self.history)  # said on the earlier stream, reported there
-        self.inbound = self.transport.inbound_path(self.stt.sample_rate, self.config.vad_min_silence_ms)
+        self.inbound = self.transport.inbound_path(self.stt.sample_rate, self.config.vad_min_silence_ms,
+                                                   neural_vad_for(self.config.neural_vad))
         self.outbound = self.transport.outbound_path(self.tts.sample_rate)
         self.playout = Playout(self.transport, clock=self.clock)
         self.speaker = Speaker(self.tts, self.outbound, self.playout, self.config.voice_id)
@@ -252,7 +258,9 @@ class CallSession:
         for ev in frame.events:
             self._on_vad(ev)
         self._feed_stt(frame.pcm)
-        self._check_barge_in(voiced(frame.speaking, frame.probabilities))
+        # Silero scores 32 ms chunks: a 20 ms message may complete none, and then the last one holds.
+        self._probs = frame.probabilities or self._probs
+        self._check_barge_in(voiced(frame.speaking, self._probs))
         if self.endpointer.poll(self.state.stream_ms):
             self._end_turn()
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import media_core
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +75,9 @@ class OutboundPath(Protocol):
 class Transport(Protocol):
     """One media stream of one call, seen from the call loop."""
 
-    def inbound_path(self, stt_rate: int, min_silence_ms: float) -> InboundPath: ...
+    # `neural`: the Silero weights for the VAD's second stage (None: the gate + earshot).
+    def inbound_path(self, stt_rate: int, min_silence_ms: float,
+                     neural: media_core.NeuralVad | None = None) -> InboundPath: ...
     def outbound_path(self, tts_rate: int) -> OutboundPath: ...
     def events(self) -> AsyncIterator[CarrierEvent]: ...
     async def send_audio(self, frame: Any) -> None: ...
@@ -90,8 +95,9 @@ class TransportProxy:
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
 
-    def inbound_path(self, stt_rate: int, min_silence_ms: float) -> InboundPath:
-        return self.inner.inbound_path(stt_rate, min_silence_ms)
+    def inbound_path(self, stt_rate: int, min_silence_ms: float,
+                     neural: media_core.NeuralVad | None = None) -> InboundPath:
+        return self.inner.inbound_path(stt_rate, min_silence_ms, neural)
 
     def outbound_path(self, tts_rate: int) -> OutboundPath:
         return self.inner.outbound_path(tts_rate)

@@ -112,10 +112,11 @@ class PcmFrame:
 class PcmInboundPath:
     """s16le at the stream's rate -> PCM at the STT rate + VAD (media_core's resampler and VAD)."""
 
-    def __init__(self, rate: int, stt_rate: int, min_silence_ms: float) -> None:
+    def __init__(self, rate: int, stt_rate: int, min_silence_ms: float,
+                 neural: media_core.NeuralVad | None = None) -> None:
         self.stt_rate = stt_rate
         self._resampler = media_core.Resampler(rate, stt_rate) if rate != stt_rate else None
-        self._vad = media_core.Vad(stt_rate, min_silence_ms=min_silence_ms)
+        self._vad = media_core.Vad(stt_rate, min_silence_ms=min_silence_ms, neural=neural)
 
     def push_message(self, message: Any) -> PcmFrame:
         pcm = _pcm(message)
@@ -187,8 +188,9 @@ class PcmTransport:
                 self.closed = True
                 return
 
-    def inbound_path(self, stt_rate: int, min_silence_ms: float) -> PcmInboundPath:
-        return PcmInboundPath(self.start.sample_rate, stt_rate, min_silence_ms)
+    def inbound_path(self, stt_rate: int, min_silence_ms: float,
+                     neural: media_core.NeuralVad | None = None) -> PcmInboundPath:
+        return PcmInboundPath(self.start.sample_rate, stt_rate, min_silence_ms, neural)
 
     def outbound_path(self, tts_rate: int) -> PcmOutboundPath:
         return PcmOutboundPath(tts_rate, self.start.sample_rate)

@@ -191,9 +191,10 @@ class TwilioMediaSession:
                 return
 
     # -- the codec: media_core's fused path reads and writes `media` messages -----------------------
-    def inbound_path(self, stt_rate: int, min_silence_ms: float) -> media_core.InboundPath:
+    def inbound_path(self, stt_rate: int, min_silence_ms: float,
+                     neural: media_core.NeuralVad | None = None) -> media_core.InboundPath:
         return media_core.InboundPath(stt_rate=stt_rate, min_silence_ms=min_silence_ms,
-                                      max_message_bytes=self.settings.max_frame_bytes)
+                                      max_message_bytes=self.settings.max_frame_bytes, neural=neural)
 
     def outbound_path(self, tts_rate: int) -> media_core.OutboundPath:
         if self.protocol.stream_sid is None:

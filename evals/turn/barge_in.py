@@ -4,13 +4,15 @@ Each sound (real backchannel words, eSpeak backchannels, synthetic coughs, line-
 for contrast real interruptions) is streamed as carrier media (faint line noise, G.711 mu-law,
 20 ms frames) through the call's inbound path, and the call loop's barge-in rule is applied frame
 by frame with the partial transcripts a streaming PocketSphinx decoder (generic en-US model, a
-partial every 100 ms, audio from 300 ms before the VAD's start) produces for it. Reported per rule:
+partial every 100 ms, audio from 300 ms before the VAD's start) produces for it, with either VAD
+(the noise gate + earshot, or the gate + Silero). Reported per VAD and rule:
 the share of each kind that cut the agent off, and how long real interruptions took to do it.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,15 +117,18 @@ class Recogniser:
 
 
 def first_cut(sound: Sound, rule: Callable[[float, str], bool], rec: Recogniser,
-              hangover_counts: bool = False, final_words: int = 0) -> float | None:
-    """ms from the sound's onset to the barge-in, or None if the agent was not cut off."""
+              hangover_counts: bool = False, final_words: int = 0,
+              neural: media_core.NeuralVad | None = None) -> float | None:
+    """ms from the sound's onset to the barge-in, or None if the agent was not cut off
+    (`neural`: the inbound path's second VAD stage; None: earshot)."""
     lead = int(0.3 * RATE)
     rng = np.random.default_rng(len(sound.pcm))
     pcm = np.concatenate([np.zeros(lead, np.int16), sound.pcm, np.zeros(int(0.6 * RATE), np.int16)])
     pcm = np.clip(pcm + rng.normal(0, 25, len(pcm)), -32768, 32767).astype(np.int16)
     pcm = pcm[: len(pcm) // FRAME * FRAME]
-    inbound = media_core.InboundPath(stt_rate=STT_RATE, min_silence_ms=160)
+    inbound = media_core.InboundPath(stt_rate=STT_RATE, min_silence_ms=160, neural=neural)
     frames16, started, t, partials, from_frame = [], None, 0.0, [], 0
+    probs: list[float] = []
     for i in range(len(pcm) // FRAME):
         payload = base64.b64encode(media_core.ulaw_encode(pcm[i * FRAME:(i + 1) * FRAME])).decode()
         frame = inbound.push_message(json.dumps({"event": "media", "media": {"payload": payload}}))
@@ -133,7 +138,8 @@ def first_cut(sound: Sound, rule: Callable[[float, str], bool], rec: Recogniser,
             if ev.kind == "start" and started is None:
                 started, from_frame = ev.time_ms, max(0, i - 15)
                 partials = rec.partials(np.concatenate([*frames16[from_frame:], *_rest16(pcm, i + 1)]))
-        speaking = frame.speaking if hangover_counts else voiced(frame.speaking, frame.probabilities)
+        probs = frame.probabilities or probs  # as the call loop: the last chunk's holds
+        speaking = frame.speaking if hangover_counts else voiced(frame.speaking, probs)
         if started is None or not speaking:
             continue
         heard = int((t - from_frame * 20.0) / 100) - 1  # partials arrive every 100 ms of audio
@@ -161,23 +167,24 @@ def report(manifest: Path = DEFAULT_MANIFEST) -> str:
     # (name, rule during speech, does the VAD's hangover count as speech, how many content words
     # a final spoken over the agent needs to take the turn (0: never))
     rules: list[tuple[str, Callable[[float, str], bool], bool, int]] = [
-        ("today: speech >= 180 ms", lambda ms, p: ms >= 180.0, True, 0),
+        ("any speech >= 180 ms", lambda ms, p: ms >= 180.0, True, 0),
         ("1 word or >= 600 ms; final 1", rule(600.0, 1), False, 1),
-        ("2 words or >= 600 ms; final 2", rule(600.0, 2), False, 2),
+        ("2 words or >= 600 ms; final 2 (calls)", rule(600.0, 2), False, 2),  # CallConfig's rule
         ("2 words or >= 600 ms", rule(600.0, 2), False, 0),
         ("speech >= 800 ms only", rule(800.0, 99), False, 0),
     ]
     kinds = ("backchannel", "cough", "noise", "interruption")
     counts = {k: sum(s.kind == k for s in snd) for k in kinds}
     lines = [f"barge-in on {len(snd)} caller sounds over the agent {counts}; share that cut the agent off"]
-    for name, during, hangover_counts, final in rules:
+    vads = {"earshot": None, "silero": media_core.NeuralVad.from_installed()}
+    for (name, during, hangover_counts, final), vad in itertools.product(rules, vads):
         cuts: dict[str, list[float | None]] = {k: [] for k in kinds}
         for i, s in enumerate(snd):
             rec.sound = f"{i}"
-            cuts[s.kind].append(first_cut(s, during, rec, hangover_counts, final))
+            cuts[s.kind].append(first_cut(s, during, rec, hangover_counts, final, vads[vad]))
         false = [c for k in ("backchannel", "cough", "noise") for c in cuts[k]]
         fi = sum(c is not None for c in false) / len(false)
-        parts = [f"{name:<28}", f"false interruptions {100 * fi:.0f}%"]
+        parts = [f"{vad + ': ' + name:<45}", f"false interruptions {100 * fi:>2.0f}%"]
         parts += [f"{k} {sum(c is not None for c in cuts[k])}/{len(cuts[k])}" for k in kinds]
         real = [c for c in cuts["interruption"] if c is not None]
         if real:
