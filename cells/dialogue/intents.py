@@ -165,7 +165,7 @@ _FILLERS = {"yes", "yeah", "sure", "ok", "okay", "um", "uh", "er", "well", "so",
             "the", "name", "my", "names", "thats", "hi", "hello", "hey", "yep", "right"}
 
 # A read-back answer that mentions the name is about the name ("no, the name's wrong, it's John Smith").
-_NAME_CUES = {"name", "names", "spelled", "spelt", "spell", "surname"}
+NAME_CUES = frozenset({"name", "names", "spelled", "spelt", "spell", "surname"})
 # "not 12, 11": the correction said the other way round; the comma is all that tells them apart.
 _CORRECTION_ORDER = re.compile(r"\bnot\s+(\w+),\s*(\w+)\b", re.IGNORECASE)
 _RELATIVE_CHOICES = {"earlier", "later"}
@@ -300,6 +300,24 @@ def book_from_nouns(tokens: list[str]) -> bool:
     return bool(cues) and all(p in _BOOK_NOUNS for p in cues)
 
 
+# Words of a question about the rules for a task rather than a request to do it.
+_RULE_WORDS = {"policy", "policies", "fee", "fees", "penalty", "notice", "rules", "charged", "charge"}
+_QUESTION_LEADS = {"what", "whats", "how", "is", "are", "do", "does", "will", "would", "if", "any", "when",
+                   "tell", "can", "could"}
+_LEAD_FILLERS = {"and", "so", "oh", "um", "uh", "also", "actually", "sorry", "hi", "hello", "quick",
+                 "question", "but", "just", "well", "ok", "okay", "yes", "yeah", "by", "the", "way"}
+
+
+def asks_about_rules(tokens: list[str]) -> bool:
+    """Whether the turn asks about the rules of cancelling or moving ("what's your cancellation policy",
+    "is there a fee if I cancel", "how much notice do you need") instead of asking to do it."""
+    if not any(t in _RULE_WORDS for t in tokens):
+        return False
+    lead = next((t for t in tokens if t not in _LEAD_FILLERS), "")
+    return lead in _QUESTION_LEADS or ("cancellation" in tokens and any(
+        t in ("policy", "policies", "fee", "fees", "penalty", "rules") for t in tokens))
+
+
 def detect_intents(tokens: list[str]) -> set[str]:
     tokens = intent_tokens(tokens)
     joined = f" {' '.join(tokens)} "
@@ -327,6 +345,12 @@ def detect_intents(tokens: list[str]) -> set[str]:
     elif hinted and "cancel" not in found and (
             "came" in tokens or ("my" in tokens and any(t in _MOVE_OBJECTS - {"me", "my"} for t in tokens))):
         found.add("move")  # "i need a different time for my appointment", "something came up"
+    if "abort" in found and [p for p in _INTENT_PHRASES["abort"] if _has(joined, p)] == ["stop"] and any(
+            t in ("instead", "make", "change", "actually", "rather") for t in tokens):
+        found.discard("abort")  # "make it stop there instead": a change asked for (the day misheard)
+    if ({"cancel", "move"} & found) and asks_about_rules(tokens):
+        # "what's your cancellation policy", "is there a fee if i cancel": a question about the rules
+        found = (found - {"cancel", "move", "soft_cancel", "price"}) | {"ask_rules"}
     if "duration" in found and not any(t in ("take", "takes", "last", "lasts", "be") for t in tokens):
         found.discard("duration")  # "how long until ..." asks nothing about a visit's length
     return found
@@ -379,7 +403,16 @@ def _collect_name(tokens: list[str], start: int) -> str | None:
         i += 1
     if words and i < len(tokens) and tokens[i] in _SPELLING_CUES and (spelled := _spelled(tokens, i + 1)):
         words[-1] = spelled[0]  # "its jon spelled j o n"
-    return " ".join(_name_word(w) for w in words) or None
+    return " ".join(_name_word(w) for w in _said_again(words)) or None
+
+
+def _said_again(words: list[str]) -> list[str]:
+    """The name once, when the caller said part of it twice: "Hughes. Laura Hughes." -> Laura Hughes,
+    "Laura, Laura Hughes" -> Laura Hughes."""
+    words = [w for k, w in enumerate(words) if k == 0 or w != words[k - 1]]
+    if len(words) >= 2 and words[-1] in words[:-1]:
+        words = words[words.index(words[-1]) + 1:]
+    return words
 
 
 def _surname(tokens: list[str], after: int) -> str | None:
@@ -447,7 +480,7 @@ def _name_expected(tokens: list[str], expecting: str | None) -> bool:
     """Asked for the name, or correcting it at a read-back ('no, the name's wrong, it's john smith')."""
     if expecting == "name":
         return True
-    return expecting in ("confirm", "change", "phone") and any(t in _NAME_CUES for t in tokens)
+    return expecting in ("confirm", "change", "phone") and any(t in NAME_CUES for t in tokens)
 
 
 def _surface(name: str | None, text: str) -> str | None:
@@ -516,6 +549,19 @@ def _number_runs(tokens: list[str]) -> set[int]:
     return out
 
 
+def _is_number_run(tokens: list[str], found: tuple[str, int, int]) -> bool:
+    """Whether a run of seven or more digits, said without a cue, can only be a phone number: no clock
+    or calendar word inside it or right after it ("555 0198", "five five five two one eight seven")."""
+    digits, start, end = found
+    if len(digits) < 7:
+        return False
+    inside = tokens[start:end + 1]
+    return not any(t in _CLOCK_WORDS or ":" in t for t in inside)
+
+
+_CLOCK_WORDS = {"am", "pm", "oclock", "past", "half", "quarter"}
+
+
 def understand(text: str, today: date, clinic: Catalogue, expecting: str | None = None,
                reader: SemanticReader | None = None) -> Understanding:
     """The rules' reading of a turn; with a `reader`, the embedding matcher's where the rules fall short
@@ -537,14 +583,17 @@ def understand(text: str, today: date, clinic: Catalogue, expecting: str | None 
     phone_cue = any(_has(joined, p) for p in ("number is", "phone is", "reach me", "call me at", "my number",
                                               "numbers", "cell is", "mobile is", "reach me at"))
     masked: set[int] = set()
-    if expecting == "phone" or phone_cue:
-        if (phone := find_phone(tokens)) is not None:
-            u.phone = phone[0]
-            masked.update(range(phone[1], phone[2]))  # its digits are no date and no time
+    # A number is taken whatever was asked (mixed initiative): with a cue or when asked, any run of
+    # seven digits; unasked and without a cue, only a run no date or time could be (_is_number_run).
+    phone = find_phone(tokens)
+    if phone is not None and (expecting == "phone" or phone_cue or _is_number_run(tokens, phone)):
+        u.phone = phone[0]
+        masked.update(range(phone[1], phone[2]))  # its digits are no date and no time
     if expecting == "phone":
         masked |= _number_runs(tokens)  # half a number is no time either ("five five five for one")
-    elif (digits := find_phone(tokens, min_digits=4)) is not None and digits[2] - digits[1] >= 4:
-        masked.update(range(digits[1], digits[2]))  # "3 4 1 2", a number said early, is no time
+    elif (digits := find_phone(tokens, min_digits=4)) is not None and (
+            digits[2] - digits[1] >= 4 or len(digits[0]) >= 5):
+        masked.update(range(digits[1], digits[2]))  # "3 4 1 2", "555 0198": a number said early is no time
     name_expected = _name_expected(tokens, expecting)
     u.name = _surface(find_name(tokens, expecting=name_expected), text)
     if u.name is None and not name_expected:
@@ -565,4 +614,6 @@ def understand(text: str, today: date, clinic: Catalogue, expecting: str | None 
         u.time = t[0]
     if reader is not None:
         reader.refine(u, clinic, expecting)
+        if "ask_rules" in u.intents:  # a question about cancelling is no cancellation, by meaning either
+            u.intents -= {"cancel", "move", "soft_cancel"}
     return u

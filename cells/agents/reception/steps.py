@@ -21,17 +21,18 @@ from cells.agents.reception.replies import (
     price_sentence,
     say_date,
     say_hhmm,
+    say_phone,
     say_slots,
     service_name,
     services_sentence,
 )
 from cells.agents.reception.results import ToolResultSteps
 from cells.agents.reception.state import Action, Call, DialogueState, Say
-from cells.dialogue.intents import Understanding, choose_option, find_name, understand
+from cells.dialogue.intents import NAME_CUES, Understanding, choose_option, find_name, understand
 from cells.dialogue.knowledge_answer import KnowledgeAnswers, is_question
 from cells.dialogue.parsing import MONTHS
 from cells.dialogue.semantic import SemanticReader
-from cells.dialogue.spoken import find_phone
+from cells.dialogue.spoken import find_phone, parse_phone
 
 _SOON = ("as soon as", "soonest", "earliest", "asap", "first available", "next available", "right away",
          "whenever", "any day", "anyday", "any time", "anytime", "whatever works", "whatever you have",
@@ -48,6 +49,9 @@ _ASK_OPTIONS = ("what times", "what time", "what do you have", "whats available"
 _DAY_WORDS = {*WEEKDAYS, *MONTHS, "today", "tomorrow"}
 _TRANSFER_QUESTION = "Would you like me to transfer you to"
 _ASKS_HOURS = {"hours", "when", "late", "early", "close", "closes", "closing", "shut", "until", "till"}
+# Digits heard for a number that is still short: from this many on, a digit was likely missed (the
+# caller said the whole number), below it the caller paused inside it.
+_ALMOST_A_NUMBER = 5
 # At a read-back, a yes with one of these is no plain yes: "yeah but make it eleven".
 _CHANGE_WORDS = ("change", "wrong", "different", "mistake", "but", "instead", "except")
 
@@ -68,6 +72,13 @@ def _corrected_name(current: str | None, said: str) -> str:
     best = max(range(len(words)), key=lambda k: scores[k])
     words[best if scores[best] >= 0.5 else -1] = said
     return " ".join(words)
+
+
+def _names_itself(u: Understanding) -> bool:
+    """Whether a turn that was not asked for the name says one on purpose ("my name's ...", "the name is
+    wrong, it's ...", "Kowalski with a K"): a capitalised word the recogniser wrote in a turn about
+    something else ("It's Pound Stod" for "sounds good") never replaces the name already agreed."""
+    return bool(set(u.tokens) & NAME_CUES) or find_name(u.tokens) is not None
 
 
 class ReceptionSteps(ToolResultSteps):
@@ -94,14 +105,17 @@ class ReceptionSteps(ToolResultSteps):
         expect = "time" if s.expecting in ("choose", "change") else s.expecting
         begun = (s.phone_start or "") if s.expecting == "phone" else ""
         s.phone_start = None
-        if begun:  # the rest of a number begun last turn
-            text = f"{begun} {text}"
+        if begun and not (len(begun) >= _ALMOST_A_NUMBER and parse_phone(text)):
+            text = f"{begun} {text}"  # the rest of a number begun last turn (not the whole number again)
         u = understand(text, self.today, self.clinic, expecting=expect, reader=self.reader)
         part = find_phone(u.tokens, min_digits=3) if s.expecting == "phone" and not u.phone else None
         if part and len(part[0]) > len(begun):  # new digits, not a repeat of the kept ones
-            # A pause inside the number ended the turn early: keep its digits and let them go on.
             s.phone_start = part[0]
-            return [Say("Okay.")]
+            if len(part[0]) < _ALMOST_A_NUMBER:
+                return [Say("Okay.")]  # a pause inside the number ended the turn early: let it go on
+            # Nearly a whole number: a digit was missed. Say what was heard; the rest or all of it again.
+            return self._ask(s, f"I got {say_phone(part[0])}, which seems to be missing a digit. Could you "
+                                "say the whole number again, or type it on your keypad?")
         if u.service:
             s.topic = u.service
         elif s.topic and "book" in u.intents and any(t in ("one", "it", "that", "them") for t in u.tokens):
@@ -219,13 +233,17 @@ class ReceptionSteps(ToolResultSteps):
         """A free question outside a task is answered from the agent's knowledge (or honestly not);
         hours, prices, durations, the service list and the address stay calendar facts, and a question
         about the caller's own appointment ("can I move it?") stays a task."""
-        if self.knowledge is None or s.flow is not None or s.expecting not in ("intent", "anything_else"):
+        if s.flow is not None or s.expecting not in ("intent", "anything_else"):
+            return self._aside(s, u)
+        if self.knowledge is None:
             return None
         words = set(u.tokens)
         intents = set(u.intents)
         if u.semantic is not None and u.semantic.intent == "book" and u.semantic.score < self._WEAK_BOOK:
             intents.discard("book")  # "is there wifi in the waiting room" read as booking, barely
-        if (not is_question(u.text) or intents & self._FACT_INTENTS or words & self._TASK_WORDS
+        rules = "ask_rules" in intents  # "is there a fee if i cancel": about the task, not the task
+        if (not (rules or is_question(u.text)) or intents & self._FACT_INTENTS
+                or (words & self._TASK_WORDS and not rules)
                 or any(v is not None for v in (u.service, u.date, u.time, u.phone, u.name))
                 or ("services" in intents and words & self._SERVICE_LIST_WORDS)
                 or ("location" in intents and words & self._ADDRESS_WORDS)):
@@ -240,6 +258,31 @@ class ReceptionSteps(ToolResultSteps):
         s.last_prompt = "Would you like me to transfer you to someone at the front desk?"
         text = reply.text if reply is not None else "I'm sorry, I can't look that up right now."
         return [Say(text), Say(s.last_prompt)]
+
+    # A question in the middle of a task with one of these words is about the task itself ("what times
+    # do you have", "is that the earliest"), not one for the knowledge.
+    _TASK_QUESTION_WORDS = frozenset({"time", "times", "available", "earliest", "earlier", "later", "latest",
+                                      "free", "open", "slot", "slots", "day", "days", "date", "that", "it",
+                                      "one", "ones", "options", "else", "again", "name", "number"})
+
+    def _aside(self, s: DialogueState, u: Understanding) -> list[Action] | None:
+        """A free question asked in the middle of a task ("what's your cancellation policy?" while
+        booking) is answered from the knowledge, then the task goes on where it was."""
+        asked_rules = "ask_rules" in u.intents
+        if self.knowledge is None and not asked_rules:
+            return None
+        if not (asked_rules or is_question(u.text)) or u.has_slots or u.answer is not None:
+            return None
+        if (u.intents - {"ask_rules", "thanks"}) or (set(u.tokens) & self._TASK_QUESTION_WORDS
+                                                     and not asked_rules):
+            return None
+        reply = self.knowledge.lookup(u.text) if self.knowledge else None  # fetched before this replay
+        s.failures = 0
+        if reply is None:
+            text = "I'm sorry, I can't look that up right now."
+        else:
+            text = reply.text  # the answer, or that it does not know (no transfer offer mid-task)
+        return [Say(text), *self._prompt(s)]
 
     def _switch_flow(self, s: DialogueState, u: Understanding) -> list[Action] | None:
         mentions_existing = any(t in u.tokens for t in ("my", "appointment", "booking", "existing"))
@@ -378,6 +421,8 @@ class ReceptionSteps(ToolResultSteps):
             if idx is not None and not (u.time and u.time.at) and not named_day:
                 u.date = None  # "the second one" picks an offer; it is not the 2nd of the month
                 s.time, s.verified = s.offered[idx], True
+        if s.expecting == "phone" and s.date and find_phone(u.tokens, min_digits=3) is not None:
+            u.date = u.time = None  # a turn of digits answers the number; it never moves the agreed slot
         if u.service and s.flow == "book" and u.service != s.service:
             s.service, s.verified, s.offered = u.service, False, []
         if u.date and u.bare_weekday and s.date:
@@ -397,7 +442,8 @@ class ReceptionSteps(ToolResultSteps):
                 s.time, s.verified, s.offered = None, False, []
             s.preference = u.time.preference
         if u.name and (s.expecting == "name" or u.name != s.name) and s.flow == "book" and not (
-                s.expecting == "phone" and u.phone):  # the number's turn keeps the agreed name
+                s.expecting == "phone" and u.phone) and (  # the number's turn keeps the agreed name
+                s.expecting == "name" or s.name is None or _names_itself(u)):
             s.name = u.name if s.expecting == "name" else _corrected_name(s.name, u.name)
         if u.phone:
             s.phone = u.phone
@@ -449,7 +495,10 @@ class ReceptionSteps(ToolResultSteps):
             return [Say(text), *self._ask(s, "Is that right?", "confirm")]
         name = f", for {s.name}" if s.name else ""
         article = "an" if when[0] in "aeiou" else "a"
-        return [Say(f"So that's {article} {when}{name}."), *self._ask(s, "Shall I book it?", "confirm")]
+        # The number is read back too, digit by digit: a misheard digit is the caller's to catch.
+        number = [Say(f"And your number is {say_phone(s.phone)}.")] if s.phone else []
+        return [Say(f"So that's {article} {when}{name}."), *number,
+                *self._ask(s, "Shall I book it?", "confirm")]
 
     def _confirmed(self, s: DialogueState) -> list[Action]:
         """The confirmation gate's only exit: the read-back was answered yes with nothing changed."""
