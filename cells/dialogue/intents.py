@@ -45,7 +45,8 @@ _INTENT_PHRASES: dict[str, tuple[str, ...]] = {
              "change my appointment", "change the appointment", "change my booking", "push my",
              "push back my", "move an appointment", "different day for my", "move appointment",
              "change appointment", "switch my", "move it", "reschedule it", "rebook", "re book"),
-    "cancel": ("cancel", "cancellation", "call off", "get rid of my", "take me off", "no longer need",
+    "cancel": ("cancel", "cancellation", "cancelling", "canceling", "call off", "get rid of my",
+               "take me off", "no longer need",
                "wont need", "dont need my", "dont need the appointment", "dont need that appointment"),
     "human": ("human", "real person", "a person", "receptionist", "operator", "representative",
               "staff", "front desk", "agent", "manager", "live person", "transfer me", "put me through",
@@ -130,7 +131,8 @@ _SURNAME_INTROS = (("last", "name"), ("surname",), ("family", "name"), ("second"
 _SELF_NAMED_AFTER = {"here", "calling", "speaking"}  # "john smith here"
 _SPELLING_CUES = {"spelled", "spelt", "thats", "spelling", "as", "like"}
 _NOT_NAMES = {
-    "and", "i", "id", "im", "ill", "my", "number", "phone", "please", "thanks", "thank", "you",
+    "and", "i", "id", "im", "ill", "my", "number", "numbers", "phone", "mobile", "cell", "please", "thanks",
+    "thank", "you",
     "calling", "to", "for", "about", "from", "here", "a", "an", "the", "want", "would", "like", "need",
     "book", "booking", "appointment", "speaking", "yes", "yeah", "no", "okay", "ok", "with", "at", "on",
     "in", "is", "its", "but", "so", "um", "uh", "er", "just", "also", "again", "that", "this", "today",

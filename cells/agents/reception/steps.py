@@ -49,6 +49,7 @@ _ASK_OPTIONS = ("what times", "what time", "what do you have", "whats available"
 _DAY_WORDS = {*WEEKDAYS, *MONTHS, "today", "tomorrow"}
 _TRANSFER_QUESTION = "Would you like me to transfer you to"
 _ASKS_HOURS = {"hours", "when", "late", "early", "close", "closes", "closing", "shut", "until", "till"}
+_INFO_INTENTS = frozenset({"price", "hours", "services", "location", "duration"})
 # Digits heard for a number that is still short: from this many on, a digit was likely missed (the
 # caller said the whole number), below it the caller paused inside it.
 _ALMOST_A_NUMBER = 5
@@ -122,6 +123,8 @@ class ReceptionSteps(ToolResultSteps):
             u.service = s.topic  # "how much is a checkup?" ... "can i book one for saturday"
         if u.empty:
             return self._not_understood(s, "Sorry, I didn't catch that.")
+        if s.expecting == "name" and u.name and not is_question(u.text):
+            u.intents -= _INFO_INTENTS  # "the name's Owen Price" gives a name; it asks for no price
         if s.expecting == "transfer":
             if u.answer == "yes" or "human" in u.intents:
                 return self._transfer(s, "caller accepted after repeated misunderstandings")
@@ -235,18 +238,7 @@ class ReceptionSteps(ToolResultSteps):
         about the caller's own appointment ("can I move it?") stays a task."""
         if s.flow is not None or s.expecting not in ("intent", "anything_else"):
             return self._aside(s, u)
-        if self.knowledge is None:
-            return None
-        words = set(u.tokens)
-        intents = set(u.intents)
-        if u.semantic is not None and u.semantic.intent == "book" and u.semantic.score < self._WEAK_BOOK:
-            intents.discard("book")  # "is there wifi in the waiting room" read as booking, barely
-        rules = "ask_rules" in intents  # "is there a fee if i cancel": about the task, not the task
-        if (not (rules or is_question(u.text)) or intents & self._FACT_INTENTS
-                or (words & self._TASK_WORDS and not rules)
-                or any(v is not None for v in (u.service, u.date, u.time, u.phone, u.name))
-                or ("services" in intents and words & self._SERVICE_LIST_WORDS)
-                or ("location" in intents and words & self._ADDRESS_WORDS)):
+        if self.knowledge is None or not self._for_knowledge(u):
             return None
         reply = self.knowledge.lookup(u.text)  # fetched by the policy before this replay
         s.failures = 0
@@ -259,6 +251,19 @@ class ReceptionSteps(ToolResultSteps):
         text = reply.text if reply is not None else "I'm sorry, I can't look that up right now."
         return [Say(text), Say(s.last_prompt)]
 
+    def _for_knowledge(self, u: Understanding) -> bool:
+        """Whether the turn is a free question: no task, no slot, no calendar fact."""
+        words = set(u.tokens)
+        intents = set(u.intents)
+        if u.semantic is not None and u.semantic.intent == "book" and u.semantic.score < self._WEAK_BOOK:
+            intents.discard("book")  # "is there wifi in the waiting room" read as booking, barely
+        rules = "ask_rules" in intents  # "is there a fee if i cancel": about the task, not the task
+        return not (not (rules or is_question(u.text)) or intents & self._FACT_INTENTS
+                    or (words & self._TASK_WORDS and not rules)
+                    or any(v is not None for v in (u.service, u.date, u.time, u.phone, u.name))
+                    or ("services" in intents and words & self._SERVICE_LIST_WORDS)
+                    or ("location" in intents and words & self._ADDRESS_WORDS))
+
     # A question in the middle of a task with one of these words is about the task itself ("what times
     # do you have", "is that the earliest"), not one for the knowledge.
     _TASK_QUESTION_WORDS = frozenset({"time", "times", "available", "earliest", "earlier", "later", "latest",
@@ -268,20 +273,18 @@ class ReceptionSteps(ToolResultSteps):
     def _aside(self, s: DialogueState, u: Understanding) -> list[Action] | None:
         """A free question asked in the middle of a task ("what's your cancellation policy?" while
         booking) is answered from the knowledge, then the task goes on where it was."""
-        asked_rules = "ask_rules" in u.intents
-        if self.knowledge is None and not asked_rules:
+        rules = "ask_rules" in u.intents
+        if u.answer is not None or (not rules and (self.knowledge is None or not self._for_knowledge(u)
+                                                   or set(u.tokens) & self._TASK_QUESTION_WORDS)):
             return None
-        if not (asked_rules or is_question(u.text)) or u.has_slots or u.answer is not None:
-            return None
-        if (u.intents - {"ask_rules", "thanks"}) or (set(u.tokens) & self._TASK_QUESTION_WORDS
-                                                     and not asked_rules):
-            return None
+        if rules and u.has_slots:
+            return None  # "can i still cancel for free if i book friday": the slot first
         reply = self.knowledge.lookup(u.text) if self.knowledge else None  # fetched before this replay
+        if "front_desk" in u.intents and (reply is None or not reply.known):
+            return None  # "do you take my insurance", not in the knowledge: the front desk's, as before
         s.failures = 0
-        if reply is None:
-            text = "I'm sorry, I can't look that up right now."
-        else:
-            text = reply.text  # the answer, or that it does not know (no transfer offer mid-task)
+        # The answer, or that it does not know; mid-task no transfer is offered, the task goes on.
+        text = reply.text if reply is not None else "I'm sorry, I can't look that up right now."
         return [Say(text), *self._prompt(s)]
 
     def _switch_flow(self, s: DialogueState, u: Understanding) -> list[Action] | None:
@@ -477,7 +480,9 @@ class ReceptionSteps(ToolResultSteps):
             args = {"service": service, "date": s.date, "time_preference": s.time}
             return [Call("check_availability", args)]
         if s.flow == "book" and not s.name:
-            return [Say("Great, that time is free."),
+            # The day and time said back as heard: a misheard day is caught here, not at the read-back.
+            when = f"{say_date(s.date, self.today)} at {say_hhmm(s.time)}"
+            return [Say(f"Great, {when} is free."),
                     *self._ask(s, "Can I have your full name, please?", "name")]
         if s.flow == "book" and self.ask_phone and not s.phone and not s.phone_asked and not skip_phone:
             s.phone_asked = True
