@@ -209,3 +209,18 @@ def test_each_caller_of_the_second_set_heard_perfectly_gets_exactly_their_bookin
         call.say(" ".join(filter(None, (line.text, line.then))))
     disposition = "transfer" if call.transfer.requests else "completed"
     assert check(script, [], as_calendar(call), disposition, TODAY) == []
+
+
+def test_a_time_changed_when_asked_for_the_number_is_a_time_not_digits() -> None:
+    call = rules_only()
+    call.say("I would like a cleaning on Friday at 11.", "Laura Hughes.")
+    reply = call.say("Sorry, can we make it 11 30 instead?")
+    assert "Friday, March 6th at 11:30 a.m. is free" in reply and reply.endswith("reach you?")
+    call.say("555 3307", "Yes.")
+    assert booked(call) == [("Laura Hughes", "cleaning", "2026-03-06T11:30", "5553307")]
+
+
+def test_a_weekday_changed_to_is_never_today() -> None:
+    call = rules_only()  # today is Monday 2 March; Friday the 6th agreed
+    call.say("I would like a cleaning on Friday at 11.", "Laura Hughes.")
+    assert "Monday, March 9th at 2 p.m. is free" in call.say("Actually, make it Monday at 2 pm.")

@@ -37,6 +37,8 @@ class ToolResultSteps:
         if r.get("requested"):
             if r.get("available"):
                 s.verified = True
+                if s.flow == "book" and s.name:  # a day or time changed later in the call: say it back
+                    return [Say(f"Okay, {day} at {say_hhmm(r['requested'])} is free."), *self._next(s)]
                 return self._next(s)
             s.time, s.verified = None, False
             reason = r.get("reason")

@@ -32,7 +32,7 @@ from cells.dialogue.intents import NAME_CUES, Understanding, choose_option, find
 from cells.dialogue.knowledge_answer import KnowledgeAnswers, is_question
 from cells.dialogue.parsing import MONTHS
 from cells.dialogue.semantic import SemanticReader
-from cells.dialogue.spoken import find_phone, parse_phone
+from cells.dialogue.spoken import find_phone, parse_phone, tokenize
 
 _SOON = ("as soon as", "soonest", "earliest", "asap", "first available", "next available", "right away",
          "whenever", "any day", "anyday", "any time", "anytime", "whatever works", "whatever you have",
@@ -61,7 +61,7 @@ def _same_week(said: date, agreed: str, today: date) -> date:
     """A weekday alone, said once a date is agreed, means that weekday in the agreed date's week."""
     current = date.fromisoformat(agreed)
     candidate = current + timedelta(days=said.weekday() - current.weekday())
-    return candidate if candidate >= today else said
+    return candidate if candidate > today else said  # today is said "today"; "monday" then is next week's
 
 
 def _corrected_name(current: str | None, said: str) -> str:
@@ -73,6 +73,17 @@ def _corrected_name(current: str | None, said: str) -> str:
     best = max(range(len(words)), key=lambda k: scores[k])
     words[best if scores[best] >= 0.5 else -1] = said
     return " ".join(words)
+
+
+_CHANGE_CUES = frozenset({"instead", "change", "actually", "rather", "move", "earlier", "later", "am", "pm",
+                          "oclock", *WEEKDAYS, "tomorrow", "today"})
+
+
+def _changes_slot(text: str) -> bool:
+    """Whether a turn answering the number asks to change the day or time instead ("actually, can we
+    make it 11 30 instead?", "Monday at 2 pm"): its numbers are then a time, not digits of the number."""
+    tokens = tokenize(text)
+    return bool(set(tokens) & _CHANGE_CUES) and not (set(tokens) & {"number", "phone", "mobile", "cell"})
 
 
 def _names_itself(u: Understanding) -> bool:
@@ -104,12 +115,14 @@ class ReceptionSteps(ToolResultSteps):
 
     def on_user(self, s: DialogueState, text: str) -> list[Action]:
         expect = "time" if s.expecting in ("choose", "change") else s.expecting
-        begun = (s.phone_start or "") if s.expecting == "phone" else ""
+        if s.expecting == "phone" and _changes_slot(text):
+            expect = None  # "can we make it 11 30 instead", asked for the number: a time, not digits
+        begun = (s.phone_start or "") if expect == "phone" else ""
         s.phone_start = None
         if begun and not (len(begun) >= _ALMOST_A_NUMBER and parse_phone(text)):
             text = f"{begun} {text}"  # the rest of a number begun last turn (not the whole number again)
         u = understand(text, self.today, self.clinic, expecting=expect, reader=self.reader)
-        part = find_phone(u.tokens, min_digits=3) if s.expecting == "phone" and not u.phone else None
+        part = find_phone(u.tokens, min_digits=3) if expect == "phone" and not u.phone else None
         if part and len(part[0]) > len(begun):  # new digits, not a repeat of the kept ones
             s.phone_start = part[0]
             if len(part[0]) < _ALMOST_A_NUMBER:
@@ -424,7 +437,8 @@ class ReceptionSteps(ToolResultSteps):
             if idx is not None and not (u.time and u.time.at) and not named_day:
                 u.date = None  # "the second one" picks an offer; it is not the 2nd of the month
                 s.time, s.verified = s.offered[idx], True
-        if s.expecting == "phone" and s.date and find_phone(u.tokens, min_digits=3) is not None:
+        if s.expecting == "phone" and s.date and find_phone(u.tokens, min_digits=3) is not None and (
+                not _changes_slot(u.text)):
             u.date = u.time = None  # a turn of digits answers the number; it never moves the agreed slot
         if u.service and s.flow == "book" and u.service != s.service:
             s.service, s.verified, s.offered = u.service, False, []
