@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING
 from cells.dialogue.catalogue import Catalogue
 from cells.dialogue.parsing import MONTHS, TimeRequest, find_date, find_time
 from cells.dialogue.saying import WEEKDAYS
-from cells.dialogue.spoken import ORDINAL_UNITS, TENS, UNITS, find_phone, tokenize
+from cells.dialogue.spoken import (
+    ORDINAL_UNITS,
+    TENS,
+    UNITS,
+    find_phone,
+    is_bare_number,
+    number_runs,
+    tokenize,
+)
 
 if TYPE_CHECKING:
     from cells.dialogue.semantic import SemanticReader
@@ -532,38 +540,6 @@ def _written_name(tokens: list[str], text: str, not_names: set[str]) -> str | No
     return None
 
 
-def _number_runs(tokens: list[str]) -> set[int]:
-    """Positions of number words standing next to other number words ('five five five for one')."""
-    def numeric(t: str) -> bool:
-        return t.isdigit() or t in UNITS or t in TENS or t in ("for", "to", "double", "triple")
-
-    out: set[int] = set()
-    for i, tok in enumerate(tokens):
-        if not numeric(tok) or tok in ("for", "to"):
-            continue
-        if (i and numeric(tokens[i - 1])) or (i + 1 < len(tokens) and numeric(tokens[i + 1])) or (
-                tok.isdigit() and len(tok) >= 3):
-            out.add(i)
-            k = i - 1
-            while k >= 0 and tokens[k] in ("for", "to") and k - 1 >= 0 and numeric(tokens[k - 1]):
-                out.add(k)
-                k -= 1
-    return out
-
-
-def _is_number_run(tokens: list[str], found: tuple[str, int, int]) -> bool:
-    """Whether a run of seven or more digits, said without a cue, can only be a phone number: no clock
-    or calendar word inside it or right after it ("555 0198", "five five five two one eight seven")."""
-    digits, start, end = found
-    if len(digits) < 7:
-        return False
-    inside = tokens[start:end + 1]
-    return not any(t in _CLOCK_WORDS or ":" in t for t in inside)
-
-
-_CLOCK_WORDS = {"am", "pm", "oclock", "past", "half", "quarter"}
-
-
 def understand(text: str, today: date, clinic: Catalogue, expecting: str | None = None,
                reader: SemanticReader | None = None) -> Understanding:
     """The rules' reading of a turn; with a `reader`, the embedding matcher's where the rules fall short
@@ -586,13 +562,13 @@ def understand(text: str, today: date, clinic: Catalogue, expecting: str | None 
                                               "numbers", "cell is", "mobile is", "reach me at"))
     masked: set[int] = set()
     # A number is taken whatever was asked (mixed initiative): with a cue or when asked, any run of
-    # seven digits; unasked and without a cue, only a run no date or time could be (_is_number_run).
+    # seven digits; unasked and without a cue, only a run no date or time could be (is_bare_number).
     phone = find_phone(tokens)
-    if phone is not None and (expecting == "phone" or phone_cue or _is_number_run(tokens, phone)):
+    if phone is not None and (expecting == "phone" or phone_cue or is_bare_number(tokens, phone)):
         u.phone = phone[0]
         masked.update(range(phone[1], phone[2]))  # its digits are no date and no time
     if expecting == "phone":
-        masked |= _number_runs(tokens)  # half a number is no time either ("five five five for one")
+        masked |= number_runs(tokens)  # half a number is no time either ("five five five for one")
     elif (digits := find_phone(tokens, min_digits=4)) is not None and (
             digits[2] - digits[1] >= 4 or len(digits[0]) >= 5):
         masked.update(range(digits[1], digits[2]))  # "3 4 1 2", "555 0198": a number said early is no time

@@ -83,7 +83,9 @@ def _changes_slot(text: str) -> bool:
     """Whether a turn answering the number asks to change the day or time instead ("actually, can we
     make it 11 30 instead?", "Monday at 2 pm"): its numbers are then a time, not digits of the number."""
     tokens = tokenize(text)
-    return bool(set(tokens) & _CHANGE_CUES) and not (set(tokens) & {"number", "phone", "mobile", "cell"})
+    if set(tokens) & {"number", "phone", "mobile", "cell"} or find_phone(tokens) is not None:
+        return False  # "555-0142, reach me at 4pm": the number, and when to call it
+    return bool(set(tokens) & _CHANGE_CUES)
 
 
 def _names_itself(u: Understanding) -> bool:
@@ -127,8 +129,8 @@ class ReceptionSteps(ToolResultSteps):
             s.phone_start = part[0]
             if len(part[0]) < _ALMOST_A_NUMBER:
                 return [Say("Okay.")]  # a pause inside the number ended the turn early: let it go on
-            # Nearly a whole number: a digit was missed. Say what was heard; the rest or all of it again.
-            return self._ask(s, f"I got {say_phone(part[0])}, which seems to be missing a digit. Could you "
+            # Nearly a whole number: digits were missed. Say what was heard; the rest or all of it again.
+            return self._ask(s, f"I got {say_phone(part[0])}, which seems too short. Could you "
                                 "say the whole number again, or type it on your keypad?")
         if u.service:
             s.topic = u.service
@@ -413,7 +415,7 @@ class ReceptionSteps(ToolResultSteps):
             if u.answer == "no":
                 s.time, s.offered, s.preference = None, [], None
                 s.expecting = "time"
-                return self._ask(s, "Okay. What other day or time would suit you?")
+                return [Say("Okay."), *self._ask(s, "What other day or time would suit you?")]
             if u.answer == "yes" and len(s.offered) > 1:
                 return self._ask(s, f"Which one works best: {say_slots(s.offered)}?")
         if s.expecting in ("name", "phone") and u.answer == "yes" and not u.has_slots and not s.failures:
