@@ -224,3 +224,23 @@ def test_a_weekday_changed_to_is_never_today() -> None:
     call = rules_only()  # today is Monday 2 March; Friday the 6th agreed
     call.say("I would like a cleaning on Friday at 11.", "Laura Hughes.")
     assert "Monday, March 9th at 2 p.m. is free" in call.say("Actually, make it Monday at 2 pm.")
+
+
+@pytest.mark.parametrize("fix", [["No, it is Laura Hughes."], ["No.", "Laura Hughes."],
+                                 ["The name is Laura Hughes."]])
+def test_a_misheard_name_is_fixed_at_the_read_back_without_starting_over(fix: list[str]) -> None:
+    call = rules_only()
+    call.say("I would like a cleaning on Friday at 11.", "Pound stod.", "555 3307")
+    reply = call.say(*fix)
+    assert "for Laura Hughes" in reply and reply.endswith("Shall I book it?")
+    call.say("Yes.")
+    assert booked(call) == [("Laura Hughes", "cleaning", "2026-03-06T11:00", "5553307")]
+
+
+def test_a_number_not_understood_is_asked_again_once_with_the_keypad_offered() -> None:
+    call = rules_only()
+    call.say("I would like a cleaning on Friday at 11.", "Laura Hughes.")
+    reply = call.say("Pound stod.")
+    assert "keypad" in reply and not call.called("create_booking")
+    reply = call.say("keypad 5 5 5 3 3 0 7")
+    assert "5 5 5, 3 3 0 7" in reply and reply.endswith("Shall I book it?")

@@ -49,6 +49,9 @@ _ASK_OPTIONS = ("what times", "what time", "what do you have", "whats available"
 _DAY_WORDS = {*WEEKDAYS, *MONTHS, "today", "tomorrow"}
 _TRANSFER_QUESTION = "Would you like me to transfer you to"
 _ASKS_HOURS = {"hours", "when", "late", "early", "close", "closes", "closing", "shut", "until", "till"}
+# Asked again after a turn not understood: more specifically, with another way to give it.
+_REASK = {"phone": "Could you say the number again, digit by digit, or type it on your keypad?",
+          "name": "Could you say your name again, or spell it for me?"}
 _INFO_INTENTS = frozenset({"price", "hours", "services", "location", "duration"})
 # Digits heard for a number that is still short: from this many on, a digit was likely missed (the
 # caller said the whole number), below it the caller paused inside it.
@@ -88,11 +91,17 @@ def _changes_slot(text: str) -> bool:
     return bool(set(tokens) & _CHANGE_CUES)
 
 
-def _names_itself(u: Understanding) -> bool:
-    """Whether a turn that was not asked for the name says one on purpose ("my name's ...", "the name is
-    wrong, it's ...", "Kowalski with a K"): a capitalised word the recogniser wrote in a turn about
-    something else ("It's Pound Stod" for "sounds good") never replaces the name already agreed."""
-    return bool(set(u.tokens) & NAME_CUES) or find_name(u.tokens) is not None
+def _names_itself(u: Understanding, agreed: str) -> bool:
+    """Whether a turn that was not asked for the name corrects it on purpose ("my name's ...", "the name
+    is wrong, it's ...", "no, it's Laura Hughes", "Kowalski with a K", a word of the agreed name said
+    again): capitalised words the recogniser wrote in a turn about something else ("It's Pound Stod"
+    for "sounds good") never replace the name already agreed."""
+    said = {w.lower() for w in (u.name or "").split()}
+    return (bool(set(u.tokens) & (NAME_CUES | _CORRECTING)) or u.answer == "no"
+            or find_name(u.tokens) is not None or bool(said & {w.lower() for w in agreed.split()}))
+
+
+_CORRECTING = frozenset({"actually", "sorry", "not", "instead", "mean"})
 
 
 class ReceptionSteps(ToolResultSteps):
@@ -462,7 +471,7 @@ class ReceptionSteps(ToolResultSteps):
             s.preference = u.time.preference
         if u.name and (s.expecting == "name" or u.name != s.name) and s.flow == "book" and not (
                 s.expecting == "phone" and u.phone) and (  # the number's turn keeps the agreed name
-                s.expecting == "name" or s.name is None or _names_itself(u)):
+                s.expecting in ("name", "change") or s.name is None or _names_itself(u, s.name)):
             s.name = u.name if s.expecting == "name" else _corrected_name(s.name, u.name)
         if u.phone:
             s.phone = u.phone
@@ -582,6 +591,8 @@ class ReceptionSteps(ToolResultSteps):
             s.last_prompt = ("I can book, move or cancel an appointment, or tell you about our hours, "
                              "services and prices. What would you like to do?")
             return [Say(lead), Say(s.last_prompt)]
+        if s.flow == "book" and s.failures == 1 and s.expecting in _REASK:
+            return [Say(lead), *self._ask(s, _REASK[s.expecting])]  # once more, and how else to give it
         return [Say(lead), *self._prompt(s)]
 
     def _transfer(self, s: DialogueState, reason: str) -> list[Action]:
