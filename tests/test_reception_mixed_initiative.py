@@ -244,3 +244,47 @@ def test_a_number_not_understood_is_asked_again_once_with_the_keypad_offered() -
     assert "keypad" in reply and not call.called("create_booking")
     reply = call.say("keypad 5 5 5 3 3 0 7")
     assert "5 5 5, 3 3 0 7" in reply and reply.endswith("Shall I book it?")
+
+
+# --- more callers in their own words, on text, each with the calendar it must leave ------------------
+
+OWN_WORDS: dict[str, tuple[list[str], list[tuple[str, str, str, str | None]]]] = {
+    "scale-and-polish-uk-mobile": (
+        ["Hiya, I was wondering if I could get booked in for a scale and polish sometime next Tuesday "
+         "morning?",
+         "Nine thirty if you have it.", "Jo Baker. That's B A K E R.",
+         "Oh seven seven oh oh, nine double oh, one two three.", "Lovely, yes.",
+         "No, you've been very helpful, bye."],
+        [("Jo Baker", "cleaning", "2026-03-10T09:30", "07700900123")]),
+    "chipped-whatever-earliest": (
+        ["Yeah hi, um, I chipped my tooth and need to see someone, can I come in Friday?",
+         "Whatever's earliest.", "Sam Ortiz.", "555, 0142.", "Yep.", "Nope, thanks."],
+        [("Sam Ortiz", "emergency", "2026-03-06T08:00", "5550142")]),
+    "son-after-school": (
+        ["Hello, I need to book in my son for a check-up, Thursday after school.", "Half three is good.",
+         "His name is Leo Grant.", "You can reach me on 555 6240.", "Yes please.", "No, cheers."],
+        [("Leo Grant", "cleaning", "2026-03-05T15:30", "5556240")]),
+    "hang-on-make-it-11": (
+        ["Can I book a whitening for Saturday at 10?", "Mia Chen.", "555 2288.",
+         "Hang on, can we make it 11?", "Yes.", "Bye."],
+        [("Mia Chen", "whitening", "2026-03-07T11:00", "5552288")]),
+    "make-a-booking-day-of-month": (
+        ["I want to make a booking for a cleaning on the 10th at 9 in the morning.",
+         "Actually no, can we do the 11th instead?", "It's Zoe Hart.", "555 4321.", "That's correct.",
+         "Nothing else."],
+        [("Zoe Hart", "cleaning", "2026-03-11T09:00", "5554321")]),
+    "mobile-is": (
+        ["I'd like to book an appointment.", "A filling please.", "How about Wednesday the 4th at 3pm?",
+         "Dan Fox.", "My mobile is 555 7781.", "Correct.", "That's everything."],
+        [("Dan Fox", "filling", "2026-03-04T15:00", "5557781")]),
+}
+
+
+@pytest.mark.parametrize("name", list(OWN_WORDS))
+def test_callers_in_their_own_words_get_exactly_their_booking(name: str) -> None:
+    lines, calendar = OWN_WORDS[name]
+    call = FakeCall()
+    for i, line in enumerate(lines):
+        call.say(line)
+        assert not call.called("create_booking") or i >= len(lines) - 3  # only after the read-back's yes
+    assert booked(call) == calendar and not call.called("cancel_booking") and not call.called("move_booking")
