@@ -288,3 +288,8 @@ def test_callers_in_their_own_words_get_exactly_their_booking(name: str) -> None
         call.say(line)
         assert not call.called("create_booking") or i >= len(lines) - 3  # only after the read-back's yes
     assert booked(call) == calendar and not call.called("cancel_booking") and not call.called("move_booking")
+
+
+def test_a_request_to_cancel_that_mentions_the_fee_is_still_a_request() -> None:
+    assert "cancel" in detect_intents(tokenize("Can I cancel my appointment without a fee?"))
+    assert "cancel" not in detect_intents(tokenize("Can you tell me your cancellation policy?"))

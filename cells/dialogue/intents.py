@@ -313,8 +313,9 @@ def book_from_nouns(tokens: list[str]) -> bool:
 
 # Words of a question about the rules for a task rather than a request to do it.
 _RULE_WORDS = {"policy", "policies", "fee", "fees", "penalty", "notice", "rules", "charged", "charge"}
+# ("can i cancel without a fee" stays a request: the cancellation is read back before it is done)
 _QUESTION_LEADS = {"what", "whats", "how", "is", "are", "do", "does", "will", "would", "if", "any", "when",
-                   "tell", "can", "could"}
+                   "tell"}
 _LEAD_FILLERS = {"and", "so", "oh", "um", "uh", "also", "actually", "sorry", "hi", "hello", "quick",
                  "question", "but", "just", "well", "ok", "okay", "yes", "yeah", "by", "the", "way"}
 
