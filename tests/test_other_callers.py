@@ -88,3 +88,11 @@ def test_the_bench_table_says_what_went_wrong_and_what_was_heard(capsys: pytest.
     out = capsys.readouterr().out
     assert "booked as meant" in out and "WRONG: booked under 'Law'" in out and "2. " not in out
     assert "1. I'm caught." in out and "Whole booking calls as the caller meant: 1 of 2" in out
+
+
+def test_the_bench_calls_the_second_set_by_name() -> None:
+    from evals.calls.bench import SETS, main
+
+    assert SETS["other"] is OTHER_CALLERS and "afternoon-then-time" in SETS["more"]
+    with pytest.raises(SystemExit, match="afternoon-then-time"):  # names from the set asked for, none called
+        main(["--set", "more", "--only", "no-such-caller"])

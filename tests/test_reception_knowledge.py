@@ -92,3 +92,17 @@ def test_each_turn_replays_alike_and_a_resumed_brain_fetches_what_it_never_saw(
     call.policy = policy(knowledge)
     call.say("yes")
     assert call.called("transfer_to_human")
+
+
+def test_a_question_mid_booking_is_answered_and_the_booking_goes_on(knowledge: LocalKnowledgeSearch) -> None:
+    call = FakeCall(policy(knowledge))
+    call.say("I'd like a cleaning on Friday at 11.", "Mark Brown.")
+    reply = call.say("What's your cancellation policy?")
+    assert "24 hours" in reply and reply.endswith("phone number to reach you?")
+    reply = call.say("555 8261.")
+    assert "Shall I book it?" in reply
+    reply = call.say("Do you take MetLife insurance?")  # at the read-back: answered, then read back again
+    assert "MetLife" in reply and reply.endswith("Shall I book it?") and not call.called("create_booking")
+    call.say("Yes.")
+    assert call.called("create_booking") and not call.called("cancel_booking")
+    assert not call.called("transfer_to_human")

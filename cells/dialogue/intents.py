@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING
 from cells.dialogue.catalogue import Catalogue
 from cells.dialogue.parsing import MONTHS, TimeRequest, find_date, find_time
 from cells.dialogue.saying import WEEKDAYS
-from cells.dialogue.spoken import ORDINAL_UNITS, TENS, UNITS, find_phone, tokenize
+from cells.dialogue.spoken import (
+    ORDINAL_UNITS,
+    TENS,
+    UNITS,
+    find_phone,
+    is_bare_number,
+    number_runs,
+    tokenize,
+)
 
 if TYPE_CHECKING:
     from cells.dialogue.semantic import SemanticReader
@@ -45,7 +53,8 @@ _INTENT_PHRASES: dict[str, tuple[str, ...]] = {
              "change my appointment", "change the appointment", "change my booking", "push my",
              "push back my", "move an appointment", "different day for my", "move appointment",
              "change appointment", "switch my", "move it", "reschedule it", "rebook", "re book"),
-    "cancel": ("cancel", "cancellation", "call off", "get rid of my", "take me off", "no longer need",
+    "cancel": ("cancel", "cancellation", "cancelling", "canceling", "call off", "get rid of my",
+               "take me off", "no longer need",
                "wont need", "dont need my", "dont need the appointment", "dont need that appointment"),
     "human": ("human", "real person", "a person", "receptionist", "operator", "representative",
               "staff", "front desk", "agent", "manager", "live person", "transfer me", "put me through",
@@ -64,7 +73,8 @@ _INTENT_PHRASES: dict[str, tuple[str, ...]] = {
                  "you close to", "you close by", "what area", "which area", "part of town",
                  "neighborhood", "neighbourhood",
                  "get to your"),
-    "book": ("book", "booking", "appointment", "schedule", "make an", "come in", "get in", "set up",
+    "book": ("book", "booking", "appointment", "schedule", "make an", "make a booking", "come in", "get in",
+             "set up",
              "reserve", "available", "availability", "openings", "an opening", "anything open",
              "something open", "slot", "see the dentist", "see a dentist", "see doctor", "see dr",
              "see me", "fit me in", "squeeze me in", "get me in", "come by", "pop in", "drop in",
@@ -130,7 +140,8 @@ _SURNAME_INTROS = (("last", "name"), ("surname",), ("family", "name"), ("second"
 _SELF_NAMED_AFTER = {"here", "calling", "speaking"}  # "john smith here"
 _SPELLING_CUES = {"spelled", "spelt", "thats", "spelling", "as", "like"}
 _NOT_NAMES = {
-    "and", "i", "id", "im", "ill", "my", "number", "phone", "please", "thanks", "thank", "you",
+    "and", "i", "id", "im", "ill", "my", "number", "numbers", "phone", "mobile", "cell", "please", "thanks",
+    "thank", "you",
     "calling", "to", "for", "about", "from", "here", "a", "an", "the", "want", "would", "like", "need",
     "book", "booking", "appointment", "speaking", "yes", "yeah", "no", "okay", "ok", "with", "at", "on",
     "in", "is", "its", "but", "so", "um", "uh", "er", "just", "also", "again", "that", "this", "today",
@@ -165,7 +176,7 @@ _FILLERS = {"yes", "yeah", "sure", "ok", "okay", "um", "uh", "er", "well", "so",
             "the", "name", "my", "names", "thats", "hi", "hello", "hey", "yep", "right"}
 
 # A read-back answer that mentions the name is about the name ("no, the name's wrong, it's John Smith").
-_NAME_CUES = {"name", "names", "spelled", "spelt", "spell", "surname"}
+NAME_CUES = frozenset({"name", "names", "spelled", "spelt", "spell", "surname"})
 # "not 12, 11": the correction said the other way round; the comma is all that tells them apart.
 _CORRECTION_ORDER = re.compile(r"\bnot\s+(\w+),\s*(\w+)\b", re.IGNORECASE)
 _RELATIVE_CHOICES = {"earlier", "later"}
@@ -300,6 +311,25 @@ def book_from_nouns(tokens: list[str]) -> bool:
     return bool(cues) and all(p in _BOOK_NOUNS for p in cues)
 
 
+# Words of a question about the rules for a task rather than a request to do it.
+_RULE_WORDS = {"policy", "policies", "fee", "fees", "penalty", "notice", "rules", "charged", "charge"}
+# ("can i cancel without a fee" stays a request: the cancellation is read back before it is done)
+_QUESTION_LEADS = {"what", "whats", "how", "is", "are", "do", "does", "will", "would", "if", "any", "when",
+                   "tell"}
+_LEAD_FILLERS = {"and", "so", "oh", "um", "uh", "also", "actually", "sorry", "hi", "hello", "quick",
+                 "question", "but", "just", "well", "ok", "okay", "yes", "yeah", "by", "the", "way"}
+
+
+def asks_about_rules(tokens: list[str]) -> bool:
+    """Whether the turn asks about the rules of cancelling or moving ("what's your cancellation policy",
+    "is there a fee if I cancel", "how much notice do you need") instead of asking to do it."""
+    if not any(t in _RULE_WORDS for t in tokens):
+        return False
+    lead = next((t for t in tokens if t not in _LEAD_FILLERS), "")
+    return lead in _QUESTION_LEADS or ("cancellation" in tokens and any(
+        t in ("policy", "policies", "fee", "fees", "penalty", "rules") for t in tokens))
+
+
 def detect_intents(tokens: list[str]) -> set[str]:
     tokens = intent_tokens(tokens)
     joined = f" {' '.join(tokens)} "
@@ -327,6 +357,12 @@ def detect_intents(tokens: list[str]) -> set[str]:
     elif hinted and "cancel" not in found and (
             "came" in tokens or ("my" in tokens and any(t in _MOVE_OBJECTS - {"me", "my"} for t in tokens))):
         found.add("move")  # "i need a different time for my appointment", "something came up"
+    if "abort" in found and [p for p in _INTENT_PHRASES["abort"] if _has(joined, p)] == ["stop"] and any(
+            t in ("instead", "make", "change", "actually", "rather") for t in tokens):
+        found.discard("abort")  # "make it stop there instead": a change asked for (the day misheard)
+    if ({"cancel", "move"} & found) and asks_about_rules(tokens):
+        # "what's your cancellation policy", "is there a fee if i cancel": a question about the rules
+        found = (found - {"cancel", "move", "soft_cancel", "price"}) | {"ask_rules"}
     if "duration" in found and not any(t in ("take", "takes", "last", "lasts", "be") for t in tokens):
         found.discard("duration")  # "how long until ..." asks nothing about a visit's length
     return found
@@ -379,7 +415,16 @@ def _collect_name(tokens: list[str], start: int) -> str | None:
         i += 1
     if words and i < len(tokens) and tokens[i] in _SPELLING_CUES and (spelled := _spelled(tokens, i + 1)):
         words[-1] = spelled[0]  # "its jon spelled j o n"
-    return " ".join(_name_word(w) for w in words) or None
+    return " ".join(_name_word(w) for w in _said_again(words)) or None
+
+
+def _said_again(words: list[str]) -> list[str]:
+    """The name once, when the caller said part of it twice: "Hughes. Laura Hughes." -> Laura Hughes,
+    "Laura, Laura Hughes" -> Laura Hughes."""
+    words = [w for k, w in enumerate(words) if k == 0 or w != words[k - 1]]
+    if len(words) >= 2 and words[-1] in words[:-1]:
+        words = words[words.index(words[-1]) + 1:]
+    return words
 
 
 def _surname(tokens: list[str], after: int) -> str | None:
@@ -447,7 +492,7 @@ def _name_expected(tokens: list[str], expecting: str | None) -> bool:
     """Asked for the name, or correcting it at a read-back ('no, the name's wrong, it's john smith')."""
     if expecting == "name":
         return True
-    return expecting in ("confirm", "change", "phone") and any(t in _NAME_CUES for t in tokens)
+    return expecting in ("confirm", "change", "phone") and any(t in NAME_CUES for t in tokens)
 
 
 def _surface(name: str | None, text: str) -> str | None:
@@ -497,25 +542,6 @@ def _written_name(tokens: list[str], text: str, not_names: set[str]) -> str | No
     return None
 
 
-def _number_runs(tokens: list[str]) -> set[int]:
-    """Positions of number words standing next to other number words ('five five five for one')."""
-    def numeric(t: str) -> bool:
-        return t.isdigit() or t in UNITS or t in TENS or t in ("for", "to", "double", "triple")
-
-    out: set[int] = set()
-    for i, tok in enumerate(tokens):
-        if not numeric(tok) or tok in ("for", "to"):
-            continue
-        if (i and numeric(tokens[i - 1])) or (i + 1 < len(tokens) and numeric(tokens[i + 1])) or (
-                tok.isdigit() and len(tok) >= 3):
-            out.add(i)
-            k = i - 1
-            while k >= 0 and tokens[k] in ("for", "to") and k - 1 >= 0 and numeric(tokens[k - 1]):
-                out.add(k)
-                k -= 1
-    return out
-
-
 def understand(text: str, today: date, clinic: Catalogue, expecting: str | None = None,
                reader: SemanticReader | None = None) -> Understanding:
     """The rules' reading of a turn; with a `reader`, the embedding matcher's where the rules fall short
@@ -537,14 +563,17 @@ def understand(text: str, today: date, clinic: Catalogue, expecting: str | None 
     phone_cue = any(_has(joined, p) for p in ("number is", "phone is", "reach me", "call me at", "my number",
                                               "numbers", "cell is", "mobile is", "reach me at"))
     masked: set[int] = set()
-    if expecting == "phone" or phone_cue:
-        if (phone := find_phone(tokens)) is not None:
-            u.phone = phone[0]
-            masked.update(range(phone[1], phone[2]))  # its digits are no date and no time
+    # A number is taken whatever was asked (mixed initiative): with a cue or when asked, any run of
+    # seven digits; unasked and without a cue, only a run no date or time could be (is_bare_number).
+    phone = find_phone(tokens)
+    if phone is not None and (expecting == "phone" or phone_cue or is_bare_number(tokens, phone)):
+        u.phone = phone[0]
+        masked.update(range(phone[1], phone[2]))  # its digits are no date and no time
     if expecting == "phone":
-        masked |= _number_runs(tokens)  # half a number is no time either ("five five five for one")
-    elif (digits := find_phone(tokens, min_digits=4)) is not None and digits[2] - digits[1] >= 4:
-        masked.update(range(digits[1], digits[2]))  # "3 4 1 2", a number said early, is no time
+        masked |= number_runs(tokens)  # half a number is no time either ("five five five for one")
+    elif (digits := find_phone(tokens, min_digits=4)) is not None and (
+            digits[2] - digits[1] >= 4 or len(digits[0]) >= 5):
+        masked.update(range(digits[1], digits[2]))  # "3 4 1 2", "555 0198": a number said early is no time
     name_expected = _name_expected(tokens, expecting)
     u.name = _surface(find_name(tokens, expecting=name_expected), text)
     if u.name is None and not name_expected:
@@ -565,4 +594,6 @@ def understand(text: str, today: date, clinic: Catalogue, expecting: str | None 
         u.time = t[0]
     if reader is not None:
         reader.refine(u, clinic, expecting)
+        if "ask_rules" in u.intents:  # a question about cancelling is no cancellation, by meaning either
+            u.intents -= {"cancel", "move", "soft_cancel"}
     return u

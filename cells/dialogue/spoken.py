@@ -207,6 +207,38 @@ def parse_phone(text: str, min_digits: int = 7) -> str | None:
     return found[0] if found else None
 
 
+def number_runs(tokens: list[str]) -> set[int]:
+    """Positions of number words standing next to other number words ('five five five for one')."""
+    def numeric(t: str) -> bool:
+        return t.isdigit() or t in UNITS or t in TENS or t in ("for", "to", "double", "triple")
+
+    out: set[int] = set()
+    for i, tok in enumerate(tokens):
+        if not numeric(tok) or tok in ("for", "to"):
+            continue
+        if (i and numeric(tokens[i - 1])) or (i + 1 < len(tokens) and numeric(tokens[i + 1])) or (
+                tok.isdigit() and len(tok) >= 3):
+            out.add(i)
+            k = i - 1
+            while k >= 0 and tokens[k] in ("for", "to") and k - 1 >= 0 and numeric(tokens[k - 1]):
+                out.add(k)
+                k -= 1
+    return out
+
+
+def is_bare_number(tokens: list[str], found: tuple[str, int, int]) -> bool:
+    """Whether a run of seven or more digits, said without a cue, can only be a phone number: no clock
+    or calendar word inside it or right after it ("555 0198", "five five five two one eight seven")."""
+    digits, start, end = found
+    if len(digits) < 7:
+        return False
+    inside = tokens[start:end + 1]
+    return not any(t in _CLOCK_WORDS or ":" in t for t in inside)
+
+
+_CLOCK_WORDS = {"am", "pm", "oclock", "past", "half", "quarter"}
+
+
 def say_digits(digits: str) -> str:
     """Phone digits grouped for read-back: '5552187' -> '555 2187'."""
     if len(digits) == 7:

@@ -7,6 +7,7 @@ booking the caller meant. Prints one row per call: script, voice, outcome, what 
     python -m evals.calls.bench                 # every caller (~1 min each)
     python -m evals.calls.bench --only clipped,name-first --json out.json
     python -m evals.calls.bench --voice en-us --rate 170 --keep calls/   # every caller in one voice
+    python -m evals.calls.bench --set more      # the second set (cells/simulator/more_callers.py)
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any
 
 from cells.simulator.booking_check import check, read_bookings, seed
 from cells.simulator.caller import ScriptedCaller
-from cells.simulator.other_callers import OTHER_CALLERS
+from cells.simulator.more_callers import MORE_CALLERS
+from cells.simulator.other_callers import OTHER_CALLERS, OtherCaller
 from cells.simulator.run import embedded_worker
 from cells.simulator.scripts import BookingScript
 from cells.simulator.twilio_peer import TwilioPeer
@@ -67,10 +69,13 @@ def booking_call(data: Path, booking: BookingScript, voice: str, rate_wpm: int,
     return check(booking, before, read_bookings(data), record.get("disposition"), today, seeded), record
 
 
+SETS: dict[str, dict[str, OtherCaller]] = {"other": OTHER_CALLERS, "more": MORE_CALLERS}
+
+
 def run_caller(name: str, workdir: Path, voice: str | None = None,
-               rate_wpm: int | None = None) -> CallOutcome:
+               rate_wpm: int | None = None, callers: dict[str, OtherCaller] = OTHER_CALLERS) -> CallOutcome:
     """One caller's call (in its own voice and rate unless others are given), its data in workdir/name."""
-    caller = OTHER_CALLERS[name]
+    caller = callers[name]
     voice, rate_wpm = voice or caller.voice, rate_wpm or caller.rate_wpm
     problems, record = booking_call(workdir / name, caller.script, voice, rate_wpm)
     heard = [t.get("caller_text", "") for t in record.get("turns", [])]
@@ -90,16 +95,19 @@ def print_table(outcomes: list[CallOutcome]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m evals.calls.bench", description=__doc__.split("\n")[0])
-    ap.add_argument("--only", help="comma-separated caller names (default: all)")
+    ap.add_argument("--set", choices=sorted(SETS), default="other",
+                    help="which callers: the first seven (other, default) or the second set (more)")
+    ap.add_argument("--only", help="comma-separated caller names (default: all of the set)")
     ap.add_argument("--json", type=Path, help="also write the outcomes as JSON here")
     ap.add_argument("--voice", help="every caller in this eSpeak NG voice instead of its own")
     ap.add_argument("--rate", type=int, help="every caller at this rate (words per minute)")
     ap.add_argument("--keep", type=Path, help="keep each call's worker data (call records, calendar) here")
     args = ap.parse_args(argv)
-    names = args.only.split(",") if args.only else list(OTHER_CALLERS)
-    unknown = [n for n in names if n not in OTHER_CALLERS]
+    callers = SETS[args.set]
+    names = args.only.split(",") if args.only else list(callers)
+    unknown = [n for n in names if n not in callers]
     if unknown:
-        raise SystemExit(f"unknown caller(s) {unknown}; choose from {', '.join(OTHER_CALLERS)}")
+        raise SystemExit(f"unknown caller(s) {unknown}; choose from {', '.join(callers)}")
     if args.voice or args.rate:
         try:  # a bad voice or rate fails here, before any worker starts
             EspeakEngine().synthesize("check", voice=args.voice or "en-us", rate_wpm=args.rate or 170)
@@ -109,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="calls-bench-") as tmp:
         workdir = args.keep or Path(tmp)
         for name in names:  # one at a time: calls are real time and the worker needs the cores
-            outcome = run_caller(name, workdir, args.voice, args.rate)
+            outcome = run_caller(name, workdir, args.voice, args.rate, callers)
             print(f"{name}: {'ok' if outcome.ok else 'WRONG'}", flush=True)
             outcomes.append(outcome)
     print_table(outcomes)

@@ -8,6 +8,13 @@ from cells.agents.reception.clinic import ClinicConfig, spoken_hours
 from cells.dialogue.saying import ordinal, say_date, say_hhmm, say_list, say_slots, say_time  # noqa: F401 - the clinic's replies use them from here
 
 
+def say_phone(digits: str) -> str:
+    """Phone digits one by one, grouped as callers say them, so that a voice reads them as digits:
+    '5553307' -> '5 5 5, 3 3 0 7'."""
+    groups = [digits[:3], digits[3:]] if len(digits) <= 8 else [digits[:3], digits[3:6], digits[6:]]
+    return ", ".join(" ".join(g) for g in groups if g)
+
+
 def service_name(clinic: ClinicConfig, key: str | None) -> str:
     s = clinic.service(key) if key else None
     return s.name if s else "appointment"

@@ -37,6 +37,10 @@ class ToolResultSteps:
         if r.get("requested"):
             if r.get("available"):
                 s.verified = True
+                if s.flow == "book" and s.name:  # a day or time changed later in the call: say it back
+                    nxt = self._next(s)  # (a read-back next says it anyway)
+                    return nxt if s.expecting == "confirm" else [
+                        Say(f"Okay, {day} at {say_hhmm(r['requested'])} is free."), *nxt]
                 return self._next(s)
             s.time, s.verified = None, False
             reason = r.get("reason")

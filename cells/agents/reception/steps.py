@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from cells.agents.reception.clinic import WEEKDAYS, ClinicConfig, spoken_hours
+from cells.agents.reception.questions import FreeQuestionSteps
 from cells.agents.reception.replies import (
     booking_phrase,
     duration_sentence,
@@ -21,17 +22,18 @@ from cells.agents.reception.replies import (
     price_sentence,
     say_date,
     say_hhmm,
+    say_phone,
     say_slots,
     service_name,
     services_sentence,
 )
 from cells.agents.reception.results import ToolResultSteps
 from cells.agents.reception.state import Action, Call, DialogueState, Say
-from cells.dialogue.intents import Understanding, choose_option, find_name, understand
-from cells.dialogue.knowledge_answer import KnowledgeAnswers, is_question
+from cells.dialogue.intents import NAME_CUES, Understanding, choose_option, find_name, understand
+from cells.dialogue.knowledge_answer import is_question
 from cells.dialogue.parsing import MONTHS
 from cells.dialogue.semantic import SemanticReader
-from cells.dialogue.spoken import find_phone
+from cells.dialogue.spoken import find_phone, parse_phone, tokenize
 
 _SOON = ("as soon as", "soonest", "earliest", "asap", "first available", "next available", "right away",
          "whenever", "any day", "anyday", "any time", "anytime", "whatever works", "whatever you have",
@@ -48,6 +50,13 @@ _ASK_OPTIONS = ("what times", "what time", "what do you have", "whats available"
 _DAY_WORDS = {*WEEKDAYS, *MONTHS, "today", "tomorrow"}
 _TRANSFER_QUESTION = "Would you like me to transfer you to"
 _ASKS_HOURS = {"hours", "when", "late", "early", "close", "closes", "closing", "shut", "until", "till"}
+# Asked again after a turn not understood: more specifically, with another way to give it.
+_REASK = {"phone": "Could you say the number again, digit by digit, or type it on your keypad?",
+          "name": "Could you say your name again, or spell it for me?"}
+_INFO_INTENTS = frozenset({"price", "hours", "services", "location", "duration"})
+# Digits heard for a number that is still short: from this many on, a digit was likely missed (the
+# caller said the whole number), below it the caller paused inside it.
+_ALMOST_A_NUMBER = 5
 # At a read-back, a yes with one of these is no plain yes: "yeah but make it eleven".
 _CHANGE_WORDS = ("change", "wrong", "different", "mistake", "but", "instead", "except")
 
@@ -56,7 +65,7 @@ def _same_week(said: date, agreed: str, today: date) -> date:
     """A weekday alone, said once a date is agreed, means that weekday in the agreed date's week."""
     current = date.fromisoformat(agreed)
     candidate = current + timedelta(days=said.weekday() - current.weekday())
-    return candidate if candidate >= today else said
+    return candidate if candidate > today else said  # today is said "today"; "monday" then is next week's
 
 
 def _corrected_name(current: str | None, said: str) -> str:
@@ -70,7 +79,33 @@ def _corrected_name(current: str | None, said: str) -> str:
     return " ".join(words)
 
 
-class ReceptionSteps(ToolResultSteps):
+_CHANGE_CUES = frozenset({"instead", "change", "actually", "rather", "move", "earlier", "later", "am", "pm",
+                          "oclock", *WEEKDAYS, "tomorrow", "today"})
+
+
+def _changes_slot(text: str) -> bool:
+    """Whether a turn answering the number asks to change the day or time instead ("actually, can we
+    make it 11 30 instead?", "Monday at 2 pm"): its numbers are then a time, not digits of the number."""
+    tokens = tokenize(text)
+    if set(tokens) & {"number", "phone", "mobile", "cell"} or find_phone(tokens) is not None:
+        return False  # "555-0142, reach me at 4pm": the number, and when to call it
+    return bool(set(tokens) & _CHANGE_CUES)
+
+
+def _names_itself(u: Understanding, agreed: str) -> bool:
+    """Whether a turn that was not asked for the name corrects it on purpose ("my name's ...", "the name
+    is wrong, it's ...", "no, it's Laura Hughes", "Kowalski with a K", a word of the agreed name said
+    again): capitalised words the recogniser wrote in a turn about something else ("It's Pound Stod"
+    for "sounds good") never replace the name already agreed."""
+    said = {w.lower() for w in (u.name or "").split()}
+    return (bool(set(u.tokens) & (NAME_CUES | _CORRECTING)) or u.answer == "no"
+            or find_name(u.tokens) is not None or bool(said & {w.lower() for w in agreed.split()}))
+
+
+_CORRECTING = frozenset({"actually", "sorry", "not", "instead", "mean"})
+
+
+class ReceptionSteps(ToolResultSteps, FreeQuestionSteps):
     def __init__(self, clinic: ClinicConfig, clock: Callable[[], datetime], *, ask_phone: bool = True,
                  max_failures: int = 3, reader: SemanticReader | None = None) -> None:
         self.clinic = clinic
@@ -92,22 +127,29 @@ class ReceptionSteps(ToolResultSteps):
 
     def on_user(self, s: DialogueState, text: str) -> list[Action]:
         expect = "time" if s.expecting in ("choose", "change") else s.expecting
-        begun = (s.phone_start or "") if s.expecting == "phone" else ""
+        if s.expecting == "phone" and _changes_slot(text):
+            expect = None  # "can we make it 11 30 instead", asked for the number: a time, not digits
+        begun = (s.phone_start or "") if expect == "phone" else ""
         s.phone_start = None
-        if begun:  # the rest of a number begun last turn
-            text = f"{begun} {text}"
+        if begun and not (len(begun) >= _ALMOST_A_NUMBER and parse_phone(text)):
+            text = f"{begun} {text}"  # the rest of a number begun last turn (not the whole number again)
         u = understand(text, self.today, self.clinic, expecting=expect, reader=self.reader)
-        part = find_phone(u.tokens, min_digits=3) if s.expecting == "phone" and not u.phone else None
+        part = find_phone(u.tokens, min_digits=3) if expect == "phone" and not u.phone else None
         if part and len(part[0]) > len(begun):  # new digits, not a repeat of the kept ones
-            # A pause inside the number ended the turn early: keep its digits and let them go on.
             s.phone_start = part[0]
-            return [Say("Okay.")]
+            if len(part[0]) < _ALMOST_A_NUMBER:
+                return [Say("Okay.")]  # a pause inside the number ended the turn early: let it go on
+            # Nearly a whole number: digits were missed. Say what was heard; the rest or all of it again.
+            return self._ask(s, f"I got {say_phone(part[0])}, which seems too short. Could you "
+                                "say the whole number again, or type it on your keypad?")
         if u.service:
             s.topic = u.service
         elif s.topic and "book" in u.intents and any(t in ("one", "it", "that", "them") for t in u.tokens):
             u.service = s.topic  # "how much is a checkup?" ... "can i book one for saturday"
         if u.empty:
             return self._not_understood(s, "Sorry, I didn't catch that.")
+        if s.expecting == "name" and u.name and not is_question(u.text):
+            u.intents -= _INFO_INTENTS  # "the name's Owen Price" gives a name; it asks for no price
         if s.expecting == "transfer":
             if u.answer == "yes" or "human" in u.intents:
                 return self._transfer(s, "caller accepted after repeated misunderstandings")
@@ -202,44 +244,6 @@ class ReceptionSteps(ToolResultSteps):
         if "location" in u.intents:
             out.append(Say(location_sentence(self.clinic)))
         return out
-
-    # --- free questions: the agent's knowledge (cells.dialogue.knowledge_answer) ------------------------
-
-    knowledge: KnowledgeAnswers | None = None  # the agent's knowledge; the policy sets it when it has one
-    # A question with one of these intents or words is a calendar fact or a task, not one for the knowledge.
-    _FACT_INTENTS = frozenset({"book", "move", "cancel", "human", "goodbye", "repeat", "hours", "price",
-                               "duration", "abort"})
-    _TASK_WORDS = frozenset({"cancel", "move", "reschedule", "postpone", "book", "change"})
-    _SERVICE_LIST_WORDS = frozenset({"services", "treatments", "procedures"})
-    _ADDRESS_WORDS = frozenset({"address", "located", "location", "directions", "street", "whereabouts",
-                                "you", "wheres", "office", "area", "near"})
-    _WEAK_BOOK = 0.45  # a booking read by meaning alone below this score does not stop a free question
-
-    def _from_knowledge(self, s: DialogueState, u: Understanding) -> list[Action] | None:
-        """A free question outside a task is answered from the agent's knowledge (or honestly not);
-        hours, prices, durations, the service list and the address stay calendar facts, and a question
-        about the caller's own appointment ("can I move it?") stays a task."""
-        if self.knowledge is None or s.flow is not None or s.expecting not in ("intent", "anything_else"):
-            return None
-        words = set(u.tokens)
-        intents = set(u.intents)
-        if u.semantic is not None and u.semantic.intent == "book" and u.semantic.score < self._WEAK_BOOK:
-            intents.discard("book")  # "is there wifi in the waiting room" read as booking, barely
-        if (not is_question(u.text) or intents & self._FACT_INTENTS or words & self._TASK_WORDS
-                or any(v is not None for v in (u.service, u.date, u.time, u.phone, u.name))
-                or ("services" in intents and words & self._SERVICE_LIST_WORDS)
-                or ("location" in intents and words & self._ADDRESS_WORDS)):
-            return None
-        reply = self.knowledge.lookup(u.text)  # fetched by the policy before this replay
-        s.failures = 0
-        if reply is not None and reply.known:
-            s.expecting = "anything_else"
-            s.last_prompt = "Is there anything else I can help you with?"
-            return [Say(reply.text), Say(s.last_prompt)]
-        s.resume, s.expecting = "anything_else", "transfer"
-        s.last_prompt = "Would you like me to transfer you to someone at the front desk?"
-        text = reply.text if reply is not None else "I'm sorry, I can't look that up right now."
-        return [Say(text), Say(s.last_prompt)]
 
     def _switch_flow(self, s: DialogueState, u: Understanding) -> list[Action] | None:
         mentions_existing = any(t in u.tokens for t in ("my", "appointment", "booking", "existing"))
@@ -354,7 +358,7 @@ class ReceptionSteps(ToolResultSteps):
             if u.answer == "no":
                 s.time, s.offered, s.preference = None, [], None
                 s.expecting = "time"
-                return self._ask(s, "Okay. What other day or time would suit you?")
+                return [Say("Okay."), *self._ask(s, "What other day or time would suit you?")]
             if u.answer == "yes" and len(s.offered) > 1:
                 return self._ask(s, f"Which one works best: {say_slots(s.offered)}?")
         if s.expecting in ("name", "phone") and u.answer == "yes" and not u.has_slots and not s.failures:
@@ -378,6 +382,9 @@ class ReceptionSteps(ToolResultSteps):
             if idx is not None and not (u.time and u.time.at) and not named_day:
                 u.date = None  # "the second one" picks an offer; it is not the 2nd of the month
                 s.time, s.verified = s.offered[idx], True
+        if s.expecting == "phone" and s.date and find_phone(u.tokens, min_digits=3) is not None and (
+                not _changes_slot(u.text)):
+            u.date = u.time = None  # a turn of digits answers the number; it never moves the agreed slot
         if u.service and s.flow == "book" and u.service != s.service:
             s.service, s.verified, s.offered = u.service, False, []
         if u.date and u.bare_weekday and s.date:
@@ -397,7 +404,8 @@ class ReceptionSteps(ToolResultSteps):
                 s.time, s.verified, s.offered = None, False, []
             s.preference = u.time.preference
         if u.name and (s.expecting == "name" or u.name != s.name) and s.flow == "book" and not (
-                s.expecting == "phone" and u.phone):  # the number's turn keeps the agreed name
+                s.expecting == "phone" and u.phone) and (  # the number's turn keeps the agreed name
+                s.expecting in ("name", "change") or s.name is None or _names_itself(u, s.name)):
             s.name = u.name if s.expecting == "name" else _corrected_name(s.name, u.name)
         if u.phone:
             s.phone = u.phone
@@ -431,7 +439,9 @@ class ReceptionSteps(ToolResultSteps):
             args = {"service": service, "date": s.date, "time_preference": s.time}
             return [Call("check_availability", args)]
         if s.flow == "book" and not s.name:
-            return [Say("Great, that time is free."),
+            # The day and time said back as heard: a misheard day is caught here, not at the read-back.
+            when = f"{say_date(s.date, self.today)} at {say_hhmm(s.time)}"
+            return [Say(f"Great, {when} is free."),
                     *self._ask(s, "Can I have your full name, please?", "name")]
         if s.flow == "book" and self.ask_phone and not s.phone and not s.phone_asked and not skip_phone:
             s.phone_asked = True
@@ -449,7 +459,10 @@ class ReceptionSteps(ToolResultSteps):
             return [Say(text), *self._ask(s, "Is that right?", "confirm")]
         name = f", for {s.name}" if s.name else ""
         article = "an" if when[0] in "aeiou" else "a"
-        return [Say(f"So that's {article} {when}{name}."), *self._ask(s, "Shall I book it?", "confirm")]
+        # The number is read back too, digit by digit: a misheard digit is the caller's to catch.
+        number = [Say(f"And your number is {say_phone(s.phone)}.")] if s.phone else []
+        return [Say(f"So that's {article} {when}{name}."), *number,
+                *self._ask(s, "Shall I book it?", "confirm")]
 
     def _confirmed(self, s: DialogueState) -> list[Action]:
         """The confirmation gate's only exit: the read-back was answered yes with nothing changed."""
@@ -512,6 +525,8 @@ class ReceptionSteps(ToolResultSteps):
             s.last_prompt = ("I can book, move or cancel an appointment, or tell you about our hours, "
                              "services and prices. What would you like to do?")
             return [Say(lead), Say(s.last_prompt)]
+        if s.flow == "book" and s.failures == 1 and s.expecting in _REASK:
+            return [Say(lead), *self._ask(s, _REASK[s.expecting])]  # once more, and how else to give it
         return [Say(lead), *self._prompt(s)]
 
     def _transfer(self, s: DialogueState, reason: str) -> list[Action]:
