@@ -102,7 +102,8 @@ def build(manifest: Path, out: Path, count: int = 60, seed: int = 0) -> list[tup
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m evals.stt.digit_sequences", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m evals.stt.digit_sequences",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("manifest", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--count", type=int, default=60)

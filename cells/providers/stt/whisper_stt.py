@@ -41,14 +41,14 @@ MAX_DIGITS_PER_S = 4.0  # of speech: a number read out quickly; more is a decode
 
 
 class WhisperStt:
-    """SttProvider. Options: `model` ("tiny.en", "base" or a CTranslate2 Whisper model directory), `compute_type`,
-    `threads` (cores per decode), `workers` (decodes at once per process; default cores // threads),
-    `beam_size`, `margin_s` / `min_window_s` (encoder window: the turn's length + margin, at least the
-    minimum), `pad_floor` (pad the window at the spectrogram's floor, as in training, rather than 0 as
-    faster-whisper does), `constrain` (a second, slot-constrained decode of a digits turn that came out
-    with words), `slot_logprob` / `slot_margin` (how sure that decode must be to be taken: at least this,
-    and no more than the margin below the first), `domain`, `gate` (GateConfig
-    fields)."""
+    """SttProvider. Options: `model` ("tiny.en", "base" or a CTranslate2 Whisper model directory),
+    `compute_type`, `threads` (cores per decode), `workers` (decodes at once per process; default
+    cores // threads), `beam_size`, `margin_s` / `min_window_s` (encoder window: the turn's length +
+    margin, at least the minimum), `pad_floor` (pad the window at the spectrogram's floor, as in
+    training, rather than 0 as faster-whisper does), `constrain` (a second, slot-constrained decode of
+    a digits turn that came out with words), `slot_logprob` / `slot_margin` (how sure that decode must
+    be to be taken: at least this, and no more than the margin below the first), `domain`, `gate`
+    (GateConfig fields)."""
 
     sample_rate = SAMPLE_RATE
 
