@@ -2,7 +2,7 @@
 may write only digits; a turn that is not a number stays as the caller said it; other slots are untouched.
 
 Real human recordings come from the speech-dev set (8 kHz Speech Commands clips) when it is present
-(AUTOSPEAK_SPEECH_DEV, default /work/shared/speech-dev); they go through the phone path first.
+(AUTOSPEAK_SPEECH_DEV, or ../shared/speech-dev beside the checkout); they go through the phone path first.
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ from cells.providers.stt.whisper_prompt import HINT_PROMPTS
 from cells.providers.stt.whisper_slots import ALLOWED, fits_slot, suppress_tokens
 from cells.providers.stt.whisper_stt import WhisperStt
 from cells.speech.espeak import EspeakEngine
+from evals.stt.digit_sequences import build
 from evals.stt.phone_path import Variant, phone_audio, read_wav
-from evals.stt.scoring import hypothesis_digits
+from evals.stt.scoring import hypothesis_digits, reference_digits
 
-SPEECH_DEV = Path(os.environ.get("AUTOSPEAK_SPEECH_DEV", "/work/shared/speech-dev"))
+# As in test_stt_bench.py: CI checks the repository out beside ../shared; AUTOSPEAK_SPEECH_DEV overrides.
+SPEECH_DEV = Path(os.environ.get("AUTOSPEAK_SPEECH_DEV")
+                  or Path(__file__).resolve().parents[2] / "shared" / "speech-dev")
 needs_dev = pytest.mark.skipif(not (SPEECH_DEV / "manifest.csv").is_file(),
                                reason=f"speech-dev set not found at {SPEECH_DEV}")
 ONLY_DIGITS = re.compile(r"[\s0-9.,+\-]*")
@@ -111,3 +114,15 @@ def test_a_word_said_where_digits_were_expected_is_kept(stt: WhisperStt) -> None
     for name in ("sc_right_f292725f_nohash_0.wav", "sc_right_fac74f6a_nohash_0.wav"):
         text = final(stt, dev_clip(name), "digits")
         assert text.strip(" .?!").lower() == "right", (name, text)
+
+
+@needs_dev
+def test_phone_numbers_are_built_from_real_digit_recordings(tmp_path: Path) -> None:
+    rows = build(SPEECH_DEV / "manifest.csv", tmp_path, count=4, seed=3)
+    assert len(rows) == 4 and (tmp_path / "manifest.csv").is_file()
+    for file, text in rows:
+        digits = reference_digits(text)
+        assert digits is not None and 7 <= len(digits) <= 11
+        pcm, rate = read_wav(tmp_path / file)
+        assert rate == 8000 and len(pcm) > 0.3 * rate * len(digits)  # every word is there, trimmed
+    assert build(SPEECH_DEV / "manifest.csv", tmp_path / "again", count=4, seed=3) == rows  # reproducible
