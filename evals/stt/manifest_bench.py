@@ -111,7 +111,8 @@ def parse_provider(spec: str) -> ProviderSpec:
             options[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             options[key.strip()] = value
-    return ProviderSpec(spec.strip(), name, flag in ("hints", "digits"), options, every=flag == "digits")
+    return ProviderSpec(spec.strip(), name, hints=flag in ("hints", "digits"), options=options,
+                        every=flag == "digits")
 
 
 async def _frames(audio: np.ndarray, hint: str | None) -> AsyncIterator[Frame]:
