@@ -115,3 +115,15 @@ def test_whisper_on_real_human_recordings() -> None:
                 for c, h in zip(digits, numbers, strict=True))
     print(f"speech-dev: sentence WER {errors / total:.1%}, digits {right}/{len(digits)}")
     assert right >= 8, list(zip([c.text for c in digits], numbers, strict=True))
+
+
+def test_provider_specs_name_where_the_digits_hint_goes() -> None:
+    from evals.stt.manifest_bench import parse_provider
+
+    specs = ("whisper", "whisper+hints", "whisper+digits:beam_size=2")
+    plain, hinted, every = (parse_provider(s) for s in specs)
+    assert (plain.hints, plain.every) == (False, False)
+    assert (hinted.hints, hinted.every) == (True, False)
+    assert (every.hints, every.every, every.options) == (True, True, {"beam_size": 2})
+    with pytest.raises(ValueError, match="name"):
+        parse_provider("whisper+all")

@@ -6,9 +6,11 @@ in 20 ms frames and finalised with an `EndOfTurn`, as the call loop does. Per pr
 error rate on normalised text, digit accuracy where the reference is digits (whole sequence, and single
 digits), mean and 95th percentile processing time per utterance, and real-time factor.
 
-A provider is given as `name[+hints][:key=value;...]`: `+hints` sends EndOfTurn(hint="digits") on
-utterances whose reference is digits (the agent asked for a number); options go to the provider's factory
-(values are read as JSON where they parse, e.g. `whisper:min_window_s=30;beam_size=5`).
+A provider is given as `name[+hints|+digits][:key=value;...]`: `+hints` sends EndOfTurn(hint="digits") on
+utterances whose reference is digits (the agent asked for a number); `+digits` sends it on every
+utterance (the worst case of a caller who answers a request for a number with something else); options
+go to the provider's factory (values are read as JSON where they parse, e.g.
+`whisper:min_window_s=30;beam_size=5`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class ProviderSpec:
     label: str
     name: str
     hints: bool = False
+    every: bool = False  # the digits hint on every utterance, not only on digit references
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -97,8 +100,8 @@ def load_manifest(path: Path, limit: int | None = None) -> list[Clip]:
 def parse_provider(spec: str) -> ProviderSpec:
     head, _, opts = spec.strip().partition(":")
     name, _, flag = head.partition("+")
-    if flag not in ("", "hints") or not name:
-        raise ValueError(f"bad provider {spec!r}: expected name[+hints][:key=value;...]")
+    if flag not in ("", "hints", "digits") or not name:
+        raise ValueError(f"bad provider {spec!r}: expected name[+hints|+digits][:key=value;...]")
     options: dict[str, Any] = {}
     for item in filter(None, opts.split(";")):
         key, sep, value = item.partition("=")
@@ -108,7 +111,8 @@ def parse_provider(spec: str) -> ProviderSpec:
             options[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             options[key.strip()] = value
-    return ProviderSpec(spec.strip(), name, flag == "hints", options)
+    return ProviderSpec(spec.strip(), name, hints=flag in ("hints", "digits"), options=options,
+                        every=flag == "digits")
 
 
 async def _frames(audio: np.ndarray, hint: str | None) -> AsyncIterator[Frame]:
@@ -139,7 +143,7 @@ async def _run_provider(spec: ProviderSpec, audio: dict[str, list[tuple[Clip, np
     for variant, items in audio.items():
         score = scores.setdefault(variant, Score())
         for i, (clip, pcm) in enumerate(items, start=1):
-            digits = spec.hints and scoring.reference_digits(clip.text) is not None
+            digits = spec.every or (spec.hints and scoring.reference_digits(clip.text) is not None)
             text, cost = await _recognise(stt, pcm, "digits" if digits else None)
             score.add(clip.text, text, cost, len(pcm) / stt_rate)
             if i % 25 == 0 or i == len(items):

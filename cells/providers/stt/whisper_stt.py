@@ -7,6 +7,10 @@ on the process's shared engine (whisper_engine.py), off the event loop, a bounde
 The agent's vocabulary and the turn's hint (what the agent just asked for) become the decoder's prompt
 (whisper_prompt.py); turns without speech-like energy, or that the model itself doubts, give an empty
 final rather than invented words (whisper_gate.py). No partials are emitted.
+
+A turn the agent expects digits from but that decoded with words is decoded again with only digits
+allowed (whisper_slots.py); the constrained text is taken when the model is fairly sure of it, so that a
+caller who said something else ("sorry, what?") is still heard as they spoke.
 """
 
 from __future__ import annotations
@@ -23,28 +27,35 @@ from cells.providers.stt.context import Domain, domain_from
 from cells.providers.stt.whisper_engine import (
     FULL_WINDOW_S,
     SAMPLE_RATE,
+    Decoded,
     WhisperEngine,
-    resolve_model_dir,
     shared_engine,
 )
 from cells.providers.stt.whisper_gate import GateConfig
+from cells.providers.stt.whisper_models import resolve_model
 from cells.providers.stt.whisper_prompt import domain_prompt, turn_prompt
+from cells.providers.stt.whisper_slots import fits_slot, suppress_tokens
 
 MAX_PIECE_S = FULL_WINDOW_S - 2  # a turn longer than the encoder window is decoded in pieces
+MAX_DIGITS_PER_S = 4.0  # of speech: a number read out quickly; more is a decoder loop
 
 
 class WhisperStt:
-    """SttProvider. Options: `model` ("tiny.en" or a CTranslate2 Whisper model directory), `compute_type`,
-    `threads` (cores per decode), `workers` (decodes at once per process; default cores // threads),
-    `beam_size`, `margin_s` / `min_window_s` (encoder window: the turn's length + margin, at least the
-    minimum), `pad_floor` (pad the window at the spectrogram's floor, as in training, rather than 0 as
-    faster-whisper does), `domain`, `gate` (GateConfig fields)."""
+    """SttProvider. Options: `model` ("tiny.en", "base" or a CTranslate2 Whisper model directory),
+    `compute_type`, `threads` (cores per decode), `workers` (decodes at once per process; default
+    cores // threads), `beam_size`, `margin_s` / `min_window_s` (encoder window: the turn's length +
+    margin, at least the minimum), `pad_floor` (pad the window at the spectrogram's floor, as in
+    training, rather than 0 as faster-whisper does), `constrain` (a second, slot-constrained decode of
+    a digits turn that came out with words), `slot_logprob` / `slot_margin` (how sure that decode must
+    be to be taken: at least this, and no more than the margin below the first), `domain`, `gate`
+    (GateConfig fields)."""
 
     sample_rate = SAMPLE_RATE
 
     def __init__(self, domain: Domain | None = None, *, model: str = "tiny.en", compute_type: str = "int8",
                  threads: int | None = None, workers: int | None = None, beam_size: int = 1,
                  margin_s: float = 6.0, min_window_s: int = 8, pad_floor: bool = True,
+                 constrain: bool = True, slot_logprob: float = -1.0, slot_margin: float = 0.2,
                  gate: GateConfig | None = None) -> None:
         if beam_size < 1 or margin_s < 0 or not 1 <= min_window_s <= FULL_WINDOW_S:
             raise ProviderConfigError(
@@ -52,11 +63,12 @@ class WhisperStt:
                 f"(got {beam_size}, {margin_s}, {min_window_s})", provider="whisper")
         self.domain = domain
         self.model, self.compute_type = model, compute_type
-        self.model_dir = resolve_model_dir(model)  # a missing model fails here, not in the first call
+        self.source = resolve_model(model)  # a missing model fails here, not in the first call
         self.threads, self.workers = threads, workers
         self.decode_options: dict[str, Any] = {"beam_size": beam_size, "margin_s": margin_s,
                                                "min_window_s": min_window_s, "pad_floor": pad_floor}
         self.gate = gate or GateConfig()
+        self.constrain, self.slot_logprob, self.slot_margin = constrain, slot_logprob, slot_margin
         self._domain_text = domain_prompt(domain)
         self._engine: WhisperEngine | None = None
 
@@ -75,7 +87,7 @@ class WhisperStt:
     def engine(self) -> WhisperEngine:
         """The process's shared engine, loaded on first use (blocking; streams use `loaded`)."""
         if self._engine is None:
-            self._engine = shared_engine(self.model_dir, self.compute_type, self.threads, self.workers)
+            self._engine = shared_engine(self.source, self.compute_type, self.threads, self.workers)
         return self._engine
 
     async def loaded(self) -> WhisperEngine:
@@ -99,12 +111,31 @@ class WhisperStt:
         texts = []
         step = MAX_PIECE_S * SAMPLE_RATE
         for start in range(0, len(audio), step):
-            piece = audio[start:start + step]
-            decoded = await (await self.loaded()).submit(piece, prompt, **self.decode_options)
             speech = whisper_gate.speech_ms(pcm[start:start + step], SAMPLE_RATE, self.gate)
+            decoded = await self._decode(audio[start:start + step], prompt, hint, speech)
             if whisper_gate.keep(decoded, speech, self.gate):
                 texts.append(decoded.text)
         return " ".join(texts).strip()
+
+    async def _decode(self, audio: np.ndarray, prompt: str | None, hint: str | None,
+                      speech_ms: float) -> Decoded:
+        """One piece; again with only the slot's tokens allowed when the first text does not fit the slot."""
+        engine = await self.loaded()
+        decoded = await engine.submit(audio, prompt, **self.decode_options)
+        suppress = suppress_tokens(engine.tokenizer, hint) if self.constrain else None
+        if suppress is None or not decoded.text.strip() or fits_slot(decoded.text, hint):
+            return decoded
+        constrained = await engine.submit(audio, prompt, suppress=suppress, **self.decode_options)
+        return constrained if self._takes(constrained, decoded, speech_ms) else decoded
+
+    def _takes(self, constrained: Decoded, first: Decoded, speech_ms: float) -> bool:
+        """Whether the constrained decode replaces the first: it must hold digits, no more than the speech
+        could say (a forced decode of one word loops: "Marvin" -> "5 5 5 5"), and the model must be about
+        as sure of it as of the words it first heard ("right" -> "8" is far less likely than "Right.")."""
+        digits = sum(c.isdigit() for c in constrained.text)
+        if not digits or digits > 1 + MAX_DIGITS_PER_S * speech_ms / 1000:
+            return False
+        return constrained.avg_logprob >= max(self.slot_logprob, first.avg_logprob - self.slot_margin)
 
     async def stream(self, frames: AsyncIterator[Frame]) -> AsyncIterator[Transcript]:
         """One final per `EndOfTurn` and one at the end of `frames` if audio is pending.
