@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from cells.contract.redaction import CallRedactor, RedactingLogFilter, redact_history, redact_text
+from cells.contract.call_redaction import CallRedactor, redact_history
+from cells.contract.redaction import RedactingLogFilter, redact_text
 
 VISA = "4111111111111111"
 MASTERCARD = "5555555555554444"

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from cells.call.recorder import RATE, CallRecorder
-from cells.contract.redaction import CARD, CVV, EXPIRY, CallRedactor
+from cells.contract.call_redaction import CallRedactor
+from cells.contract.redaction import CARD, CVV, EXPIRY
 
 log = logging.getLogger(__name__)
 KEY_LEAD_MS: Final = 400  # blanked before a key's report (its tone, and the carrier's delay)

@@ -30,6 +30,7 @@ from cells.call.reply import Chunker, Reply, Speaker, ToolBox
 from cells.call.timeline import TurnTiming
 from cells.call.transport import Transport
 from cells.call.turn_model import checker_for
+from cells.contract.call_redaction import CallRedactor
 from cells.providers.base import FrameFeed, LlmProvider, Message, SttProvider, ToolCall, TtsProvider
 
 log = logging.getLogger(__name__)
@@ -90,8 +91,14 @@ class CallSession:
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         on_control: Callable[[str, ToolCall], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        redactor: CallRedactor | None = None,
     ) -> None:
         self.config = config
+        # Card numbers (and their codes) are masked in what the caller says or keys before anything
+        # else sees it: the history (the LLM's prompt), the brain, tools and every event. Phone numbers
+        # and e-mails stay (the brain needs them; the worker's publisher masks them as the agent asks).
+        self.redactor = redactor or CallRedactor(pii=False)
+        self._redacted_upto = 0  # history index up to which the redactor has read the agent's words
         self.stt, self.llm, self.tts, self.tools = stt, llm, tts, tools
         self.chunker_factory = chunker_factory
         self.transport = transport
@@ -381,7 +388,32 @@ class CallSession:
     def _flush_dtmf(self) -> None:
         digits, self.state.dtmf = self.state.dtmf, ""
         if digits:
-            self._begin_turn(f"keypad {' '.join(digits)}", TurnTiming(len(self.turns)))
+            self._begin_turn(self._caller_said(f"keypad {' '.join(digits)}"), TurnTiming(len(self.turns)))
+
+    def _caller_said(self, text: str) -> str:
+        """What the caller said or keyed, with card numbers masked. The redactor reads the agent's words
+        since the last input first (a question about a card makes the next digits a card's); a card
+        completed by this input is masked too where its first pieces already stand (history, turns)."""
+        for i in range(self._redacted_upto, len(self.history)):
+            if self.history[i].role == "assistant" and self.history[i].content:
+                self.history[i] = dataclasses.replace(self.history[i],
+                                                      content=self.redactor.agent(self.history[i].content))
+        heard = self.redactor.cards_heard
+        masked = self.redactor.caller(text)
+        if self.redactor.cards_heard != heard:
+            self._mask_heard_cards()
+        self._redacted_upto = len(self.history)
+        return masked
+
+    def _mask_heard_cards(self) -> None:
+        mask = self.redactor.mask_known
+        for i, m in enumerate(self.history):
+            clean = dataclasses.replace(m, content=mask(m.content), tool_calls=tuple(
+                dataclasses.replace(c, arguments=mask(c.arguments)) for c in m.tool_calls or ()))
+            if clean != m:
+                self.history[i] = clean
+        for timing in self.turns:
+            timing.caller_text, timing.agent_text = mask(timing.caller_text), mask(timing.agent_text)
 
     # -- turns ---------------------------------------------------------------------------------
     def _end_turn(self) -> None:
@@ -437,6 +469,7 @@ class CallSession:
             text = self.rejoin.on_final(t.text)  # None: the first part of a turn the caller went on with
             if text is None:
                 continue
+            text = self._caller_said(text)
             if (discard and content_words(text) < self.config.barge_in_min_words) or not text.strip():
                 self.emit("transcript", {"text": text, "ignored": True})
                 continue

@@ -105,6 +105,11 @@ class CallRedactor:
         return redactor
 
     @property
+    def cards_heard(self) -> int:
+        """How many cards and card pieces this call has heard (it grows when one more is heard)."""
+        return len(self._known)
+
+    @property
     def pending(self) -> bool:
         """The caller's last input ended with digits that the next input may make a card."""
         return bool(self._carry) and not self._carry_card and len(self._carry) >= _FRAGMENT_MIN
@@ -220,13 +225,15 @@ class CallRedactor:
                 spans += [(u.start, u.end, CARD) for u in run if self._is_known(u.digits)]
         return apply_spans(text, spans)
 
-    def _known_payload(self, obj: Any) -> Any:
+    def mask_known(self, obj: Any) -> Any:
+        """A copy of a string or JSON-like value with the call's cards and card pieces masked wherever
+        they stand (nothing else: the other rules are `payload`'s)."""
         if isinstance(obj, str):
             return self._mask_known(obj)
         if isinstance(obj, dict):
-            return {k: v if k in self.keep else self._known_payload(v) for k, v in obj.items()}
+            return {k: v if k in self.keep else self.mask_known(v) for k, v in obj.items()}
         if isinstance(obj, (list, tuple)):
-            return [self._known_payload(v) for v in obj]
+            return [self.mask_known(v) for v in obj]
         return obj
 
     # -- everything else -----------------------------------------------------------------------------
@@ -248,7 +255,7 @@ class CallRedactor:
         return redact_text(self._mask_known(text), pii=self.pii)
 
     def payload(self, obj: Any) -> Any:
-        return redact_payload(self._known_payload(obj), pii=self.pii, keep=self.keep)
+        return redact_payload(self.mask_known(obj), pii=self.pii, keep=self.keep)
 
     def event(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         """A call event's data as it may leave the worker."""

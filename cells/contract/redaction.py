@@ -22,8 +22,8 @@ from typing import Any, Final
 
 from cells.contract.spoken_numbers import Unit, chains, runs
 
-__all__ = ["CARD", "CVV", "EMAIL", "EXPIRY", "KEEP_KEYS", "PHONE", "CallRedactor", "luhn_valid",
-           "redact_history", "redact_payload", "redact_text"]
+__all__ = ["CARD", "CVV", "EMAIL", "EXPIRY", "KEEP_KEYS", "PHONE", "luhn_valid", "redact_payload",
+           "redact_text"]
 
 CARD: Final = "[card]"
 CVV: Final = "[cvv]"
@@ -322,7 +322,3 @@ def install_log_redaction(*, pii: bool = False) -> None:
 
     factory._autospeak_redacting = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
-
-
-# One call's redaction, in order (numbers split across the caller's turns): cells.contract.call_redaction.
-from cells.contract.call_redaction import CallRedactor, redact_history  # noqa: E402

@@ -17,9 +17,9 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
+from cells.contract.call_redaction import CallRedactor
 from cells.contract.envelope import CallEventEnvelope, EnvelopeError
 from cells.contract.jetstream import publish_event
-from cells.contract.redaction import CallRedactor
 
 log = logging.getLogger(__name__)
 MAX_QUEUE = 50_000  # events of one stream; a call emits a few per turn, so this spans a long outage

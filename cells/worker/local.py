@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cells.call.transport import Transport
+from cells.contract.call_redaction import CallRedactor
 from cells.contract.call_token import CallClaims
-from cells.contract.redaction import CallRedactor
 from cells.contract.slots import call_key
 from cells.observability import WorkerTelemetry
 from cells.providers.base import Message

@@ -22,8 +22,8 @@ from cells.call.recorder import CallRecorder
 from cells.call.recording_consent import Jurisdiction, RecordingConsent
 from cells.call.recording_guard import RecordingGuard
 from cells.call.session import CallSession
+from cells.contract.call_redaction import CallRedactor
 from cells.contract.call_state import LeaseLost
-from cells.contract.redaction import CallRedactor
 from cells.observability import CallObserver
 from cells.providers.base import Message
 
