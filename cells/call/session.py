@@ -152,6 +152,12 @@ class CallSession:
             if self.config.system_prompt and not any(m.role == "system" for m in self.history):
                 self.history.insert(0, Message("system", self.config.system_prompt))
             self._said_upto = len(self.history)  # said on the earlier stream, reported there
+            for m in self.history:  # a card read across the resume is still one
+                if m.role == "user":
+                    self.redactor.caller(m.content)
+                elif m.role == "assistant":
+                    self.redactor.agent(m.content)
+            self._redacted_upto = len(self.history)
         self.inbound = self.transport.inbound_path(self.stt.sample_rate, self.config.vad_min_silence_ms)
         self.outbound = self.transport.outbound_path(self.tts.sample_rate)
         self.playout = Playout(self.transport, clock=self.clock)
@@ -183,7 +189,8 @@ class CallSession:
             self.history.append(Message("assistant", self.config.resume_text))
             timing = TurnTiming(len(self.turns))
             reply = Reply(self.llm, self.tools, self.speaker, self.chunker_factory, self.history, timing,
-                          self.clock, self._control, self.emit, self.gate, guard=self.guard)
+                          self.clock, self._control, self.emit, self.gate, guard=self.guard,
+                          scrub=self.redactor.payload)
             await reply.run()
             return
         text = f"{self.config.resume_text} {last_question(self.history)}".strip()
@@ -238,9 +245,9 @@ class CallSession:
         task.add_done_callback(self._background.discard)
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
-        # Event data holds what the caller said and keyed in: never above DEBUG.
+        # Event data holds what the caller said and keyed in: its fields' names only, never their values.
         log.info("call %s: %s", self.call_sid, kind)
-        log.debug("call %s: %s %s", self.call_sid, kind, data)
+        log.debug("call %s: %s %s", self.call_sid, kind, sorted(data))
         if self._on_event is not None:
             self._on_event(kind, data)
 
@@ -501,7 +508,8 @@ class CallSession:
             self._start_reply(self._say_own(own))  # the hook's question took this turn
             return
         reply = Reply(self.llm, self.tools, self.speaker, self.chunker_factory, self.history, timing,
-                      self.clock, self._control, self.emit, self.gate, guard=self.guard)
+                      self.clock, self._control, self.emit, self.gate, guard=self.guard,
+                      scrub=self.redactor.payload)
         self._start_reply(reply.run())
 
     async def _reply_deadline(self, timing: TurnTiming) -> None:

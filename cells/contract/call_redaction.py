@@ -42,12 +42,14 @@ _EXPIRY_WORD: Final = re.compile(r"\b(?:exp\w*|valid|good\s+thru|month|year)\b",
 _CONTEXT_INPUTS: Final = 2  # caller inputs a cue covers
 _FRAGMENT_MIN: Final = 4  # digits a piece of a card needs before it is masked in a card context
 _KEYPAD_FRAGMENT_MIN: Final = 6  # the same for a keypad entry with no context (a card keyed in pieces)
+_CARD_GROUPS: Final = frozenset({8, 12})  # digits of two or three of a card's groups of four
 _PHONE_LENGTHS: Final = frozenset({7, 10, 11, 12})  # a keyed entry this long, with no context, is a phone
 _CARD_MIN, _CARD_MAX = 13, 19
 _CARRY_MAX: Final = _CARD_MAX - 1
 _KNOWN_MAX: Final = 16  # cards and card pieces remembered (for repeats later in the call)
 # What may stand before a number that continues the last turn's ("and then", "keypad", "uh").
 _LEAD_IN: Final = re.compile(r"[\s,.:;!?-]*(?:\b[a-z']{1,10}\b[\s,.:;!?-]*){0,4}", re.IGNORECASE)
+_MASKED_LEAD: Final = re.compile(_LEAD_IN.pattern + r"\[card\]", re.IGNORECASE)
 _TAIL_OUT: Final = re.compile(r"[\s,.:;!?#*-]*(?:\b[a-z']{1,10}\b[\s,.:;!?#*-]*){0,3}", re.IGNORECASE)
 
 Span = tuple[int, int, str]
@@ -63,6 +65,18 @@ def _time_like(run: list[Unit]) -> bool:
         return False
     hour, minutes = int(run[0].digits), run[1].digits
     return 1 <= hour <= 12 and len(minutes) == 2 and int(minutes) < 60
+
+
+def merged(spans: list[Span]) -> list[Span]:
+    """Spans that overlap joined into one (a card's label wins): two rules may mask parts of one number."""
+    out: list[Span] = []
+    for start, end, label in sorted(spans):
+        if out and start < out[-1][1]:
+            a, b, was = out[-1]
+            out[-1] = (a, max(b, end), CARD if CARD in (was, label) else was)
+        else:
+            out.append((start, end, label))
+    return out
 
 
 class CallRedactor:
@@ -112,13 +126,17 @@ class CallRedactor:
     @property
     def pending(self) -> bool:
         """The caller's last input ended with digits that the next input may make a card."""
-        return bool(self._carry) and not self._carry_card and len(self._carry) >= _FRAGMENT_MIN
+        return (not self._carry_card and _FRAGMENT_MIN <= len(self._carry) < _CARD_MAX
+                and any(self._carry[at] in "23456" for at in self._starts))
 
     # -- the caller ---------------------------------------------------------------------------------
     def caller(self, text: str) -> str:
         """One caller input (a turn's transcript, or a keypad entry "keypad 4 1 1 ..."), redacted."""
         if not isinstance(text, str) or not text:
             return text
+        if self.pending and _MASKED_LEAD.match(text):
+            # Masked upstream (the call loop) as the card the last input's digits began: they are its.
+            self._remember(self._carry)
         found = list(runs(text))
         groups = list(chains(text, found))
         keypad = text.lstrip().lower().startswith("keypad")
@@ -135,13 +153,14 @@ class CallRedactor:
         for run in found:
             forced.extend(self._run_spans(text, run, in_context=in_context, keypad=keypad, phone=phone,
                                           taken=joined and run[0] in lead_units))
-        out = redact_text(apply_spans(text, forced), pii=self.pii)
-        cards = [s for s in [*forced, *number_spans(text, pii=False)] if s[2] == CARD]
+        own = number_spans(text, pii=False)
+        cards = [s for s in [*forced, *own] if s[2] == CARD]
         for start, end, _ in cards:
             self._remember(_digits([u for run in found for u in run if start <= u.start < end]))
         self._after_card = 2 if cards else max(0, self._after_card - 1)
         self._update_carry(text, groups, lead, joined, tail_masked=any(
             s[2] == CARD and groups and s[1] >= groups[-1][-1][-1].end for s in forced))
+        out = self._mask_known(redact_text(apply_spans(text, merged(forced + own)), pii=self.pii))
         self._context = _CONTEXT_INPUTS if _CARD_CUE.search(text) else max(0, self._context - 1)
         self._phone_asked = False
         self._said[text] = out
@@ -171,6 +190,13 @@ class CallRedactor:
             return [(*span, EXPIRY if cued and len(digits) <= 6 else CARD)]
         if keypad and not in_context and len(digits) >= _KEYPAD_FRAGMENT_MIN and digits[0] in "23456" \
                 and len(digits) not in _PHONE_LENGTHS:
+            return [(*span, CARD)]
+        sizes = {len(u.digits) for u in run}
+        if not phone_cued and digits[0] in "23456" and len(digits) < _CARD_MIN and (
+                (len(digits) in _CARD_GROUPS and (sizes == {1} or len(run) == 1))
+                or (len(run) >= 2 and sizes == {4})):
+            # Read as a card is (groups of four, or two or three groups' worth of digits), never as a phone
+            # number is written (3-3-4, 5-6, a leading 0): a card's first pieces, even with no card in sight.
             return [(*span, CARD)]
         return []
 
