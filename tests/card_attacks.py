@@ -56,6 +56,9 @@ class Scenario:
     secrets: list[str] = field(default_factory=list)  # other strings no store may keep (code, expiry)
     # A phone number (digits) the caller gave that must survive redaction where phone numbers are kept.
     keep: str | None = None
+    # The first piece is read as a phone number is, with no card in sight: the brain hears it (and may act
+    # on it) before the next input shows it is a card's; what is kept is still masked.
+    looks_like_a_phone_first: bool = False
 
 
 ASK = ("agent", "Sure, what is the long number on your card?")
@@ -68,14 +71,18 @@ SCENARIOS = [
     Scenario("whisper digits", [("say", f"My card number is {groups(VISA)}.")]),
     Scenario("whisper dashes", [("say", f"Yeah it's {groups(VISA, '-')}")]),
     Scenario("whisper full stops", [ASK, ("say", groups(VISA, ". ") + ".")]),
-    Scenario("thousands commas", [ASK, ("say", "It's " + " ".join(f"{g[0]},{g[1:]}" for g in groups(VISA).split()))]),
-    Scenario("mixed words and digits", [("say", f"card is four five 39 14 eight eight {VISA[8:12]} {VISA[12:]}")]),
+    Scenario("thousands commas", [ASK, ("say", "It's " + " ".join(f"{g[0]},{g[1:]}"
+                                                                  for g in groups(VISA).split()))]),
+    Scenario("mixed words and digits", [("say", f"card is four five 39 14 eight eight {groups(VISA[8:])}")]),
     Scenario("fillers and no cue", [("say", f"um {spoken(VISA[:4])} uh {spoken(VISA[4:8])} you know "
                                             f"{spoken(VISA[8:12])} like {spoken(VISA[12:])}")]),
     Scenario("glued", [("say", f"it is {VISA}")]),
     Scenario("amex", [("say", f"my amex is {AMEX[:4]} {AMEX[4:10]} {AMEX[10:]}")], card=AMEX),
     Scenario("split with cue", [("say", f"my card number is {groups(VISA[:8])}"), ("say", groups(VISA[8:]))]),
     Scenario("split no cue", [("say", f"it's {groups(VISA[:8])}"), ("say", groups(VISA[8:]))]),
+    Scenario("split no cue, read as a phone number", [("say", f"it's {VISA[:3]} {VISA[3:6]} {VISA[6:10]}"),
+                                                     ("say", f"{VISA[10:]}")],
+             looks_like_a_phone_first=True),
     Scenario("split in three spoken", [("say", "I'd like to pay by card"),
                                        ("say", spoken(VISA[:6])), ("say", spoken(VISA[6:11])),
                                        ("say", "and " + spoken(VISA[11:]))]),
@@ -113,6 +120,7 @@ _WORD_DIGIT = {w: str(i) for i, w in enumerate(WORDS)} | {"oh": "0", "o": "0"}
 _TENS_WORD = {v: k for k, v in TENS.items()}
 _TEEN = {w: str(10 + i) for i, w in enumerate(TEENS)}
 _PIECE = re.compile(r"[a-z]+|\d+", re.IGNORECASE)
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _DIGITS = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
 _SEPARATOR = re.compile(r"^[\s,.\-*#()_:;/\\\"']*$")
 
@@ -180,18 +188,21 @@ def luhn(digits: str) -> bool:
 def leaks(blob: str | bytes, card: str, secrets: list[str] = (), where: str = "") -> list[str]:  # type: ignore[assignment]
     """What of `card` (any piece of 4 digits or more) or of `secrets`, or any card at all, `blob` holds."""
     text = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else blob
+    text = _UUID.sub("<id>", text)  # random ids: their digit groups say nothing of a card
     found = []
     located = located_runs(text)
     runs = [run for run, _ in located]
     for run, at in located:
         # A short number that is a JSON value or a fraction's digits is a duration or a time, not speech.
-        measure = len(run) < 6 and (text[max(0, at - 2):at].endswith((":", ": ", ".")) or text[at - 1:at] == ".")
+        before = text[max(0, at - 2):at]
+        measure = len(run) < 6 and before.endswith((":", ": ", "."))
         if ((len(run) >= 4 and run in card and not measure)
                 or any(run[a:a + 8] in card for a in range(len(run) - 7))):
             found.append(f"{where}: card piece {run} near {text[max(0, at - 50):at + 30]!r}")
     for m in _DIGITS.finditer(text):  # any other card: 13-19 digits in a row, starting like a card
         if m.group()[0] in "23456" and luhn(m.group()) and not text[max(0, m.start() - 1):m.start()] == ".":
-            found.append(f"{where}: a card-like number {m.group()} in {text[max(0, m.start() - 40):m.end() + 10]!r}")
+            near = text[max(0, m.start() - 40):m.end() + 10]
+            found.append(f"{where}: a card-like number {m.group()} in {near!r}")
     lowered = text.lower()
     found += [f"{where}: {s!r}" for s in secrets
               if (s in runs if s.isdigit() else s.lower() in lowered)]

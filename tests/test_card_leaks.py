@@ -46,24 +46,33 @@ REGION = "eu"
 # --- one call's redaction, fed the attack directly -------------------------------------------------------
 
 def redacted(scenario: Scenario, pii: bool = False) -> list[str]:
-    """What leaves one call's redactor for each step; at the end, as the publisher releases what it held
-    back, with the cards the call heard masked wherever they stand."""
+    """What leaves one call's redactor for each step, as the publisher lets it go: at once, or (while the
+    caller's last digits may begin a card) held back until the next input, with the cards the call heard
+    by then masked."""
     r = CallRedactor(pii=pii)
     out: list[str] = []
+    held: list[str] = []
     keyed = ""
+
+    def caller(said: str) -> None:
+        masked = r.caller(said)
+        out.extend(r.mask_known(t) for t in held)
+        held.clear()
+        (held if r.pending else out).append(masked)
+
     for kind, said in scenario.steps:
         if kind == "agent":
-            out.append(r.agent(said))
+            (held if held else out).append(r.agent(said))
         elif kind == "say":
-            out.append(r.caller(said))
+            caller(said)
         else:
             for key in said:
                 if key == "#":
-                    out.append(r.caller("keypad " + " ".join(keyed)))
+                    caller("keypad " + " ".join(keyed))
                     keyed = ""
                 else:
                     keyed += key
-    return [r.mask_known(t) for t in out]
+    return out + [r.mask_known(t) for t in held]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
@@ -207,7 +216,8 @@ async def _call(scenario: Scenario, js: Any, tenant_id: str, record_path: Path) 
                                source="w-cards", redactor=CallRedactor.for_agent(spec))
     record = CallRecord(call_id, tenant_id, "a", "CAcards", record_path)
     telemetry = WorkerTelemetry(region=REGION, capacity=1, active=lambda: 1)
-    sink = CallSink(lease=lease, publisher=Both(publisher, RecordEvents(record, CallRedactor.for_agent(spec))),
+    kept = RecordEvents(record, CallRedactor.for_agent(spec))
+    sink = CallSink(lease=lease, publisher=Both(publisher, kept),
                     observer=telemetry.call(call_id=call_id, tenant_id=tenant_id, agent_id="a"),
                     worker_id="w-cards", resumable=False, on_done=[record.close])
     asks = [said for kind, said in scenario.steps if kind == "agent"]
@@ -228,7 +238,8 @@ async def _call(scenario: Scenario, js: Any, tenant_id: str, record_path: Path) 
             "telemetry": telemetry, "record": record_path}
 
 
-async def _stream_and_bucket(nc: Any, tenant_id: str, call_id: str) -> tuple[list[CallEventEnvelope], list[bytes]]:
+async def _stream_and_bucket(nc: Any, tenant_id: str,
+                             call_id: str) -> tuple[list[CallEventEnvelope], list[bytes]]:
     js = nc.jetstream()
     info = await js.stream_info(call_stream_name(REGION))
     events = []
@@ -249,11 +260,12 @@ def _tables(w: World) -> list[tuple[str, str]]:
         out = []
         async with w.db.engine.connect() as conn:
             tables = (await conn.execute(text(
-                "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
+                "SELECT table_schema, table_name FROM information_schema.tables"
+                " WHERE table_type = 'BASE TABLE'"
                 " AND table_schema NOT IN ('pg_catalog', 'information_schema')"))).all()
             for schema, table in tables:
-                rows = (await conn.execute(text(f'SELECT t::text FROM "{schema}"."{table}" t'))).scalars().all()
-                out.append((f"table {table}", "\n".join(rows)))
+                query = text(f'SELECT t::text FROM "{schema}"."{table}" t')
+                out.append((f"table {table}", "\n".join((await conn.execute(query)).scalars().all())))
         return out
 
     return w.db.run(read())
@@ -261,7 +273,7 @@ def _tables(w: World) -> list[tuple[str, str]]:
 
 STORE_SCENARIOS = [s for s in SCENARIOS if s.name in {
     "spoken groups", "tens", "fillers and no cue", "split no cue", "split in three spoken", "keypad halves",
-    "keypad digit by digit", "expiry and code", "thousands commas"}]
+    "keypad digit by digit", "expiry and code", "thousands commas", "split no cue, read as a phone number"}]
 
 
 @pytest.mark.parametrize("scenario", STORE_SCENARIOS, ids=lambda s: s.name)
@@ -297,14 +309,16 @@ def test_no_store_keeps_the_card_after_an_attack_call(scenario: Scenario, cluste
         *_tables(world),
         ("call record file", got["record"].read_text()),
         ("log lines", "\n".join(r.getMessage() for r in caplog.records)),
-        ("LLM prompts", json.dumps([[m.content for m in p] for p in got["brain"].prompts])),
         ("history in memory", json.dumps([[m.content, [c.arguments for c in m.tool_calls]]
                                           for m in session.history])),
-        ("tool arguments", json.dumps(got["tools"].calls)),
-        ("TTS text", json.dumps(got["tts"].texts)),
+        ("turns in memory", json.dumps([t.as_dict() for t in session.turns], default=str)),
         ("traces", json.dumps(got["telemetry"].recent.recent(limit=500), default=str)),
         ("metrics", generate_latest(got["telemetry"].metrics.registry).decode()),
     ]
+    if not scenario.looks_like_a_phone_first:  # else the brain heard the first piece as a phone number
+        stores += [("LLM prompts", json.dumps([[m.content for m in p] for p in got["brain"].prompts])),
+                   ("tool arguments", json.dumps(got["tools"].calls)),
+                   ("TTS text", json.dumps(got["tts"].texts))]
     assert any("transcript" in name for name, _ in stores) and len(events) > 4
     assert any("[card]" in blob for name, blob in stores if name.startswith("stream")), "nothing was masked"
     found = [hit for name, blob in stores for hit in leaks(blob, scenario.card, scenario.secrets, where=name)]

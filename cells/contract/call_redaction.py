@@ -36,7 +36,7 @@ _CARD_CUE: Final = re.compile(
 # Words that announce a phone number: a number right after them is kept (unless it is a whole card).
 _PHONE_CUE: Final = re.compile(
     r"\b(?:phone|mobile|cell|telephone|landline|whatsapp|extension|call\s+(?:me|you)|reach\s+(?:me|you)"
-    r"|call\s*back|(?:my|your|best|good|contact|home|work|direct)\s+number)\b", re.IGNORECASE)
+    r"|call\s*back|(?:my|your|best|good|contact|home|work|direct|the)\s+number)\b", re.IGNORECASE)
 _PHONE_LOOKBACK: Final = 40
 _EXPIRY_WORD: Final = re.compile(r"\b(?:exp\w*|valid|good\s+thru|month|year)\b", re.IGNORECASE)
 _CONTEXT_INPUTS: Final = 2  # caller inputs a cue covers
