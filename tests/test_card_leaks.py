@@ -20,11 +20,13 @@ from typing import Any
 import nats
 import pytest
 from call_harness import Phone
-from card_attacks import PHONE_SCENARIOS, SCENARIOS, Scenario, digit_runs, leaks
+from card_attacks import PHONE_SCENARIOS, SCENARIOS, VISA, Scenario, digit_runs, leaks
 from ingest_world import World, env, ingest, open_world
 from prometheus_client import generate_latest
 from sqlalchemy import text
 
+from cells.call.recorder import CallRecorder
+from cells.call.recording_guard import RecordingGuard
 from cells.call.session import CallConfig, CallSession
 from cells.contract.call_redaction import CallRedactor
 from cells.contract.call_state import CallStateStore
@@ -323,3 +325,37 @@ def test_no_store_keeps_the_card_after_an_attack_call(scenario: Scenario, cluste
     assert any("[card]" in blob for name, blob in stores if name.startswith("stream")), "nothing was masked"
     found = [hit for name, blob in stores for hit in leaks(blob, scenario.card, scenario.secrets, where=name)]
     assert not found, "card digits kept:\n" + "\n".join(found[:20])
+
+
+# --- the recording ---------------------------------------------------------------------------------------
+
+def test_a_card_begun_as_a_phone_number_is_blanked_in_the_recording_where_it_began() -> None:
+    """The first piece (read as a phone number is, no card in sight) is audible until the next turn shows
+    it began a card: then it, the agent's read-back of it and the completing turn are all blanked."""
+    now = [0.0]
+    recorder = CallRecorder(clock=lambda: now[0])
+    guard = RecordingGuard(recorder, lambda kind, data: None, CallRedactor(pii=False), lambda: 0.0)
+    loud = b"\x10" * 800  # 100 ms of a loud mu-law sample
+
+    def talk(seconds: float) -> None:
+        for _ in range(round(seconds * 10)):
+            recorder.caller_ulaw(loud)
+            recorder.agent_ulaw(loud)
+            now[0] += 0.1
+
+    def silent(a: float, b: float) -> bool:
+        return set(recorder.caller[int(a * 8000):int(b * 8000)]) == {0xFF} and \
+            set(recorder.agent[int(a * 8000):int(b * 8000)]) == {0xFF}
+
+    talk(2)
+    guard.on_event("transcript", {"text": "my name is Ann", "start_ms": 500, "end_ms": 1500})
+    talk(3)  # 2-5 s: the first piece; 5-7 s: the agent reads it back
+    first = f"it's {VISA[:3]} {VISA[3:6]} {VISA[6:10]}"
+    guard.on_event("transcript", {"text": first, "start_ms": 2500, "end_ms": 4500})
+    talk(2)
+    guard.on_event("agent_said", {"text": f"You said {first}", "start_ms": 5200, "end_ms": 6800})
+    assert not silent(2.5, 4.5), "nothing is known yet"
+    talk(2)  # 7-9 s: the rest of the card
+    guard.on_event("transcript", {"text": "[card]", "start_ms": 7200, "end_ms": 8800})
+    assert silent(2.5, 4.5) and silent(5.2, 6.8) and silent(7.2, 8.8)
+    assert not silent(0.0, 1.0), "the turn before the card stays"
