@@ -19,6 +19,7 @@ import httpx
 import nats
 import numpy as np
 import pytest
+from card_attacks import leaks as card_leaks
 from cell_stack import (
     WebhookReceiver,
     call_id_of,
@@ -41,6 +42,7 @@ REGION = "eu"
 VISA = "4111111111111111"  # keyed as the "phone number", the attack that found the leak
 AMEX = "378282246310005"  # said
 MASTERCARD = "5555555555554444"  # keyed in two pieces
+DISCOVER = "6011000990139424"  # read as numbers two digits at a time, over two turns
 WORDS = "zero one two three four five six seven eight nine".split()
 
 CARD_CALL = [
@@ -53,6 +55,9 @@ CARD_CALL = [
                                                 for i in range(0, len(AMEX), 4)) + "."),
     CallerLine(dtmf=f"{MASTERCARD[:8]}#"),
     CallerLine(dtmf=f"{MASTERCARD[8:]}#"),
+    CallerLine("Actually use my other card, sixty eleven, oh oh oh nine."),
+    CallerLine("Ninety, thirteen, ninety-four, twenty-four."),
+    CallerLine("It expires oh nine twenty-eight and the security code is seven three one."),
     CallerLine("My email is maria dot lopez at gmail dot com, my number is oh seven seven oh oh."),
     CallerLine("No, that's all. Thank you, goodbye."),
 ]
@@ -77,8 +82,9 @@ def needles(card: str) -> list[bytes]:
 def leaks(blob: bytes, where: str) -> list[str]:
     found = []
     lowered = blob.lower()
-    for card in (VISA, AMEX, MASTERCARD):
+    for card in (VISA, AMEX, MASTERCARD, DISCOVER):
         found += [f"{where}: {n.decode()!r}" for n in needles(card) if n in lowered]
+        found += card_leaks(blob, card, ["seven three one", "oh nine twenty-eight"], where)
     return found
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import media_core
 from cells.call.barge_in import content_words, interrupts, voiced
+from cells.call.caller_text import CallerText
 from cells.call.confirmation import ConfirmationGate
 from cells.call.endpointing import Endpointer, EndpointingConfig
 from cells.call.guard import CallGuard
@@ -94,11 +95,8 @@ class CallSession:
         redactor: CallRedactor | None = None,
     ) -> None:
         self.config = config
-        # Card numbers (and their codes) are masked in what the caller says or keys before anything
-        # else sees it: the history (the LLM's prompt), the brain, tools and every event. Phone numbers
-        # and e-mails stay (the brain needs them; the worker's publisher masks them as the agent asks).
-        self.redactor = redactor or CallRedactor(pii=False)
-        self._redacted_upto = 0  # history index up to which the redactor has read the agent's words
+        self.caller_text = CallerText(redactor)  # card numbers masked before anything sees them
+        self.redactor = self.caller_text.redactor
         self.stt, self.llm, self.tts, self.tools = stt, llm, tts, tools
         self.chunker_factory = chunker_factory
         self.transport = transport
@@ -152,12 +150,7 @@ class CallSession:
             if self.config.system_prompt and not any(m.role == "system" for m in self.history):
                 self.history.insert(0, Message("system", self.config.system_prompt))
             self._said_upto = len(self.history)  # said on the earlier stream, reported there
-            for m in self.history:  # a card read across the resume is still one
-                if m.role == "user":
-                    self.redactor.caller(m.content)
-                elif m.role == "assistant":
-                    self.redactor.agent(m.content)
-            self._redacted_upto = len(self.history)
+            self.caller_text.resumed(self.history)
         self.inbound = self.transport.inbound_path(self.stt.sample_rate, self.config.vad_min_silence_ms)
         self.outbound = self.transport.outbound_path(self.tts.sample_rate)
         self.playout = Playout(self.transport, clock=self.clock)
@@ -398,29 +391,7 @@ class CallSession:
             self._begin_turn(self._caller_said(f"keypad {' '.join(digits)}"), TurnTiming(len(self.turns)))
 
     def _caller_said(self, text: str) -> str:
-        """What the caller said or keyed, with card numbers masked. The redactor reads the agent's words
-        since the last input first (a question about a card makes the next digits a card's); a card
-        completed by this input is masked too where its first pieces already stand (history, turns)."""
-        for i in range(self._redacted_upto, len(self.history)):
-            if self.history[i].role == "assistant" and self.history[i].content:
-                self.history[i] = dataclasses.replace(self.history[i],
-                                                      content=self.redactor.agent(self.history[i].content))
-        heard = self.redactor.cards_heard
-        masked = self.redactor.caller(text)
-        if self.redactor.cards_heard != heard:
-            self._mask_heard_cards()
-        self._redacted_upto = len(self.history)
-        return masked
-
-    def _mask_heard_cards(self) -> None:
-        mask = self.redactor.mask_known
-        for i, m in enumerate(self.history):
-            clean = dataclasses.replace(m, content=mask(m.content), tool_calls=tuple(
-                dataclasses.replace(c, arguments=mask(c.arguments)) for c in m.tool_calls or ()))
-            if clean != m:
-                self.history[i] = clean
-        for timing in self.turns:
-            timing.caller_text, timing.agent_text = mask(timing.caller_text), mask(timing.agent_text)
+        return self.caller_text.said(text, self.history, self.turns)
 
     # -- turns ---------------------------------------------------------------------------------
     def _end_turn(self) -> None:

@@ -113,7 +113,8 @@ class CallSink:
         if kind == "call_started":
             data = {**data, "worker_id": self.worker_id}
         self.publisher.emit(kind, data)
-        if kind in SAVE_ON and self.session is not None and not self.session.redactor.pending:
+        redactor = getattr(self.session, "redactor", None)
+        if kind in SAVE_ON and self.session is not None and not (redactor is not None and redactor.pending):
             # Not while the caller's last digits may begin a card: the next input tells (and masks them).
             self.saver.request(self.session)
         if self.guard is not None:
