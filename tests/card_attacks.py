@@ -77,6 +77,9 @@ SCENARIOS = [
     Scenario("fillers and no cue", [("say", f"um {spoken(VISA[:4])} uh {spoken(VISA[4:8])} you know "
                                             f"{spoken(VISA[8:12])} like {spoken(VISA[12:])}")]),
     Scenario("glued", [("say", f"it is {VISA}")]),
+    Scenario("misheard cue and stray letters after a card", [
+        ("say", f"my card is {groups(VISA)}"), ("say", f"My current number in 3 M{AMEX[4:8]} {AMEX[8:14]}")],
+             card=AMEX),
     Scenario("amex", [("say", f"my amex is {AMEX[:4]} {AMEX[4:10]} {AMEX[10:]}")], card=AMEX),
     Scenario("split with cue", [("say", f"my card number is {groups(VISA[:8])}"), ("say", groups(VISA[8:]))]),
     Scenario("split no cue", [("say", f"it's {groups(VISA[:8])}"), ("say", groups(VISA[8:]))]),
@@ -122,7 +125,7 @@ _TEEN = {w: str(10 + i) for i, w in enumerate(TEENS)}
 _PIECE = re.compile(r"[a-z]+|\d+", re.IGNORECASE)
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _DIGITS = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
-_SEPARATOR = re.compile(r"^[\s,.\-*#()_:;/\\\"']*$")
+_SEPARATOR = re.compile(r"^[\s,.\-*#()_;/\\\"']*$")  # not ":": "10:00" is a time
 
 
 def digit_runs(text: str) -> list[str]:

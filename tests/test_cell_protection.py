@@ -42,6 +42,7 @@ REGION = "eu"
 VISA = "4111111111111111"  # keyed as the "phone number", the attack that found the leak
 AMEX = "378282246310005"  # said
 MASTERCARD = "5555555555554444"  # keyed in two pieces
+PHONE = "07700900123"  # the real phone number, which the booking keeps
 DISCOVER = "6011000990139424"  # read as numbers two digits at a time, over two turns
 WORDS = "zero one two three four five six seven eight nine".split()
 
@@ -50,6 +51,7 @@ CARD_CALL = [
     CallerLine("Next Tuesday at ten in the morning."),
     CallerLine("My name is Maria Lopez."),
     CallerLine(dtmf=f"{VISA}#"),
+    CallerLine(dtmf=f"{PHONE}#"),  # the brain never saw the card as a phone number: it asks again
     CallerLine("Yes, please."),
     CallerLine("My card number is " + ", ".join(" ".join(WORDS[int(d)] for d in AMEX[i:i + 4])
                                                 for i in range(0, len(AMEX), 4)) + "."),
@@ -182,6 +184,7 @@ def test_no_card_digit_in_any_store_after_calls_with_cards(stack: EmbeddedStack)
     assert any(b"[card]" in blob for _, blob in stores), "no card was masked: the call never keyed one"
     calendar = [blob for name, blob in stores if "calendar-" in name and name.endswith(".json")]
     assert calendar, "the booking's calendar file was searched"
+    assert any(PHONE[1:].encode() in blob for blob in calendar), "the caller's phone number was kept"
     found = [hit for where, blob in stores for hit in leaks(blob, where)]
     assert not found, "card digits stored:\n" + "\n".join(found[:20])
 

@@ -145,8 +145,10 @@ class CallRedactor:
         forced: list[Span] = []
         lead = groups[0] if groups and _LEAD_IN.fullmatch(text, 0, groups[0][0][0].start) else None
         lead_units = [u for run in lead for u in run] if lead else []
+        phone_lead = bool(lead_units) and _PHONE_CUE.search(text, 0, lead_units[0].start) is not None
         joined = bool(lead) and bool(self._carry) and (
-            (self._carry_card and len(_digits(lead_units)) >= 3) or self._completes(lead or []))
+            (self._carry_card and len(_digits(lead_units)) >= 3 and not phone_lead)
+            or self._completes(lead or []))
         if joined:
             forced.append((lead_units[0].start, lead_units[-1].end, CARD))
             self._remember(self._carry + _digits(lead_units))
@@ -192,6 +194,8 @@ class CallRedactor:
                 and len(digits) not in _PHONE_LENGTHS:
             return [(*span, CARD)]
         sizes = {len(u.digits) for u in run}
+        if self._known and not phone_cued and len(digits) >= _FRAGMENT_MIN + 2 and digits[0] in "23456":
+            return [(*span, CARD)]  # a call that has had a card: another long number is likely one too
         if not phone_cued and digits[0] in "23456" and len(digits) < _CARD_MIN and (
                 (len(digits) in _CARD_GROUPS and (sizes == {1} or len(run) == 1))
                 or (len(run) >= 2 and sizes == {4})):

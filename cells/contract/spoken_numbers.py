@@ -36,6 +36,8 @@ _ONES: Final = "|".join(w for w in DIGIT_WORDS if w not in ("zero", "oh", "o", "
 # thousands commas ("4,242"); or a number word ("o'clock" is not zero).
 _TOKEN: Final = re.compile(
     r"(?<!\w)(?<![A-Za-z][-/.])(?P<num>\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?!\w)(?![-/.][A-Za-z])"
+    # A recogniser's stray letter before a digit group ("M8224", "O3" for "oh three"): the digits count.
+    r"|(?<!\S)(?P<stray>[A-Za-z])(?P<glued>\d{3,}|(?<=[Oo])\d+)(?!\w)"
     rf"|\b(?P<tens>{'|'.join(_TENS)})(?:[\s-]+(?P<unit>{_ONES})\b(?!'))?\b"
     rf"|\b(?P<teen>{'|'.join(_TEENS)})\b"
     rf"|\b(?P<word>{'|'.join([*DIGIT_WORDS, *_REPEAT_WORDS])})\b(?!')"
@@ -64,6 +66,8 @@ class Unit:
 def _digits_of(m: re.Match[str]) -> str | None:
     if (num := m.group("num")) is not None:
         return "".join(str(int(ch)) for ch in num if ch != ",")  # any script's digits, as ASCII
+    if (glued := m.group("glued")) is not None:
+        return ("0" if m.group("stray") in "Oo" else "") + "".join(str(int(ch)) for ch in glued)
     if (tens := m.group("tens")) is not None:
         unit = m.group("unit")
         return _TENS[tens.lower()] + (DIGIT_WORDS[unit.lower()] if unit else "0")
@@ -103,7 +107,7 @@ def runs(text: str) -> Iterator[list[Unit]]:
         start = m.start()
         if repeat > 1:
             digits, start, repeat = digits[0] * (repeat - 1) + digits, repeat_start, 1
-        run.append(Unit(digits, start, m.end(), m.group("num") is None))
+        run.append(Unit(digits, start, m.end(), m.group("num") is None and m.group("glued") is None))
     if run:
         yield run
 
