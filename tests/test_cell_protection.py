@@ -86,7 +86,8 @@ def leaks(blob: bytes, where: str) -> list[str]:
     lowered = blob.lower()
     for card in (VISA, AMEX, MASTERCARD, DISCOVER):
         found += [f"{where}: {n.decode()!r}" for n in needles(card) if n in lowered]
-        found += card_leaks(blob, card, ["seven three one", "oh nine twenty-eight"], where)
+        if "alembic_version" not in where:  # the schema's version number ("0005") is no speech
+            found += card_leaks(blob, card, ["seven three one", "oh nine twenty-eight"], where)
     return found
 
 
