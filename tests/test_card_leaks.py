@@ -275,7 +275,7 @@ def _tables(w: World) -> list[tuple[str, str]]:
 
 STORE_SCENARIOS = [s for s in SCENARIOS if s.name in {  # one of each path through the worker
     "tens", "fillers and no cue", "split no cue, read as a phone number", "split in three spoken",
-    "keypad digit by digit", "expiry and code", "misheard cue and stray letters after a card"}]
+    "keypad halves", "expiry and code", "misheard cue and stray letters after a card"}]
 
 
 @pytest.mark.parametrize("scenario", STORE_SCENARIOS, ids=lambda s: s.name)
