@@ -359,3 +359,12 @@ def test_a_card_begun_as_a_phone_number_is_blanked_in_the_recording_where_it_beg
     guard.on_event("transcript", {"text": "[card]", "start_ms": 7200, "end_ms": 8800})
     assert silent(2.5, 4.5) and silent(5.2, 6.8) and silent(7.2, 8.8)
     assert not silent(0.0, 1.0), "the turn before the card stays"
+
+
+def test_a_card_said_over_the_agent_and_ignored_by_the_call_loop_is_still_blanked() -> None:
+    recorder = CallRecorder()
+    guard = RecordingGuard(recorder, lambda kind, data: None, CallRedactor(pii=False), lambda: None)
+    for _ in range(20):
+        recorder.caller_ulaw(b"\x10" * 800)
+    guard.on_event("transcript", {"text": f"card {VISA}", "ignored": True, "reason": "not interruptible"})
+    assert set(recorder.caller) == {0xFF}, "the card's audio is blanked (no span: since the last clear turn)"

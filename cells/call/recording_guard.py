@@ -69,9 +69,9 @@ class RecordingGuard:
         keypad = kind == "transcript" and text.lstrip().lower().startswith("keypad")
         if keypad:
             self._resume_keypad()  # the entry is over, even when the call loop ignored it
-        if data.get("ignored"):
+        if data.get("ignored") and kind != "transcript":
             return
-        if kind == "transcript":
+        if kind == "transcript":  # ignored ones too (said over the agent): their card is still heard
             earlier, self._pending = self._pending, []
             masked = self.redactor.caller(text)  # keypad entries too: a card may span both
             if keypad:
