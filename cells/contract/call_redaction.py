@@ -152,10 +152,12 @@ class CallRedactor:
         if joined:
             forced.append((lead_units[0].start, lead_units[-1].end, CARD))
             self._remember(self._carry + _digits(lead_units))
-        for run in found:
-            forced.extend(self._run_spans(text, run, in_context=in_context, keypad=keypad, phone=phone,
-                                          taken=joined and run[0] in lead_units))
         own = number_spans(text, pii=False)
+        card_end = min([end for _, end, label in own if label == CARD] or [len(text) + 1])
+        for run in found:
+            after = run[0].start >= card_end  # a short number after a card in the same breath: its code
+            forced.extend(self._run_spans(text, run, in_context=in_context, keypad=keypad, phone=phone,
+                                          taken=joined and run[0] in lead_units, after_card=after))
         cards = [s for s in [*forced, *own] if s[2] == CARD]
         for start, end, _ in cards:
             self._remember(_digits([u for run in found for u in run if start <= u.start < end]))
@@ -171,7 +173,7 @@ class CallRedactor:
         return out
 
     def _run_spans(self, text: str, run: list[Unit], *, in_context: bool, keypad: bool, phone: bool,
-                   taken: bool) -> list[Span]:
+                   taken: bool, after_card: bool = False) -> list[Span]:
         """The forced mask of one run of a caller input, if any."""
         if taken:
             return []
@@ -179,7 +181,7 @@ class CallRedactor:
         span = (run[0].start, run[-1].end)
         if self._is_known(digits):
             return [(*span, CARD)]
-        if self._after_card and 3 <= len(digits) <= 6 and not _time_like(run):
+        if (self._after_card or after_card) and 3 <= len(digits) <= 6 and not _time_like(run):
             expiry = len(digits) > 4 or _EXPIRY_WORD.search(text, 0, span[0]) is not None
             return [(*span, EXPIRY if expiry else CVV)]
         if keypad and in_context and digits:  # a card keyed a few digits at a time
