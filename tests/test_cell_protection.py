@@ -19,6 +19,7 @@ import httpx
 import nats
 import numpy as np
 import pytest
+from card_attacks import leaks as card_leaks
 from cell_stack import (
     WebhookReceiver,
     call_id_of,
@@ -41,6 +42,8 @@ REGION = "eu"
 VISA = "4111111111111111"  # keyed as the "phone number", the attack that found the leak
 AMEX = "378282246310005"  # said
 MASTERCARD = "5555555555554444"  # keyed in two pieces
+PHONE = "07700900123"  # the real phone number, which the booking keeps
+DISCOVER = "6011000990139424"  # read as numbers two digits at a time, over two turns
 WORDS = "zero one two three four five six seven eight nine".split()
 
 CARD_CALL = [
@@ -48,11 +51,15 @@ CARD_CALL = [
     CallerLine("Next Tuesday at ten in the morning."),
     CallerLine("My name is Maria Lopez."),
     CallerLine(dtmf=f"{VISA}#"),
+    CallerLine(dtmf=f"{PHONE}#"),  # the brain never saw the card as a phone number: it asks again
     CallerLine("Yes, please."),
     CallerLine("My card number is " + ", ".join(" ".join(WORDS[int(d)] for d in AMEX[i:i + 4])
                                                 for i in range(0, len(AMEX), 4)) + "."),
     CallerLine(dtmf=f"{MASTERCARD[:8]}#"),
     CallerLine(dtmf=f"{MASTERCARD[8:]}#"),
+    CallerLine("Actually use my other card, sixty eleven, oh oh oh nine."),
+    CallerLine("Ninety, thirteen, ninety-four, twenty-four."),
+    CallerLine("It expires oh nine twenty-eight and the security code is seven three one."),
     CallerLine("My email is maria dot lopez at gmail dot com, my number is oh seven seven oh oh."),
     CallerLine("No, that's all. Thank you, goodbye."),
 ]
@@ -77,8 +84,10 @@ def needles(card: str) -> list[bytes]:
 def leaks(blob: bytes, where: str) -> list[str]:
     found = []
     lowered = blob.lower()
-    for card in (VISA, AMEX, MASTERCARD):
+    for card in (VISA, AMEX, MASTERCARD, DISCOVER):
         found += [f"{where}: {n.decode()!r}" for n in needles(card) if n in lowered]
+        if "alembic_version" not in where:  # the schema's version number ("0005") is no speech
+            found += card_leaks(blob, card, ["seven three one", "oh nine twenty-eight"], where)
     return found
 
 
@@ -176,6 +185,7 @@ def test_no_card_digit_in_any_store_after_calls_with_cards(stack: EmbeddedStack)
     assert any(b"[card]" in blob for _, blob in stores), "no card was masked: the call never keyed one"
     calendar = [blob for name, blob in stores if "calendar-" in name and name.endswith(".json")]
     assert calendar, "the booking's calendar file was searched"
+    assert any(PHONE[1:].encode() in blob for blob in calendar), "the caller's phone number was kept"
     found = [hit for where, blob in stores for hit in leaks(blob, where)]
     assert not found, "card digits stored:\n" + "\n".join(found[:20])
 

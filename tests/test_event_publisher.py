@@ -127,7 +127,7 @@ def test_malformed_events_are_refused_at_emit(cluster: NatsSupercluster) -> None
 
 
 def test_what_reaches_the_stream_is_redacted_across_events(cluster: NatsSupercluster) -> None:
-    from cells.contract.redaction import CallRedactor
+    from cells.contract.call_redaction import CallRedactor
 
     tenant, call = ids()
     card = "5555555555554444"

@@ -22,7 +22,7 @@ from cells.call.recorder import RATE, CallRecorder, RecordingTransport
 from cells.call.recording_consent import QUESTION, consent_needed, jurisdiction_of
 from cells.call.session import CallConfig, CallSession
 from cells.call.transport import AudioIn, CarrierEvent, DtmfIn, StreamStop
-from cells.contract.redaction import CallRedactor
+from cells.contract.call_redaction import CallRedactor
 from cells.dialogue.chunker import SentenceChunker
 from cells.observability import WorkerTelemetry
 from cells.worker.local import LocalLease

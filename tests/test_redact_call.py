@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from cells.contract.redaction import CallRedactor, RedactingLogFilter, redact_history, redact_text
+from cells.contract.call_redaction import CallRedactor, redact_history
+from cells.contract.redaction import RedactingLogFilter, redact_text
 
 VISA = "4111111111111111"
 MASTERCARD = "5555555555554444"
@@ -122,12 +123,16 @@ def test_log_lines_are_masked(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_without_a_card_context_the_piece_that_completes_a_card_is_masked() -> None:
-    # Nothing said of a card: the first piece looks like any number and is published as it is (a
-    # number of 7 digits or more is masked anyway when the agent redacts phone numbers); the piece
-    # that makes it a card is masked.
+    # Nothing said of a card: a first piece read as a phone number is (3-3-4) looks like any number
+    # and is kept (the publisher holds it back until the next input tells); the piece that makes it a
+    # card is masked, and the first piece wherever it is repeated later.
     r = CallRedactor(pii=False)
-    assert r.caller(f"it's {VISA[:4]} {VISA[4:8]}") == f"it's {VISA[:4]} {VISA[4:8]}"
-    assert r.caller(f"{VISA[8:12]} {VISA[12:]}") == "[card]"
+    first = f"it's {VISA[:3]} {VISA[3:6]} {VISA[6:10]}"
+    assert r.caller(first) == first and r.pending
+    assert r.caller(VISA[10:]) == "[card]"
+    assert r.mask_known(first) == "it's [card]"
+    # A first piece read as a card is (groups of four) is masked at once.
+    assert CallRedactor(pii=False).caller(f"it's {VISA[:4]} {VISA[4:8]}") == "it's [card]"
     assert r.caller("one two three") == "[cvv]"  # what follows a card is its code
     r = CallRedactor(pii=False)
     r.caller(spoken(MASTERCARD[:5]))

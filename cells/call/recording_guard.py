@@ -17,7 +17,8 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from cells.call.recorder import RATE, CallRecorder
-from cells.contract.redaction import CARD, CVV, EXPIRY, CallRedactor
+from cells.contract.call_redaction import CallRedactor
+from cells.contract.redaction import CARD, CVV, EXPIRY
 
 log = logging.getLogger(__name__)
 KEY_LEAD_MS: Final = 400  # blanked before a key's report (its tone, and the carrier's delay)
@@ -36,6 +37,7 @@ class RecordingGuard:
         self.recorder, self.emit, self.redactor, self.started_at = recorder, emit, redactor, started_at
         self._keyed_from: int | None = None  # where the keypad pause began
         self._safe = 0  # caller track position up to which the call is known to be clear of card audio
+        self._pending: list[tuple[int, int]] = []  # spans since a turn whose last digits may begin a card
 
     def _ms(self, position: int) -> int:
         return round(1000 * position / RATE)
@@ -67,19 +69,27 @@ class RecordingGuard:
         keypad = kind == "transcript" and text.lstrip().lower().startswith("keypad")
         if keypad:
             self._resume_keypad()  # the entry is over, even when the call loop ignored it
-        if data.get("ignored"):
+        if data.get("ignored") and kind != "transcript":
             return
-        if kind == "transcript":
+        if kind == "transcript":  # ignored ones too (said over the agent): their card is still heard
+            earlier, self._pending = self._pending, []
             masked = self.redactor.caller(text)  # keypad entries too: a card may span both
             if keypad:
                 return
+            span = self._span(data)
             if any(m in masked for m in _MASKS):
+                for start, end in earlier:  # the card began in the turn before (and was read back): gone too
+                    self.recorder.silence(start, end)
                 self._blank(data, "card_spoken")
-            elif (span := self._span(data)) is not None:
+            elif span is not None:
                 self._safe = max(self._safe, span[1])
+            if self.redactor.pending and span is not None:
+                self._pending = [span]
         elif kind == "agent_said":
             if any(m in self.redactor.agent(text) for m in _MASKS):
                 self._blank(data, "card_read_back")
+            elif self._pending and (span := self._span(data)) is not None:
+                self._pending.append(span)
 
     def _span(self, data: dict[str, Any]) -> tuple[int, int] | None:
         start_ms, end_ms, t0 = data.get("start_ms"), data.get("end_ms"), self.started_at()

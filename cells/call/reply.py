@@ -93,8 +93,11 @@ class Reply:
         gate: ConfirmationGate,
         max_rounds: int = 4,
         guard: CallGuard | None = None,
+        scrub: Callable[[Any], Any] | None = None,
     ) -> None:
         self.llm = llm
+        # What the brain says or passes to a tool, masked (card numbers) before anyone hears or keeps it.
+        self.scrub: Callable[[Any], Any] = scrub or (lambda value: value)
         self.tools = tools
         self.speaker = speaker
         self.chunker_factory = chunker_factory
@@ -187,7 +190,7 @@ class Reply:
                     for sentence in chunker.push(item.text):
                         await self._speak_checked(sentence, spoken, grounding)
                 elif isinstance(item, ToolCall):
-                    calls.append(item)
+                    calls.append(ToolCall(item.id, item.name, self.scrub(item.arguments)))
                 elif isinstance(item, Grounding):
                     grounding.extend(item.passages)
         for sentence in chunker.flush():
@@ -200,6 +203,7 @@ class Reply:
         dropped."""
         if spoken and (spoken[-1] in _HONEST_LINES or spoken[-1] == OFF_TOPIC):
             return
+        sentence = self.scrub(sentence)
         honest = check_sentence(sentence, self.history, self.tools.is_mutating, grounding)
         if honest is not None:
             self.emit("claim_replaced", {"said": sentence, "instead": honest})

@@ -20,6 +20,7 @@ from typing import Any
 
 import media_core
 from cells.call.barge_in import content_words, interrupts, voiced
+from cells.call.caller_text import CallerText
 from cells.call.confirmation import ConfirmationGate
 from cells.call.endpointing import Endpointer, EndpointingConfig
 from cells.call.guard import CallGuard
@@ -31,6 +32,7 @@ from cells.call.timeline import TurnTiming
 from cells.call.transport import Transport
 from cells.call.turn_model import checker_for
 from cells.call.vad_model import neural_vad_for
+from cells.contract.call_redaction import CallRedactor
 from cells.providers.base import FrameFeed, LlmProvider, Message, SttProvider, ToolCall, TtsProvider
 
 log = logging.getLogger(__name__)
@@ -94,8 +96,11 @@ class CallSession:
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         on_control: Callable[[str, ToolCall], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        redactor: CallRedactor | None = None,
     ) -> None:
         self.config = config
+        self.caller_text = CallerText(redactor)  # card numbers masked before anything sees them
+        self.redactor = self.caller_text.redactor
         self.stt, self.llm, self.tts, self.tools = stt, llm, tts, tools
         self.chunker_factory = chunker_factory
         self.transport = transport
@@ -150,6 +155,7 @@ class CallSession:
             if self.config.system_prompt and not any(m.role == "system" for m in self.history):
                 self.history.insert(0, Message("system", self.config.system_prompt))
             self._said_upto = len(self.history)  # said on the earlier stream, reported there
+            self.caller_text.resumed(self.history)
         self.inbound = self.transport.inbound_path(self.stt.sample_rate, self.config.vad_min_silence_ms,
                                                    neural_vad_for(self.config.neural_vad))
         self.outbound = self.transport.outbound_path(self.tts.sample_rate)
@@ -182,7 +188,8 @@ class CallSession:
             self.history.append(Message("assistant", self.config.resume_text))
             timing = TurnTiming(len(self.turns))
             reply = Reply(self.llm, self.tools, self.speaker, self.chunker_factory, self.history, timing,
-                          self.clock, self._control, self.emit, self.gate, guard=self.guard)
+                          self.clock, self._control, self.emit, self.gate, guard=self.guard,
+                          scrub=self.redactor.payload)
             await reply.run()
             return
         text = f"{self.config.resume_text} {last_question(self.history)}".strip()
@@ -237,9 +244,9 @@ class CallSession:
         task.add_done_callback(self._background.discard)
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
-        # Event data holds what the caller said and keyed in: never above DEBUG.
+        # Event data holds what the caller said and keyed in: its fields' names only, never their values.
         log.info("call %s: %s", self.call_sid, kind)
-        log.debug("call %s: %s %s", self.call_sid, kind, data)
+        log.debug("call %s: %s %s", self.call_sid, kind, sorted(data))
         if self._on_event is not None:
             self._on_event(kind, data)
 
@@ -389,7 +396,10 @@ class CallSession:
     def _flush_dtmf(self) -> None:
         digits, self.state.dtmf = self.state.dtmf, ""
         if digits:
-            self._begin_turn(f"keypad {' '.join(digits)}", TurnTiming(len(self.turns)))
+            self._begin_turn(self._caller_said(f"keypad {' '.join(digits)}"), TurnTiming(len(self.turns)))
+
+    def _caller_said(self, text: str) -> str:
+        return self.caller_text.said(text, self.history, self.turns)
 
     # -- turns ---------------------------------------------------------------------------------
     def _end_turn(self) -> None:
@@ -445,6 +455,7 @@ class CallSession:
             text = self.rejoin.on_final(t.text)  # None: the first part of a turn the caller went on with
             if text is None:
                 continue
+            text = self._caller_said(text)
             if (discard and content_words(text) < self.config.barge_in_min_words) or not text.strip():
                 self.emit("transcript", {"text": text, "ignored": True})
                 continue
@@ -476,7 +487,8 @@ class CallSession:
             self._start_reply(self._say_own(own))  # the hook's question took this turn
             return
         reply = Reply(self.llm, self.tools, self.speaker, self.chunker_factory, self.history, timing,
-                      self.clock, self._control, self.emit, self.gate, guard=self.guard)
+                      self.clock, self._control, self.emit, self.gate, guard=self.guard,
+                      scrub=self.redactor.payload)
         self._start_reply(reply.run())
 
     async def _reply_deadline(self, timing: TurnTiming) -> None:

@@ -27,8 +27,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from cells.contract.call_redaction import redact_history
 from cells.contract.jetstream import ensure_call_state_bucket
-from cells.contract.redaction import redact_history
 from cells.providers.base import Message, ToolCall
 
 log = logging.getLogger(__name__)

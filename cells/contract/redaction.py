@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any, Final
+
+from cells.contract.spoken_numbers import Unit, chains, runs
 
 __all__ = ["CARD", "CVV", "EMAIL", "EXPIRY", "KEEP_KEYS", "PHONE", "luhn_valid", "redact_payload",
            "redact_text"]
@@ -36,25 +37,10 @@ KEEP_KEYS: Final = frozenset({
     "started_at", "ended_at", "timestamp", "type", "speaker", "segments",
 })
 
-_DIGIT_WORDS: Final = {
-    "zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-    "six": "6", "seven": "7", "eight": "8", "nine": "9",
-}
-_REPEAT_WORDS: Final = {"double": 2, "triple": 3}
 _CARD_MIN, _CARD_MAX = 13, 19
 _PHONE_MIN: Final = 7
+_CARD_FIRST: Final = "23456"  # a card's first digit (Mastercard 2 and 5, Amex 3, Visa 4, Discover 6)
 
-# A digit group not glued to letters ("2pm", "CA1234567" and "abc-123" are not numbers here);
-# or a spoken digit ("o'clock" is not zero).
-_TOKEN: Final = re.compile(
-    r"(?<!\w)(?<![A-Za-z][-/.])(?P<num>\d+)(?!\w)(?![-/.][A-Za-z])"
-    r"|\b(?P<word>" + "|".join([*_DIGIT_WORDS, *_REPEAT_WORDS]) + r")\b(?!')",
-    re.IGNORECASE,
-)
-# What may stand between two pieces of one number: spaces, dashes, parentheses, ", " and fillers.
-_GAP: Final = re.compile(
-    r"(?:[\s\-\u2010-\u2015()]|,(?=\s)|\b(?:uh|um|umm|er|erm|ah|hmm)\b)*", re.IGNORECASE
-)
 _DATE: Final = re.compile(r"\d{4}[-\u2010-\u2015]\d{1,2}[-\u2010-\u2015]\d{1,2}"
                           r"|\d{1,2}[-\u2010-\u2015]\d{1,2}[-\u2010-\u2015]\d{2,4}")
 # The words that announce a card's security code, with what may follow before the digits.
@@ -69,6 +55,13 @@ _CVV_KEY: Final = re.compile(r"(?:^|[^a-z])(?:cvv2?|cvc2?|csc|security[\s_-]?cod
 _CVV_VALUE: Final = re.compile(r"\d{3,4}")
 # A card's expiry date after its cue: "expiry 12/27", "expires 0427", "exp date oh four two seven".
 _SPOKEN_DIGIT: Final = r"(?:zero|oh|o|one|two|three|four|five|six|seven|eight|nine)"
+# The words that announce an expiry date, with what may follow before the digits.
+_EXPIRY_CUE: Final = re.compile(
+    r"\b(?:expir\w*|exp(?:\.|\s+date)?|valid\s+(?:thru|through|until)|good\s+(?:thru|through))"
+    r"(?:[\s:,=#-]|\b(?:is|date|on|of|the|it|its|it's|in|at|uh|um|er|date's)\b)*$",
+    re.IGNORECASE,
+)
+_EXPIRY_LOOKBACK: Final = 40
 _EXPIRY: Final = re.compile(
     r"\b(?:expir\w*|exp(?:\.|\s+date)|valid\s+(?:thru|through|until)|good\s+thru)"
     r"(?:[\s:,]|\b(?:is|date|on|of|the|it|its|it's|in|at|uh|um)\b)*"
@@ -120,10 +113,62 @@ def redact_text(text: str, *, pii: bool) -> str:
     if pii:
         text = _redact_emails(text)
     text = _EXPIRY.sub(lambda m: m.group(0)[:m.start("value") - m.start()] + EXPIRY, text)
+    return apply_spans(text, number_spans(text, pii=pii))
+
+
+def number_spans(text: str, *, pii: bool) -> list[tuple[int, int, str]]:
+    """Where `text`'s cards, codes, expiry dates (and with `pii` phone numbers) stand, as labelled spans."""
+    found = list(runs(text))
+    carded: set[int] = set()  # start offsets of the units that belong to a card
+    # "+44 ..." is a phone number as written (E.164); nobody writes a card that way.
+    local = [run for run in found if not (run[0].start > 0 and text[run[0].start - 1] == "+")]
+    for chain in chains(text, local):
+        carded.update(card_units(chain))
     spans: list[tuple[int, int, str]] = []
-    for run in _runs(text):
-        spans.extend(_redact_run(text, run, pii=pii))
-    return apply_spans(text, spans)
+    for run in found:
+        spans.extend(_redact_run(text, run, [u.start in carded for u in run], pii=pii))
+    return spans
+
+
+def card_units(chain: list[list[Unit]], *, first: str = "") -> set[int]:
+    """The start offsets of the units of `chain` (runs) that make up a Luhn-valid card of 13-19 digits
+    (whole units; a long unit with a card inside it, as keyed or glued by a recogniser, counts whole).
+    A card read with words in it starts where one of its runs starts and its first run holds no card
+    of its own; it, and one whose digits `first` completes (a caller's earlier input), must start with
+    a card's first digit: a phone number and a time next to it are no card."""
+    units = [u for run in chain for u in run]
+    run_of = [k for k, run in enumerate(chain) for _ in run]
+    out: set[int] = set()
+    if not first:
+        for run in chain:
+            out |= _cards_in(run, 0, len(run), lambda d: True)
+            for unit in run:
+                if len(unit.digits) > _CARD_MIN and any(
+                        luhn_valid(unit.digits[a:a + size]) for size in range(_CARD_MIN, _CARD_MAX + 1)
+                        for a in range(len(unit.digits) - size + 1)):
+                    out.add(unit.start)  # a card keyed or glued to its code
+    starts = [0] if first else [i for i in range(len(units))
+                                if (i == 0 or run_of[i - 1] != run_of[i])
+                                and not any(u.start in out for u in chain[run_of[i]])]
+    for i in starts:
+        out |= _cards_in(units, i, len(units), lambda d: d[0] in _CARD_FIRST, first=first, only_first=True)
+    return out
+
+
+def _cards_in(units: list[Unit], lo: int, hi: int, ok: Any, *, first: str = "",
+              only_first: bool = False) -> set[int]:
+    """Start offsets of units[lo:hi] that are in a Luhn-valid 13-19 digit sequence of whole units
+    (after `first`'s digits), `ok` with its digits; `only_first`: sequences that start at `lo` only."""
+    out: set[int] = set()
+    for i in range(lo, lo + 1 if only_first else hi):
+        digits = first
+        for j in range(i, hi):
+            digits += units[j].digits
+            if len(digits) > _CARD_MAX:
+                break
+            if len(digits) >= _CARD_MIN and luhn_valid(digits) and ok(digits):
+                out.update(u.start for u in units[i:j + 1])
+    return out
 
 
 def apply_spans(text: str, spans: list[tuple[int, int, str]]) -> str:
@@ -173,75 +218,16 @@ def _redact_item(key: Any, value: Any, *, pii: bool, keep: Collection[str]) -> A
     return redact_payload(value, pii=pii, keep=keep)
 
 
-# --- numbers --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Unit:
-    """One piece of a spoken or written number: its digits and where it stands in the text."""
 
-    digits: str
-    start: int
-    end: int
+# --- numbers ------------------------------------------------------------------------------------
 
 
-def _runs(text: str) -> Iterator[list[_Unit]]:
-    """The numbers of `text`: runs of digit groups and spoken digits with only gaps between them."""
-    run: list[_Unit] = []
-    repeat, repeat_start, prev_end = 1, -1, -1
-    ids = [m.span() for m in _UUID.finditer(text)]
-    for m in _TOKEN.finditer(text):
-        if any(a <= m.start() < b for a, b in ids):
-            if run:
-                yield run
-            run, repeat, prev_end = [], 1, -1
-            continue
-        if prev_end >= 0 and not _GAP.fullmatch(text, prev_end, m.start()):
-            if run:
-                yield run
-            run, repeat = [], 1
-        prev_end = m.end()
-        if (word := m.group("word")) is not None:
-            word = word.lower()
-            if word in _REPEAT_WORDS:  # "double four" is 44
-                repeat, repeat_start = _REPEAT_WORDS[word], m.start()
-                continue
-            digits = _DIGIT_WORDS[word]
-        else:
-            digits = "".join(str(int(ch)) for ch in m.group("num"))  # any script's digits, as ASCII
-        start = m.start()
-        if repeat > 1:
-            digits, start, repeat = digits[0] * (repeat - 1) + digits, repeat_start, 1
-        run.append(_Unit(digits, start, m.end()))
-    if run:
-        yield run
-
-
-def _redact_run(text: str, run: list[_Unit], *, pii: bool) -> list[tuple[int, int, str]]:
-    n = len(run)
-    card = [False] * n
-    # "+44 ..." is a phone number as written (E.164); nobody writes a card that way.
-    international = run[0].start > 0 and text[run[0].start - 1] == "+"
-    for i in range(0 if international else n):
-        # A card number spans whole units: digits carved out of a longer group are no card.
-        total, digits = 0, ""
-        for j in range(i, n):
-            digits += run[j].digits
-            total = len(digits)
-            if total > _CARD_MAX:
-                break
-            if total >= _CARD_MIN and luhn_valid(digits):
-                card[i:j + 1] = [True] * (j + 1 - i)
-        # One long group (DTMF, or a recogniser gluing card and code): mask it if a card hides inside.
-        unit = run[i].digits
-        if len(unit) > _CARD_MIN and any(
-            luhn_valid(unit[a:a + size])
-            for size in range(_CARD_MIN, _CARD_MAX + 1) for a in range(len(unit) - size + 1)
-        ):
-            card[i] = True
-
+def _redact_run(text: str, run: list[Unit], card: list[bool], *, pii: bool) -> list[tuple[int, int, str]]:
+    """`run`'s spans: its card units (`card`) as one card each stretch, the rest as plain numbers."""
     spans: list[tuple[int, int, str]] = []
-    i = 0
+    n, i = len(run), 0
     while i < n:
         j = i
         while j < n and card[j] == card[i]:
@@ -254,20 +240,18 @@ def _redact_run(text: str, run: list[_Unit], *, pii: bool) -> list[tuple[int, in
     return spans
 
 
-def _redact_plain(text: str, units: list[_Unit], *, pii: bool) -> list[tuple[int, int, str]]:
+def _redact_plain(text: str, units: list[Unit], *, pii: bool) -> list[tuple[int, int, str]]:
     """A stretch of a number that is no card: a security code after its cue, or a phone number."""
     spans: list[tuple[int, int, str]] = []
     start = units[0].start
-    if _CVV_CUE.search(text, max(0, start - _CVV_LOOKBACK), start):
-        taken, count = 0, 0
-        for unit in units:
-            if count + len(unit.digits) > 4:
-                break
-            count += len(unit.digits)
-            taken += 1
-        if count >= 3:
-            spans.append((start, units[taken - 1].end, CVV))
-            units = units[taken:]
+    for cue, lookback, label, most in ((_CVV_CUE, _CVV_LOOKBACK, CVV, 4),
+                                       (_EXPIRY_CUE, _EXPIRY_LOOKBACK, EXPIRY, 6)):
+        if units and cue.search(text, max(0, start - lookback), start):
+            taken = leading(units, most)
+            if taken:
+                spans.append((start, units[taken - 1].end, label))
+                units = units[taken:]
+            break
     if pii and units:
         first, last = units[0].start, units[-1].end
         count = sum(len(u.digits) for u in units)
@@ -276,6 +260,17 @@ def _redact_plain(text: str, units: list[_Unit], *, pii: bool) -> list[tuple[int
                 first -= 1
             spans.append((first, last, PHONE))
     return spans
+
+
+def leading(units: list[Unit], most: int) -> int:
+    """How many of `units`' first units hold 3 to `most` digits together (0: too few)."""
+    taken, count = 0, 0
+    for unit in units:
+        if count + len(unit.digits) > most:
+            break
+        count += len(unit.digits)
+        taken += 1
+    return taken if count >= 3 else 0
 
 
 # --- e-mail ---------------------------------------------------------------------------------------
@@ -290,174 +285,6 @@ def _is_address(text: str, m: re.Match[str]) -> bool:
     if "@" in m.group(0) or m.group("domain").lower() in _MAIL_PROVIDERS:
         return True
     return _EMAIL_CUE.search(text, max(0, m.start() - _EMAIL_LOOKBACK), m.start()) is not None
-
-
-# --- one call, in order: numbers split across the caller's turns --------------------------------
-
-# Words that put a caller's next numbers in a card's context (the agent's question counts too).
-_CARD_CUE: Final = re.compile(
-    r"\b(?:card|credit|debit|visa|master\s?card|amex|american\s+express|discover|maestro|payment|pay|"
-    r"paying|billing|long\s+number|expir\w*|cvv|cvc|security\s+code)\b", re.IGNORECASE)
-_CONTEXT_INPUTS: Final = 2  # caller inputs a cue covers
-_FRAGMENT_MIN: Final = 4  # digits a trailing piece of a card needs before it is masked in a card context
-_KEYPAD_FRAGMENT_MIN: Final = 6  # the same for a keypad entry (a card keyed in pieces), context or not
-_CARRY_MAX: Final = _CARD_MAX - 1
-# What may stand before a number that continues the last turn's ("and then", "keypad", "uh").
-_LEAD_IN: Final = re.compile(r"[\s,.:;!?-]*(?:\b[a-z']{1,10}\b[\s,.:;!?-]*){0,4}", re.IGNORECASE)
-_TAIL_OUT: Final = re.compile(r"[\s,.:;!?#*-]*(?:\b[a-z']{1,10}\b[\s,.:;!?#*-]*){0,3}", re.IGNORECASE)
-
-
-def _card_across(before: str, starts: list[int], after: list[str]) -> bool:
-    """A Luhn-valid card number that starts where one of the last inputs' numbers began (`starts`, in
-    `before`) and ends with a whole group of this input's leading number (`after`, its groups); a
-    card's first digit is 2-6 (so a phone number read twice is no card)."""
-    ends, total = [], len(before)
-    for group in after:
-        total += len(group)
-        ends.append(total)
-    joined = before + "".join(after)
-    return any(_CARD_MIN <= end - start <= _CARD_MAX and joined[start] in "23456"
-               and luhn_valid(joined[start:end]) for start in starts for end in ends)
-
-
-class CallRedactor:
-    """One call's redaction where it happens (the worker), fed in order: what the caller says or keys
-    (`caller`), what the agent says (`agent`), and every other payload (`payload`).
-
-    A card read in pieces ("four one one one ... one one one one" over two turns, or keyed in two
-    keypad entries) is no card in either piece alone, so the call's recent caller input is kept: the
-    piece that completes a card is masked, and in a card's context (the caller or the agent spoke of a
-    card or payment just before) a trailing piece of 4 digits or more is masked before the next turn
-    shows it is one, since what was published cannot be taken back.
-    """
-
-    def __init__(self, *, pii: bool, keep: Collection[str] = KEEP_KEYS) -> None:
-        self.pii = pii
-        self.keep = keep
-        self._carry = ""  # the digits the caller's last inputs ended with
-        self._starts: list[int] = []  # where each of those inputs' piece begins in _carry
-        self._carry_card = False  # ... were masked as a piece of a card
-        self._context = 0  # caller inputs still in a card's context
-        self._after_card = False  # the last input held a card: a short number next is its code
-        self._said: dict[str, str] = {}  # recent caller inputs as redacted (a turn's report repeats them)
-
-    @classmethod
-    def for_agent(cls, spec: Any, history: Any = ()) -> CallRedactor:
-        """A call's redactor: e-mails and phone numbers too unless the agent (its spec as the control
-        plane sends it) switched `redact_pii` off; a resumed call's conversation so far (messages with
-        `role` and `content`) primes it, so a card read across the resume is still one."""
-        compliance = spec.get("compliance") if isinstance(spec, Mapping) else None
-        pii = not (isinstance(compliance, Mapping) and compliance.get("redact_pii") is False)
-        redactor = cls(pii=pii)
-        for message in history or ():
-            if getattr(message, "role", None) == "user":
-                redactor.caller(message.content)
-            elif getattr(message, "role", None) == "assistant":
-                redactor.agent(message.content)
-        return redactor
-
-    def caller(self, text: str) -> str:
-        """One caller input (a turn's transcript, or a keypad entry "keypad 4 1 1 ..."), redacted."""
-        if not isinstance(text, str) or not text:
-            return text
-        runs = list(_runs(text))
-        in_context = self._context > 0 or _CARD_CUE.search(text) is not None
-        forced: list[tuple[int, int, str]] = []
-        lead = runs[0] if runs and _LEAD_IN.fullmatch(text, 0, runs[0][0].start) else None
-        lead_digits = "".join(u.digits for u in lead) if lead else ""
-        joined = False
-        if lead and self._carry and (
-                (self._carry_card and len(lead_digits) >= 3)
-                or _card_across(self._carry, self._starts, [u.digits for u in lead])):
-            forced.append((lead[0].start, lead[-1].end, CARD))
-            joined = True
-        elif lead and self._after_card and 3 <= len(lead_digits) <= 4 and len(runs) == 1:
-            forced.append((lead[0].start, lead[-1].end, CVV))
-        tail = runs[-1] if runs and _TAIL_OUT.fullmatch(text, runs[-1][-1].end) else None
-        tail_card = joined and tail is lead
-        if tail is not None and not tail_card:
-            digits = "".join(u.digits for u in tail)
-            keypad = text.lstrip().lower().startswith("keypad")
-            if ((in_context and len(digits) >= _FRAGMENT_MIN)
-                    or (keypad and len(digits) >= _KEYPAD_FRAGMENT_MIN and digits[0] in "23456")):
-                forced.append((tail[0].start, tail[-1].end, CARD))
-                tail_card = True
-        if in_context:  # a card misheard by a digit fails Luhn, and is still a card
-            taken = {start for start, _, _ in forced}
-            forced += [(run[0].start, run[-1].end, CARD) for run in runs
-                       if run[0].start not in taken and sum(len(u.digits) for u in run) >= _CARD_MIN - 1]
-        out = redact_text(apply_spans(text, forced), pii=self.pii)
-        self._after_card = CARD in out
-        self._carry_card = False
-        if tail is None:
-            self._carry, self._starts = "", []
-        else:
-            digits = "".join(u.digits for u in tail)
-            alone = text[tail[0].start:tail[-1].end]
-            whole_card = CARD in redact_text(alone, pii=False)
-            if tail is lead and self._carry and not whole_card:  # this input continued the last one's number
-                starts = [*self._starts, len(self._carry)]
-                digits = self._carry + digits
-            else:
-                starts = [0]
-            cut = max(0, len(digits) - _CARRY_MAX)
-            self._carry, self._starts = digits[cut:], [s - cut for s in starts if s >= cut]
-            complete = any(_CARD_MIN <= len(self._carry) - at <= _CARD_MAX and luhn_valid(self._carry[at:])
-                           for at in self._starts)  # a card ends here: a code may follow, no more card
-            self._carry_card = tail_card and not whole_card and not complete
-        self._context = _CONTEXT_INPUTS if _CARD_CUE.search(text) else max(0, self._context - 1)
-        self._said[text] = out
-        if len(self._said) > 32:
-            del self._said[next(iter(self._said))]
-        return out
-
-    def repeated(self, text: str) -> str:
-        """A caller input said before (a turn's report), masked as it was then."""
-        if not isinstance(text, str):
-            return text
-        return self._said.get(text) or redact_text(text, pii=self.pii)
-
-    def agent(self, text: str) -> str:
-        """What the agent said: masked like any text, and a question about a card opens its context."""
-        if isinstance(text, str) and _CARD_CUE.search(text):
-            self._context = _CONTEXT_INPUTS
-        return redact_text(text, pii=self.pii) if isinstance(text, str) else text
-
-    def payload(self, obj: Any) -> Any:
-        return redact_payload(obj, pii=self.pii, keep=self.keep)
-
-    def event(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
-        """A call event's data as it may leave the worker."""
-        text = data.get("text")
-        if kind == "transcript" and isinstance(text, str):
-            return {**self.payload({k: v for k, v in data.items() if k != "text"}), "text": self.caller(text)}
-        if kind == "agent_said" and isinstance(text, str):
-            return {**self.payload({k: v for k, v in data.items() if k != "text"}), "text": self.agent(text)}
-        if "caller_text" in data:  # a turn's report
-            return {**self.payload({k: v for k, v in data.items() if k != "caller_text"}),
-                    "caller_text": self.repeated(data["caller_text"])}
-        return self.payload(data)
-
-
-def redact_history(docs: list[dict[str, Any]], *, pii: bool = False) -> list[dict[str, Any]]:
-    """A call's saved history (message dicts, in order) redacted the way its events were: the whole
-    history is read again at every save, so a card completed in a later turn is masked everywhere."""
-    r = CallRedactor(pii=pii)
-    out: list[dict[str, Any]] = []
-    for doc in docs:
-        doc = dict(doc)
-        content = doc.get("content")
-        if doc.get("role") == "user":
-            doc["content"] = r.caller(content) if isinstance(content, str) else content
-        elif doc.get("role") == "assistant":
-            doc["content"] = r.agent(content) if isinstance(content, str) else content
-        else:
-            doc["content"] = r.payload(content)
-        if doc.get("tool_calls"):
-            doc["tool_calls"] = [{**c, "arguments": r.payload(c.get("arguments") or {})}
-                                 for c in doc["tool_calls"]]
-        out.append(doc)
-    return out
 
 
 class RedactingLogFilter(logging.Filter):

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import deque
 from typing import Any
 
 from nats.js import JetStreamContext
 
+from cells.contract.call_redaction import CallRedactor
 from cells.contract.envelope import CallEventEnvelope, EnvelopeError
 from cells.contract.jetstream import publish_event
-from cells.contract.redaction import CallRedactor
 
 log = logging.getLogger(__name__)
 MAX_QUEUE = 50_000  # events of one stream; a call emits a few per turn, so this spans a long outage
@@ -45,6 +46,9 @@ class EventPublisher:
         self.dropped = 0  # events refused (malformed, or the queue overflowed)
         self.retries = 0
         self._queue: deque[CallEventEnvelope] = deque()
+        # Held while the caller's last input ended with digits the next input may make a card (no card
+        # was spoken of, so they were not masked): once the next input tells, they leave masked or not.
+        self._held: list[CallEventEnvelope] = []
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -86,11 +90,23 @@ class EventPublisher:
             self.dropped += 1
             log.error("call %s: event %s refused: %s", self.call_id, kind, exc)
             return None
+        if kind == "transcript" and self._held:
+            self._release()  # this input decided whether the digits held back were a card's
+        if self.redactor.pending or self._held:
+            self._held.append(env)
+            return env.event_id
         self._queue.append(env)
         self._wake.set()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
         return env.event_id
+
+    def _release(self) -> None:
+        """The held events, with any card (or card piece) the call has heard since masked, queued."""
+        for env in self._held:
+            self._queue.append(dataclasses.replace(env, data=self.redactor.mask_known(env.data)))
+        self._held.clear()
+        self._wake.set()
 
     async def _run(self) -> None:
         wait = self.retry_wait
@@ -123,6 +139,10 @@ class EventPublisher:
     async def close(self, timeout: float = 10.0) -> bool:
         """Flush what is queued (up to `timeout` seconds); True when every event was acked."""
         self._closing = True
+        if self._held:
+            self._release()
+            if self._task is None:
+                self._task = asyncio.get_running_loop().create_task(self._run())
         self._wake.set()
         if self._task is None:
             return not self._queue

@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 
 import media_core
+from cells.contract.call_redaction import CallRedactor
 from cells.launcher.ports import free_port
 from cells.providers.base import FrameFeed, ProviderError
 from cells.simulator.booking_check import check, read_bookings, seed
@@ -155,10 +156,16 @@ def build_report(peer: TwilioPeer, result: CallResult, data_dir: Path, script: s
         "script": script, "call_sid": peer.call_sid, "duration_s": round(result.duration_s, 2),
         "ended_by_agent": result.ended_by_agent, "clears": result.clears,
         "marks_played": len(result.marks_played), "marks_cleared": len(result.marks_cleared),
-        "turns": [{**asdict(t), "latency_ms": t.latency_ms} for t in result.turns],
+        "turns": _masked([{**asdict(t), "latency_ms": t.latency_ms} for t in result.turns]),
         "latency_ms": {"p50": _pct(latencies, 50), "p95": _pct(latencies, 95), "n": len(latencies)},
         "worker": worker,
     }
+
+
+def _masked(turns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The caller's lines card-masked, in order: the report and the printout keep no card either."""
+    redactor = CallRedactor(pii=False)
+    return [{**t, "line": redactor.caller(t["line"])} for t in turns]
 
 
 def _pct(values: list[float], q: float) -> float | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cells.call.session import CallSession
-from cells.contract.redaction import CallRedactor, redact_history
+from cells.contract.call_redaction import CallRedactor, redact_history
 
 
 @dataclass

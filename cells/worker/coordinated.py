@@ -36,11 +36,11 @@ from nats.js import JetStreamContext
 from cells.call.recorder import CallRecorder, RecordingTransport
 from cells.call.recording_consent import consent_needed, other_party
 from cells.call.session import CallSession
+from cells.contract.call_redaction import CallRedactor
 from cells.contract.call_state import CallLease, CallStateStore, history_from_dicts
 from cells.contract.call_token import CallClaims
 from cells.contract.envelope import CallEventEnvelope
 from cells.contract.jetstream import publish_event
-from cells.contract.redaction import CallRedactor
 from cells.contract.slots import SlotServer, call_key
 from cells.contract.stream_probe import serve_probe
 from cells.coordination.publisher import EventPublisher

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from cells.call.transport import Transport
+from cells.contract.call_redaction import CallRedactor
 from cells.contract.call_token import CallClaims
-from cells.contract.redaction import CallRedactor
 from cells.contract.slots import call_key
 from cells.observability import WorkerTelemetry
 from cells.providers.base import Message
@@ -62,7 +62,8 @@ class RecordEvents:
         self.record.event(kind, self.redactor.event(kind, data))
 
     async def close(self, timeout: float = 0.0) -> None:
-        return None
+        # A card completed late in the call is masked in the events that hold its first pieces too.
+        self.record.events = self.redactor.mask_known(self.record.events)
 
 
 class LocalCalls:

@@ -22,8 +22,8 @@ from cells.call.recorder import CallRecorder
 from cells.call.recording_consent import Jurisdiction, RecordingConsent
 from cells.call.recording_guard import RecordingGuard
 from cells.call.session import CallSession
+from cells.contract.call_redaction import CallRedactor
 from cells.contract.call_state import LeaseLost
-from cells.contract.redaction import CallRedactor
 from cells.observability import CallObserver
 from cells.providers.base import Message
 
@@ -113,7 +113,9 @@ class CallSink:
         if kind == "call_started":
             data = {**data, "worker_id": self.worker_id}
         self.publisher.emit(kind, data)
-        if kind in SAVE_ON and self.session is not None:
+        redactor = getattr(self.session, "redactor", None)
+        if kind in SAVE_ON and self.session is not None and not (redactor is not None and redactor.pending):
+            # Not while the caller's last digits may begin a card: the next input tells (and masks them).
             self.saver.request(self.session)
         if self.guard is not None:
             self.guard.on_event(kind, data)

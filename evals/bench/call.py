@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 import media_core
+from cells.contract.call_redaction import CallRedactor
 from cells.simulator.booking_check import read_bookings, seed
 from cells.simulator.caller import CallerLine, CallResult, ScriptedCaller
 from cells.simulator.run import agent_utterances, transcribe, worker_process, write_wav
@@ -111,6 +112,13 @@ async def _converse(url: str, token: str, scenario: Scenario, lines: list[Caller
     return peer, result
 
 
+def masked_lines(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """`rows` with what the caller said under `key` card-masked, in order (a report is a store too)."""
+    redactor = CallRedactor(pii=False)
+    return [{**row, key: redactor.caller(row[key]) if isinstance(row.get(key), str) else row.get(key)}
+            for row in rows]
+
+
 def said(t: Turn) -> str:
     return " ".join(filter(None, (t.text, t.then))) if t.kind == "say" else t.text
 
@@ -125,7 +133,7 @@ def run_call(scenario: Scenario, run_dir: Path, token: str, seed: int = 1,
     outcome: dict[str, Any] = {
         "scenario": scenario.name, "category": scenario.category, "caller": scenario.caller.label(),
         "today": today.isoformat(), "error": None,
-        "script": [{"kind": t.kind, "said": said(t)} for t in scenario.turns]}
+        "script": masked_lines([{"kind": t.kind, "said": said(t)} for t in scenario.turns], "said")}
     try:
         outcome["seeded"] = seed_calendar(scenario, run_dir, today)
         outcome["bookings_before"] = read_bookings(run_dir)
@@ -143,9 +151,9 @@ def run_call(scenario: Scenario, run_dir: Path, token: str, seed: int = 1,
         "call_sid": peer.call_sid, "duration_s": round(result.duration_s, 2), "frames_lost": peer.lost,
         "caller_pacing": peer.pacing(),
         "disposition": record.get("disposition"), "ended_by_agent": result.ended_by_agent,
-        "turns": [{**asdict(t), "latency_ms": t.latency_ms,
-                   "kind": scenario.turns[i].kind if i < len(scenario.turns) else "?"}
-                  for i, t in enumerate(result.turns)],
+        "turns": masked_lines([{**asdict(t), "latency_ms": t.latency_ms,
+                                "kind": scenario.turns[i].kind if i < len(scenario.turns) else "?"}
+                               for i, t in enumerate(result.turns)], "line"),
         "worker_turns": [{k: t.get(k) for k in _TURN_KEYS} for t in record.get("turns", [])],
         "events": events,
         "agent_meant": [str(e["text"]) for e in events if e.get("kind") == "agent_said" and e.get("text")],
