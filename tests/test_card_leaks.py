@@ -252,8 +252,19 @@ async def _stream_and_bucket(nc: Any, tenant_id: str,
             continue
         if msg.subject.startswith(f"{REGION}.calls.{tenant_id}.{call_id}."):
             events.append(CallEventEnvelope.from_bytes(msg.data))
-    kv = await js.key_value(call_state_bucket_name(REGION))
-    revisions = [e.value or b"" for e in await kv.history(call_id)]
+    # Every revision of the call's state, read from the bucket's backing stream (kv.history's watcher
+    # can report no keys on a loaded machine before its first message arrives).
+    bucket = call_state_bucket_name(REGION)
+    kv_info = await js.stream_info(f"KV_{bucket}")
+    revisions = []
+    for seq in range(kv_info.state.first_seq, kv_info.state.last_seq + 1):
+        try:
+            msg = await js.get_msg(f"KV_{bucket}", seq)
+        except Exception:  # a deleted sequence
+            continue
+        if msg.subject == f"$KV.{bucket}.{call_id}":
+            revisions.append(msg.data or b"")
+    assert revisions, "the call's state was never saved"
     return events, revisions
 
 

@@ -16,6 +16,7 @@ from verticals_harness import TENANT, TextCall, build, record
 from cells.contract.flow_rules import assess
 from cells.contract.flows import agent_problems
 from cells.contract.records import Capacity, RecordRefused, RecordWrite, check_capacity
+from cells.flows.slots import read_choice
 from cells.tools.record import CURRENT_CALL, CallRef, RecordTool
 from cells.tools.record_stores import SqliteRecordStore
 
@@ -247,3 +248,20 @@ def test_a_day_of_the_month_as_the_recogniser_writes_it(said: str, day: str | No
     from cells.flows.slots import read_slot
 
     assert read_slot("date", said, TODAY) == day
+
+
+ROOMS = [("cosy double", ["cosy", "cozy"]), ("harbour double", ["harbour", "harbor"]),
+         ("twin room", ["twin"]), ("family suite", ["family"]), ("captain's suite", ["captain"])]
+
+
+@pytest.mark.parametrize(("heard", "room"), [
+    ("The family's weed. Clean.", "family suite"),  # tiny.en's rendering of "the family suite, please"
+    ("the families one", "family suite"),
+    ("the captain's suite", "captain's suite"),
+    ("twins please", "twin room"),
+    ("a double", None),  # two options are doubles: ask again rather than guess
+    ("the cheapest", None),
+])
+def test_a_room_is_chosen_by_its_word_also_when_heard_as_possessive_or_plural(heard: str,
+                                                                               room: str | None) -> None:
+    assert read_choice(ROOMS, heard) == room

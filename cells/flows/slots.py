@@ -44,10 +44,23 @@ def _day_of_month(text: str, today: date) -> date | None:
     return None
 
 
+def _with_stems(tokens: list[str]) -> set[str]:
+    """The words and their bare forms: a recogniser writes "family suite" as "the family's weed" or "the
+    families", and the option's own word must still be found."""
+    out = set(tokens)
+    for tok in tokens:
+        if tok.endswith("ies") and len(tok) > 5:
+            out.add(tok[:-3] + "y")
+        for end in ("'s", "s'", "s"):
+            if tok.endswith(end) and len(tok) > len(end) + 2:
+                out.add(tok[: -len(end)])
+    return out
+
+
 def read_choice(options: Sequence[tuple[str, Sequence[str]]], text: str) -> str | None:
     """The one option the caller named: by its declared words, else by the words of its value that no
     other option shares ("the harbour one" -> "harbour double"); None when none or several match."""
-    said = set(tokenize(text))
+    said = _with_stems(tokenize(text))
     own = [{t for w in words for t in tokenize(w)} if words else set(tokenize(value))
            for value, words in options]
     found = []
