@@ -21,6 +21,7 @@ from cells.simulator.run import worker_process
 from cells.simulator.twilio_peer import TwilioPeer
 
 
+@pytest.mark.slow  # ~45 s of real-time calls through a cell (the default run's 15-minute budget)
 def test_loadtest_ramps_two_levels_through_a_cell_and_plots_them(tmp_path: Path) -> None:
     out = tmp_path / "report"
     code = autospeak(["loadtest", "calls", "--start", "--levels", "1,2", "--duration", "14", "--keep-going",

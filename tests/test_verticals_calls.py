@@ -65,6 +65,10 @@ def test_the_candidate_gets_the_right_score_and_knock_out_in_the_ats(tmp_path: P
     assert result.ended_by_agent, _talk(tmp_path)
 
 
+# With -m slow like the other two: a whole real-time call whose outcome rests on tiny.en hearing eSpeak's
+# room and dates (the default run's 15-minute budget). The flow itself is tested on text in
+# test_verticals_flows.py.
+@pytest.mark.slow
 def test_the_hotel_reservation_has_the_right_dates_guests_and_room(tmp_path: Path) -> None:
     records, result, today, _ = run_script(tmp_path, "reserve")
     assert [r["arguments"] for r in records] == [VERTICAL_SCRIPTS["reserve"].expected(today)], _talk(tmp_path)
