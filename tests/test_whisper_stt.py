@@ -191,6 +191,10 @@ def test_bad_configuration_fails_at_construction(tmp_path: Path) -> None:
         WhisperStt.from_options(gate={"loudness": 3})
 
 
+# With -m slow: eSpeak's audio varies from run to run and tiny.en's reading of the name with it; in CI it
+# came out right for one voice of three once. A quality figure more than a behaviour (the prompt's
+# assembly is tested in test_stt_hints.py).
+@pytest.mark.slow
 def test_the_domain_names_reach_the_transcript(stt: WhisperStt, engine: EspeakEngine) -> None:
     """The agent's vocabulary is the prompt: a dentist's name is heard and spelled as the agent spells it.
     Without the domain the same audio comes out as "not to knew, Ian" or "not to who you". (eSpeak's
