@@ -54,8 +54,7 @@ class CallConfig:
     max_call_s: float = 600.0
     max_call_text: str = "We've reached the time limit for this call. Thank you for calling, goodbye."
     apology_text: str = "I'm sorry, I'm having trouble right now."
-    # A call resumed on another worker after its media stream dropped starts with this, then the
-    # agent's last question (or the answer it still owed the caller).
+    # A call resumed on another worker starts with this, then the agent's last question or owed answer.
     resume_text: str = "Sorry about that, the line dropped for a moment."
     transfer_number: str | None = None
     first_audio_deadline_s: float = 6.0  # after a turn ends; then apologise (and transfer or hang up)
@@ -64,10 +63,8 @@ class CallConfig:
     dtmf_idle_s: float = 2.0
     endpointing: EndpointingConfig = field(default_factory=EndpointingConfig)
     vad_min_silence_ms: float = 160.0
-    # The VAD's second stage: Silero v6 (its weights from the silero-vad package) rather than earshot.
-    # On real speech (autospeak bench turn) it keeps 10 dB lines from cutting callers off and halves
-    # false barge-ins, but takes more pauses after a comma for ends; opt-in until the whole-call
-    # suite is re-tuned for it (see README).
+    # Silero v6 as the VAD's second stage instead of earshot: fewer false barge-ins on real speech, but
+    # more comma pauses taken for ends on eSpeak callers (README, `autospeak bench turn`); opt-in.
     neural_vad: bool = False
 
 
@@ -132,8 +129,7 @@ class CallSession:
         self._pending: TurnTiming | None = None
         self._stt_open = False
         self._closing = False  # a goodbye is under way: no new turns, no interruptions
-        # ~400 ms of audio before the VAD's start event (it fires after 64 ms of speech, and soft
-        # onsets begin earlier still).
+        # ~400 ms before the VAD's start event (it fires 64 ms into speech; soft onsets begin earlier).
         self._preroll: deque[Any] = deque(maxlen=20)
         self._probs: Sequence[float] = ()  # the VAD's latest speech probabilities
         self._speech_start_wall: float | None = None
