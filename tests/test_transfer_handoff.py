@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
-from call_harness import Phone, speech_frames, stream, wait_for
+from call_harness import Phone, noise_frames, speech_frames, stream, wait_for
 from quart import Quart
 from test_call_session import make_session, start
 from twilio.request_validator import RequestValidator
@@ -216,7 +216,7 @@ def test_the_whole_no_answer_path_ends_with_a_confirmed_message() -> None:
     root = ET.fromstring(hooks.post("/twilio/dial-ended?call_id=c1", _dial_form("no-answer"))[1])
     parameters = {p.attrib["name"]: p.attrib["value"] for p in root[0][0]}
     events: list[tuple[str, dict[str, Any]]] = []
-    message = "This is Anna Kowalski, please call me back about my filling."
+    message = "This is Anna Kowalski. Please call me back about my filling."
 
     async def second_stream() -> tuple[Any, Phone]:
         phone = Phone()
@@ -224,7 +224,10 @@ def test_the_whole_no_answer_path_ends_with_a_confirmed_message() -> None:
         session._on_event = lambda kind, data: events.append((kind, data))
         assert prepare_after_transfer(session, parameters)
         seq = await start(session, phone)
-        seq = await stream(session, speech_frames(message), seq)
+        # The caller pauses between the two sentences (0.7 s of line noise): still one message.
+        seq = await stream(session, speech_frames("This is Anna Kowalski."), seq)
+        seq = await stream(session, noise_frames(0.7, seed=seq), seq)
+        seq = await stream(session, speech_frames("Please call me back about my filling."), seq)
         await wait_for(lambda: phone.closed is not None, 45, session, seq)
         await session.stop()
         return session, phone
@@ -232,6 +235,7 @@ def test_the_whole_no_answer_path_ends_with_a_confirmed_message() -> None:
     session, phone = asyncio.run(second_stream())
     said = [m.content for m in session.history if m.role == "assistant" and m.content]
     assert said[0] == NO_ANSWER_TEXT
+    assert [m.content for m in session.history if m.role == "user"] == [message]  # one turn, not two
     taken = [d for k, d in events if k == "message_taken"]
     assert taken == [{"name": "Anna Kowalski", "number": CALLER, "message": message}]
     assert said[-1] == (f"Thank you, Anna Kowalski. I've taken your message: \"{message}\". "

@@ -123,6 +123,10 @@ class Endpointer:
         self._asked_at = 0.0  # stream time of the pause's first question
         self._dip = False  # the VAD's probability is low inside speech (a question may be out)
         self.verdicts: list[float | None] = []  # this turn's answers, for the turn's record
+        # The least silence that ends a turn whatever the model or the text say: raised while the caller
+        # dictates (a message for the staff), where people pause between sentences and an early end
+        # would cut the message in two.
+        self.floor_ms = 0.0
 
     @property
     def in_turn(self) -> bool:
@@ -225,7 +229,7 @@ class Endpointer:
         if (c.model_recheck_ms is not None and self._asked == 1 and self._verdict is not None
                 and self._verdict < c.model_complete_p and silence >= c.model_recheck_ms):
             self._ask()
-        return silence >= self.required_silence_ms(now_ms)
+        return silence >= max(self.floor_ms, self.required_silence_ms(now_ms))
 
     def reset(self) -> None:
         self._speech_seen = False

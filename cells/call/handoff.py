@@ -35,6 +35,10 @@ _ASKS_FOR_PERSON = re.compile(r"\b(?:person|human|someone|somebody|staff|operato
                               r"reception(?:ist)?|transfer|put me through|speak (?:to|with)|"
                               r"talk (?:to|with))\b")
 MAX_WHISPER_WORDS = 30
+# Silence that ends a spoken message: callers leaving one pause between sentences ("This is Anna. Please
+# call me back."), and the message is taken at the first end of turn; 1.5 s is still well under the
+# silence a voicemail waits for.
+MESSAGE_END_SILENCE_MS = 1500.0
 
 
 def _words(text: str, limit: int) -> str:
@@ -118,5 +122,6 @@ def prepare_after_transfer(session: CallSession, parameters: Mapping[str, str],
 
     session.config = dataclasses.replace(session.config, disclosure=NO_ANSWER_TEXT)
     session.guard.handoff = MessageHandoff(TakeMessage(keep), parameters.get("caller_number", ""))
+    session.endpointer.floor_ms = MESSAGE_END_SILENCE_MS
     session.emit("transfer_unanswered", {"status": status})
     return True
