@@ -11,14 +11,14 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
-from control_api_fixtures import FAST, Api, api_with, control_api, fetch, insert, scope_for
+from control_api_fixtures import AGENT, FAST, Api, api_with, control_api, fetch, insert, scope_for
 
 from cells.contract.jetstream import (
     call_state_bucket_name,
@@ -27,7 +27,16 @@ from cells.contract.jetstream import (
     ensure_call_stream,
 )
 from cells.launcher.nats import NatsSupercluster
-from control.db.models import AuditLog, Call, CallEvent, Recording, Turn, UsageRecord, WebhookDelivery
+from control.db.models import (
+    AuditLog,
+    Call,
+    CallEvent,
+    Recording,
+    ToolRecord,
+    Turn,
+    UsageRecord,
+    WebhookDelivery,
+)
 from control.db.models import WebhookEndpoint as Endpoint
 from control.retention.certificate import verify
 from control.retention.scheduler import RetentionScheduler, live_stores
@@ -48,6 +57,16 @@ class World:
     nats_url: str
     store: RegionStore
     root: Path
+    agents: dict[str, uuid.UUID] = field(default_factory=dict)
+
+    def agent(self, label: str) -> uuid.UUID:
+        """An agent of the tenant (the one its record tools' rows name), made on first use."""
+        if label not in self.agents:
+            owner = self.api.tokens[f"{label}:owner"]
+            r = self.api.call("POST", self.api.tenant_path(label, "/agents"), token=owner, json=AGENT)
+            assert r.status == 201, r.text
+            self.agents[label] = uuid.UUID(r.body["id"])
+        return self.agents[label]
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +104,10 @@ def seed_call(w: World, label: str, *, age_days: float, number: str = CALLER,
         w.store.put(key, b"RIFF" + os.urandom(64))
     endpoint = scope.new(Endpoint, id=uuid.uuid4(), url="https://hooks.example.com/x",
                          signing_secret="s" * 32, event_types=["call.transcript"], enabled=True)
+    sid = f"CA{call_id.hex}"
     insert(w.api, label, endpoint,
            scope.new(Call, id=call_id, direction=direction, from_e164=frm, to_e164=to, status="completed",
-                     started_at=started, ended_at=started + timedelta(minutes=2)),
+                     started_at=started, ended_at=started + timedelta(minutes=2), carrier_call_sid=sid),
            scope.new(Turn, call_id=call_id, seq=1, speaker="caller", text=f"my number is {number}",
                      start_ms=0, end_ms=900),
            scope.new(CallEvent, call_id=call_id, event_id=f"{call_id}:1", kind="transcript",
@@ -95,7 +115,12 @@ def seed_call(w: World, label: str, *, age_days: float, number: str = CALLER,
            scope.new(Recording, call_id=call_id, object_key=keys[0], size_bytes=68, created_at=recorded),
            scope.new(UsageRecord, call_id=call_id, billable_seconds=120),
            scope.new(WebhookDelivery, endpoint_id=endpoint.id, event_id=f"{call_id}:1",
-                     event_type="call.transcript", payload={"data": {"text": "hello"}}, status="delivered"))
+                     event_type="call.transcript", payload={"data": {"text": "hello"}}, status="delivered"),
+           # What a record tool kept: one row that names the call, one written before the call row
+           # existed (only the carrier's call id): both hold the caller's number.
+           *(scope.new(ToolRecord, agent_id=w.agent(label), call_id=known, call_sid=sid, tool="record",
+                       kind="reservation", arguments={"name": "Ada", "phone": number},
+                       idempotency_key=f"{call_id.hex}{i}") for i, known in enumerate((call_id, None))))
 
     async def live() -> None:
         nc = await nats.connect(w.nats_url)
@@ -118,6 +143,8 @@ def where(w: World, label: str, call_id: str) -> dict[str, int]:
                                                     else {"call_id": uuid.UUID(call_id)})))
            for m in TABLES}
     out["webhook_deliveries"] = len(fetch(w.api, WebhookDelivery, event_id=f"{call_id}:1"))
+    out["tool_records"] = len(fetch(w.api, ToolRecord, call_sid=f"CA{uuid.UUID(call_id).hex}",
+                                    tenant_id=tenant))
 
     async def live() -> tuple[int, int]:
         nc = await nats.connect(w.nats_url)
@@ -135,7 +162,7 @@ def where(w: World, label: str, call_id: str) -> dict[str, int]:
 
 
 FULL = {"calls": 1, "turns": 1, "call_events": 1, "recordings": 1, "usage_ledger": 1, "webhook_deliveries": 1,
-        "jetstream": 3, "kv": 1, "objects": 3}
+        "tool_records": 2, "jetstream": 3, "kv": 1, "objects": 3}
 GONE = dict.fromkeys(FULL, 0)
 
 
@@ -167,6 +194,7 @@ def test_retention_deletes_exactly_the_expired_call_everywhere(world: World) -> 
     assert stores["object_store:eu"] == (3, 3, 0)
     for table in ("calls", "turns", "call_events", "recordings", "usage_ledger", "webhook_deliveries"):
         assert stores[f"database:{table}"] == (1, 1, 0), table
+    assert stores["database:tool_records"] == (2, 2, 0)
     assert cert["criteria"]["usage_deleted"]["billable_seconds"] == 120
     assert verify(cert, KEY) and not verify({**cert, "calls": []}, KEY) and not verify(cert, b"k" * 32)
     assert audited(w, "a", cert["id"]) == cert
@@ -201,6 +229,11 @@ def test_erasure_by_number_removes_that_callers_calls_only(world: World) -> None
     own_line = seed_call(w, "a", age_days=2, number=OTHER, clinic=ERASED)
     other_tenant = seed_call(w, "b", age_days=2, number=ERASED)
     path = w.api.tenant_path("a", "/erasures")
+    # Another tenant's record that names the same carrier call id (a forged or reused id) is not a's.
+    b_scope = scope_for(w.api, "b")
+    insert(w.api, "b", b_scope.new(ToolRecord, agent_id=w.agent("b"), call_id=None,
+                                   call_sid=f"CA{uuid.UUID(inbound).hex}", tool="record", kind="message",
+                                   arguments={"text": "b's own"}, idempotency_key=f"b{inbound}"))
     refused = w.api.call("POST", path, token=w.api.tokens["a:operator"], json={"phone_number": ERASED})
     assert refused.status == 403
     bad = w.api.call("POST", path, token=w.api.tokens["a:owner"], json={"phone_number": "07700 900123"})
@@ -213,6 +246,9 @@ def test_erasure_by_number_removes_that_callers_calls_only(world: World) -> None
     for label, kept in (("a", someone_else), ("a", own_line), ("b", other_tenant)):
         assert where(w, label, kept) == FULL
     assert stores_of(cert)["database:calls"] == (2, 2, 0)
+    kept_b = fetch(w.api, ToolRecord, idempotency_key=f"b{inbound}")
+    assert [r.tenant_id for r in kept_b] == [w.api.tenants["b"]]
+    assert stores_of(cert)["database:tool_records"] == (4, 4, 0)
     assert stores_of(cert)["jetstream:CALLS_EU"] == (6, 6, 0)
     assert ERASED not in json.dumps(cert) and ERASED not in json.dumps(audited(w, "a", cert["id"]))
     assert verify(cert, KEY)

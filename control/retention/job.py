@@ -5,7 +5,7 @@ outbound one (the tenant's own number is on the other side and never selects any
 is used to find the calls and is then forgotten: the certificate lists the calls, not the number.
 Two things are left alone on purpose: consent records (evidence the tenant may have to keep) and
 the tenant's own booking system (a tool's calendar, which holds no call id and is the tenant's
-record, not the platform's).
+record, not the platform's). The platform's `tool_records` of a call go with it (control.retention.purge).
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from nats.js import JetStreamContext
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control.auditlog.writer import system_row
-from control.db.models import Call, CallEvent, Recording, Turn, UsageRecord, WebhookDelivery
+from control.db.models import Call, CallEvent, Recording, ToolRecord, Turn, UsageRecord, WebhookDelivery
 from control.db.session import run_transaction
 from control.db.tenancy import TenantScope, scoped_delete, scoped_select
 from control.retention.certificate import Certificate
@@ -86,6 +86,13 @@ async def _delete_calls(session: AsyncSession, cert: Certificate, scope: TenantS
     cert.criteria["usage_deleted"] = {"billable_seconds": int(usage[0]), "amount_micros": int(usage[1])}
     for name, model in _CALL_TABLES:
         await _delete(session, cert, name, model, scope, model.call_id.in_(call_ids))
+    # What agents' record tools kept (a reservation's name and phone): by call id, and by the carrier's
+    # call id for a record written before its call row existed (its call_id is then empty).
+    sids = [s for s in await session.scalars(
+        scoped_select(Call, scope).where(Call.id.in_(call_ids)).with_only_columns(Call.carrier_call_sid))
+        if s]
+    await _delete(session, cert, "tool_records", ToolRecord, scope,
+                  or_(ToolRecord.call_id.in_(call_ids), ToolRecord.call_sid.in_(sids)))
     await _delete(session, cert, "calls", Call, scope, Call.id.in_(call_ids))
 
 
