@@ -9,18 +9,16 @@ The result the dialogue sees is `{"ok": true, ...the JSON object the receiver an
 `{"ok": false, "error": ...}` on a 4xx or 5xx, a timeout, an unreachable or refused address, or an
 answer that is not a JSON object (or says `"ok": false`): a failed tool is never reported as done.
 Private, loopback and link-local addresses are refused unless the agent's environment allows them
-(the embedded stack and tests, whose receivers listen on loopback).
+(the embedded stack and tests, whose receivers listen on loopback); the host is resolved once and the
+request goes to the address that was checked (cells.contract.netguard), never to a second DNS answer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
-import socket
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from cells.contract.netguard import PinnedTarget, UnsafeWebhookTarget, pin_to_address, resolve_public
 from cells.tools.base import ToolAdapter, ToolError
 
 log = logging.getLogger(__name__)
@@ -52,24 +51,24 @@ def verify(secret: bytes, body: bytes, header: str, now: float, tolerance_s: flo
     return hmac.compare_digest(sign(secret, body, at), header)
 
 
-async def _check_address(url: str, allow_private: bool) -> None:
-    """Refuses a URL whose host resolves to an address that is not public (unless allowed)."""
+async def pinned_target(url: str, allow_private: bool) -> PinnedTarget:
+    """Where to send a request to `url`: its host resolved once, every address checked (none may be
+    loopback, private, link-local or reserved unless allowed), and the request aimed at the first
+    checked address with the URL's host name kept for the Host header and TLS. Connecting to that
+    address, not to a second DNS answer, is what keeps a name re-pointed inside (rebinding) out."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ToolError("tool_misconfigured", "the tool's URL is not an http(s) URL")
     if parts.scheme == "http" and not allow_private:
         raise ToolError("tool_address_refused", "the tool's URL must use https")
-    if allow_private:
-        return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        addresses = await resolve_public(parts.hostname, port, allow_private=allow_private)
+    except UnsafeWebhookTarget:
+        raise ToolError("tool_address_refused", "the tool's host is not a public address") from None
+    except (OSError, ValueError) as exc:  # no such name, or a port outside 0-65535
         raise ToolError("tool_unreachable", "the tool's host does not resolve") from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_global or address.is_multicast:
-            raise ToolError("tool_address_refused", "the tool's host is not a public address")
+    return pin_to_address(url, addresses[0])
 
 
 class HttpTool(ToolAdapter):
@@ -100,11 +99,14 @@ class HttpTool(ToolAdapter):
 
     async def call(self, args: Mapping[str, Any]) -> dict[str, Any]:
         try:
-            await _check_address(self.url, self.allow_private)
+            target = await pinned_target(self.url, self.allow_private)
             body, headers = self._request(args)
-            client = self._client or httpx.AsyncClient(follow_redirects=False)
+            client = self._client or httpx.AsyncClient(follow_redirects=False, trust_env=False)
             try:
-                response = await client.post(self.url, content=body, headers=headers, timeout=self.timeout_s)
+                request = client.build_request("POST", target.url, content=body,
+                                               headers={**headers, **target.headers},
+                                               extensions=target.extensions, timeout=self.timeout_s)
+                response = await client.send(request)
             finally:
                 if self._client is None:
                     await client.aclose()

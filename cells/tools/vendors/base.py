@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from cells.tools.base import ToolAdapter, ToolError
-from cells.tools.http import _check_address
+from cells.tools.http import pinned_target
 
 log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 8.0
@@ -73,12 +73,13 @@ class VendorHttp:
                       headers: Mapping[str, str] | None = None) -> Any:
         """The parsed JSON of a 2xx answer; a ToolError for anything else."""
         url = self.base_url.rstrip("/") + path
-        await _check_address(url, self.allow_private)
-        client = self.client or httpx.AsyncClient(follow_redirects=False)
+        target = await pinned_target(url, self.allow_private)  # resolved once, sent to the checked address
+        client = self.client or httpx.AsyncClient(follow_redirects=False, trust_env=False)
         try:
-            response = await client.request(method, url, json=json_body, data=form, params=params,
-                                            headers={**self.headers, **(headers or {})}, auth=self.auth,
-                                            timeout=self.timeout_s)
+            response = await client.request(method, target.url, json=json_body, data=form, params=params,
+                                            headers={**self.headers, **(headers or {}), **target.headers},
+                                            auth=self.auth, timeout=self.timeout_s,
+                                            extensions=target.extensions)
         except httpx.TimeoutException:
             raise ToolError("vendor_timeout", f"{self.vendor} did not answer in time") from None
         except httpx.HTTPError as exc:
