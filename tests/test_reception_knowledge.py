@@ -78,6 +78,24 @@ def test_tasks_and_calendar_facts_stay_with_the_rules(knowledge: LocalKnowledgeS
     assert "park free" in facts.say("Where can I park?")  # parking only the file knows
 
 
+@pytest.mark.parametrize("question", ["How much is a tooth extraction?",
+                                      "How much does it cost to take a tooth out?"])
+def test_a_price_only_the_files_know_comes_from_the_files(knowledge: LocalKnowledgeSearch,
+                                                          question: str) -> None:
+    """The calendar lists no extraction; its generic price list would not answer the question."""
+    reply = FakeCall(policy(knowledge)).say(question)
+    assert "Extraction of a tooth" in reply and "120 dollars" in reply and "For example" not in reply
+
+
+@pytest.mark.parametrize("question", ["What are your prices?", "How long does an extraction take?"])
+def test_a_price_question_the_files_answer_about_something_else_gets_the_calendars_list(
+        knowledge: LocalKnowledgeSearch, question: str) -> None:
+    """Nothing named, or a nearest passage about another treatment (whitening's visits for an
+    extraction's length): the calendar's own list, never a row that merely sits nearby."""
+    reply = FakeCall(policy(knowledge)).say(question)
+    assert reply.startswith("For example") and "crown" not in reply and "trays" not in reply
+
+
 def test_without_knowledge_the_rules_answer_as_before() -> None:
     reply = FakeCall(ReceptionPolicy(clock=lambda: NOW)).say("Do you sell gift cards?")
     assert "don't know" not in reply

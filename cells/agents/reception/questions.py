@@ -10,6 +10,20 @@ from __future__ import annotations
 from cells.agents.reception.state import Action, DialogueState, Say
 from cells.dialogue.intents import Understanding
 from cells.dialogue.knowledge_answer import KnowledgeAnswers, is_question
+from cells.knowledge.lexical import tokens
+
+# Words of any price or duration question: what is left names the thing asked about.
+_FACT_WORDS = frozenset(
+    "much cost costs price prices priced charge charges fee fees pay long take takes time minutes hours "
+    "dollars expensive cheap usually normally roughly about just tell know like would could please hi "
+    "hello um uh so well also then one any some".split())
+
+
+def _names_its_subject(question: str, answer: str) -> bool:
+    """Whether the answer speaks of what the question names (word stems beyond the price words): a
+    generic "what are your prices?" names nothing, and a passage about something else is not taken."""
+    named = {t[:5] for t in tokens(question) if t not in _FACT_WORDS}
+    return bool(named & {t[:5] for t in tokens(answer)})
 
 
 class FreeQuestionSteps:
@@ -33,9 +47,12 @@ class FreeQuestionSteps:
         about the caller's own appointment ("can I move it?") stays a task."""
         if s.flow is not None or s.expecting not in ("intent", "anything_else"):
             return self._aside(s, u)
-        if self.knowledge is None or not self._for_knowledge(u):
+        unlisted = self._unlisted_fact(u)
+        if self.knowledge is None or not (unlisted or self._for_knowledge(u)):
             return None
         reply = self.knowledge.lookup(u.text)  # fetched by the policy before this replay
+        if unlisted and (reply is None or not reply.known or not _names_its_subject(u.text, reply.text)):
+            return None  # the rules' own price list or durations, as before
         s.failures = 0
         if reply is not None and reply.known:
             s.expecting = "anything_else"
@@ -45,6 +62,15 @@ class FreeQuestionSteps:
         s.last_prompt = "Would you like me to transfer you to someone at the front desk?"
         text = reply.text if reply is not None else "I'm sorry, I can't look that up right now."
         return [Say(text), Say(s.last_prompt)]
+
+    _TASK_INTENTS = frozenset({"book", "move", "cancel", "human", "goodbye", "abort"})
+
+    def _unlisted_fact(self, u: Understanding) -> bool:
+        """A price or duration question about nothing in the clinic's service list ("how much is an
+        extraction?"): the knowledge answers it when it knows, else the rules give their own list."""
+        return (bool({"price", "duration"} & set(u.intents)) and u.service is None and is_question(u.text)
+                and not (set(u.intents) & self._TASK_INTENTS)
+                and all(v is None for v in (u.date, u.time, u.phone, u.name)))
 
     def _for_knowledge(self, u: Understanding) -> bool:
         """Whether the turn is a free question: no task, no slot, no calendar fact."""
