@@ -61,7 +61,8 @@ class FlowAgent(CallAgent):
         self.opening = FlowRules(flow, env.clock).opening()
         greeting = f"Thank you for calling {name}. I'm an AI assistant, and this call may be recorded."
         self.assemble(name=name, domain=Domain(), tools=tools, greeting=f"{greeting} {self.opening}".strip(),
-                      providers=_providers(env), context={"flow": flow, "clock": env.clock},
+                      providers=_providers(env),
+                      context={"flow": flow, "clock": env.clock, "knowledge": env.knowledge},
                       transfer_number=env.transfer_number)
 
     def plain_greeting(self) -> str:

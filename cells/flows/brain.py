@@ -9,6 +9,11 @@ failed). A failed tool is never followed by the node that says it was done.
 
 State is rebuilt on every turn by replaying the history (user turns and tool results), like the
 clinic's policy, so a call resumed on another worker continues from its messages alone.
+
+With the agent's knowledge (its documents: the hotel's rooms and house rules, the job's pay and shifts),
+a question asked instead of an answer ("can I bring my dog?" when asked for the arrival date) is
+answered from the best passage, or honestly not known, and the same question is asked again; each
+reply is fetched once and found again by every later replay (cells.dialogue.knowledge_answer).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from typing import Any
 
 from cells.contract.flow_rules import assess
 from cells.contract.flows import Flow, Node, SlotDef
+from cells.contract.knowledge import KnowledgeSearch
 from cells.dialogue.actions import Action, Call, Say
+from cells.dialogue.knowledge_answer import UNAVAILABLE, KnowledgeAnswers, is_question
 from cells.flows.slots import HINTS, read_choice, read_slot, say_value
-from cells.providers.base import Message, TextDelta, ToolCall, ToolSpec
+from cells.providers.base import Grounding, Message, TextDelta, ToolCall, ToolSpec
 
 MAX_UNCLEAR = 3  # unanswered questions in a row before the caller is put through to a person
 _MAX_HOPS = 32  # transitions in one turn: a loop of slot-less nodes stops here
@@ -62,9 +69,17 @@ class FlowRules:
 
     confirms_mutations = False  # the call loop's gate confirms every mutating call
 
-    def __init__(self, flow: Flow, clock: Callable[[], datetime] = datetime.now) -> None:
+    def __init__(self, flow: Flow, clock: Callable[[], datetime] = datetime.now,
+                 knowledge: KnowledgeSearch | None = None) -> None:
         self.flow = flow
         self.clock = clock
+        # Only the answer or the apology is said, no offer: the flow's question comes straight back.
+        self.knowledge = KnowledgeAnswers(knowledge) if knowledge is not None else None
+
+    def warm_up(self) -> None:
+        """Loads an in-memory knowledge index now (blocking), so no caller's first question pays for it."""
+        if self.knowledge is not None:
+            self.knowledge.warm_up()
 
     # --- what the call loop calls -------------------------------------------------------------------
 
@@ -74,8 +89,13 @@ class FlowRules:
         return " ".join(a.text for a in self._enter(s, self.flow.start) if isinstance(a, Say))
 
     async def complete(self, messages: Sequence[Message],
-                       tools: Sequence[ToolSpec] = ()) -> AsyncIterator[TextDelta | ToolCall]:
-        _, actions, first_id = self._replay(messages)
+                       tools: Sequence[ToolSpec] = ()) -> AsyncIterator[TextDelta | ToolCall | Grounding]:
+        _, actions, first_id = await self._replay_with_knowledge(messages)
+        last = next((m for m in reversed(messages) if _field(m, "role") == "user"), None)
+        if self.knowledge is not None and last is not None:
+            passages = self.knowledge.grounding(str(_field(last, "content") or ""))
+            if passages:  # what a knowledge answer says is the business's fact (cells.call.claims)
+                yield Grounding(passages)
         offered = {t.name for t in tools}
         n = first_id
         said = 0
@@ -102,6 +122,18 @@ class FlowRules:
         return self._replay(messages)[0]
 
     # --- replay -------------------------------------------------------------------------------------
+
+    async def _replay_with_knowledge(self, messages: Sequence[Message]
+                                     ) -> tuple[FlowState, list[Action], int]:
+        """The replay, after fetching the knowledge replies its questions missed (once each)."""
+        if self.knowledge is None:
+            return self._replay(messages)
+        with self.knowledge.collecting() as missed:
+            replayed = self._replay(messages)
+        if not missed:
+            return replayed
+        await self.knowledge.fetch(missed)
+        return self._replay(messages)
 
     def _replay(self, messages: Sequence[Message]) -> tuple[FlowState, list[Action], int]:
         s = FlowState(self.flow.start)
@@ -146,6 +178,9 @@ class FlowRules:
             slot = self.flow.slot(s.asking)
             assert slot is not None
             value = self._read(slot, text)
+            if value is None and self.knowledge is not None and is_question(text):
+                reply = self.knowledge.lookup(text)  # fetched before this replay
+                return [Say(reply.text if reply is not None else UNAVAILABLE), Say(slot.ask)]
             if value is None:
                 s.unclear += 1
                 if s.unclear >= MAX_UNCLEAR:

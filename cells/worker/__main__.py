@@ -17,7 +17,7 @@ from pathlib import Path
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
-from cells.agent import CallAgent, agent_from_spec
+from cells.agent import AgentEnv, CallAgent, agent_from_spec
 from cells.contract.call_token import MIN_SECRET_BYTES, SECRET_ENV
 from cells.contract.redaction import install_log_redaction
 from cells.contract.twilio_signature import SHARED_KEYS_ENV, parse_shared_keys
@@ -38,10 +38,12 @@ def expand_public_url(template: str, hostname: str) -> str:
     return template.replace("{hostname}", hostname.lower())
 
 
-def _agent_from_file(path: Path, data_dir: Path, transfer_number: str | None) -> CallAgent:
+def _agent_from_file(path: Path, data_dir: Path, transfer_number: str | None,
+                     knowledge: LocalKnowledgeSearch | None = None) -> CallAgent:
     try:
         spec = json.loads(path.read_text())
-        return agent_from_spec(spec, data_dir=data_dir, transfer_number=transfer_number)
+        return agent_from_spec(spec, data_dir=data_dir, transfer_number=transfer_number,
+                               env=AgentEnv(knowledge=knowledge))
     except (OSError, ValueError) as exc:  # a bad record stops the worker before it takes a call
         raise SystemExit(f"cannot run the agent in {path}: {exc}") from None
 def local_knowledge(paths: list[Path], cache_dir: Path) -> LocalKnowledgeSearch:
@@ -127,13 +129,15 @@ def main(argv: list[str] | None = None) -> int:
                               capacity=args.capacity, pcm_streams=args.pcm_streams,
                               max_calls=args.max_calls or args.capacity, **extra)  # type: ignore[arg-type]
     agent = None  # the app builds the embedded demo agent
+    knowledge = (local_knowledge(args.knowledge, args.data_dir / "knowledge")
+                 if args.knowledge and not args.nats_url and args.profile == "embedded" else None)
     if args.agent_spec is not None:
         if args.nats_url:
             parser.error("--agent-spec is for the embedded worker (a cell worker gets agents with its calls)")
-        agent = _agent_from_file(args.agent_spec, args.data_dir, settings.transfer_number)
-    if args.knowledge and agent is None and not args.nats_url and args.profile == "embedded":
+        agent = _agent_from_file(args.agent_spec, args.data_dir, settings.transfer_number, knowledge)
+    if knowledge is not None and agent is None:
         agent = ReceptionAgent(data_dir=args.data_dir, transfer_number=settings.transfer_number,
-                               knowledge=local_knowledge(args.knowledge, args.data_dir / "knowledge"))
+                               knowledge=knowledge)
     if args.profile == "instant":
         # Imported here only: the zero-latency providers belong to the load tests, never to real calls.
         from loadtest.calls.instant_profile import instant_agent, provider_config
