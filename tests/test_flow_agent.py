@@ -242,3 +242,23 @@ def test_the_recogniser_model_uses_the_sentences_an_agent_declares_and_no_clinic
     assert not any(s.startswith("bring my bike in on ") for s in plain)
     clinic = agent_from_spec({"id": "c1", "vertical": "reception"}, data_dir=None)
     assert any("appointment" in t for t in clinic.domain.templates)  # the clinic declares its own
+
+
+def test_whisper_hears_each_agent_with_its_own_examples_and_no_clinics_by_default() -> None:
+    """The prompt Whisper continues at each turn (WhisperStt.transcribe: turn_prompt over the agent's
+    Domain) names the clinic's services only for the clinic: the bike shop's open and choice turns are
+    prompted with neutral words, the clinic's with the examples it declares."""
+    from cells.providers.stt.context import HINTS
+    from cells.providers.stt.whisper_prompt import domain_prompt, turn_prompt
+
+    def prompts(agent: Any) -> list[str]:
+        return [turn_prompt(domain_prompt(agent.domain), hint, agent.domain.examples) or ""
+                for hint in (None, *HINTS)]
+
+    dental = ("check-up", "cleaning", "filling")
+    bike = prompts(build("http://127.0.0.1:9/book"))
+    assert not [p for p in bike if any(w in p.lower() for w in dental)], bike
+    assert "Monday at 10" in bike[0]  # the neutral open-question example: a day, a time, a name
+    clinic = agent_from_spec({"id": "c1", "vertical": "reception"}, data_dir=None)
+    open_turn, service = prompts(clinic)[0], prompts(clinic)[1 + HINTS.index("service")]
+    assert "come in for a check-up on Monday" in open_turn and "A cleaning, please." in service
