@@ -68,6 +68,8 @@ def test_the_tree_keeps_every_contract() -> None:
      "cells.dialogue.chunker -> cells.agents.reception.clinic"),
     ("cells/call/session.py", "from cells.telephony import twilio_media", "call-loop-carrier-neutral",
      "cells.call.session -> cells.telephony"),
+    ("cells/call/confirmation.py", "from cells.dialogue.intents import understand",
+     "booking-reader-with-its-vertical", "cells.call.confirmation -> cells.dialogue.intents"),
     ("regions/catalogue.py", "import cells.contract.jetstream", "shared-below-planes",
      "regions.catalogue -> cells.contract.jetstream"),
 ])

@@ -29,7 +29,8 @@ from cells.agents.reception.replies import (
 )
 from cells.agents.reception.results import ToolResultSteps
 from cells.agents.reception.state import Action, Call, DialogueState, Say
-from cells.dialogue.intents import NAME_CUES, Understanding, choose_option, find_name, understand
+from cells.dialogue.answers import NAME_CUES, choose_option
+from cells.dialogue.intents import Understanding, find_name, understand
 from cells.dialogue.knowledge_answer import is_question
 from cells.dialogue.parsing import MONTHS
 from cells.dialogue.semantic import SemanticReader
