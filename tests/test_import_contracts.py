@@ -70,6 +70,8 @@ def test_the_tree_keeps_every_contract() -> None:
      "cells.call.session -> cells.telephony"),
     ("cells/call/confirmation.py", "from cells.dialogue.intents import understand",
      "booking-reader-with-its-vertical", "cells.call.confirmation -> cells.dialogue.intents"),
+    ("cells/worker/coordinated.py", "from cells.telephony.twilio_media import Start",
+     "worker-lifecycle-carrier-neutral", "cells.worker.coordinated -> cells.telephony.twilio_media"),
     ("regions/catalogue.py", "import cells.contract.jetstream", "shared-below-planes",
      "regions.catalogue -> cells.contract.jetstream"),
 ])

@@ -36,7 +36,7 @@ from cells.telephony.twilio_ws import (
     MediaSocketSettings,
     media_stream_blueprint,
 )
-from cells.worker.agent import ReceptionAgent
+from cells.worker.agent import CallAgent, ReceptionAgent
 from cells.worker.assignments import Assignments
 from cells.worker.calls import CallLog
 from cells.worker.coordinated import Coordination
@@ -142,7 +142,7 @@ def _serve_streams(app: Quart, settings: WorkerSettings, tokens: CallTokenAuthor
                                                     resolve_call=resolve_call, on_stream=on_stream))
 
 
-def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) -> Quart:
+def create_app(settings: WorkerSettings, agent: CallAgent | None = None) -> Quart:
     app = Quart(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     tokens = CallTokenAuthority(settings.call_token_secret)
@@ -176,7 +176,7 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
                              transfer_number=settings.transfer_number, telemetry=telemetry)
     # Both modes find a stream's agent the same way (the slot request assigned the call to it) and run
     # it the same way; they differ in what they are connected to: NATS, or in-process stand-ins.
-    assignments = coord.assignments if coord is not None else Assignments[ReceptionAgent]()
+    assignments = coord.assignments if coord is not None else Assignments[CallAgent]()
     streams: Coordination | LocalCalls = coord if coord is not None else LocalCalls(
         CallLog(settings.data_dir), assignments, telemetry, settings.stream_url)
 
@@ -187,10 +187,10 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
                            {"call_id": req.call_id, "agent_id": req.agent_id}, agents[req.agent_id])
         return WorkerSlot(settings.stream_url, worker_id=settings.stream_url)
 
-    async def resolve_call(claims: CallClaims, start: Any) -> ReceptionAgent | None:
+    async def resolve_call(claims: CallClaims, start: Any) -> CallAgent | None:
         return await assignments.resolve(claims)
 
-    async def on_stream(transport: Any, accepted: AcceptedStream[ReceptionAgent]) -> None:
+    async def on_stream(transport: Any, accepted: AcceptedStream[CallAgent]) -> None:
         start, call_id = accepted.start, accepted.claims.call_id
         transfer_to = accepted.call.call.transfer_number if accepted.call.call else None
         active[call_id] = accepted.call
