@@ -242,6 +242,26 @@ def test_the_recogniser_model_uses_the_sentences_an_agent_declares_and_no_clinic
     assert not any(s.startswith("bring my bike in on ") for s in plain)
     clinic = agent_from_spec({"id": "c1", "vertical": "reception"}, data_dir=None)
     assert any("appointment" in t for t in clinic.domain.templates)  # the clinic declares its own
+    bare = domain_sentences(Domain(), size=3000)  # an agent that declares nothing (a flow of typed slots)
+    assert not any(w in s for s in bare for w in ("appointment", "doctor")), [
+        s for s in bare if "appointment" in s or "doctor" in s][:5]
+
+
+def test_a_flow_agent_declares_the_options_it_offers_to_the_recogniser() -> None:
+    """The flow agent's vocabulary is its choice slots' options (the hotel's room types); a flow of
+    typed slots only (the bike shop) declares none, and no clinic's."""
+    from cells.contract.flows import main_flow, read_flows
+    from cells.flows.agent import flow_domain
+    from cells.providers.stt.whisper_prompt import domain_prompt
+
+    flow = main_flow(read_flows({"main": {"start": "ask", "states": {"ask": {
+        "slots": [{"name": "wheel", "type": "choice", "ask": "Front or back?",
+                   "options": ["front wheel", {"value": "back wheel", "words": ["rear"]}]}],
+        "end": True}}}}, []))
+    assert flow_domain(flow).services == ["back wheel", "front wheel"]
+    assert domain_prompt(flow_domain(flow)) == "Back wheel, Front wheel."
+    shop = build("http://127.0.0.1:9/book")
+    assert shop.domain.services == [] and shop.domain.names == []
 
 
 def test_whisper_hears_each_agent_with_its_own_examples_and_no_clinics_by_default() -> None:
