@@ -7,8 +7,8 @@ from datetime import date, time
 import pytest
 
 from cells.agents.reception.clinic import default_clinic, stt_vocabulary
+from cells.agents.reception.intents import detect_intents, find_name, find_service, understand, yes_no
 from cells.dialogue.answers import choose_option
-from cells.dialogue.intents import detect_intents, find_name, find_service, understand, yes_no
 from cells.dialogue.parsing import parse_date, parse_time
 from cells.dialogue.spoken import parse_cardinal, parse_ordinal, parse_phone, tokenize
 

@@ -91,7 +91,7 @@ HOURS_QUESTIONS = [
 
 def test_callers_asking_for_the_opening_hours_are_understood(engine: EspeakEngine,
                                                              domain_stt: PocketsphinxStt) -> None:
-    from cells.dialogue.intents import detect_intents
+    from cells.agents.reception.intents import detect_intents
     from cells.dialogue.spoken import tokenize
 
     heard = [_final(domain_stt, spoken(engine, text, condition)) for text, condition in HOURS_QUESTIONS]

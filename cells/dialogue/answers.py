@@ -1,7 +1,7 @@
 """Answers any agent's questions get, read from a caller's turn in plain spoken English: yes or no
 (`yes_no`), the caller's name (`find_name`, `written_name`, `as_written`) and a pick among offered
 options by position (`choose_option`). No vertical's words live here: an agent passes its own (its
-services) as `not_names`. The booking reader (cells.dialogue.intents) and the call loop's confirmation
+services) as `not_names`. The booking reader (cells.agents.reception.intents) and the call loop's confirmation
 and hand-off build on it."""
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from cells.dialogue.saying import WEEKDAYS
 from cells.dialogue.spoken import find_phone, is_bare_number, number_runs, tokenize
 
 if TYPE_CHECKING:
-    from cells.dialogue.semantic import SemanticReader
+    from cells.agents.reception.semantic import SemanticReader
     from cells.nlu.intents import IntentMatch
 
 
@@ -308,7 +308,7 @@ def _name_expected(tokens: list[str], expecting: str | None) -> bool:
 def understand(text: str, today: date, clinic: Catalogue, expecting: str | None = None,
                reader: SemanticReader | None = None) -> Understanding:
     """The rules' reading of a turn; with a `reader`, the embedding matcher's where the rules fall short
-    (cells.dialogue.semantic: at open questions, and for a service the synonyms miss)."""
+    (cells.agents.reception.semantic: at open questions, and for a service the synonyms miss)."""
     text = _CORRECTION_ORDER.sub(r"\2 not \1", text)  # "not 12, 11" -> "11 not 12": the comma goes
     tokens = tokenize(text)
     u = Understanding(text=text, tokens=tokens)
