@@ -232,7 +232,7 @@ def test_the_address_guard_refuses_what_is_not_public(url: str, message: str) ->
 
 def test_the_recogniser_model_uses_the_sentences_an_agent_declares_and_no_clinics_by_default() -> None:
     from cells.providers.stt.context import Domain
-    from cells.providers.stt.domain_lm import domain_sentences
+    from cells.providers.stt.domain_lm import GENERAL, domain_sentences
 
     plain = domain_sentences(Domain(services=["repair"], names=["sam jones"]), size=3000)
     declared = domain_sentences(Domain(services=["repair"], names=["sam jones"],
@@ -245,6 +245,8 @@ def test_the_recogniser_model_uses_the_sentences_an_agent_declares_and_no_clinic
     bare = domain_sentences(Domain(), size=3000)  # an agent that declares nothing (a flow of typed slots)
     assert not any(w in s for s in bare for w in ("appointment", "doctor")), [
         s for s in bare if "appointment" in s or "doctor" in s][:5]
+    # Nor does the general English every agent's model mixes in speak of teeth.
+    assert not any(w in GENERAL for w in ("tooth", "filling", "gums"))
 
 
 def test_a_flow_agent_declares_the_options_it_offers_to_the_recogniser() -> None:

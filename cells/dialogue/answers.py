@@ -40,7 +40,7 @@ _RELATIONS = ("wife", "husband", "son", "daughter", "mother", "mom", "mum", "fat
 _NAME_INTROS = (("my", "name", "is"), ("the", "name", "is"), ("name", "is"), ("names",), ("name",),
                 ("this", "is"), ("i", "am"), ("im",), ("call", "me"), ("under",), ("its",), ("it", "is"),
                 ("patient",), ("as",), *(("my", r) for r in _RELATIONS))
-# Only count when the name was asked for ("its tuesday", "as soon as", "my son has a toothache").
+# Only count when the name was asked for ("its tuesday", "as soon as", "my son has a cold").
 _WEAK_INTROS = {("its",), ("it", "is"), ("under",), ("name",), ("as",), *(("my", r) for r in _RELATIONS)}
 _SURNAME_INTROS = (("last", "name"), ("surname",), ("family", "name"), ("second", "name"))
 _SELF_NAMED_AFTER = {"here", "calling", "speaking"}  # "john smith here"

@@ -168,7 +168,8 @@ def stt_vocabulary(clinic: ClinicConfig | None = None) -> dict[str, list[str]]:
     names = sorted(set(dentists) | set(_COMMON_NAMES))
     phrases = [
         "i would like to book an appointment", "i want to make an appointment",
-        "can i book a cleaning", "i need a filling", "i have a toothache", "i need to cancel my appointment",
+        "can i book a cleaning", "i need a filling", "i have a toothache", "my tooth hurts",
+        "i lost a filling", "my gums are bleeding", "i need to cancel my appointment",
         "i need to move my appointment", "can i reschedule", "what are your hours", "when are you open",
         "are you open on saturday", "how much is a cleaning", "what services do you offer",
         "where are you located", "can i talk to a real person", "yes please", "no thank you",

@@ -113,11 +113,7 @@ are you open on sunday
 i'm running late
 i'm stuck in traffic
 i'll be there in ten minutes
-my tooth hurts
-i have a toothache
 it's an emergency
-i lost a filling
-my gums are bleeding
 can i talk to a person
 can i talk to a real person
 i want to speak to the manager
