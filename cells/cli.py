@@ -96,42 +96,9 @@ def _call(args: argparse.Namespace) -> int:
                     voice=args.voice or "en-us+f2", rate_wpm=args.rate)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="autospeak", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo", help="run a generated phone call through the media core and print figures")
-    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated network")
-    demo.add_argument("--loss", type=float, default=0.03, help="mean packet loss of the simulated network")
-    demo.set_defaults(func=_demo)
-
-    call = sub.add_parser("call", help="call an embedded worker as Twilio does, with a scripted caller")
-    call.add_argument("--agent", choices=("reception", "recruit", "stay"), default="reception",
-                      help="which demo agent: the clinic, the warehouse job's phone screen or the hotel")
-    call.add_argument("--script", default="booking",
-                      help="booking, hours, barge-in, or a caller's own phrasing: one-breath, change-day, "
-                           "phone-pause, casual-yes, move, ask-person; with --agent recruit: screen; "
-                           "with --agent stay: reserve, no-booking")
-    call.add_argument("--voice", default=None,
-                      help="the caller's eSpeak NG voice[+variant], e.g. en-gb, en-gb-scotland+f3, en-us+m3 "
-                           "(default en-us+f2 for the clinic, en-gb+m3 for recruit and stay)")
-    call.add_argument("--rate", type=int, default=170, help="the caller's speaking rate in words per minute")
-    call.add_argument("--data-dir", type=Path, default=None, help="where the call's files go")
-    call.add_argument("--url", default=None, help="call a worker already running at this URL")
-    call.add_argument("--stack", type=Path, nargs="?", const=Path("autospeak-data"), default=None,
-                      help="call the demo number of a running `autospeak up` (its data directory)")
-    call.add_argument("--region", choices=("eu", "in", "us"), default="eu", help="with --stack: which cell")
-    call.set_defaults(func=_call)
-
-    from cells.launcher import up
-
-    up.add_parser(sub)
-    from evals.bench import cli as eval_cli
-
-    eval_cli.add_parser(sub)
+def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`autospeak bench <target>`: each prints figures against named references."""
     from loadtest.calls import loadtest_cmd
-
-    loadtest_cmd.add_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures against named references")
     bench_sub = bench.add_subparsers(dest="target", required=True)
@@ -182,6 +149,46 @@ def build_parser() -> argparse.ArgumentParser:
     turn.add_argument("--quick", action="store_true", help="no single words, quiet line and 10 dB only")
     turn.set_defaults(func=lambda a: __import__("evals.turn.bench", fromlist=["m"]).main(a.manifest, a.only,
                                                                                          a.quick))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autospeak", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run a generated phone call through the media core and print figures")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated network")
+    demo.add_argument("--loss", type=float, default=0.03, help="mean packet loss of the simulated network")
+    demo.set_defaults(func=_demo)
+
+    call = sub.add_parser("call", help="call an embedded worker as Twilio does, with a scripted caller")
+    call.add_argument("--agent", choices=("reception", "recruit", "stay"), default="reception",
+                      help="which demo agent: the clinic, the warehouse job's phone screen or the hotel")
+    call.add_argument("--script", default="booking",
+                      help="booking, hours, barge-in, or a caller's own phrasing: one-breath, change-day, "
+                           "phone-pause, casual-yes, move, ask-person; with --agent recruit: screen; "
+                           "with --agent stay: reserve, no-booking")
+    call.add_argument("--voice", default=None,
+                      help="the caller's eSpeak NG voice[+variant], e.g. en-gb, en-gb-scotland+f3, en-us+m3 "
+                           "(default en-us+f2 for the clinic, en-gb+m3 for recruit and stay)")
+    call.add_argument("--rate", type=int, default=170, help="the caller's speaking rate in words per minute")
+    call.add_argument("--data-dir", type=Path, default=None, help="where the call's files go")
+    call.add_argument("--url", default=None, help="call a worker already running at this URL")
+    call.add_argument("--stack", type=Path, nargs="?", const=Path("autospeak-data"), default=None,
+                      help="call the demo number of a running `autospeak up` (its data directory)")
+    call.add_argument("--region", choices=("eu", "in", "us"), default="eu", help="with --stack: which cell")
+    call.set_defaults(func=_call)
+
+    from cells.launcher import up
+
+    up.add_parser(sub)
+    from evals.bench import cli as eval_cli
+
+    eval_cli.add_parser(sub)
+    from loadtest.calls import loadtest_cmd
+
+    loadtest_cmd.add_parser(sub)
+
+    _add_bench(sub)
     return parser
 
 

@@ -13,8 +13,8 @@ import pytest
 from reception_harness import NOW, FakeCall
 
 from cells.agents.reception.clinic import default_clinic
+from cells.agents.reception.intents import detect_intents, find_name, understand, yes_no
 from cells.agents.reception.state import DialogueState
-from cells.dialogue.intents import detect_intents, find_name, understand, yes_no
 from cells.dialogue.parsing import parse_date, parse_time
 from cells.dialogue.spoken import parse_phone, tokenize
 from cells.providers.base import ToolCall

@@ -7,7 +7,8 @@ from datetime import date, time
 import pytest
 
 from cells.agents.reception.clinic import default_clinic, stt_vocabulary
-from cells.dialogue.intents import choose_option, detect_intents, find_name, find_service, understand, yes_no
+from cells.agents.reception.intents import detect_intents, find_name, find_service, understand, yes_no
+from cells.dialogue.answers import choose_option
 from cells.dialogue.parsing import parse_date, parse_time
 from cells.dialogue.spoken import parse_cardinal, parse_ordinal, parse_phone, tokenize
 
@@ -232,3 +233,15 @@ def test_stt_vocabulary_is_plain_lists() -> None:
     assert set(vocab) == {"services", "names", "phrases", "words", "templates"}
     assert "cleaning" in vocab["services"] and "doctor patel" in vocab["names"]
     assert all(isinstance(w, str) and w == w.lower() for w in vocab["words"])
+
+
+def test_the_neutral_answers_take_an_agents_own_words_and_the_clinic_keeps_its_own() -> None:
+    """cells.dialogue.answers knows no vertical's words: an agent names its own as no names."""
+    from cells.dialogue import answers
+
+    said = tokenize("puncture please")
+    assert answers.find_name(said, expecting=True) == "Puncture"
+    assert answers.find_name(said, expecting=True, not_names={"puncture"}) is None
+    assert answers.find_name(tokenize("cleaning please"), expecting=True) == "Cleaning"
+    assert find_name(tokenize("cleaning please"), expecting=True) is None  # the clinic's reader
+    assert answers.find_name(tokenize("its anna kowalski"), expecting=True) == "Anna Kowalski"

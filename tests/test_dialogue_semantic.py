@@ -1,4 +1,4 @@
-"""The receptionist reads callers by meaning where its rules fall short (cells/dialogue/semantic.py):
+"""The receptionist reads callers by meaning where its rules fall short (cells/agents/reception/semantic.py):
 move and cancel requests the rules took for bookings, a service named in the caller's own words,
 off-topic turns left unread, and the rules alone when the model is not installed."""
 
@@ -14,9 +14,9 @@ import pytest
 from reception_harness import NOW, FakeCall
 
 from cells.agents.reception.clinic import default_clinic
+from cells.agents.reception.intents import understand
 from cells.agents.reception.policy import ReceptionPolicy
-from cells.dialogue.intents import understand
-from cells.dialogue.semantic import SemanticReader, combine, service_options, shared_reader
+from cells.agents.reception.semantic import SemanticReader, combine, service_options, shared_reader
 from cells.nlu import embeddings
 from cells.nlu.intents import IntentMatch, match_option
 
@@ -179,7 +179,7 @@ def test_without_the_model_the_brain_reads_by_rules_and_says_so_once(
         embeddings.get_encoder()
     reader = SemanticReader()
     policy = ReceptionPolicy(clock=lambda: NOW, reader=reader)
-    with caplog.at_level(logging.WARNING, logger="cells.dialogue.semantic"):
+    with caplog.at_level(logging.WARNING, logger="cells.agents.reception.semantic"):
         assert policy.warm_up() is False
         call = FakeCall(policy)
         call.say(*MISREAD[1][:1])  # read as the rules read it

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from cells.agents.reception.clinic import default_clinic
-from cells.dialogue.intents import understand
+from cells.agents.reception.intents import understand
 from evals.dialogue.conversations import CONVERSATIONS, FRESH, Conversation
 from evals.dialogue.harness import NOW, FakeCall
 from evals.dialogue.paraphrases import check_phrasing, run_conversation

@@ -232,7 +232,7 @@ def test_the_address_guard_refuses_what_is_not_public(url: str, message: str) ->
 
 def test_the_recogniser_model_uses_the_sentences_an_agent_declares_and_no_clinics_by_default() -> None:
     from cells.providers.stt.context import Domain
-    from cells.providers.stt.domain_lm import domain_sentences
+    from cells.providers.stt.domain_lm import GENERAL, domain_sentences
 
     plain = domain_sentences(Domain(services=["repair"], names=["sam jones"]), size=3000)
     declared = domain_sentences(Domain(services=["repair"], names=["sam jones"],
@@ -242,3 +242,45 @@ def test_the_recogniser_model_uses_the_sentences_an_agent_declares_and_no_clinic
     assert not any(s.startswith("bring my bike in on ") for s in plain)
     clinic = agent_from_spec({"id": "c1", "vertical": "reception"}, data_dir=None)
     assert any("appointment" in t for t in clinic.domain.templates)  # the clinic declares its own
+    bare = domain_sentences(Domain(), size=3000)  # an agent that declares nothing (a flow of typed slots)
+    assert not any(w in s for s in bare for w in ("appointment", "doctor")), [
+        s for s in bare if "appointment" in s or "doctor" in s][:5]
+    # Nor does the general English every agent's model mixes in speak of teeth.
+    assert not any(w in GENERAL for w in ("tooth", "filling", "gums"))
+
+
+def test_a_flow_agent_declares_the_options_it_offers_to_the_recogniser() -> None:
+    """The flow agent's vocabulary is its choice slots' options (the hotel's room types); a flow of
+    typed slots only (the bike shop) declares none, and no clinic's."""
+    from cells.contract.flows import main_flow, read_flows
+    from cells.flows.agent import flow_domain
+    from cells.providers.stt.whisper_prompt import domain_prompt
+
+    flow = main_flow(read_flows({"main": {"start": "ask", "states": {"ask": {
+        "slots": [{"name": "wheel", "type": "choice", "ask": "Front or back?",
+                   "options": ["front wheel", {"value": "back wheel", "words": ["rear"]}]}],
+        "end": True}}}}, []))
+    assert flow_domain(flow).services == ["back wheel", "front wheel"]
+    assert domain_prompt(flow_domain(flow)) == "Back wheel, Front wheel."
+    shop = build("http://127.0.0.1:9/book")
+    assert shop.domain.services == [] and shop.domain.names == []
+
+
+def test_whisper_hears_each_agent_with_its_own_examples_and_no_clinics_by_default() -> None:
+    """The prompt Whisper continues at each turn (WhisperStt.transcribe: turn_prompt over the agent's
+    Domain) names the clinic's services only for the clinic: the bike shop's open and choice turns are
+    prompted with neutral words, the clinic's with the examples it declares."""
+    from cells.providers.stt.context import HINTS
+    from cells.providers.stt.whisper_prompt import domain_prompt, turn_prompt
+
+    def prompts(agent: Any) -> list[str]:
+        return [turn_prompt(domain_prompt(agent.domain), hint, agent.domain.examples) or ""
+                for hint in (None, *HINTS)]
+
+    dental = ("check-up", "cleaning", "filling")
+    bike = prompts(build("http://127.0.0.1:9/book"))
+    assert not [p for p in bike if any(w in p.lower() for w in dental)], bike
+    assert "Monday at 10" in bike[0]  # the neutral open-question example: a day, a time, a name
+    clinic = agent_from_spec({"id": "c1", "vertical": "reception"}, data_dir=None)
+    open_turn, service = prompts(clinic)[0], prompts(clinic)[1 + HINTS.index("service")]
+    assert "come in for a check-up on Monday" in open_turn and "A cleaning, please." in service

@@ -68,6 +68,10 @@ def test_the_tree_keeps_every_contract() -> None:
      "cells.dialogue.chunker -> cells.agents.reception.clinic"),
     ("cells/call/session.py", "from cells.telephony import twilio_media", "call-loop-carrier-neutral",
      "cells.call.session -> cells.telephony"),
+    ("cells/call/confirmation.py", "from cells.agents.reception.intents import understand",
+     "verticals-behind-the-seam", "cells.call.confirmation -> cells.agents.reception.intents"),
+    ("cells/worker/coordinated.py", "from cells.telephony.twilio_media import Start",
+     "worker-lifecycle-carrier-neutral", "cells.worker.coordinated -> cells.telephony.twilio_media"),
     ("regions/catalogue.py", "import cells.contract.jetstream", "shared-below-planes",
      "regions.catalogue -> cells.contract.jetstream"),
 ])

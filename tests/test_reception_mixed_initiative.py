@@ -13,10 +13,10 @@ from datetime import date
 import pytest
 
 from cells.agents.reception.clinic import default_clinic
+from cells.agents.reception.intents import detect_intents, find_name, understand
 from cells.agents.reception.policy import ReceptionPolicy
 from cells.agents.reception.replies import say_phone
 from cells.agents.reception.state import DialogueState
-from cells.dialogue.intents import detect_intents, find_name, understand
 from cells.dialogue.spoken import tokenize
 from cells.simulator.booking_check import check
 from cells.simulator.more_callers import MORE_CALLERS

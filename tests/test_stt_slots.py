@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cells.agents.reception.clinic import CALLER_EXAMPLES
 from cells.providers.base import EndOfTurn, Frame
 from cells.providers.stt.whisper_prompt import HINT_PROMPTS
 from cells.providers.stt.whisper_slots import ALLOWED, fits_slot, suppress_tokens
@@ -101,7 +102,7 @@ def test_a_spoken_number_is_written_in_digits_under_the_constraint(stt: WhisperS
 @needs_dev
 def test_a_real_recording_of_a_digit_decodes_to_the_digit(stt: WhisperStt) -> None:
     audio = dev_clip("sc_nine_fb495c43_nohash_0.wav").astype(np.float32) / 32768
-    prompt = HINT_PROMPTS[""]  # the open question's prompt: a request in words
+    prompt = CALLER_EXAMPLES[""]  # the clinic's open-question prompt: a request in words
     free = stt.engine.decode(audio, prompt)
     constrained = stt.engine.decode(audio, prompt, suppress=suppress_tokens(stt.engine.tokenizer, "digits"))
     assert re.search(r"[a-z]", free.text.lower()), free.text  # unconstrained it writes the word

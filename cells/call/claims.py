@@ -50,7 +50,7 @@ _NEGATION = re.compile(r"\b(not|never|couldn'?t|can'?t|cannot|wasn'?t|isn'?t|hav
 HONEST: dict[str, str] = {
     "booked": "I couldn't complete that booking; shall I take a message or put you through?",
     "cancelled": "I couldn't complete that cancellation; shall I take a message or put you through?",
-    "moved": "I couldn't move that appointment; shall I take a message or put you through?",
+    "moved": "I couldn't move that booking; shall I take a message or put you through?",
     "sent": "I couldn't send that; shall I take a message or put you through?",
     "confirmed": "I couldn't complete that; shall I take a message or put you through?",
 }

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
-from cells.dialogue.intents import yes_no
+from cells.dialogue.answers import yes_no
 from cells.dialogue.saying import say_date, say_time
 from cells.dialogue.spoken import tokenize
 from cells.providers.base import Message, ToolCall

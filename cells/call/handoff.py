@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cells.dialogue.intents import find_name
+from cells.dialogue.answers import find_name
 from cells.dialogue.spoken import tokenize
 from cells.providers.base import Message, ToolCall
 from cells.tools.base import TakeMessage, ToolRegistry

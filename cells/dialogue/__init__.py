@@ -1,5 +1,6 @@
-"""The dialogue layer: neutral spoken-English reading (parsing, spoken, intents, semantic), what any
-agent says (saying), and sentence chunking. No vertical lives here (the clinic is cells.agents.reception).
+"""The dialogue layer: neutral spoken-English reading (parsing, spoken, answers), what any agent says
+(saying), and sentence chunking. No vertical lives here (the clinic, with its booking reader, is
+cells.agents.reception).
 
 `SentenceChunker` turns any provider's text deltas into speakable chunks for TTS.
 """

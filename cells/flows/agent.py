@@ -42,6 +42,14 @@ def build_tool(tool: Mapping[str, Any], env: AgentEnv) -> ToolAdapter:
                     allow_private=env.allow_private_tools)
 
 
+def flow_domain(flow: Flow) -> Domain:
+    """What the flow tells the recogniser: the options its choice slots offer, in the words callers
+    choose them by (the hotel's room types). Its other answers are typed (a date, a number, a yes), and
+    the call loop hints those turn by turn."""
+    offered = {value for node in flow.nodes.values() for slot in node.slots for value, _ in slot.options}
+    return Domain(services=sorted(offered))
+
+
 def _providers(env: AgentEnv) -> registry.ProviderConfig:
     """The worker's providers, with the flow's rules as the brain where the defaults would pick one."""
     config = env.providers or registry.ProviderConfig()
@@ -60,8 +68,8 @@ class FlowAgent(CallAgent):
         self.flow = flow
         self.opening = FlowRules(flow, env.clock).opening()
         greeting = f"Thank you for calling {name}. I'm an AI assistant, and this call may be recorded."
-        self.assemble(name=name, domain=Domain(), tools=tools, greeting=f"{greeting} {self.opening}".strip(),
-                      providers=_providers(env),
+        self.assemble(name=name, domain=flow_domain(flow), tools=tools,
+                      greeting=f"{greeting} {self.opening}".strip(), providers=_providers(env),
                       context={"flow": flow, "clock": env.clock, "knowledge": env.knowledge},
                       transfer_number=env.transfer_number)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from cells.dialogue.intents import find_name, yes_no
+from cells.dialogue.answers import find_name, yes_no
 from cells.dialogue.parsing import parse_date, parse_time
 from cells.dialogue.saying import say_date, say_hhmm
 from cells.dialogue.spoken import find_phone, parse_cardinal, say_digits, tokenize

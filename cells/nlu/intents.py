@@ -6,8 +6,8 @@ against every intent by cosine similarity (an intent's score: the mean of its k 
 the best intent is returned only when it is both close enough (threshold) and clearly ahead of the
 runner-up (margin). Below either, `match` returns None: the "sorry, I didn't catch that" branch.
 
-How it plugs into the embedded brain: cells.dialogue.semantic. The rule-based reader
-(cells.dialogue.intents.understand) keeps reading slots and its context-dependent intents; at an open
+How it plugs into the embedded brain: cells.agents.reception.semantic. The rule-based reader
+(cells.agents.reception.intents.understand) keeps reading slots and its context-dependent intents; at an open
 question the matcher's intent is taken where the rules found none, or only a "book" read from the
 noun "appointment" (most of the rules' misses on new phrasings are such a "book" in a move or cancel
 request). python -m evals.nlu.intents compares the orders and the wired reading.

@@ -59,7 +59,7 @@ def local_knowledge(paths: list[Path], cache_dir: Path) -> LocalKnowledgeSearch:
     return LocalKnowledgeSearch(files, cache_dir=cache_dir)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cells.worker")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
@@ -87,6 +87,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--knowledge", type=Path, action="append", default=[],
                         help="a knowledge file (or a folder of them) the embedded agent answers questions "
                              "from, indexed in memory at start; repeatable")
+    return parser
+
+
+async def _serve(settings: WorkerSettings, agent: CallAgent | None, host: str, port: int) -> None:
+    """Serves the worker app until SIGINT/SIGTERM (a cell's worker hands its calls over first)."""
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.websocket_max_message_size = 64 * 1024
+    config.accesslog = None
+    stop = asyncio.Event()
+    app = create_app(settings, agent)
+    coord = app.extensions.get(COORDINATION)
+    stopping: list[asyncio.Task[None]] = []
+
+    async def hand_over_then_stop() -> None:
+        # A cell's worker first leaves the pool and hands its calls over (their state saved, events
+        # flushed, streams closed so that another worker resumes them); then the server stops.
+        try:
+            if coord is not None:
+                await coord.hand_over()
+        except Exception:
+            logging.getLogger(__name__).exception("handing calls over failed")
+        finally:
+            stop.set()
+
+    def on_signal() -> None:
+        if stopping:  # a second signal: stop now
+            stop.set()
+        else:
+            stopping.append(asyncio.get_running_loop().create_task(hand_over_then_stop()))
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.capacity < 1:
         parser.error("--capacity must be at least 1")
@@ -146,40 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.providers = provider_config()
         else:
             agent = instant_agent(args.data_dir, transfer_number=settings.transfer_number)
-    config = Config()
-    config.bind = [f"{args.host}:{args.port}"]
-    config.websocket_max_message_size = 64 * 1024
-    config.accesslog = None
-    stop = asyncio.Event()
-
-    async def run() -> None:
-        app = create_app(settings, agent)
-        coord = app.extensions.get(COORDINATION)
-        stopping: list[asyncio.Task[None]] = []
-
-        async def hand_over_then_stop() -> None:
-            # A cell's worker first leaves the pool and hands its calls over (their state saved, events
-            # flushed, streams closed so that another worker resumes them); then the server stops.
-            try:
-                if coord is not None:
-                    await coord.hand_over()
-            except Exception:
-                logging.getLogger(__name__).exception("handing calls over failed")
-            finally:
-                stop.set()
-
-        def on_signal() -> None:
-            if stopping:  # a second signal: stop now
-                stop.set()
-            else:
-                stopping.append(asyncio.get_running_loop().create_task(hand_over_then_stop()))
-
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, on_signal)
-        await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-
-    asyncio.run(run())
+    asyncio.run(_serve(settings, agent, args.host, args.port))
     return 0
 
 

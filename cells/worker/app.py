@@ -36,7 +36,7 @@ from cells.telephony.twilio_ws import (
     MediaSocketSettings,
     media_stream_blueprint,
 )
-from cells.worker.agent import ReceptionAgent
+from cells.worker.agent import CallAgent, ReceptionAgent
 from cells.worker.assignments import Assignments
 from cells.worker.calls import CallLog
 from cells.worker.coordinated import Coordination
@@ -142,7 +142,16 @@ def _serve_streams(app: Quart, settings: WorkerSettings, tokens: CallTokenAuthor
                                                     resolve_call=resolve_call, on_stream=on_stream))
 
 
-def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) -> Quart:
+def _coordination(settings: WorkerSettings, telemetry: WorkerTelemetry) -> Coordination:
+    """A cell worker's NATS side (slots, events, call state, recordings)."""
+    return Coordination(nats_url=settings.nats_url or "", region=settings.region,
+                        worker_id=settings.worker_id or settings.stream_url, stream_url=settings.stream_url,
+                        capacity=settings.capacity, data_dir=settings.data_dir,
+                        object_store=settings.object_store, providers=settings.providers,
+                        transfer_number=settings.transfer_number, telemetry=telemetry)
+
+
+def create_app(settings: WorkerSettings, agent: CallAgent | None = None) -> Quart:
     app = Quart(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     tokens = CallTokenAuthority(settings.call_token_secret)
@@ -168,15 +177,10 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
     for a in agents.values():
         telemetry.watch_providers(a.stt, a.brain, a.tts)
     if settings.nats_url:
-        coord = Coordination(nats_url=settings.nats_url, region=settings.region,
-                             worker_id=settings.worker_id or settings.stream_url,
-                             stream_url=settings.stream_url,
-                             capacity=settings.capacity, data_dir=settings.data_dir,
-                             object_store=settings.object_store, providers=settings.providers,
-                             transfer_number=settings.transfer_number, telemetry=telemetry)
+        coord = _coordination(settings, telemetry)
     # Both modes find a stream's agent the same way (the slot request assigned the call to it) and run
     # it the same way; they differ in what they are connected to: NATS, or in-process stand-ins.
-    assignments = coord.assignments if coord is not None else Assignments[ReceptionAgent]()
+    assignments = coord.assignments if coord is not None else Assignments[CallAgent]()
     streams: Coordination | LocalCalls = coord if coord is not None else LocalCalls(
         CallLog(settings.data_dir), assignments, telemetry, settings.stream_url)
 
@@ -187,10 +191,10 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
                            {"call_id": req.call_id, "agent_id": req.agent_id}, agents[req.agent_id])
         return WorkerSlot(settings.stream_url, worker_id=settings.stream_url)
 
-    async def resolve_call(claims: CallClaims, start: Any) -> ReceptionAgent | None:
+    async def resolve_call(claims: CallClaims, start: Any) -> CallAgent | None:
         return await assignments.resolve(claims)
 
-    async def on_stream(transport: Any, accepted: AcceptedStream[ReceptionAgent]) -> None:
+    async def on_stream(transport: Any, accepted: AcceptedStream[CallAgent]) -> None:
         start, call_id = accepted.start, accepted.claims.call_id
         transfer_to = accepted.call.call.transfer_number if accepted.call.call else None
         active[call_id] = accepted.call
@@ -222,7 +226,11 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
             await coord.stop()
         telemetry.shutdown()
 
-    @app.get("/healthz")
+    app.add_url_rule("/healthz", "healthz", _health(active, coord))
+    return app
+
+
+def _health(active: Mapping[str, Any], coord: Coordination | None) -> Any:
     async def healthz() -> dict[str, Any]:
         out: dict[str, Any] = {"ok": True, "active_calls": len(active)}
         if coord is not None:
@@ -230,4 +238,4 @@ def create_app(settings: WorkerSettings, agent: ReceptionAgent | None = None) ->
             out["ok"] = bool(out["nats"])
         return out
 
-    return app
+    return healthz

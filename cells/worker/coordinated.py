@@ -46,11 +46,10 @@ from cells.contract.stream_probe import serve_probe
 from cells.coordination.publisher import EventPublisher
 from cells.observability import WorkerTelemetry
 from cells.providers import registry
-from cells.telephony.twilio_media import Start
-from cells.worker.agent import ReceptionAgent, agent_from_spec
+from cells.worker.agent import CallAgent, agent_from_spec
 from cells.worker.assignments import Assignments
 from cells.worker.sink import CallSink, Recording
-from cells.worker.stream import Handover, run_call
+from cells.worker.stream import Handover, StreamStart, run_call
 from regions.kms import kms_from_env
 from regions.objectstore import RegionStore
 from regions.sealed_store import SealedStore
@@ -79,8 +78,8 @@ class Coordination:
         self.lease_s = lease_s
         self.telemetry = telemetry or WorkerTelemetry(region=region, capacity=capacity,
                                                       active=lambda: len(self._streams))
-        self.agents: dict[tuple[str, str], ReceptionAgent] = {}
-        self.assignments: Assignments[ReceptionAgent] = Assignments(
+        self.agents: dict[tuple[str, str], CallAgent] = {}
+        self.assignments: Assignments[CallAgent] = Assignments(
             on_arriving=lambda key: self.slots.stream_arriving(key) if self.slots is not None else None)
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
@@ -168,7 +167,7 @@ class Coordination:
                 "nats": bool(self.nc and self.nc.is_connected), "draining": self.draining}
 
     # -- slot requests ----------------------------------------------------------------------------
-    def _agent_for(self, spec: dict[str, Any]) -> ReceptionAgent:
+    def _agent_for(self, spec: dict[str, Any]) -> CallAgent:
         """Agents are built once per agent (and version) and shared by its calls. A published version
         (`version`) is immutable; an unpublished record is told apart by its `updated_at`."""
         version = spec.get("version")
@@ -232,7 +231,7 @@ class Coordination:
             log.warning("could not publish %s for call %s: %s", event.kind, event.call_id, exc)
 
     # -- one media stream ---------------------------------------------------------------------------
-    def _recording_key(self, agent: ReceptionAgent, tenant_id: str, call_id: str,
+    def _recording_key(self, agent: CallAgent, tenant_id: str, call_id: str,
                        stream_sid: str) -> str | None:
         """This stream's recording segment (None when the agent does not record or there is no store)."""
         if not agent.record_calls or self.store_root is None:
@@ -247,7 +246,7 @@ class Coordination:
             log.warning("call %s: not recording stream %s: %s", call_id, stream_sid, exc)
             return None
 
-    async def run_stream(self, ws: Any, claims: CallClaims, start: Start, agent: ReceptionAgent,
+    async def run_stream(self, ws: Any, claims: CallClaims, start: StreamStart, agent: CallAgent,
                          on_control: Any) -> None:
         assert self.js is not None and self.calls is not None and self.slots is not None
         call_id, tenant_id = call_key(claims.call_id, claims.call_sid), claims.tenant_id

@@ -6,7 +6,7 @@ A conversation passes when the calendar afterwards holds exactly the bookings it
 start, phone), no mutating tool ran more often than it should, no booking was written before the
 caller's last line, and the last reply or the transfer is what the caller asked for. A phrasing passes
 when `understand` reads every slot it states, as the policy runs it (with the embedding reader of
-cells.dialogue.semantic; rules alone when its model is not installed).
+cells.agents.reception.semantic; rules alone when its model is not installed).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import replace
 from datetime import datetime
 
 from cells.agents.reception.clinic import default_clinic
-from cells.dialogue.intents import understand
-from cells.dialogue.semantic import shared_reader
+from cells.agents.reception.intents import understand
+from cells.agents.reception.semantic import shared_reader
 from evals.dialogue.conversations import CONVERSATIONS, FRESH, Conversation
 from evals.dialogue.harness import NOW, FakeCall
 from evals.dialogue.phrasings import PHRASINGS, Phrasing

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from cells.agents.reception.policy import ReceptionPolicy
-from cells.dialogue.semantic import shared_reader
+from cells.agents.reception.semantic import shared_reader
 from evals.dialogue.conversations import CONVERSATIONS, FRESH, Conversation
 from evals.dialogue.harness import NOW, FakeCall
 

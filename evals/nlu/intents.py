@@ -1,5 +1,5 @@
 """Intent accuracy: the embedding matcher (cells.nlu.intents) against the rule-based reader
-(cells.dialogue.intents.understand), and the two together (rules first, the matcher when the rules
+(cells.agents.reception.intents.understand), and the two together (rules first, the matcher when the rules
 find nothing), on two labelled sets the matcher's examples were not drawn from:
 
 - evals/nlu/data/paraphrase_tests.json: the caller turns of tests/test_dialogue_paraphrases.py,
@@ -12,7 +12,7 @@ off-topic turn is right when nothing claims it. "rules, then matcher" asks the m
 rules found nothing; "matcher, then rules" the other way round. The "(policy)" rows read as the policy
 does at an open question: a turn naming a service, day or time but no request counts as "book" (the
 policy starts a booking); "rules (policy)" is understand alone, "wired (policy)" understand with the
-SemanticReader (cells.dialogue.semantic), which the policy runs.
+SemanticReader (cells.agents.reception.semantic), which the policy runs.
 
 evals/nlu/data/held_out_phrasings.json is scored only with --held-out: it was written before the
 wired combination and kept out of every choice made for it.
@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from cells.agents.reception.clinic import default_clinic
-from cells.dialogue.intents import find_service, understand
-from cells.dialogue.semantic import SemanticReader, pin_blas_to_one_thread, service_options
+from cells.agents.reception.intents import find_service, understand
+from cells.agents.reception.semantic import SemanticReader, pin_blas_to_one_thread, service_options
 from cells.dialogue.spoken import tokenize
 from cells.nlu.intents import RECEPTION_INTENTS, IntentMatcher, match_option
 
@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tune", action="store_true", help="leave-one-out over the examples instead")
     parser.add_argument("--held-out", action="store_true", help="score the held-out set instead")
     args = parser.parse_args(argv)
-    pin_blas_to_one_thread()  # as the policy does in a worker (cells/dialogue/semantic.py)
+    pin_blas_to_one_thread()  # as the policy does in a worker (cells/agents/reception/semantic.py)
     if args.tune:
         tune()
         return

@@ -14,7 +14,7 @@ from typing import Any
 from cells.agent.runtime import CallAgent
 from cells.agent.verticals import AgentEnv
 from cells.agents.reception.calendar import Calendar, CalendarTools
-from cells.agents.reception.clinic import ClinicConfig, default_clinic, stt_vocabulary
+from cells.agents.reception.clinic import CALLER_EXAMPLES, ClinicConfig, default_clinic, stt_vocabulary
 from cells.call.session import CallConfig
 from cells.providers import registry
 from cells.providers.stt.context import Domain
@@ -39,7 +39,7 @@ class ReceptionAgent(CallAgent):
     def __post_init__(self) -> None:
         vocab = stt_vocabulary(self.clinic)
         domain = Domain(services=vocab["services"], names=vocab["names"], extra_phrases=vocab["phrases"],
-                        templates=vocab["templates"])
+                        templates=vocab["templates"], examples=dict(CALLER_EXAMPLES))
         path = self.calendar_path or (self.data_dir / "calendar.json" if self.data_dir else None)
         self.calendar = Calendar(self.clinic, self.clock, path=path)
         greeting = (f"Thank you for calling {self.clinic.name}. I'm an AI assistant, and this call "

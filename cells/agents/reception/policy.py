@@ -15,7 +15,7 @@ text is ignored, so barge-in trimming does not matter). A call resumed on anothe
 continues from the messages alone; `state(messages)` exposes the rebuilt `DialogueState`.
 Tool call ids are deterministic (`call_<n>`), so a replay reproduces the ids already recorded.
 
-Reading by meaning (cells.dialogue.semantic) backs the rules at open questions; the newest caller turn
+Reading by meaning (cells.agents.reception.semantic) backs the rules at open questions; the newest caller turn
 is embedded in a worker thread before the replay, so the event loop (and the 20 ms audio pacing of
 other calls) never waits for the encoder, and the replay finds every turn's reading in the cache.
 """
@@ -30,11 +30,11 @@ from datetime import datetime
 from typing import Any
 
 from cells.agents.reception.clinic import ClinicConfig, default_clinic
+from cells.agents.reception.semantic import SemanticReader, pin_blas_to_one_thread, shared_reader
 from cells.agents.reception.state import Action, Call, DialogueState, Say
 from cells.agents.reception.steps import ReceptionSteps
 from cells.contract.knowledge import KnowledgeSearch
 from cells.dialogue.knowledge_answer import KnowledgeAnswers, Offers
-from cells.dialogue.semantic import SemanticReader, pin_blas_to_one_thread, shared_reader
 from cells.providers.base import Grounding, Message, TextDelta, ToolCall, ToolSpec
 
 # Messages and tools come as our dataclasses or as OpenAI-style dicts.

@@ -7,8 +7,8 @@ to go back to the question the task was at.
 
 from __future__ import annotations
 
+from cells.agents.reception.intents import Understanding
 from cells.agents.reception.state import Action, DialogueState, Say
-from cells.dialogue.intents import Understanding
 from cells.dialogue.knowledge_answer import KnowledgeAnswers, is_question
 from cells.knowledge.lexical import tokens
 

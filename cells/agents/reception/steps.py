@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from cells.agents.reception.clinic import WEEKDAYS, ClinicConfig, spoken_hours
+from cells.agents.reception.intents import Understanding, find_name, understand
 from cells.agents.reception.questions import FreeQuestionSteps
 from cells.agents.reception.replies import (
     booking_phrase,
@@ -28,11 +29,11 @@ from cells.agents.reception.replies import (
     services_sentence,
 )
 from cells.agents.reception.results import ToolResultSteps
+from cells.agents.reception.semantic import SemanticReader
 from cells.agents.reception.state import Action, Call, DialogueState, Say
-from cells.dialogue.intents import NAME_CUES, Understanding, choose_option, find_name, understand
+from cells.dialogue.answers import NAME_CUES, choose_option
 from cells.dialogue.knowledge_answer import is_question
 from cells.dialogue.parsing import MONTHS
-from cells.dialogue.semantic import SemanticReader
 from cells.dialogue.spoken import find_phone, parse_phone, tokenize
 
 _SOON = ("as soon as", "soonest", "earliest", "asap", "first available", "next available", "right away",

@@ -23,6 +23,9 @@ class Domain:
     # Carrier sentences its callers say around the slots ("i'd like to book {service_np} on {date}");
     # a recogniser without them uses neutral ones.
     templates: list[str] = field(default_factory=list)
+    # What its callers' answers sound like, per hint (HINTS; "" for an open question), in the agent's own
+    # words: a recogniser that takes a text prompt (Whisper) uses these over its neutral examples.
+    examples: dict[str, str] = field(default_factory=dict)
 
 
 def domain_from(value: Domain | dict[str, object] | None, provider: str) -> Domain | None:

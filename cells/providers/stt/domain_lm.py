@@ -113,11 +113,7 @@ are you open on sunday
 i'm running late
 i'm stuck in traffic
 i'll be there in ten minutes
-my tooth hurts
-i have a toothache
 it's an emergency
-i lost a filling
-my gums are bleeding
 can i talk to a person
 can i talk to a real person
 i want to speak to the manager
@@ -228,8 +224,9 @@ class _Slots:
 
     def __init__(self, domain: Domain, rng: random.Random) -> None:
         self.rng = rng
-        self.services = [normalise(s) for s in domain.services] or ["an appointment"]
-        names = [normalise(n) for n in domain.names] or ["the doctor"]
+        # An agent that declares none gets neutral stand-ins (a slot form needs a value), not a clinic's.
+        self.services = [normalise(s) for s in domain.services] or ["a booking"]
+        names = [normalise(n) for n in domain.names] or ["the manager"]
         self.titled = [n for n in names if n.split()[0] in ("doctor", "dr", "the")]
         single = [n for n in names if n not in self.titled and " " not in n]
         # The agent's own names twice over: its patients and staff are likelier than the country at large.

@@ -154,21 +154,10 @@ class SpeechmaticsRtStt:
         run = asyncio.create_task(client.run(reader, self._config(), audio))
         run.add_done_callback(lambda t: events.put_nowait(("done", t)))
 
-        finals: list[str] = []  # final texts of the open turn
-        partial = ""
-        shown = ""  # the last partial text emitted, so a final that confirms it is not repeated
-        t0: float | None = None
-        t1 = 0.0
+        turn = _OpenTurn()
         awaiting: list[float] = []  # deadlines of turn ends waiting for EndOfUtterance
         started_by = time.monotonic() + self._connect_timeout_s
         started = False
-
-        def close_turn() -> Transcript:
-            nonlocal finals, partial, t0, shown
-            text = " ".join([*finals, partial] if partial else finals).strip()
-            out = Transcript(text, True, t0 if t0 is not None else t1, t1)
-            finals, partial, t0, shown = [], "", None, ""
-            return out
 
         try:
             while True:
@@ -182,35 +171,21 @@ class SpeechmaticsRtStt:
                                               f"{self._connect_timeout_s} s", provider=self.name) from None
                     log.warning("%s: no EndOfUtterance in time; finalising from partials", self.name)
                     awaiting.pop(0)
-                    yield close_turn()
+                    yield turn.close()
                     continue
                 if kind == "started":
                     started = True
                 elif kind in ("partial", "final"):
-                    meta = payload.get("metadata", {})
-                    text = str(meta.get("transcript", "")).strip()
-                    if t0 is None and text:
-                        t0 = 1000.0 * float(meta.get("start_time", 0.0))
-                    t1 = max(t1, 1000.0 * float(meta.get("end_time", 0.0)))
-                    if kind == "final":
-                        partial = ""
-                        if text:
-                            finals.append(text)
-                    else:
-                        partial = text
-                    so_far = " ".join([*finals, partial] if partial else finals).strip()
-                    if so_far and so_far != shown:
-                        shown = so_far
-                        yield Transcript(so_far, False, t0 if t0 is not None else t1, t1,
-                                         _confidence(payload))
+                    if (shown := turn.add(kind, payload)) is not None:
+                        yield shown
                 elif kind == "turn_end":
                     if self._force_eou:
                         awaiting.append(time.monotonic() + self._finalize_timeout_s)
                     else:
-                        yield close_turn()
+                        yield turn.close()
                 elif kind == "eou" and awaiting:
                     awaiting.pop(0)
-                    yield close_turn()
+                    yield turn.close()
                 elif kind == "done":
                     task: asyncio.Task[None] = payload
                     exc = task.exception() if not task.cancelled() else None
@@ -221,22 +196,70 @@ class SpeechmaticsRtStt:
                     if not started:
                         raise ProviderUnavailable(f"{self.name}: session ended before it started",
                                                   provider=self.name)
-                    if awaiting or finals or partial or reader.bytes_since_turn:
-                        yield close_turn()
+                    if awaiting or turn.has_text or reader.bytes_since_turn:
+                        yield turn.close()
                     return
         finally:
-            if not run.done():
-                client.stop()
-                # Drop the socket rather than wait for a close handshake a stalled server never answers.
-                transport = getattr(client.websocket, "transport", None)
-                if transport is not None:
-                    transport.abort()  # the SDK then ends its own tasks; cancelling would orphan them
-                    await asyncio.wait([run], timeout=1.0)
-                if not run.done():
-                    run.cancel()
-                    await asyncio.wait([run], timeout=1.0)
-            if run.done() and not run.cancelled():
-                run.exception()  # retrieved: the outcome was already reported or is moot
+            await _stop(client, run)
+
+
+class _OpenTurn:
+    """The open turn's texts: finals so far and the latest partial, with the span they cover (ms)."""
+
+    def __init__(self) -> None:
+        self.finals: list[str] = []
+        self.partial = ""
+        self.shown = ""  # the last partial text emitted, so a final that confirms it is not repeated
+        self.t0: float | None = None
+        self.t1 = 0.0
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self.finals or self.partial)
+
+    def _text(self) -> str:
+        return " ".join([*self.finals, self.partial] if self.partial else self.finals).strip()
+
+    def add(self, kind: str, payload: dict[str, Any]) -> Transcript | None:
+        """Takes a partial or final message; the partial to emit when the text so far changed."""
+        meta = payload.get("metadata", {})
+        text = str(meta.get("transcript", "")).strip()
+        if self.t0 is None and text:
+            self.t0 = 1000.0 * float(meta.get("start_time", 0.0))
+        self.t1 = max(self.t1, 1000.0 * float(meta.get("end_time", 0.0)))
+        if kind == "final":
+            self.partial = ""
+            if text:
+                self.finals.append(text)
+        else:
+            self.partial = text
+        so_far = self._text()
+        if not so_far or so_far == self.shown:
+            return None
+        self.shown = so_far
+        return Transcript(so_far, False, self.t0 if self.t0 is not None else self.t1, self.t1,
+                          _confidence(payload))
+
+    def close(self) -> Transcript:
+        out = Transcript(self._text(), True, self.t0 if self.t0 is not None else self.t1, self.t1)
+        self.finals, self.partial, self.t0, self.shown = [], "", None, ""
+        return out
+
+
+async def _stop(client: Any, run: asyncio.Task[None]) -> None:
+    """Ends the SDK's session task, if still running, without waiting on a stalled server."""
+    if not run.done():
+        client.stop()
+        # Drop the socket rather than wait for a close handshake a stalled server never answers.
+        transport = getattr(client.websocket, "transport", None)
+        if transport is not None:
+            transport.abort()  # the SDK then ends its own tasks; cancelling would orphan them
+            await asyncio.wait([run], timeout=1.0)
+        if not run.done():
+            run.cancel()
+            await asyncio.wait([run], timeout=1.0)
+    if run.done() and not run.cancelled():
+        run.exception()  # retrieved: the outcome was already reported or is moot
 
 
 def _confidence(message: dict[str, Any]) -> float | None:

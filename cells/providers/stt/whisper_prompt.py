@@ -1,15 +1,16 @@
 """Whisper's text prompt for a turn: the agent's vocabulary, and a style for the answer it expects.
 
 Whisper continues the prompt as if it were the text just before the audio. Naming the agent's people and
-a few things its callers say makes it spell them as the agent does and pick them over sound-alikes ("book
-a cleaning", not "look at leading"); a prompt full of digits makes it write a spoken number as digits
-(single digits were recognised far more often with one). The prompt stays short: it costs decode time,
-and a prompt of clipped fragments made Whisper stop after the first words of a longer answer.
+a few things its callers say makes it spell them as the agent does and pick them over sound-alikes (the
+clinic's "book a cleaning", not "look at leading"); a prompt full of digits makes it write a spoken number
+as digits (single digits were recognised far more often with one). The prompt stays short: it costs
+decode time, and a prompt of clipped fragments made Whisper stop after the first words of a longer answer.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from cells.providers.stt.context import Domain
 
@@ -21,13 +22,9 @@ HINT_PROMPTS = {
     "date": "Monday at 9. Next Thursday at 4:30 in the afternoon. Friday the 12th.",
     "time": "At 9:30 in the morning. 2 in the afternoon. Half past ten.",
     "name": "My name is Sarah Johnson.",
-    "service": "A cleaning, please. A check-up. A filling.",
-    # An open question ("How can I help you today?"): a whole request with a day, a time and a name.
-    # Without it tiny.en wrote "Can I book a click on when I'm happy" for "Can I book a check-up on
-    # Wednesday at eleven" and dropped the day and time of most first requests by eSpeak callers of
-    # other accents (python -m evals.calls.bench). No "real person" sentence: a tone once came out as
-    # "I'm a person." with one in.
-    "": "Hi, could I come in for a check-up on Monday at 10 in the morning? My name's Sarah Johnson.",
+    # An open question ("How can I help you today?"): a whole request with a day, a time and a name; an
+    # agent declares its own (`Domain.examples`; the clinic's names a service), and one for "service".
+    "": "Hi, could I come in on Monday at 10 in the morning? My name's Sarah Johnson.",
 }
 MAX_PROMPT_WORDS = 60
 MAX_LISTED_SERVICES = 8  # a longer list is mostly synonyms, which make a poor prompt
@@ -57,8 +54,11 @@ def domain_prompt(domain: Domain | None) -> str:
     return " ".join(parts)
 
 
-def turn_prompt(domain_text: str, hint: str | None) -> str | None:
+def turn_prompt(domain_text: str, hint: str | None, examples: Mapping[str, str] | None = None) -> str | None:
     """The prompt for one turn: the domain sentences, then the expected answer's style (it sits nearest
-    the audio, so it weighs most)."""
-    parts = [p for p in (domain_text, HINT_PROMPTS.get(hint or "", "")) if p]
+    the audio, so it weighs most): the agent's own example for the hint (`examples`), else the neutral
+    one."""
+    key = hint or ""
+    example = (examples or {}).get(key, HINT_PROMPTS.get(key, ""))
+    parts = [p for p in (domain_text, example) if p]
     return " ".join(parts) or None

@@ -70,6 +70,7 @@ class WhisperStt:
         self.gate = gate or GateConfig()
         self.constrain, self.slot_logprob, self.slot_margin = constrain, slot_logprob, slot_margin
         self._domain_text = domain_prompt(domain)
+        self._examples = domain.examples if domain is not None else {}
         self._engine: WhisperEngine | None = None
 
     @classmethod
@@ -107,7 +108,7 @@ class WhisperStt:
         if whisper_gate.speech_ms(pcm, SAMPLE_RATE, self.gate) < self.gate.min_speech_ms:
             return ""
         audio = pcm.astype(np.float32) / 32768.0
-        prompt = turn_prompt(self._domain_text, hint)
+        prompt = turn_prompt(self._domain_text, hint, self._examples)
         texts = []
         step = MAX_PIECE_S * SAMPLE_RATE
         for start in range(0, len(audio), step):

@@ -48,7 +48,7 @@ from cells.nlu.embeddings import ModelUnavailable
 if TYPE_CHECKING:
     import numpy as np
 
-    from cells.dialogue.intents import Understanding
+    from cells.agents.reception.intents import Understanding
     from cells.nlu.intents import IntentMatch, IntentMatcher
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,7 @@
-"""What a caller's turn means: intents, yes/no, service, name, phone, date, time, choice of an option.
+"""What a booking caller's turn means (the clinic's reader): intents, yes/no, service, name, phone, date,
+time. The answers any agent gets (yes/no, a name, a pick among options) are read by the neutral
+cells.dialogue.answers; this module adds the requests of a business that takes bookings and the
+clinic's own words.
 
 `understand` is the single entry point the policy uses; `expecting` names the slot the agent just
 asked for, which lets bare answers ("nine", "the fifth", "john smith") count without a cue word.
@@ -11,42 +14,17 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
+from cells.dialogue import answers
+from cells.dialogue.answers import NAME_CUES, as_written, written_name, yes_no
 from cells.dialogue.catalogue import Catalogue
-from cells.dialogue.parsing import MONTHS, TimeRequest, find_date, find_time
+from cells.dialogue.parsing import TimeRequest, find_date, find_time
 from cells.dialogue.saying import WEEKDAYS
-from cells.dialogue.spoken import (
-    ORDINAL_UNITS,
-    TENS,
-    UNITS,
-    find_phone,
-    is_bare_number,
-    number_runs,
-    tokenize,
-)
+from cells.dialogue.spoken import find_phone, is_bare_number, number_runs, tokenize
 
 if TYPE_CHECKING:
-    from cells.dialogue.semantic import SemanticReader
+    from cells.agents.reception.semantic import SemanticReader
     from cells.nlu.intents import IntentMatch
 
-_YES_WORDS = {"yes", "yeah", "yea", "yep", "yup", "ya", "yah", "sure", "correct", "right", "absolutely",
-              "definitely", "certainly", "ok", "okay", "perfect", "great", "fine", "alright", "affirmative",
-              "exactly", "confirm", "confirmed", "please", "good", "lovely", "awesome", "excellent", "mhm",
-              "mmhm", "mmhmm", "uhhuh", "yeh", "aye", "cool", "brilliant", "fab", "fantastic", "super",
-              "wonderful", "splendid", "deal", "ideal", "indeed"}
-_YES_PHRASES = ("go ahead", "do it", "book it", "sounds good", "that works", "works for me", "uh huh",
-                "of course", "mm hmm", "why not", "that one", "please do", "no problem", "not a problem",
-                "you bet", "go for it", "the one", "thatll work", "that will work", "that would work",
-                "works fine", "works great", "do that", "lets do", "mm hm")
-# "cancel" and "change" are not here: "yes cancel it" is a yes; the policy reads them by context.
-_NO_WORDS = {"no", "nope", "nah", "not", "dont", "wrong", "incorrect", "negative", "wait", "isnt", "naw",
-             "nay", "doesnt", "wont", "cant", "none", "neither"}
-_NO_PHRASES = ("hold on", "never mind", "nevermind", "not quite", "thats wrong", "no thanks", "not right",
-               "uh uh", "rather not", "no way")
-_CLEAR_YES = {"yes", "yeah", "yep", "yup", "yea", "yeh"}
-_CLEAR_NO = {"no", "nope", "nah", "naw", "wrong", "incorrect", "wait"}
-_UNSURE_PHRASES = ("not sure", "dont know", "no idea", "im unsure")
-# Yes answers that contain a no word.
-_YES_DESPITE_NO = ("no problem", "not a problem", "why not", "doesnt matter", "dont mind")
 
 _INTENT_PHRASES: dict[str, tuple[str, ...]] = {
     "move": ("reschedule", "rescheduling", "postpone", "move my", "move the appointment",
@@ -127,61 +105,12 @@ _PLURAL_DAYS = {f"{d}s" for d in WEEKDAYS} | {"weekends"}
 _WEEKDAY_FORMS = set(WEEKDAYS) | {f"{d}s" for d in WEEKDAYS}
 
 
-_RELATIONS = ("wife", "husband", "son", "daughter", "mother", "mom", "mum", "father", "dad", "kid", "child",
-              "partner", "friend", "brother", "sister", "grandmother", "grandma", "grandfather", "grandpa",
-              "grandson", "granddaughter", "boyfriend", "girlfriend", "niece", "nephew", "aunt", "uncle",
-              "boy", "girl", "baby", "fiance", "fiancee")
-_NAME_INTROS = (("my", "name", "is"), ("the", "name", "is"), ("name", "is"), ("names",), ("name",),
-                ("this", "is"), ("i", "am"), ("im",), ("call", "me"), ("under",), ("its",), ("it", "is"),
-                ("patient",), ("as",), *(("my", r) for r in _RELATIONS))
-# Only count when the name was asked for ("its tuesday", "as soon as", "my son has a toothache").
-_WEAK_INTROS = {("its",), ("it", "is"), ("under",), ("name",), ("as",), *(("my", r) for r in _RELATIONS)}
-_SURNAME_INTROS = (("last", "name"), ("surname",), ("family", "name"), ("second", "name"))
-_SELF_NAMED_AFTER = {"here", "calling", "speaking"}  # "john smith here"
-_SPELLING_CUES = {"spelled", "spelt", "thats", "spelling", "as", "like"}
-_NOT_NAMES = {
-    "and", "i", "id", "im", "ill", "my", "number", "numbers", "phone", "mobile", "cell", "please", "thanks",
-    "thank", "you",
-    "calling", "to", "for", "about", "from", "here", "a", "an", "the", "want", "would", "like", "need",
-    "book", "booking", "appointment", "speaking", "yes", "yeah", "no", "okay", "ok", "with", "at", "on",
-    "in", "is", "its", "but", "so", "um", "uh", "er", "just", "also", "again", "that", "this", "today",
-    "tomorrow", "sure", "well", "oh", "hi", "hello", "hey", "free", "available", "interested", "sorry",
-    "good", "fine", "not", "still", "new", "patient", "going", "looking", "trying", "wondering",
-    "hoping", "name", "me", "it", "be", "was", "am", "of", "can", "could", "do", "does", "have", "has",
-    "had", "we", "our", "your", "they", "morning", "afternoon", "evening", "next", "last", "right",
-    "correct", "actually", "spelled", "spell", "booked", "mister", "missus", "miss", "mr", "mrs", "ms",
-    "doctor", "dr", "call", "called", "as", "if", "or", "what", "who", "when", "where", "why", "how",
-    "there", "then", "time", "day", "week", "month", "all", "set", "great",
-}
-_NOT_NAMES |= set(WEEKDAYS) | set(MONTHS) | set(UNITS) | set(TENS) | set(ORDINAL_UNITS)
-# "perfect" or "sounds great", asked for the name, acknowledges; it names no one.
-_NOT_NAMES |= _YES_WORDS | _NO_WORDS | {w for p in _YES_PHRASES + _NO_PHRASES for w in p.split()}
-# "im calling to ..." is no name; an explicit list, because King and Manning are.
-_NOT_NAMES |= {"under", "surname", "first", "last", "its", "called", "bye", "goodbye", "thanks", "dentist",
-               "clinic", "office", "should", "would", "will", "put", "down", "thats", "soon", "possible",
-               "spelt", "spelling", "letters", "usually", "has", "sorry", "family", "second",
-               "cleaning", "checkup", "filling", "fillings", "whitening", "emergency", "consultation",
-               "toothache", "cavity", "exam", "hygienist", "tooth", "teeth"}
-# "im open to anything", "im flexible": how the caller is, not who
-_NOT_NAMES |= {"open", "flexible", "easy", "happy", "ready", "busy", "away", "out", "off", "back", "late",
-               "early", "due", "scared", "nervous", "worried", "afraid", "unsure", "glad", "able", "unable",
-               "allergic", "pregnant", "retired", "stuck", "home", "around", "currently", "only", "really",
-               "very", "quite", "kind", "pretty", "totally", "after", "before", "up", "free", "pm", "am"}
-_VERBS_ING = {"calling", "looking", "trying", "wondering", "hoping", "going", "booking", "asking", "phoning",
-              "ringing", "checking", "coming", "getting", "having", "thinking", "wanting", "needing",
-              "planning", "speaking", "doing", "making", "scheduling", "cancelling", "canceling", "moving",
-              "running", "feeling", "hurting", "waiting", "interesting", "something", "nothing", "anything",
-              "morning", "evening", "everything"}
-_FILLERS = {"yes", "yeah", "sure", "ok", "okay", "um", "uh", "er", "well", "so", "oh", "its", "it", "is",
-            "the", "name", "my", "names", "thats", "hi", "hello", "hey", "yep", "right"}
-
-# A read-back answer that mentions the name is about the name ("no, the name's wrong, it's John Smith").
-NAME_CUES = frozenset({"name", "names", "spelled", "spelt", "spell", "surname"})
+# The clinic's words a name reader must not take for a name ("it's a cleaning", "im due a checkup").
+CLINIC_NOT_NAMES = frozenset({"dentist", "cleaning", "checkup", "filling", "fillings", "whitening",
+                              "toothache", "cavity", "hygienist", "tooth", "teeth"})
+_STOP = answers.NOT_NAMES | CLINIC_NOT_NAMES
 # "not 12, 11": the correction said the other way round; the comma is all that tells them apart.
 _CORRECTION_ORDER = re.compile(r"\bnot\s+(\w+),\s*(\w+)\b", re.IGNORECASE)
-_RELATIVE_CHOICES = {"earlier", "later"}
-_CHOICE_WORDS = {"first": 0, "earliest": 0, "earlier": 0, "former": 0, "second": 1, "middle": 1, "third": 2,
-                 "last": -1, "latest": -1, "later": -1, "latter": -1, "either": 0, "any": 0, "whichever": 0}
 
 
 @dataclass
@@ -210,27 +139,9 @@ class Understanding:
         return any(v is not None for v in (self.service, self.date, self.time, self.name, self.phone))
 
 
+
 def _has(joined: str, phrase: str) -> bool:
     return f" {phrase} " in joined
-
-
-def yes_no(tokens: list[str]) -> str | None:
-    joined = f" {' '.join(tokens)} "
-    if any(_has(joined, p) for p in _UNSURE_PHRASES):
-        return None
-    for phrase in _YES_DESPITE_NO:  # "no problem" is a yes; "sure why not ... actually no" is not
-        joined = joined.replace(f" {phrase} ", " yes ")
-    tokens = joined.split()
-    if any(t in _NO_WORDS for t in tokens) or any(_has(joined, p) for p in _NO_PHRASES):
-        # "Yes, not right." is Whisper's "yes, that's right" as often as a caller's change of mind:
-        # an opening yes contradicted only by "not"/"don't" later asks again rather than reads a no.
-        if tokens[0] in _CLEAR_YES and not any(t in _CLEAR_NO for t in tokens):
-            return None
-        return "no"
-    if any(t in _YES_WORDS for t in tokens) or any(_has(joined, p) for p in _YES_PHRASES):
-        # "yeah but make it eleven" is no plain yes: it agrees with something else
-        return None if any(t in ("but", "except") for t in tokens) else "yes"
-    return None
 
 
 def _near(tokens: list[str], i: int, words: set[str], before: int, after: int) -> bool:
@@ -379,113 +290,10 @@ def find_service(tokens: list[str], clinic: Catalogue) -> str | None:
     return best[1] if best else None
 
 
-def _spelled(tokens: list[str], start: int) -> tuple[str, int] | None:
-    """A word spelled letter by letter ('r a m a n'), and where the letters end."""
-    j = start
-    while j < len(tokens) and len(tokens[j]) == 1 and tokens[j].isalpha():
-        j += 1
-    return ("".join(tokens[start:j]), j) if j - start >= 2 else None
-
-
-def _name_word(word: str) -> str:
-    return "O'" + word[2:].capitalize() if word.startswith("o'") else word.capitalize()
-
-
-def _collect_name(tokens: list[str], start: int) -> str | None:
-    words: list[str] = []
-    i = start
-    while i < len(tokens) and len(words) < 3:
-        tok = tokens[i]
-        if (spelled := _spelled(tokens, i)) is not None:
-            # "raman r a m a n", or only the letters: the spelling wins over what was heard
-            if words and spelled[0] != words[-1]:
-                words[-1] = spelled[0]
-            elif not words:
-                words.append(spelled[0])
-            i = spelled[1]
-            break
-        if tok == "o" and i + 1 < len(tokens) and tokens[i + 1].isalpha() and len(tokens[i + 1]) > 2 and \
-                tokens[i + 1] not in _NOT_NAMES:
-            words.append("o'" + tokens[i + 1])  # "o connor"
-            i += 2
-            continue
-        if tok in _NOT_NAMES or tok in _VERBS_ING or not tok.isalpha() or len(tok) < 2:
-            break
-        words.append(tok)
-        i += 1
-    if words and i < len(tokens) and tokens[i] in _SPELLING_CUES and (spelled := _spelled(tokens, i + 1)):
-        words[-1] = spelled[0]  # "its jon spelled j o n"
-    return " ".join(_name_word(w) for w in _said_again(words)) or None
-
-
-def _said_again(words: list[str]) -> list[str]:
-    """The name once, when the caller said part of it twice: "Hughes. Laura Hughes." -> Laura Hughes,
-    "Laura, Laura Hughes" -> Laura Hughes."""
-    words = [w for k, w in enumerate(words) if k == 0 or w != words[k - 1]]
-    if len(words) >= 2 and words[-1] in words[:-1]:
-        words = words[words.index(words[-1]) + 1:]
-    return words
-
-
-def _surname(tokens: list[str], after: int) -> str | None:
-    """'... and my last name is raman', said after the first name."""
-    for i in range(after, len(tokens)):
-        for intro in _SURNAME_INTROS:
-            if tuple(tokens[i:i + len(intro)]) == intro:
-                j = i + len(intro) + (1 if tokens[i + len(intro):i + len(intro) + 1] == ["is"] else 0)
-                return _collect_name(tokens, j)
-    return None
-
-
-def _name_like(tok: str) -> bool:
-    return len(tok) > 1 and tok.isalpha() and tok not in _NOT_NAMES and tok not in _VERBS_ING
-
-
-def _with_letter(tokens: list[str]) -> str | None:
-    """'it's Kowalski with a K', 'Smith with an I': the name said before the letter it starts with."""
-    for j in range(1, len(tokens) - 2):
-        letter = tokens[j + 2]
-        if tokens[j:j + 2] not in (["with", "a"], ["with", "an"]) or len(letter) != 1:
-            continue
-        k = j
-        while k > 0 and j - k < 3 and _name_like(tokens[k - 1]):
-            k -= 1
-        if k < j and letter in tokens[j - 1]:  # "Kowalski with a K", "Smyth with a Y"
-            return " ".join(_name_word(t) for t in tokens[k:j])
-    return None
-
 
 def find_name(tokens: list[str], expecting: bool = False) -> str | None:
-    if (lettered := _with_letter(tokens)) is not None:
-        return lettered
-    for i in range(len(tokens)):
-        for intro in _NAME_INTROS:
-            if tuple(tokens[i:i + len(intro)]) != intro or (intro in _WEAK_INTROS and not expecting):
-                continue
-            if (name := _collect_name(tokens, i + len(intro))) is not None:
-                if (last := _surname(tokens, i + len(intro))) and last not in name:
-                    name = f"{name} {last}"
-                return name
-    i = 0
-    while i < len(tokens) and (tokens[i] in _FILLERS or tokens[i] in ("good", "morning", "afternoon")):
-        i += 1
-    if not expecting:  # "john smith here", "hi its mary calling about my appointment"
-        name = _collect_name(tokens, i)
-        end = i + len(name.split()) if name else i
-        return name if name and end < len(tokens) and tokens[end] in _SELF_NAMED_AFTER else None
-    return _collect_name(tokens, i) or _surname(tokens, 0)
-
-
-def choose_option(tokens: list[str], count: int) -> int | None:
-    """Index of the offered option the caller picked by position ('the first one', 'the later one')."""
-    for i, tok in enumerate(tokens):
-        if tok in _CHOICE_WORDS:
-            if tok in _RELATIVE_CHOICES and not (i and tokens[i - 1] in ("the", "that")):
-                continue  # "anything later" asks for other times; "the later one" picks one
-            idx = _CHOICE_WORDS[tok]
-            idx = count - 1 if idx < 0 else idx
-            return idx if idx < count else None
-    return None
+    """The neutral name reader with the clinic's words as no names."""
+    return answers.find_name(tokens, expecting, CLINIC_NOT_NAMES)
 
 
 def _name_expected(tokens: list[str], expecting: str | None) -> bool:
@@ -495,57 +303,12 @@ def _name_expected(tokens: list[str], expecting: str | None) -> bool:
     return expecting in ("confirm", "change", "phone") and any(t in NAME_CUES for t in tokens)
 
 
-def _surface(name: str | None, text: str) -> str | None:
-    """The name as the recogniser wrote it when it wrote it capitalised ('O'Connor', 'McDonald')."""
-    if not name:
-        return name
-    written: dict[str, str] = {}
-    for w in text.split():
-        if "-" not in w:  # "W-H-I-T-E" spells a name; it is not how to write it
-            written.setdefault(re.sub(r"[^a-z]", "", w.lower()), w.strip(".,!?;:\""))
-    out = []
-    for word in name.split():
-        surface = written.get(re.sub(r"[^a-z]", "", word.lower()), "")
-        out.append(surface if surface[:1].isupper() and
-                   re.sub(r"[^a-z]", "", surface.lower()) == re.sub(r"[^a-z]", "", word.lower()) else word)
-    return " ".join(out)
-
-
-def _capitalised_mid_sentence(word: str, text: str) -> bool:
-    """Whether the recogniser wrote this word capitalised where a sentence does not start (a name)."""
-    words = re.findall(r"[^\s]+", text)
-    for k, w in enumerate(words):
-        if re.sub(r"[^a-z]", "", w.lower()) != word or not w[:1].isupper():
-            continue
-        if k and not re.search(r"[.!?]$", words[k - 1]):
-            return True
-    return False
-
-
-def _written_name(tokens: list[str], text: str, not_names: set[str]) -> str | None:
-    """A name after a weak intro ('it's Anna Kowalski', 'under Tom Baker') that the recogniser wrote
-    capitalised: Whisper capitalises names, so 'it's Thursday' or 'it's fine' stay no name."""
-    for i in range(len(tokens)):
-        for intro in _WEAK_INTROS:
-            if tuple(tokens[i:i + len(intro)]) != intro:
-                continue
-            name = _collect_name(tokens, i + len(intro))
-            if name and all(_capitalised_mid_sentence(w.lower(), text) for w in name.split()):
-                return name
-    # A sentence of its own that is only a capitalised full name: "I need to cancel. John Smith."
-    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
-        words = re.findall(r"[A-Za-z'\u2019-]+", sentence)
-        if 2 <= len(words) <= 3 and all(w[:1].isupper() for w in words) and sentence.endswith("."):
-            name = _collect_name(tokenize(sentence), 0)
-            if name and len(name.split()) == len(words) and not set(tokenize(name)) & not_names:
-                return name
-    return None
 
 
 def understand(text: str, today: date, clinic: Catalogue, expecting: str | None = None,
                reader: SemanticReader | None = None) -> Understanding:
     """The rules' reading of a turn; with a `reader`, the embedding matcher's where the rules fall short
-    (cells.dialogue.semantic: at open questions, and for a service the synonyms miss)."""
+    (cells.agents.reception.semantic: at open questions, and for a service the synonyms miss)."""
     text = _CORRECTION_ORDER.sub(r"\2 not \1", text)  # "not 12, 11" -> "11 not 12": the comma goes
     tokens = tokenize(text)
     u = Understanding(text=text, tokens=tokens)
@@ -575,10 +338,10 @@ def understand(text: str, today: date, clinic: Catalogue, expecting: str | None 
             digits[2] - digits[1] >= 4 or len(digits[0]) >= 5):
         masked.update(range(digits[1], digits[2]))  # "3 4 1 2", "555 0198": a number said early is no time
     name_expected = _name_expected(tokens, expecting)
-    u.name = _surface(find_name(tokens, expecting=name_expected), text)
+    u.name = as_written(find_name(tokens, expecting=name_expected), text)
     if u.name is None and not name_expected:
         clinic_words = set(tokenize(f"{clinic.name} {' '.join(clinic.staff)}"))
-        u.name = _surface(_written_name(tokens, text, clinic_words), text)
+        u.name = as_written(written_name(tokens, text, clinic_words, _STOP), text)
     if expecting == "phone" and u.phone:
         return u  # the number's turn never changes the agreed day or time ("555-0142, call after 5")
     free = [t if i not in masked else "_" for i, t in enumerate(tokens)]
