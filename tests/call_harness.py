@@ -15,6 +15,7 @@ import numpy as np
 import media_core
 from cells.call.session import CallSession
 from cells.contract.call_token import CallTokenAuthority
+from cells.speech import espeak_fresh
 from cells.speech.espeak import EspeakEngine
 from cells.telephony.twilio_ws import MediaSocketSettings, TwilioMediaSession
 
@@ -23,10 +24,10 @@ _ENGINE: EspeakEngine | None = None
 
 
 def speech_frames(text: str, voice: str = "en-us") -> list[bytes]:
-    """The text spoken by eSpeak NG as 20 ms mu-law frames at 8 kHz."""
+    """The text spoken by eSpeak NG as 20 ms mu-law frames at 8 kHz, the same samples in every run."""
     global _ENGINE
     _ENGINE = _ENGINE or EspeakEngine()
-    pcm = _ENGINE.synthesize(text, voice=voice)
+    pcm = espeak_fresh.synthesize(text, voice=voice)
     r = media_core.Resampler(_ENGINE.sample_rate, 8000)
     pcm8 = np.concatenate([r.process(pcm), r.flush()])
     pcm8 = np.concatenate([pcm8, np.zeros((-len(pcm8)) % 160, np.int16)])

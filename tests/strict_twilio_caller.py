@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cells.speech import espeak_fresh
 from cells.speech.espeak import EspeakEngine
 from tests.strict_twilio_peer import StrictTwilioCall, to_8k
 
@@ -32,7 +33,8 @@ class Outcome:
 
 
 def speech(engine: EspeakEngine, text: str, voice: str = "en-us", rate_wpm: int = 160) -> np.ndarray:
-    pcm = to_8k(engine.synthesize(text, voice=voice, rate_wpm=rate_wpm), engine.sample_rate)
+    # The same samples every run, whatever this process said before (cells/speech/espeak_fresh.py).
+    pcm = to_8k(espeak_fresh.synthesize(text, voice=voice, rate_wpm=rate_wpm), engine.sample_rate)
     return np.concatenate([np.zeros(1600, np.int16), pcm, np.zeros(800, np.int16)])
 
 

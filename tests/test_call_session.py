@@ -30,8 +30,13 @@ def make_session(phone: Phone, *, stt_lines: Sequence[str] = ("hello",), stt: An
 
 
 async def start(session: CallSession, phone: Phone) -> int:
+    """Starts the call and waits until its greeting has played, so the caller speaks after it (a fixed
+    few seconds let a long greeting, or a slow machine, have the caller talk over it)."""
     await session.start("MZtest", "CAtest")
-    return await wait_for(lambda: phone.count("mark") >= 1 and not session.playout.speaking, 5, session)
+    greeted = lambda: phone.count("mark") >= 1 and not session.playout.speaking  # noqa: E731
+    seq = await wait_for(greeted, 30, session)
+    assert greeted(), "the greeting did not finish playing"
+    return seq
 
 
 def call_until_hung_up(caller_says: str | None, **session_kwargs: Any) -> tuple[CallSession, Phone]:

@@ -23,6 +23,8 @@ from websockets.exceptions import ConnectionClosed
 
 import media_core
 from cells.simulator.twilio_peer import FRAME_BYTES, FRAME_S, TwilioPeer
+from cells.speech import espeak_fresh
+from cells.speech.espeak import EspeakEngine
 
 AGENT_DONE_GAP_S = 0.7  # no agent audio for this long after it spoke = its turn is over
 NO_REPLY_S = 8.0  # a caller who hears nothing this long after speaking says the next line anyway
@@ -83,6 +85,8 @@ def _speech(wav: Path | None, text: str, engine: object | None, voice: str, rate
                 raise ValueError(f"{wav}: need mono 16-bit PCM WAV")
             rate = w.getframerate()
             pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+    elif isinstance(engine, EspeakEngine):  # the same samples every run, whatever was said before
+        pcm, rate = espeak_fresh.synthesize(text, voice=voice, rate_wpm=rate_wpm), engine.sample_rate
     else:
         pcm = engine.synthesize(text, voice=voice, rate_wpm=rate_wpm)  # type: ignore[union-attr]
         rate = engine.sample_rate  # type: ignore[union-attr]
