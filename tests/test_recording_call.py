@@ -185,7 +185,9 @@ def test_a_spoken_card_is_blanked_over_its_turn(tmp_path: Path) -> None:
 
     call.run(script)
     paused = [d for k, d in call.events.items if k == "recording_paused"]
-    assert [p["reason"] for p in paused] == ["card_spoken"]
+    # One pause, or one per part when a pause between the groups ended the turn early (each part heard
+    # as part of the card is blanked); never any other reason.
+    assert paused and {p["reason"] for p in paused} == {"card_spoken"}
     pcm = channels(call.store.get(call.key))
     loud = np.abs(pcm[:, 0]) > 2000  # the caller's speech (the line noise is far below)
     assert not loud.any(), "the spoken card left no trace on the caller's track"
