@@ -35,6 +35,7 @@ from cells.providers.stt.whisper_gate import GateConfig
 from cells.providers.stt.whisper_models import resolve_model
 from cells.providers.stt.whisper_prompt import domain_prompt, turn_prompt
 from cells.providers.stt.whisper_slots import fits_slot, suppress_tokens
+from cells.providers.stt.whisper_vocab import VocabSlot, vocab_slot, vocab_suppress
 
 MAX_PIECE_S = FULL_WINDOW_S - 2  # a turn longer than the encoder window is decoded in pieces
 MAX_DIGITS_PER_S = 4.0  # of speech: a number read out quickly; more is a decoder loop
@@ -70,6 +71,7 @@ class WhisperStt:
         self.gate = gate or GateConfig()
         self.constrain, self.slot_logprob, self.slot_margin = constrain, slot_logprob, slot_margin
         self._domain_text = domain_prompt(domain)
+        self._vocab_slots: dict[str | None, VocabSlot | None] = {}
         self._engine: WhisperEngine | None = None
 
     @classmethod
@@ -122,11 +124,28 @@ class WhisperStt:
         """One piece; again with only the slot's tokens allowed when the first text does not fit the slot."""
         engine = await self.loaded()
         decoded = await engine.submit(audio, prompt, **self.decode_options)
-        suppress = suppress_tokens(engine.tokenizer, hint) if self.constrain else None
-        if suppress is None or not decoded.text.strip() or fits_slot(decoded.text, hint):
+        if not self.constrain or not decoded.text.strip():
+            return decoded
+        if (slot := self._vocab_slot(hint)) is not None:
+            if slot.fits(decoded.text):
+                return decoded
+            held = await engine.submit(audio, prompt, suppress=vocab_suppress(engine.tokenizer, slot),
+                                       **self.decode_options)
+            return held if slot.takes(held.text, decoded.text) and self._likely(held, decoded) else decoded
+        suppress = suppress_tokens(engine.tokenizer, hint)
+        if suppress is None or fits_slot(decoded.text, hint):
             return decoded
         constrained = await engine.submit(audio, prompt, suppress=suppress, **self.decode_options)
         return constrained if self._takes(constrained, decoded, speech_ms) else decoded
+
+    def _vocab_slot(self, hint: str | None) -> VocabSlot | None:
+        if hint not in self._vocab_slots:
+            self._vocab_slots[hint] = vocab_slot(hint, self.domain)
+        return self._vocab_slots[hint]
+
+    def _likely(self, constrained: Decoded, first: Decoded) -> bool:
+        """The model is about as sure of the constrained text as of what it first heard."""
+        return constrained.avg_logprob >= max(self.slot_logprob, first.avg_logprob - self.slot_margin)
 
     def _takes(self, constrained: Decoded, first: Decoded, speech_ms: float) -> bool:
         """Whether the constrained decode replaces the first: it must hold digits, no more than the speech
@@ -135,7 +154,7 @@ class WhisperStt:
         digits = sum(c.isdigit() for c in constrained.text)
         if not digits or digits > 1 + MAX_DIGITS_PER_S * speech_ms / 1000:
             return False
-        return constrained.avg_logprob >= max(self.slot_logprob, first.avg_logprob - self.slot_margin)
+        return self._likely(constrained, first)
 
     async def stream(self, frames: AsyncIterator[Frame]) -> AsyncIterator[Transcript]:
         """One final per `EndOfTurn` and one at the end of `frames` if audio is pending.
