@@ -27,7 +27,7 @@ NAMES = ["sarah green", "peter clark", "emma", "doctor patel"]
 def stt() -> WhisperStt:
     vocab = stt_vocabulary()
     domain = Domain(services=vocab["services"], names=vocab["names"], extra_phrases=vocab["phrases"])
-    return WhisperStt(domain)
+    return WhisperStt(domain, hold_words=True)
 
 
 def phone(text: str, voice: str, rate: int) -> np.ndarray:
@@ -46,6 +46,12 @@ def test_a_name_fits_only_when_every_word_of_it_is_declared() -> None:
     assert slot.takes("My name is Sarah Green.", "My name is Erin Reed.")
     assert not slot.takes("My.", "My problem.")
     assert vocab_slot("name", Domain()) is None and vocab_slot("name", None) is None  # nothing to hold to
+
+
+def test_the_hold_is_off_unless_asked_for() -> None:
+    # It invents answers from real speech ("Nine." -> "Yes." at a yes/no question): opt-in only.
+    assert WhisperStt()._vocab_slot("yes_no") is None
+    assert WhisperStt(hold_words=True)._vocab_slot("yes_no") is not None
 
 
 def test_slots_without_a_vocabulary_are_left_alone() -> None:

@@ -9,9 +9,9 @@ The agent's vocabulary and the turn's hint (what the agent just asked for) becom
 final rather than invented words (whisper_gate.py). No partials are emitted.
 
 A turn the agent expects digits from but that decoded with words is decoded again with only digits
-allowed (whisper_slots.py), and a name, yes/no, day or time turn that does not read as one with only that
-slot's words (whisper_vocab.py); the constrained text is taken when the model is fairly sure of it, so
-that a caller who said something else ("sorry, what?") is still heard as they spoke.
+allowed (whisper_slots.py) (and, with `hold_words`, a name, yes/no, day or time turn that does not read
+as one with only that slot's words: whisper_vocab.py); the constrained text is taken when the model is
+fairly sure of it, so that a caller who said something else ("sorry, what?") is still heard as they spoke.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ class WhisperStt:
     cores // threads), `beam_size`, `margin_s` / `min_window_s` (encoder window: the turn's length +
     margin, at least the minimum), `pad_floor` (pad the window at the spectrogram's floor, as in
     training, rather than 0 as faster-whisper does), `constrain` (a second, slot-constrained decode of
-    a digits turn that came out with words), `hold_words` (a second decode of a name, yes/no, date or
-    time turn that did not read as one, held to that slot's words: whisper_vocab.py; needs `constrain`),
+    a digits turn that came out with words), `hold_words` (off by default: a second decode of a name,
+    yes/no, date or time turn that did not read as one, held to that slot's words, whisper_vocab.py;
+    it costs real speech more than it gains, see there; needs `constrain`),
     `slot_logprob` / `slot_margin` (how sure a constrained decode must be to be taken: at least this,
     and no more than the margin below the first), `domain`, `gate` (GateConfig fields)."""
 
@@ -58,7 +59,7 @@ class WhisperStt:
     def __init__(self, domain: Domain | None = None, *, model: str = "tiny.en", compute_type: str = "int8",
                  threads: int | None = None, workers: int | None = None, beam_size: int = 1,
                  margin_s: float = 6.0, min_window_s: int = 8, pad_floor: bool = True,
-                 constrain: bool = True, hold_words: bool = True, slot_logprob: float = -1.0,
+                 constrain: bool = True, hold_words: bool = False, slot_logprob: float = -1.0,
                  slot_margin: float = 0.2, gate: GateConfig | None = None) -> None:
         if beam_size < 1 or margin_s < 0 or not 1 <= min_window_s <= FULL_WINDOW_S:
             raise ProviderConfigError(
