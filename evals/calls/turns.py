@@ -11,7 +11,7 @@ minutes of `python -m evals.calls.bench`, and no real-time pacing; it does not r
 
     python -m evals.calls.turns                      # every caller of the first set
     python -m evals.calls.turns --set more --only a,b -v
-    python -m evals.calls.turns --stt 'whisper:constrain=false'
+    python -m evals.calls.turns --stt 'whisper:hold_words=true'   # word answers held to their slot
 """
 
 from __future__ import annotations
