@@ -6,6 +6,8 @@ voices of the unscripted callers (cells/simulator/other_callers.py) whose turns 
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +21,11 @@ from cells.providers.stt.whisper_vocab import vocab_slot, vocab_suppress
 from cells.simulator.caller import CallerLine, line_audio
 from cells.speech.espeak import EspeakEngine
 from evals.calls.turns import phone_pcm16
+from evals.stt.phone_path import Variant, phone_audio, read_wav
 
+# As in test_stt_slots.py: the shared speech-dev set beside the checkout, or AUTOSPEAK_SPEECH_DEV.
+SPEECH_DEV = Path(os.environ.get("AUTOSPEAK_SPEECH_DEV")
+                  or Path(__file__).resolve().parents[2] / "shared" / "speech-dev")
 NAMES = ["sarah green", "peter clark", "emma", "doctor patel"]
 
 
@@ -101,6 +107,17 @@ def test_a_correction_at_the_read_back_is_not_made_a_yes(stt: WhisperStt) -> Non
     # answer words it came out as "Can we can we can do it." - a yes that would book the wrong day.
     audio = phone("Actually, can we make it Thursday instead?", "en-029", 165)
     assert yes_no(tokenize(asyncio_transcribe(stt, audio, "yes_no"))) is None
+
+
+@pytest.mark.skipif(not (SPEECH_DEV / "manifest.csv").is_file(), reason="speech-dev set not found")
+def test_a_real_word_held_to_answers_is_kept_when_the_answer_is_unlikely(stt: WhisperStt) -> None:
+    # Real people saying "nine" where a yes/no was expected: held to answer words each comes out as
+    # "No, no.", far less likely than the "Nine." Whisper heard; the caller's word stands.
+    for n in (2, 3, 4):
+        pcm, rate = read_wav(SPEECH_DEV / "audio" / f"sc_nine_f5733968_nohash_{n}.wav")
+        audio = phone_audio(pcm, rate, Variant("clean"), np.random.default_rng(0))
+        text = asyncio_transcribe(stt, audio, "yes_no")
+        assert yes_no(tokenize(text)) is None and "nine" in text.lower(), (n, text)
 
 
 def asyncio_transcribe(stt: WhisperStt, audio: np.ndarray, hint: str) -> str:
