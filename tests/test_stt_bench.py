@@ -127,3 +127,7 @@ def test_provider_specs_name_where_the_digits_hint_goes() -> None:
     assert (every.hints, every.every, every.options) == (True, True, {"beam_size": 2})
     with pytest.raises(ValueError, match="name"):
         parse_provider("whisper+all")
+    word = parse_provider("whisper+yes_no:hold_words=true")
+    assert (word.hints, word.every, word.every_hint, word.options) == (False, False, "yes_no",
+                                                                       {"hold_words": True})
+    assert plain.every_hint is None and every.every_hint is None

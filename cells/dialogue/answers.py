@@ -32,6 +32,9 @@ _CLEAR_NO = {"no", "nope", "nah", "naw", "wrong", "incorrect", "wait"}
 _UNSURE_PHRASES = ("not sure", "dont know", "no idea", "im unsure")
 # Yes answers that contain a no word.
 _YES_DESPITE_NO = ("no problem", "not a problem", "why not", "doesnt matter", "dont mind")
+# Every word a yes or a no is read from (a recogniser may be held to them when it expects one).
+ANSWER_WORDS = frozenset(_YES_WORDS | _NO_WORDS | {w for p in (*_YES_PHRASES, *_NO_PHRASES, *_YES_DESPITE_NO)
+                                                    for w in p.split()})
 
 _RELATIONS = ("wife", "husband", "son", "daughter", "mother", "mom", "mum", "father", "dad", "kid", "child",
               "partner", "friend", "brother", "sister", "grandmother", "grandma", "grandfather", "grandpa",

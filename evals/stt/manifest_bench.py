@@ -8,9 +8,11 @@ digits), mean and 95th percentile processing time per utterance, and real-time f
 
 A provider is given as `name[+hints|+digits][:key=value;...]`: `+hints` sends EndOfTurn(hint="digits") on
 utterances whose reference is digits (the agent asked for a number); `+digits` sends it on every
-utterance (the worst case of a caller who answers a request for a number with something else); options
-go to the provider's factory (values are read as JSON where they parse, e.g.
-`whisper:min_window_s=30;beam_size=5`).
+utterance (the worst case of a caller who answers a request for a number with something else);
+`+yes_no`, `+name`, `+date` or `+time` send that hint on every utterance (what a word-answer constraint
+costs a caller who says something else; a name constraint needs the agent's names, e.g.
+`whisper+name:domain={"names": ["sarah green"]}`). Options go to the provider's factory (values are
+read as JSON where they parse, e.g. `whisper:min_window_s=30;beam_size=5`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from evals.stt.phone_path import Variant, parse_variant, phone_audio, read_wav
 from evals.stt.wer import edit_distance
 
 FRAME = 320  # 20 ms at 16 kHz
+WORD_HINTS = ("yes_no", "name", "date", "time")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class ProviderSpec:
     name: str
     hints: bool = False
     every: bool = False  # the digits hint on every utterance, not only on digit references
+    every_hint: str | None = None  # another hint (yes_no, name, date, time) sent on every utterance
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,8 +104,9 @@ def load_manifest(path: Path, limit: int | None = None) -> list[Clip]:
 def parse_provider(spec: str) -> ProviderSpec:
     head, _, opts = spec.strip().partition(":")
     name, _, flag = head.partition("+")
-    if flag not in ("", "hints", "digits") or not name:
-        raise ValueError(f"bad provider {spec!r}: expected name[+hints|+digits][:key=value;...]")
+    if flag not in ("", "hints", "digits", *WORD_HINTS) or not name:
+        raise ValueError(f"bad provider {spec!r}: expected name[+hints|+digits|+{'|+'.join(WORD_HINTS)}]"
+                         "[:key=value;...]")
     options: dict[str, Any] = {}
     for item in filter(None, opts.split(";")):
         key, sep, value = item.partition("=")
@@ -112,7 +117,7 @@ def parse_provider(spec: str) -> ProviderSpec:
         except json.JSONDecodeError:
             options[key.strip()] = value
     return ProviderSpec(spec.strip(), name, hints=flag in ("hints", "digits"), options=options,
-                        every=flag == "digits")
+                        every=flag == "digits", every_hint=flag if flag in WORD_HINTS else None)
 
 
 async def _frames(audio: np.ndarray, hint: str | None) -> AsyncIterator[Frame]:
@@ -144,7 +149,7 @@ async def _run_provider(spec: ProviderSpec, audio: dict[str, list[tuple[Clip, np
         score = scores.setdefault(variant, Score())
         for i, (clip, pcm) in enumerate(items, start=1):
             digits = spec.every or (spec.hints and scoring.reference_digits(clip.text) is not None)
-            text, cost = await _recognise(stt, pcm, "digits" if digits else None)
+            text, cost = await _recognise(stt, pcm, "digits" if digits else spec.every_hint)
             score.add(clip.text, text, cost, len(pcm) / stt_rate)
             if i % 25 == 0 or i == len(items):
                 print(f"  {spec.label} {variant}: {i}/{len(items)}", file=sys.stderr, flush=True)

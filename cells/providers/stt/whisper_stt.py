@@ -9,8 +9,9 @@ The agent's vocabulary and the turn's hint (what the agent just asked for) becom
 final rather than invented words (whisper_gate.py). No partials are emitted.
 
 A turn the agent expects digits from but that decoded with words is decoded again with only digits
-allowed (whisper_slots.py); the constrained text is taken when the model is fairly sure of it, so that a
-caller who said something else ("sorry, what?") is still heard as they spoke.
+allowed (whisper_slots.py) (and, with `hold_words`, a name, yes/no, day or time turn that does not read
+as one with only that slot's words: whisper_vocab.py); the constrained text is taken when the model is
+fairly sure of it, so that a caller who said something else ("sorry, what?") is still heard as they spoke.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from cells.providers.stt.whisper_gate import GateConfig
 from cells.providers.stt.whisper_models import resolve_model
 from cells.providers.stt.whisper_prompt import domain_prompt, turn_prompt
 from cells.providers.stt.whisper_slots import fits_slot, suppress_tokens
+from cells.providers.stt.whisper_vocab import VocabSlot, vocab_slot, vocab_suppress
 
 MAX_PIECE_S = FULL_WINDOW_S - 2  # a turn longer than the encoder window is decoded in pieces
 MAX_DIGITS_PER_S = 4.0  # of speech: a number read out quickly; more is a decoder loop
@@ -46,17 +48,19 @@ class WhisperStt:
     cores // threads), `beam_size`, `margin_s` / `min_window_s` (encoder window: the turn's length +
     margin, at least the minimum), `pad_floor` (pad the window at the spectrogram's floor, as in
     training, rather than 0 as faster-whisper does), `constrain` (a second, slot-constrained decode of
-    a digits turn that came out with words), `slot_logprob` / `slot_margin` (how sure that decode must
-    be to be taken: at least this, and no more than the margin below the first), `domain`, `gate`
-    (GateConfig fields)."""
+    a digits turn that came out with words), `hold_words` (off by default: a second decode of a name,
+    yes/no, date or time turn that did not read as one, held to that slot's words, whisper_vocab.py;
+    it costs real speech more than it gains, see there; needs `constrain`),
+    `slot_logprob` / `slot_margin` (how sure a constrained decode must be to be taken: at least this,
+    and no more than the margin below the first), `domain`, `gate` (GateConfig fields)."""
 
     sample_rate = SAMPLE_RATE
 
     def __init__(self, domain: Domain | None = None, *, model: str = "tiny.en", compute_type: str = "int8",
                  threads: int | None = None, workers: int | None = None, beam_size: int = 1,
                  margin_s: float = 6.0, min_window_s: int = 8, pad_floor: bool = True,
-                 constrain: bool = True, slot_logprob: float = -1.0, slot_margin: float = 0.2,
-                 gate: GateConfig | None = None) -> None:
+                 constrain: bool = True, hold_words: bool = False, slot_logprob: float = -1.0,
+                 slot_margin: float = 0.2, gate: GateConfig | None = None) -> None:
         if beam_size < 1 or margin_s < 0 or not 1 <= min_window_s <= FULL_WINDOW_S:
             raise ProviderConfigError(
                 f"whisper: beam_size >= 1, margin_s >= 0 and 1 <= min_window_s <= {FULL_WINDOW_S} "
@@ -69,8 +73,10 @@ class WhisperStt:
                                                "min_window_s": min_window_s, "pad_floor": pad_floor}
         self.gate = gate or GateConfig()
         self.constrain, self.slot_logprob, self.slot_margin = constrain, slot_logprob, slot_margin
+        self.hold_words = hold_words
         self._domain_text = domain_prompt(domain)
         self._examples = domain.examples if domain is not None else {}
+        self._vocab_slots: dict[str | None, VocabSlot | None] = {}
         self._engine: WhisperEngine | None = None
 
     @classmethod
@@ -123,11 +129,30 @@ class WhisperStt:
         """One piece; again with only the slot's tokens allowed when the first text does not fit the slot."""
         engine = await self.loaded()
         decoded = await engine.submit(audio, prompt, **self.decode_options)
-        suppress = suppress_tokens(engine.tokenizer, hint) if self.constrain else None
-        if suppress is None or not decoded.text.strip() or fits_slot(decoded.text, hint):
+        if not self.constrain or not decoded.text.strip():
+            return decoded
+        if (slot := self._vocab_slot(hint)) is not None:
+            if slot.fits(decoded.text):
+                return decoded
+            held = await engine.submit(audio, prompt, suppress=vocab_suppress(engine.tokenizer, slot),
+                                       **self.decode_options)
+            return held if slot.takes(held.text, decoded.text) and self._likely(held, decoded) else decoded
+        suppress = suppress_tokens(engine.tokenizer, hint)
+        if suppress is None or fits_slot(decoded.text, hint):
             return decoded
         constrained = await engine.submit(audio, prompt, suppress=suppress, **self.decode_options)
         return constrained if self._takes(constrained, decoded, speech_ms) else decoded
+
+    def _vocab_slot(self, hint: str | None) -> VocabSlot | None:
+        if not self.hold_words:
+            return None
+        if hint not in self._vocab_slots:
+            self._vocab_slots[hint] = vocab_slot(hint, self.domain)
+        return self._vocab_slots[hint]
+
+    def _likely(self, constrained: Decoded, first: Decoded) -> bool:
+        """The model is about as sure of the constrained text as of what it first heard."""
+        return constrained.avg_logprob >= max(self.slot_logprob, first.avg_logprob - self.slot_margin)
 
     def _takes(self, constrained: Decoded, first: Decoded, speech_ms: float) -> bool:
         """Whether the constrained decode replaces the first: it must hold digits, no more than the speech
@@ -136,7 +161,7 @@ class WhisperStt:
         digits = sum(c.isdigit() for c in constrained.text)
         if not digits or digits > 1 + MAX_DIGITS_PER_S * speech_ms / 1000:
             return False
-        return constrained.avg_logprob >= max(self.slot_logprob, first.avg_logprob - self.slot_margin)
+        return self._likely(constrained, first)
 
     async def stream(self, frames: AsyncIterator[Frame]) -> AsyncIterator[Transcript]:
         """One final per `EndOfTurn` and one at the end of `frames` if audio is pending.
