@@ -23,11 +23,11 @@ import asyncio
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from cells.contract.knowledge import LATENCY_BUDGET_S, KnowledgeAnswer, KnowledgeHit, KnowledgeSearch
 from cells.knowledge.lexical import tokens
@@ -38,6 +38,7 @@ MAX_WORDS: Final = 40
 RETRY_UNAVAILABLE_S: Final = 300.0
 """How long a question whose search failed keeps that outcome in the cache (see `KnowledgeAnswers`)."""
 
+_T = TypeVar("_T")
 Outcome = Literal["answer", "unknown", "unavailable"]
 _MISSES: ContextVar[set[str] | None] = ContextVar("knowledge_misses", default=None)
 
@@ -335,3 +336,17 @@ class KnowledgeAnswers:
             self._replies[key] = (reply, now)
         while len(self._replies) > self.max_entries:
             self._replies.popitem(last=False)
+
+
+async def replay_with_answers(knowledge: KnowledgeAnswers | None, replay: Callable[[], _T]) -> _T:
+    """A rule brain's replay of the call, after fetching the knowledge replies its questions missed: the
+    replay looks them up (and records the misses), they are fetched once, and the replay runs again to find
+    them; every later replay finds them the same way."""
+    if knowledge is None:
+        return replay()
+    with knowledge.collecting() as missed:
+        replayed = replay()
+    if not missed:
+        return replayed
+    await knowledge.fetch(missed)
+    return replay()

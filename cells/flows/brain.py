@@ -29,7 +29,7 @@ from cells.contract.flow_rules import assess
 from cells.contract.flows import Flow, Node, SlotDef
 from cells.contract.knowledge import KnowledgeSearch
 from cells.dialogue.actions import Action, Call, Say
-from cells.dialogue.knowledge_answer import UNAVAILABLE, KnowledgeAnswers, is_question
+from cells.dialogue.knowledge_answer import UNAVAILABLE, KnowledgeAnswers, is_question, replay_with_answers
 from cells.flows.slots import HINTS, read_choice, read_slot, say_value
 from cells.providers.base import Grounding, Message, TextDelta, ToolCall, ToolSpec
 
@@ -90,7 +90,7 @@ class FlowRules:
 
     async def complete(self, messages: Sequence[Message],
                        tools: Sequence[ToolSpec] = ()) -> AsyncIterator[TextDelta | ToolCall | Grounding]:
-        _, actions, first_id = await self._replay_with_knowledge(messages)
+        _, actions, first_id = await replay_with_answers(self.knowledge, lambda: self._replay(messages))
         last = next((m for m in reversed(messages) if _field(m, "role") == "user"), None)
         if self.knowledge is not None and last is not None:
             passages = self.knowledge.grounding(str(_field(last, "content") or ""))
@@ -122,18 +122,6 @@ class FlowRules:
         return self._replay(messages)[0]
 
     # --- replay -------------------------------------------------------------------------------------
-
-    async def _replay_with_knowledge(self, messages: Sequence[Message]
-                                     ) -> tuple[FlowState, list[Action], int]:
-        """The replay, after fetching the knowledge replies its questions missed (once each)."""
-        if self.knowledge is None:
-            return self._replay(messages)
-        with self.knowledge.collecting() as missed:
-            replayed = self._replay(messages)
-        if not missed:
-            return replayed
-        await self.knowledge.fetch(missed)
-        return self._replay(messages)
 
     def _replay(self, messages: Sequence[Message]) -> tuple[FlowState, list[Action], int]:
         s = FlowState(self.flow.start)

@@ -72,6 +72,15 @@ def booking_call(data: Path, booking: BookingScript, voice: str, rate_wpm: int,
 SETS: dict[str, dict[str, OtherCaller]] = {"other": OTHER_CALLERS, "more": MORE_CALLERS}
 
 
+def chosen(callers: dict[str, OtherCaller], only: str | None) -> list[str]:
+    """The callers named in `--only` (comma-separated; all of the set without it), checked."""
+    names = only.split(",") if only else list(callers)
+    unknown = [n for n in names if n not in callers]
+    if unknown:
+        raise SystemExit(f"unknown caller(s) {unknown}; choose from {', '.join(callers)}")
+    return names
+
+
 def run_caller(name: str, workdir: Path, voice: str | None = None,
                rate_wpm: int | None = None, callers: dict[str, OtherCaller] = OTHER_CALLERS) -> CallOutcome:
     """One caller's call (in its own voice and rate unless others are given), its data in workdir/name."""
@@ -104,10 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="keep each call's worker data (call records, calendar) here")
     args = ap.parse_args(argv)
     callers = SETS[args.set]
-    names = args.only.split(",") if args.only else list(callers)
-    unknown = [n for n in names if n not in callers]
-    if unknown:
-        raise SystemExit(f"unknown caller(s) {unknown}; choose from {', '.join(callers)}")
+    names = chosen(callers, args.only)
     if args.voice or args.rate:
         try:  # a bad voice or rate fails here, before any worker starts
             EspeakEngine().synthesize("check", voice=args.voice or "en-us", rate_wpm=args.rate or 170)

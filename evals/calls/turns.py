@@ -31,12 +31,11 @@ from cells.agents.reception.agent import ReceptionAgent
 from cells.agents.reception.clinic import default_clinic
 from cells.agents.reception.intents import understand
 from cells.simulator.caller import line_audio
-from cells.simulator.more_callers import MORE_CALLERS
-from cells.simulator.other_callers import OTHER_CALLERS, OtherCaller
+from cells.simulator.other_callers import OtherCaller
 from cells.speech.espeak import EspeakEngine
+from evals.calls.bench import SETS, chosen
 from evals.dialogue.harness import NOW, FakeCall
 
-SETS: dict[str, dict[str, OtherCaller]] = {"other": OTHER_CALLERS, "more": MORE_CALLERS}
 SLOTS = ("service", "date", "time", "name", "phone", "answer")
 
 
@@ -117,10 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-v", "--verbose", action="store_true", help="print every turn, not only the missed")
     args = ap.parse_args(argv)
     callers = SETS[args.set]
-    names = args.only.split(",") if args.only else list(callers)
-    unknown = [n for n in names if n not in callers]
-    if unknown:
-        raise SystemExit(f"unknown caller(s) {unknown}; choose from {', '.join(callers)}")
+    names = chosen(callers, args.only)
     turns = run(callers, names, args.stt)
     for t in turns:
         if t.missed or args.verbose:

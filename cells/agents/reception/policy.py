@@ -34,7 +34,7 @@ from cells.agents.reception.semantic import SemanticReader, pin_blas_to_one_thre
 from cells.agents.reception.state import Action, Call, DialogueState, Say
 from cells.agents.reception.steps import ReceptionSteps
 from cells.contract.knowledge import KnowledgeSearch
-from cells.dialogue.knowledge_answer import KnowledgeAnswers, Offers
+from cells.dialogue.knowledge_answer import KnowledgeAnswers, Offers, replay_with_answers
 from cells.providers.base import Grounding, Message, TextDelta, ToolCall, ToolSpec
 
 # Messages and tools come as our dataclasses or as OpenAI-style dicts.
@@ -119,7 +119,7 @@ class ReceptionPolicy:
         if self.reader is not None and last is not None:
             # Embedded off the event loop; the replay below reads it from the cache.
             await asyncio.to_thread(self.reader.read, str(_field(last, "content") or ""))
-        _, actions, first_id = await self._replay_with_knowledge(messages)
+        _, actions, first_id = await replay_with_answers(self.knowledge, lambda: self._replay(messages))
         if self.knowledge is not None and last is not None:
             passages = self.knowledge.grounding(str(_field(last, "content") or ""))
             if passages:  # what a knowledge answer says is the business's fact (cells.call.claims)
@@ -134,19 +134,6 @@ class ReceptionPolicy:
             else:
                 yield ToolCall(id=f"call_{n}", name=action.name, arguments=dict(action.arguments))
                 n += 1
-
-    async def _replay_with_knowledge(self, messages: Sequence[Messageish]
-                                     ) -> tuple[DialogueState, list[Action], int]:
-        """The replay, after fetching the knowledge replies of the turns that ask the knowledge (those
-        the replay looked up and missed); each is fetched once and replays alike from then on."""
-        if self.knowledge is None:
-            return self._replay(messages)
-        with self.knowledge.collecting() as missed:
-            replayed = self._replay(messages)
-        if not missed:
-            return replayed
-        await self.knowledge.fetch(missed)
-        return self._replay(messages)
 
     def state(self, messages: Sequence[Messageish]) -> DialogueState:
         return self._replay(messages)[0]
