@@ -127,6 +127,10 @@ _TENS_WORD = {v: k for k, v in TENS.items()}
 _TEEN = {w: str(10 + i) for i, w in enumerate(TEENS)}
 _PIECE = re.compile(r"[a-z]+|\d+", re.IGNORECASE)
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+# A trace's span or trace id (W3C: 16 or 32 hex digits, the value of a "..._id" key): random, so its digit runs
+# say nothing of a card (a span id "5525316266908cdf" once held 13 digits that pass Luhn). Only a value that
+# has a hex letter: a run of digits alone is kept, whatever its key.
+_HEX_ID = re.compile(r'(?<=_id": ")(?=[0-9]*[a-f])(?:[0-9a-f]{32}|[0-9a-f]{16})(?=")')
 _DECIMAL = re.compile(r"(?<![\d.])\d+\.\d+(?![\d.])")
 _DIGITS = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
 _SEPARATOR = re.compile(r"^[\s,.\-*#()_;/\\\"']*$")  # not ":": "10:00" is a time
@@ -196,6 +200,7 @@ def leaks(blob: str | bytes, card: str, secrets: list[str] = (), where: str = ""
     """What of `card` (any piece of 4 digits or more) or of `secrets`, or any card at all, `blob` holds."""
     text = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else blob
     text = _UUID.sub("<id>", text)  # random ids: their digit groups say nothing of a card
+    text = _HEX_ID.sub("<id>", text)
     text = _DECIMAL.sub("<n>", text)  # a measure ("0.012"), not "4539.1488.0343.6467"
     found = []
     located = located_runs(text)

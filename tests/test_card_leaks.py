@@ -90,6 +90,16 @@ def test_phone_numbers_and_numbers_that_are_no_card_survive(scenario: Scenario) 
     assert scenario.keep in [run for t in out for run in digit_runs(t)], out
 
 
+
+def test_the_scanner_finds_a_card_anywhere_but_in_a_random_trace_id() -> None:
+    card = "4539148803436467"
+    trace = '{"name": "first_audio", "span_id": "5525316266908cdf", "trace_id": "%s"}'
+    assert leaks(trace % ("0" * 16 + "4f" + "1" * 14), card) == []  # random ids (13 digits pass Luhn)
+    assert leaks(trace % card, card)  # digits alone are no id
+    assert leaks('"text": "%s"' % ("a" * 16 + card), card)  # nor is hex that is not an id's value
+    assert leaks('"text": "card 4539 1488 0343 6467 thanks"', card)
+    assert leaks('"id": "5525316266908"', "4111111111111111"), "a bare Luhn number is still a card"
+
 # --- whole calls through the worker's real path into real stores ----------------------------------------
 
 class CallerLine:
