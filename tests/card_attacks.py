@@ -127,7 +127,7 @@ _TENS_WORD = {v: k for k, v in TENS.items()}
 _TEEN = {w: str(10 + i) for i, w in enumerate(TEENS)}
 _PIECE = re.compile(r"[a-z]+|\d+", re.IGNORECASE)
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
-# A trace's span or trace id (W3C: 16 or 32 hex digits, the value of a "..._id" key): random, so its digit runs
+# A trace's span or trace id (W3C: 16 or 32 hex digits, the value of a "..._id" key): random, so its digits
 # say nothing of a card (a span id "5525316266908cdf" once held 13 digits that pass Luhn). Only a value that
 # has a hex letter: a run of digits alone is kept, whatever its key.
 _HEX_ID = re.compile(r'(?<=_id": ")(?=[0-9]*[a-f])(?:[0-9a-f]{32}|[0-9a-f]{16})(?=")')
